@@ -1,0 +1,1 @@
+//! The connector (issue 4). Not built yet.

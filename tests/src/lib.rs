@@ -1,0 +1,1 @@
+//! End-to-end tests across the connector and both fakes live in `tests/`.
