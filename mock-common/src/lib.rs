@@ -1,0 +1,12 @@
+//! Pieces both fakes share, and nothing else: an injected clock, slow hashing of
+//! passwords and secrets, opaque bearer tokens kept only as digests, request ids, the
+//! admin-token check, and the start-up that prints the `listening on` line.
+//!
+//! The connector never depends on this crate (see ARCHITECTURE.md).
+
+pub mod clock;
+pub mod secret;
+pub mod serve;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use secret::{AdminToken, PasswordHash, TokenDigest, new_token, request_id};

@@ -1,0 +1,89 @@
+//! Start-up shared by the fake servers' binaries: logging to stderr, the admin token
+//! from a file or the environment, binding, the one `listening on` line on stdout, and
+//! a graceful stop on Ctrl-C or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::AdminToken;
+
+/// Logs go to stderr so that stdout carries only the `listening on` line. `RUST_LOG`
+/// picks the level (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Reads the admin token from `file` if given, else from the environment variable `env`.
+/// With neither, the inspection API stays closed to everyone.
+pub fn admin_token(file: Option<&Path>, env: &str) -> anyhow::Result<AdminToken> {
+    let token = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var(env).ok().map(|t| t.trim().to_owned()),
+    };
+    match token {
+        Some(t) if t.len() >= 16 => Ok(AdminToken::new(&t)),
+        Some(_) => anyhow::bail!("the admin token must be at least 16 characters long"),
+        None => {
+            tracing::warn!(
+                "no admin token given (file or {env}): the inspection API refuses every request"
+            );
+            Ok(AdminToken::disabled())
+        }
+    }
+}
+
+/// Binds `addr`, prints exactly `listening on http://HOST:PORT` on stdout, and serves
+/// until Ctrl-C or SIGTERM.
+pub async fn serve(addr: SocketAddr, app: Router) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{local}")?;
+        out.flush()?;
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
