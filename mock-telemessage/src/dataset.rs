@@ -1,0 +1,330 @@
+//! The dataset a fake provider serves: accounts, registered employees, items, and the
+//! faults to inject. It is the wire JSON of `docs/telemessage-api.md` with two changes:
+//! an attachment gives a `seed` instead of its `sha256` (its bytes are generated from it),
+//! and account passwords are given in clear or as an argon2 PHC hash (`password_hash`).
+//! Clear passwords are hashed at load and dropped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::attachment;
+use crate::wire;
+use mock_common::PasswordHash;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    #[serde(default)]
+    pub accounts: Vec<AccountSpec>,
+    #[serde(default)]
+    pub employees: Vec<wire::Participant>,
+    /// Items that must follow the schema; the load fails on the first that does not.
+    #[serde(default)]
+    pub items: Vec<Value>,
+    /// Items served exactly as written, schema or not (to test a client's handling of bad
+    /// data). Each needs only a string `id` and an RFC 3339 `archived_at`.
+    #[serde(default)]
+    pub raw_items: Vec<Value>,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("accounts", &self.accounts.len())
+            .field("employees", &self.employees.len())
+            .field("items", &self.items.len())
+            .field("raw_items", &self.raw_items.len())
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for AccountSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountSpec")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Seeded fault injection. Each rate is a probability from 0 to 1, decided per request
+/// from `seed` and the request's number, so a run with the same requests in the same
+/// order meets the same faults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    #[serde(default)]
+    pub seed: u64,
+    /// Share of listing and download requests answered `503 unavailable`.
+    #[serde(default)]
+    pub unavailable_rate: f64,
+    /// Share of downloads whose bytes are altered in flight (one byte flipped).
+    #[serde(default)]
+    pub corrupt_download_rate: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path}: cannot read the file: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid dataset: {source}")]
+    Syntax {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{place}: {reason}")]
+    Item { place: String, reason: String },
+    #[error("account {username:?}: {reason}")]
+    Account { username: String, reason: String },
+    #[error("faults: {0}")]
+    Faults(String),
+}
+
+/// An account as the server keeps it: the name and an argon2 hash.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub username: String,
+    pub password: PasswordHash,
+}
+
+/// What the server needs to generate an attachment's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentSource {
+    pub seed: u64,
+    pub size: u64,
+    pub content_type: String,
+    pub file_name: String,
+}
+
+/// An item ready to serve: its listing key and its JSON as it goes on the wire.
+#[derive(Debug)]
+pub struct PreparedItem {
+    pub id: String,
+    pub archived_at: DateTime<Utc>,
+    pub json: Box<RawValue>,
+}
+
+/// Items and attachments ready for the store.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub items: Vec<PreparedItem>,
+    pub attachments: BTreeMap<String, AttachmentSource>,
+}
+
+impl Dataset {
+    pub fn from_file(path: &Path) -> Result<Self, DatasetError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|e| match e {
+            DatasetError::Syntax { source, .. } => DatasetError::Syntax {
+                path: path.display().to_string(),
+                source,
+            },
+            DatasetError::Item { place, reason } => DatasetError::Item {
+                place: format!("{}: {place}", path.display()),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, DatasetError> {
+        serde_json::from_str(text).map_err(|source| DatasetError::Syntax {
+            path: "<dataset>".into(),
+            source,
+        })
+    }
+
+    /// Hashes the account passwords (argon2; slow on purpose).
+    pub fn accounts(&self) -> Result<Vec<Account>, DatasetError> {
+        self.accounts
+            .iter()
+            .map(|spec| {
+                let fail = |reason: &str| DatasetError::Account {
+                    username: spec.username.clone(),
+                    reason: reason.to_owned(),
+                };
+                let password = match (&spec.password, &spec.password_hash) {
+                    (Some(clear), None) => {
+                        PasswordHash::hash(clear).map_err(|e| fail(&e.to_string()))?
+                    }
+                    (None, Some(phc)) => {
+                        PasswordHash::from_phc(phc).map_err(|e| fail(&e.to_string()))?
+                    }
+                    _ => return Err(fail("give exactly one of `password` or `password_hash`")),
+                };
+                Ok(Account {
+                    username: spec.username.clone(),
+                    password,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the faults and items, computes each attachment's SHA-256 from its seed.
+    pub fn prepare(&self) -> Result<Prepared, DatasetError> {
+        for (name, rate) in [
+            ("unavailable_rate", self.faults.unavailable_rate),
+            ("corrupt_download_rate", self.faults.corrupt_download_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(DatasetError::Faults(format!(
+                    "{name} is {rate}; it must be between 0 and 1"
+                )));
+            }
+        }
+        prepare_items(&self.items, &self.raw_items, &mut HashSet::new())
+    }
+}
+
+/// Prepares schema items and raw items; `seen` holds ids already served, so appends
+/// cannot reuse one.
+pub fn prepare_items(
+    items: &[Value],
+    raw_items: &[Value],
+    seen: &mut HashSet<String>,
+) -> Result<Prepared, DatasetError> {
+    let mut prepared = Prepared::default();
+    for (index, value) in items.iter().enumerate() {
+        let place = |id: Option<&str>| match id {
+            Some(id) => format!("items[{index}] (id {id})"),
+            None => format!("items[{index}]"),
+        };
+        let mut value = value.clone();
+        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        let fail = |reason: String| DatasetError::Item {
+            place: place(id.as_deref()),
+            reason,
+        };
+        if let Some(source) = seed_attachment(&mut value).map_err(fail)? {
+            let att_id = attachment_id(&value).unwrap_or_default();
+            match prepared.attachments.get(&att_id) {
+                Some(existing) if *existing != source => {
+                    return Err(fail(format!(
+                        "attachment id {att_id} is used twice with different content"
+                    )));
+                }
+                _ => {
+                    prepared.attachments.insert(att_id, source);
+                }
+            }
+        }
+        let item: wire::Item = serde_json::from_value(value.clone())
+            .map_err(|e| fail(format!("does not follow the item schema: {e}")))?;
+        push(&mut prepared, seen, item.id, item.archived_at, &value, fail)?;
+    }
+    for (index, value) in raw_items.iter().enumerate() {
+        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        let fail = |reason: String| DatasetError::Item {
+            place: format!("raw_items[{index}]"),
+            reason,
+        };
+        let id = id.ok_or_else(|| fail("needs a string `id`".into()))?;
+        let archived_at = value
+            .get("archived_at")
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .ok_or_else(|| fail("needs an RFC 3339 `archived_at`".into()))?
+            .to_utc();
+        push(&mut prepared, seen, id, archived_at, value, fail)?;
+    }
+    Ok(prepared)
+}
+
+fn push(
+    prepared: &mut Prepared,
+    seen: &mut HashSet<String>,
+    id: String,
+    archived_at: DateTime<Utc>,
+    value: &Value,
+    fail: impl Fn(String) -> DatasetError,
+) -> Result<(), DatasetError> {
+    if !seen.insert(id.clone()) {
+        return Err(fail(format!("item id {id} is used more than once")));
+    }
+    let json = RawValue::from_string(value.to_string())
+        .map_err(|e| fail(format!("cannot be serialised: {e}")))?;
+    prepared.items.push(PreparedItem {
+        id,
+        archived_at,
+        json,
+    });
+    Ok(())
+}
+
+fn attachment_object(value: &mut Value) -> Option<&mut serde_json::Map<String, Value>> {
+    let kind = value.get("type")?.as_str()?.to_owned();
+    if kind != "media" && kind != "document" {
+        return None;
+    }
+    value.get_mut(&kind)?.get_mut("attachment")?.as_object_mut()
+}
+
+fn attachment_id(value: &Value) -> Option<String> {
+    let kind = value.get("type")?.as_str()?;
+    value
+        .get(kind)?
+        .get("attachment")?
+        .get("id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Replaces an attachment's `seed` by the `sha256` of the bytes it generates. A `sha256`
+/// given beside the seed is kept as written (a provider whose metadata is wrong).
+fn seed_attachment(value: &mut Value) -> Result<Option<AttachmentSource>, String> {
+    let Some(att) = attachment_object(value) else {
+        return Ok(None);
+    };
+    let Some(seed) = att.remove("seed") else {
+        return Err("an attachment in a dataset needs a `seed` for its bytes".into());
+    };
+    let seed = seed
+        .as_u64()
+        .ok_or("attachment `seed` must be a non-negative integer")?;
+    let size = att
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or("attachment `size` must be a non-negative integer")?;
+    let text = |k: &str| att.get(k).and_then(Value::as_str).map(str::to_owned);
+    let source = AttachmentSource {
+        seed,
+        size,
+        content_type: text("content_type").ok_or("attachment needs `content_type`")?,
+        file_name: text("file_name").ok_or("attachment needs `file_name`")?,
+    };
+    if !att.contains_key("sha256") {
+        att.insert(
+            "sha256".into(),
+            Value::String(attachment::sha256_hex(seed, size)),
+        );
+    }
+    Ok(Some(source))
+}

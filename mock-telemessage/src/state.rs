@@ -1,0 +1,543 @@
+//! The fake provider's state: accounts with lockout, sessions kept as token digests, the
+//! item store with snapshot listings, attachment sources, seeded faults and counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::cursor::Cursor;
+use crate::dataset::{
+    Account, AttachmentSource, Dataset, DatasetError, Faults, Prepared, prepare_items,
+};
+use crate::error::ApiError;
+use crate::wire::{Participant, Window};
+use mock_common::{AdminToken, PasswordHash, SharedClock, TokenDigest, new_token};
+
+/// Server settings that are not data.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub token_lifetime: Duration,
+    pub lockout_threshold: u32,
+    pub lockout_window: Duration,
+    pub lockout_duration: Duration,
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            token_lifetime: Duration::hours(1),
+            lockout_threshold: 5,
+            lockout_window: Duration::minutes(15),
+            lockout_duration: Duration::minutes(15),
+            default_page_size: 100,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// Cheap to clone: every clone is the same server.
+#[derive(Debug, Clone)]
+pub struct State(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    clock: SharedClock,
+    config: Config,
+    admin: AdminToken,
+    cursor_key: [u8; 32],
+    faults: Faults,
+    employees: Vec<Participant>,
+    accounts: HashMap<String, Account>,
+    /// Verified against when the user is unknown, so both cases take the same time.
+    decoy: PasswordHash,
+    failures: Mutex<HashMap<String, Failures>>,
+    sessions: Mutex<HashMap<TokenDigest, Session>>,
+    store: RwLock<Store>,
+    counters: Counters,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Failures {
+    count: u32,
+    first: Option<DateTime<Utc>>,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    username: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    items: BTreeMap<(DateTime<Utc>, String), Stored>,
+    ids: HashSet<String>,
+    attachments: BTreeMap<String, AttachmentSource>,
+    next_seq: u64,
+}
+
+#[derive(Debug)]
+struct Stored {
+    seq: u64,
+    json: Box<RawValue>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: Mutex<BTreeMap<String, u64>>,
+    bytes_served: AtomicU64,
+    logins_succeeded: AtomicU64,
+    logins_failed: AtomicU64,
+    faults_injected: AtomicU64,
+    items_appended: AtomicU64,
+    fault_rolls: AtomicU64,
+}
+
+/// What `GET /admin/v1/counters` shows.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    pub requests: BTreeMap<String, u64>,
+    pub bytes_served: u64,
+    pub logins_succeeded: u64,
+    pub logins_failed: u64,
+    pub faults_injected: u64,
+    pub items_appended: u64,
+    pub items_held: u64,
+}
+
+/// One page of a listing, already serialised.
+#[derive(Debug)]
+pub struct Page {
+    pub json: String,
+}
+
+#[derive(Serialize)]
+struct PageBody<'a> {
+    window: Window,
+    items: Vec<&'a RawValue>,
+    next_cursor: Option<String>,
+}
+
+/// Where a listing request starts.
+#[derive(Debug, Default)]
+pub struct ListRequest {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub page_size: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// A fault the server decided to inject into one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Unavailable,
+    Corrupt,
+}
+
+impl State {
+    /// Loads a dataset: hashes passwords, checks and indexes items.
+    pub fn new(
+        dataset: &Dataset,
+        clock: SharedClock,
+        config: Config,
+        admin: AdminToken,
+    ) -> Result<Self, DatasetError> {
+        let accounts = dataset
+            .accounts()?
+            .into_iter()
+            .map(|a| (a.username.clone(), a))
+            .collect();
+        let prepared = dataset.prepare()?;
+        let mut cursor_key = [0u8; 32];
+        getrandom::fill(&mut cursor_key).expect("the operating system has no random source");
+        let decoy_clear = new_token("decoy-");
+        let state = Self(Arc::new(Inner {
+            clock,
+            config,
+            admin,
+            cursor_key,
+            faults: dataset.faults.clone(),
+            employees: dataset.employees.clone(),
+            accounts,
+            decoy: PasswordHash::hash(&decoy_clear).map_err(|e| DatasetError::Account {
+                username: "<decoy>".into(),
+                reason: e.to_string(),
+            })?,
+            failures: Mutex::default(),
+            sessions: Mutex::default(),
+            store: RwLock::default(),
+            counters: Counters::default(),
+        }));
+        state.insert(prepared);
+        Ok(state)
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.0.clock.now()
+    }
+
+    pub fn admin(&self) -> &AdminToken {
+        &self.0.admin
+    }
+
+    pub fn employees(&self) -> &[Participant] {
+        &self.0.employees
+    }
+
+    fn insert(&self, prepared: Prepared) -> usize {
+        let mut store = self.0.store.write().expect("store lock poisoned");
+        let count = prepared.items.len();
+        store.attachments.extend(prepared.attachments);
+        for item in prepared.items {
+            let seq = store.next_seq;
+            store.next_seq += 1;
+            store.ids.insert(item.id.clone());
+            store.items.insert(
+                (item.archived_at, item.id),
+                Stored {
+                    seq,
+                    json: item.json,
+                },
+            );
+        }
+        count
+    }
+
+    /// Appends items at run time, as the provider captures them. An item without
+    /// `archived_at` is stamped with the current time.
+    pub fn append(
+        &self,
+        mut items: Vec<Value>,
+        mut raw_items: Vec<Value>,
+    ) -> Result<usize, DatasetError> {
+        let now = Value::String(
+            self.now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        );
+        for item in items.iter_mut().chain(raw_items.iter_mut()) {
+            if let Some(obj) = item.as_object_mut() {
+                obj.entry("archived_at").or_insert_with(|| now.clone());
+            }
+        }
+        let mut seen = self
+            .0
+            .store
+            .read()
+            .expect("store lock poisoned")
+            .ids
+            .clone();
+        let prepared = prepare_items(&items, &raw_items, &mut seen)?;
+        let count = self.insert(prepared);
+        self.0
+            .counters
+            .items_appended
+            .fetch_add(count as u64, Ordering::Relaxed);
+        Ok(count)
+    }
+
+    /// Exchanges a username and password for a bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> Result<(String, u64), ApiError> {
+        let now = self.now();
+        if let Some(until) = self.locked_until(username, now) {
+            let seconds = (until - now).num_seconds().max(1) as u64;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "account_locked",
+                "too many failed logins; the account is locked for a while",
+            )
+            .with_retry_after(seconds));
+        }
+        let known = self.0.accounts.get(username);
+        let hash = known.map_or(&self.0.decoy, |a| &a.password).clone();
+        let clear = password.to_owned();
+        let verified = tokio::task::spawn_blocking(move || hash.verify(&clear))
+            .await
+            .unwrap_or(false);
+        let now = self.now();
+        if verified && known.is_some() {
+            self.0
+                .failures
+                .lock()
+                .expect("lock poisoned")
+                .remove(username);
+            let token = new_token("tm_");
+            let lifetime = self.0.config.token_lifetime;
+            self.0.sessions.lock().expect("lock poisoned").insert(
+                TokenDigest::of(&token),
+                Session {
+                    username: username.to_owned(),
+                    expires_at: now + lifetime,
+                },
+            );
+            self.0
+                .counters
+                .logins_succeeded
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(username, "login succeeded");
+            Ok((token, lifetime.num_seconds().max(0) as u64))
+        } else {
+            self.record_failure(username, now);
+            self.0
+                .counters
+                .logins_failed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(username, "login failed");
+            Err(ApiError::unauthorized(
+                "invalid_credentials",
+                "the username or password is wrong",
+            ))
+        }
+    }
+
+    fn locked_until(&self, username: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let failures = self.0.failures.lock().expect("lock poisoned");
+        failures
+            .get(username)
+            .and_then(|f| f.locked_until)
+            .filter(|until| *until > now)
+    }
+
+    fn record_failure(&self, username: &str, now: DateTime<Utc>) {
+        let config = &self.0.config;
+        let mut failures = self.0.failures.lock().expect("lock poisoned");
+        // Forget what can no longer matter, so guessing many names cannot grow this map
+        // without bound.
+        failures.retain(|_, f| {
+            f.locked_until.is_some_and(|u| u > now)
+                || f.first.is_some_and(|t| now - t < config.lockout_window)
+        });
+        let entry = failures.entry(username.to_owned()).or_default();
+        match entry.first {
+            Some(first) if now - first < config.lockout_window => entry.count += 1,
+            _ => {
+                entry.count = 1;
+                entry.first = Some(now);
+            }
+        }
+        if entry.count >= config.lockout_threshold {
+            tracing::warn!(username, "account locked after repeated failed logins");
+            *entry = Failures {
+                locked_until: Some(now + config.lockout_duration),
+                ..Failures::default()
+            };
+        }
+    }
+
+    /// The username behind an `Authorization` header, or the documented 401.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<String, ApiError> {
+        let Some(token) = authorization.and_then(mock_common::secret::bearer) else {
+            return Err(ApiError::unauthorized(
+                "missing_token",
+                "send Authorization: Bearer <access_token>",
+            ));
+        };
+        let now = self.now();
+        let mut sessions = self.0.sessions.lock().expect("lock poisoned");
+        // Expired sessions are kept a day to answer `token_expired`, then dropped.
+        sessions.retain(|_, s| now - s.expires_at < Duration::days(1));
+        match sessions.get(&TokenDigest::of(token)) {
+            None => Err(ApiError::unauthorized(
+                "invalid_token",
+                "the access token is not known",
+            )),
+            Some(s) if s.expires_at <= now => Err(ApiError::unauthorized(
+                "token_expired",
+                "the access token has expired; log in again",
+            )),
+            Some(s) => Ok(s.username.clone()),
+        }
+    }
+
+    /// One page of a listing (`docs/telemessage-api.md` section 2).
+    pub fn list(&self, request: &ListRequest) -> Result<Page, ApiError> {
+        let config = &self.0.config;
+        let page_size = match &request.page_size {
+            None => None,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=config.max_page_size).contains(&n) => Some(n),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        format!(
+                            "page_size must be a whole number from 1 to {}",
+                            config.max_page_size
+                        ),
+                    ));
+                }
+            },
+        };
+        let store = self.0.store.read().expect("store lock poisoned");
+        let (since, until, snapshot, after, page_size) = match &request.cursor {
+            Some(text) => {
+                if request.since.is_some() || request.until.is_some() {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        "send either a cursor or since/until, not both",
+                    ));
+                }
+                let c = Cursor::decode(text, &self.0.cursor_key).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "the cursor was not issued here or was altered",
+                    )
+                })?;
+                (
+                    c.since,
+                    c.until,
+                    c.snapshot,
+                    Some(c.after),
+                    page_size.unwrap_or(c.page_size),
+                )
+            }
+            None => {
+                let since = parse_time("since", request.since.as_deref())?;
+                let until = parse_time("until", request.until.as_deref())?;
+                if since >= until {
+                    return Err(ApiError::bad_request(
+                        "invalid_window",
+                        "since must be before until",
+                    ));
+                }
+                let size = page_size.unwrap_or(config.default_page_size);
+                (since, until, store.next_seq, None, size)
+            }
+        };
+        let lower = match &after {
+            Some(key) => Bound::Excluded(key.clone()),
+            None => Bound::Included((since, String::new())),
+        };
+        let upper = Bound::Excluded((until, String::new()));
+        let mut chosen: Vec<(&(DateTime<Utc>, String), &Stored)> = store
+            .items
+            .range((lower, upper))
+            .filter(|(_, s)| s.seq < snapshot)
+            .take(page_size + 1)
+            .collect();
+        let next_cursor = if chosen.len() > page_size {
+            chosen.truncate(page_size);
+            let last = chosen.last().map(|(k, _)| (*k).clone());
+            last.map(|after| {
+                Cursor {
+                    v: 1,
+                    since,
+                    until,
+                    snapshot,
+                    after,
+                    page_size,
+                }
+                .encode(&self.0.cursor_key)
+            })
+        } else {
+            None
+        };
+        let body = PageBody {
+            window: Window { since, until },
+            items: chosen.iter().map(|(_, s)| s.json.as_ref()).collect(),
+            next_cursor,
+        };
+        Ok(Page {
+            json: serde_json::to_string(&body).expect("a page always serialises"),
+        })
+    }
+
+    pub fn attachment(&self, id: &str) -> Option<AttachmentSource> {
+        self.0
+            .store
+            .read()
+            .expect("store lock poisoned")
+            .attachments
+            .get(id)
+            .cloned()
+    }
+
+    /// Decides, from the dataset's seed, whether to inject a fault into this answer.
+    pub fn roll_fault(&self, download: bool) -> Option<Fault> {
+        let faults = &self.0.faults;
+        if faults.unavailable_rate <= 0.0 && faults.corrupt_download_rate <= 0.0 {
+            return None;
+        }
+        let n = self.0.counters.fault_rolls.fetch_add(1, Ordering::Relaxed);
+        let draw = unit(faults.seed, n);
+        let fault = if draw < faults.unavailable_rate {
+            Some(Fault::Unavailable)
+        } else if download && draw < faults.unavailable_rate + faults.corrupt_download_rate {
+            Some(Fault::Corrupt)
+        } else {
+            None
+        };
+        if fault.is_some() {
+            self.0
+                .counters
+                .faults_injected
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        fault
+    }
+
+    pub fn count_request(&self, route: &str) {
+        *self
+            .0
+            .counters
+            .requests
+            .lock()
+            .expect("lock poisoned")
+            .entry(route.to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn count_bytes(&self, n: u64) {
+        self.0.counters.bytes_served.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn counters(&self) -> CountersSnapshot {
+        let c = &self.0.counters;
+        CountersSnapshot {
+            requests: c.requests.lock().expect("lock poisoned").clone(),
+            bytes_served: c.bytes_served.load(Ordering::Relaxed),
+            logins_succeeded: c.logins_succeeded.load(Ordering::Relaxed),
+            logins_failed: c.logins_failed.load(Ordering::Relaxed),
+            faults_injected: c.faults_injected.load(Ordering::Relaxed),
+            items_appended: c.items_appended.load(Ordering::Relaxed),
+            items_held: self
+                .0
+                .store
+                .read()
+                .expect("store lock poisoned")
+                .items
+                .len() as u64,
+        }
+    }
+}
+
+fn parse_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
+    let value = value.ok_or_else(|| {
+        ApiError::bad_request("invalid_request", format!("{name} is required (RFC 3339)"))
+    })?;
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.to_utc())
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("{name} must be an RFC 3339 timestamp such as 2026-11-22T00:00:00Z"),
+            )
+        })
+}
+
+/// A number in [0, 1) from a seed and a counter (SplitMix64).
+fn unit(seed: u64, n: u64) -> f64 {
+    let mut z = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
