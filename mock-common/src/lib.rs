@@ -5,8 +5,11 @@
 //! The connector never depends on this crate (see ARCHITECTURE.md).
 
 pub mod clock;
+pub mod log_capture;
 pub mod secret;
+pub mod seeded;
 pub mod serve;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use secret::{AdminToken, PasswordHash, TokenDigest, new_token, request_id};
+pub use log_capture::LogCapture;
+pub use secret::{AdminToken, Lookup, PasswordHash, Sessions, TokenDigest, new_token, request_id};

@@ -182,3 +182,82 @@ mod tests {
         assert_ne!(id, request_id());
     }
 }
+
+/// What a bearer token is, at a given moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    /// Never issued here (or forgotten a day after it expired).
+    Unknown,
+    /// Issued, but its lifetime is over.
+    Expired,
+    Valid(T),
+}
+
+/// Issued bearer tokens, kept as digests with their expiry. An expired token is
+/// remembered for a day, so that a client is told `expired` rather than `unknown`.
+#[derive(Debug)]
+pub struct Sessions<T> {
+    by_digest: std::sync::Mutex<
+        std::collections::HashMap<TokenDigest, (T, chrono::DateTime<chrono::Utc>)>,
+    >,
+}
+
+impl<T> Default for Sessions<T> {
+    fn default() -> Self {
+        Self {
+            by_digest: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<T: Clone> Sessions<T> {
+    /// Issues a fresh token carrying `session` until `expires_at`.
+    pub fn issue(
+        &self,
+        prefix: &str,
+        session: T,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        let token = new_token(prefix);
+        self.by_digest
+            .lock()
+            .expect("sessions lock poisoned")
+            .insert(TokenDigest::of(&token), (session, expires_at));
+        token
+    }
+
+    pub fn lookup(&self, token: &str, now: chrono::DateTime<chrono::Utc>) -> Lookup<T> {
+        let mut sessions = self.by_digest.lock().expect("sessions lock poisoned");
+        sessions.retain(|_, (_, expires_at)| now - *expires_at < chrono::Duration::days(1));
+        match sessions.get(&TokenDigest::of(token)) {
+            None => Lookup::Unknown,
+            Some((_, expires_at)) if *expires_at <= now => Lookup::Expired,
+            Some((session, _)) => Lookup::Valid(session.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_valid_then_expired_then_forgotten() {
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let sessions = Sessions::default();
+        let token = sessions.issue("t_", "alice", t0 + chrono::Duration::hours(1));
+        assert_eq!(sessions.lookup(&token, t0), Lookup::Valid("alice"));
+        assert_eq!(sessions.lookup("t_other", t0), Lookup::Unknown);
+        assert_eq!(
+            sessions.lookup(&token, t0 + chrono::Duration::hours(1)),
+            Lookup::Expired
+        );
+        assert_eq!(
+            sessions.lookup(&token, t0 + chrono::Duration::hours(26)),
+            Lookup::Unknown
+        );
+        assert!(!format!("{sessions:?}").contains(&token));
+    }
+}

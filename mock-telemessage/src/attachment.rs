@@ -23,14 +23,6 @@ impl ByteStream {
         }
     }
 
-    fn next_word(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// The next chunk of at most [`CHUNK`] bytes, or `None` at the end.
     pub fn next_chunk(&mut self) -> Option<Bytes> {
         if self.remaining == 0 {
@@ -39,7 +31,7 @@ impl ByteStream {
         let len = usize::try_from(self.remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
         let mut buf = Vec::with_capacity(len + 8);
         while buf.len() < len {
-            buf.extend_from_slice(&self.next_word().to_le_bytes());
+            buf.extend_from_slice(&mock_common::seeded::splitmix64(&mut self.state).to_le_bytes());
         }
         buf.truncate(len);
         self.remaining -= len as u64;

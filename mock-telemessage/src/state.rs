@@ -18,7 +18,7 @@ use crate::dataset::{
 };
 use crate::error::ApiError;
 use crate::wire::{Participant, Window};
-use mock_common::{AdminToken, PasswordHash, SharedClock, TokenDigest, new_token};
+use mock_common::{AdminToken, Lookup, PasswordHash, Sessions, SharedClock, new_token};
 
 /// Server settings that are not data.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ struct Inner {
     /// Verified against when the user is unknown, so both cases take the same time.
     decoy: PasswordHash,
     failures: Mutex<HashMap<String, Failures>>,
-    sessions: Mutex<HashMap<TokenDigest, Session>>,
+    sessions: Sessions<String>,
     store: RwLock<Store>,
     counters: Counters,
 }
@@ -70,12 +70,6 @@ struct Failures {
     count: u32,
     first: Option<DateTime<Utc>>,
     locked_until: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone)]
-struct Session {
-    username: String,
-    expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Default)]
@@ -174,7 +168,7 @@ impl State {
                 reason: e.to_string(),
             })?,
             failures: Mutex::default(),
-            sessions: Mutex::default(),
+            sessions: Sessions::default(),
             store: RwLock::default(),
             counters: Counters::default(),
         }));
@@ -270,15 +264,11 @@ impl State {
                 .lock()
                 .expect("lock poisoned")
                 .remove(username);
-            let token = new_token("tm_");
             let lifetime = self.0.config.token_lifetime;
-            self.0.sessions.lock().expect("lock poisoned").insert(
-                TokenDigest::of(&token),
-                Session {
-                    username: username.to_owned(),
-                    expires_at: now + lifetime,
-                },
-            );
+            let token = self
+                .0
+                .sessions
+                .issue("tm_", username.to_owned(), now + lifetime);
             self.0
                 .counters
                 .logins_succeeded
@@ -341,20 +331,16 @@ impl State {
                 "send Authorization: Bearer <access_token>",
             ));
         };
-        let now = self.now();
-        let mut sessions = self.0.sessions.lock().expect("lock poisoned");
-        // Expired sessions are kept a day to answer `token_expired`, then dropped.
-        sessions.retain(|_, s| now - s.expires_at < Duration::days(1));
-        match sessions.get(&TokenDigest::of(token)) {
-            None => Err(ApiError::unauthorized(
+        match self.0.sessions.lookup(token, self.now()) {
+            Lookup::Unknown => Err(ApiError::unauthorized(
                 "invalid_token",
                 "the access token is not known",
             )),
-            Some(s) if s.expires_at <= now => Err(ApiError::unauthorized(
+            Lookup::Expired => Err(ApiError::unauthorized(
                 "token_expired",
                 "the access token has expired; log in again",
             )),
-            Some(s) => Ok(s.username.clone()),
+            Lookup::Valid(username) => Ok(username),
         }
     }
 
@@ -467,7 +453,7 @@ impl State {
             return None;
         }
         let n = self.0.counters.fault_rolls.fetch_add(1, Ordering::Relaxed);
-        let draw = unit(faults.seed, n);
+        let draw = mock_common::seeded::unit(faults.seed, n);
         let fault = if draw < faults.unavailable_rate {
             Some(Fault::Unavailable)
         } else if download && draw < faults.unavailable_rate + faults.corrupt_download_rate {
@@ -531,13 +517,4 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, ApiError
                 format!("{name} must be an RFC 3339 timestamp such as 2026-11-22T00:00:00Z"),
             )
         })
-}
-
-/// A number in [0, 1) from a seed and a counter (SplitMix64).
-fn unit(seed: u64, n: u64) -> f64 {
-    let mut z = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }

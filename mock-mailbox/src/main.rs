@@ -1,0 +1,71 @@
+//! `mock-mailbox --listen ADDR --directory FILE`: the fake Microsoft 365 as a process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use mock_mailbox::{Config, Directory, Limits, State, router};
+
+/// A faithful fake of the Microsoft identity platform's token endpoint and the Microsoft
+/// Graph mail API subset in docs/mailbox-api.md.
+///
+/// Point a Graph client's base URL at http://HOST:PORT/v1.0 (or /beta for importMime) and
+/// its login URL at http://HOST:PORT. Prints exactly one line, `listening on
+/// http://HOST:PORT`, on stdout once bound; logs go to stderr (RUST_LOG sets the level).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Directory file: tenants, applications, users (see docs/examples/mailbox-directory.json).
+    #[arg(long)]
+    directory: PathBuf,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, default_value_t = 3599)]
+    token_lifetime: u32,
+    /// Requests one application may make on one mailbox per 10 minutes.
+    #[arg(long, default_value_t = 10_000)]
+    requests_per_window: u64,
+    /// Requests one application may have in flight on one mailbox.
+    #[arg(long, default_value_t = 4)]
+    concurrent_requests: u32,
+    /// Bytes one application may upload to one mailbox per 5 minutes.
+    #[arg(long, default_value_t = 150 * 1024 * 1024)]
+    upload_bytes_per_window: u64,
+    /// File holding the admin token for the /admin inspection API. Without it (or
+    /// MOCK_MAILBOX_ADMIN_TOKEN), the inspection API refuses every request.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    mock_common::serve::init_logging();
+    let args = Args::parse();
+    let admin = mock_common::serve::admin_token(
+        args.admin_token_file.as_deref(),
+        "MOCK_MAILBOX_ADMIN_TOKEN",
+    )?;
+    let directory = Directory::from_file(&args.directory)?;
+    let config = Config {
+        token_lifetime: chrono::Duration::seconds(i64::from(args.token_lifetime)),
+        limits: Limits {
+            requests_per_window: args.requests_per_window,
+            concurrent_requests: args.concurrent_requests,
+            upload_bytes_per_window: args.upload_bytes_per_window,
+            ..Limits::default()
+        },
+    };
+    let state = State::new(
+        &directory,
+        Arc::new(mock_common::SystemClock),
+        config,
+        admin,
+    )
+    .with_context(|| format!("loading {}", args.directory.display()))?;
+    tracing::info!(tenants = state.tenants().len(), "directory loaded");
+    mock_common::serve::serve(args.listen, router(state)).await
+}

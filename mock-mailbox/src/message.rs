@@ -1,0 +1,280 @@
+//! A stored message: the exact MIME bytes received, and what mail-parser read from them
+//! on arrival (the fields Graph lists and searches).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// A name and address, as Graph's `emailAddress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mailbox {
+    pub name: String,
+    pub address: String,
+}
+
+/// An attachment as the inspection API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttachmentSummary {
+    pub name: String,
+    pub content_type: String,
+    pub size: usize,
+}
+
+/// What the fake knows of a message besides its bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub internet_message_id: Option<String>,
+    pub subject: String,
+    pub from: Option<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub date: Option<DateTime<Utc>>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    pub attachments: Vec<AttachmentSummary>,
+    /// Every header, name and decoded value, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a MIME import was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MimeError {
+    #[error("the body is not valid base64")]
+    Base64,
+    #[error("the content is not a MIME message")]
+    NotMime,
+}
+
+/// Reads a MIME message. A message with no header at all is not one.
+pub fn summarise(mime: &[u8]) -> Result<Summary, MimeError> {
+    let parsed = MessageParser::default()
+        .parse(mime)
+        .ok_or(MimeError::NotMime)?;
+    if parsed.headers().is_empty() || !looks_like_headers(mime) {
+        return Err(MimeError::NotMime);
+    }
+    let list = |a: Option<&Address>| -> Vec<Mailbox> {
+        a.map(|a| {
+            a.iter()
+                .map(|m| Mailbox {
+                    name: m.name().unwrap_or_default().to_owned(),
+                    address: m.address().unwrap_or_default().to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let ids = |v: &HeaderValue| -> Vec<String> {
+        match v {
+            HeaderValue::Text(t) => vec![t.to_string()],
+            HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let headers = parsed
+        .headers()
+        .iter()
+        .map(|h| {
+            let raw = parsed
+                .raw_message()
+                .get(h.offset_start() as usize..h.offset_end() as usize)
+                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+                .unwrap_or_default();
+            let value = match h.value() {
+                HeaderValue::Text(t) => t.to_string(),
+                _ => unfold(&raw),
+            };
+            (h.name().to_owned(), value)
+        })
+        .collect();
+    let attachments = parsed
+        .attachments()
+        .map(|part| AttachmentSummary {
+            name: part.attachment_name().unwrap_or("attachment").to_owned(),
+            content_type: part
+                .content_type()
+                .map(|c| match c.subtype() {
+                    Some(sub) => format!("{}/{sub}", c.ctype()),
+                    None => c.ctype().to_owned(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            size: part.contents().len(),
+        })
+        .collect();
+    Ok(Summary {
+        internet_message_id: parsed.message_id().map(|id| format!("<{id}>")),
+        subject: parsed.subject().unwrap_or_default().to_owned(),
+        from: list(parsed.from()).into_iter().next(),
+        to: list(parsed.to()),
+        cc: list(parsed.cc()),
+        bcc: list(parsed.bcc()),
+        reply_to: list(parsed.reply_to()),
+        date: parsed
+            .date()
+            .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
+        in_reply_to: ids(parsed.in_reply_to()),
+        references: ids(parsed.references()),
+        body_text: parsed
+            .body_text(0)
+            .map(|b| b.into_owned())
+            .unwrap_or_default(),
+        // Only a real text/html part: mail-parser would otherwise render the text as HTML.
+        body_html: parsed
+            .html_bodies()
+            .find(|p| p.is_text_html())
+            .and_then(|p| p.text_contents())
+            .map(str::to_owned),
+        attachments,
+        headers,
+    })
+}
+
+/// The first line of a message must be a header field (`Name: value`).
+fn looks_like_headers(mime: &[u8]) -> bool {
+    let first = mime.split(|b| *b == b'\n').next().unwrap_or_default();
+    match first.iter().position(|b| *b == b':') {
+        Some(colon) if colon > 0 => first[..colon]
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b':'),
+        _ => false,
+    }
+}
+
+fn unfold(raw: &str) -> String {
+    raw.split_once(':')
+        .map(|(_, v)| v)
+        .unwrap_or(raw)
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A message in a mailbox.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: String,
+    pub folder_id: String,
+    pub mime: Arc<Vec<u8>>,
+    pub summary: Arc<Summary>,
+    pub is_draft: bool,
+    pub created: DateTime<Utc>,
+    pub change_key: String,
+}
+
+impl StoredMessage {
+    /// When Graph says it was received: the `Date` header, else the import time.
+    pub fn received(&self) -> DateTime<Utc> {
+        self.summary.date.unwrap_or(self.created)
+    }
+
+    /// The Graph `message` resource. `internetMessageHeaders` appears only when selected,
+    /// as in Graph.
+    pub fn to_graph(&self, with_headers: bool) -> Map<String, Value> {
+        let s = &self.summary;
+        let email = |m: &Mailbox| json!({"emailAddress": {"name": m.name, "address": m.address}});
+        let many = |l: &[Mailbox]| Value::Array(l.iter().map(email).collect());
+        let (content_type, content) = match &s.body_html {
+            Some(html) => ("html", html.clone()),
+            None => ("text", s.body_text.clone()),
+        };
+        let preview: String = s.body_text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let preview: String = preview.chars().take(255).collect();
+        let received = self
+            .received()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let created = self
+            .created
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut m = Map::new();
+        m.insert(
+            "@odata.etag".into(),
+            json!(format!("W/\"{}\"", self.change_key)),
+        );
+        m.insert("id".into(), json!(self.id));
+        m.insert("createdDateTime".into(), json!(created));
+        m.insert("lastModifiedDateTime".into(), json!(created));
+        m.insert("changeKey".into(), json!(self.change_key));
+        m.insert("categories".into(), json!([]));
+        m.insert("receivedDateTime".into(), json!(received));
+        m.insert("sentDateTime".into(), json!(received));
+        m.insert("hasAttachments".into(), json!(!s.attachments.is_empty()));
+        m.insert("internetMessageId".into(), json!(s.internet_message_id));
+        m.insert("subject".into(), json!(s.subject));
+        m.insert("bodyPreview".into(), json!(preview));
+        m.insert("importance".into(), json!("normal"));
+        m.insert("parentFolderId".into(), json!(self.folder_id));
+        m.insert("isRead".into(), json!(!self.is_draft));
+        m.insert("isDraft".into(), json!(self.is_draft));
+        m.insert(
+            "body".into(),
+            json!({"contentType": content_type, "content": content}),
+        );
+        let from = s.from.as_ref().map(email).unwrap_or(Value::Null);
+        m.insert("sender".into(), from.clone());
+        m.insert("from".into(), from);
+        m.insert("toRecipients".into(), many(&s.to));
+        m.insert("ccRecipients".into(), many(&s.cc));
+        m.insert("bccRecipients".into(), many(&s.bcc));
+        m.insert("replyTo".into(), many(&s.reply_to));
+        m.insert("flag".into(), json!({"flagStatus": "notFlagged"}));
+        if with_headers {
+            m.insert(
+                "internetMessageHeaders".into(),
+                Value::Array(
+                    s.headers
+                        .iter()
+                        .map(|(n, v)| json!({"name": n, "value": v}))
+                        .collect(),
+                ),
+            );
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_graph_shows() {
+        let mime = b"From: =?utf-8?q?Chlo=C3=A9?= <chloe@contoso.example>\r\nTo: Bob <bob@contoso.example>, ann@contoso.example\r\nSubject: =?utf-8?b?UHJpeCDwn5GN?=\r\nDate: Sun, 22 Nov 2026 09:00:01 +0000\r\nMessage-ID: <wa-1@archive.example>\r\nIn-Reply-To: <wa-0@archive.example>\r\nX-WhatsApp-Kind: text\r\n\r\nHello there\r\n";
+        let s = summarise(mime).unwrap();
+        assert_eq!(s.subject, "Prix 👍");
+        assert_eq!(s.from.as_ref().unwrap().name, "Chloé");
+        assert_eq!(s.to.len(), 2);
+        assert_eq!(
+            s.internet_message_id.as_deref(),
+            Some("<wa-1@archive.example>")
+        );
+        assert_eq!(s.in_reply_to, ["wa-0@archive.example"]);
+        assert_eq!(s.date.unwrap().to_rfc3339(), "2026-11-22T09:00:01+00:00");
+        assert!(
+            s.headers
+                .contains(&("X-WhatsApp-Kind".into(), "text".into()))
+        );
+        assert_eq!(s.body_text.trim(), "Hello there");
+    }
+
+    #[test]
+    fn text_that_is_not_a_message_is_refused() {
+        assert_eq!(summarise(b"").unwrap_err(), MimeError::NotMime);
+        assert_eq!(
+            summarise(b"just some words\r\n").unwrap_err(),
+            MimeError::NotMime
+        );
+        assert_eq!(
+            summarise(&[0xff, 0xfe, 0x00, 0x01]).unwrap_err(),
+            MimeError::NotMime
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! The Microsoft Graph mail subset. Every handler: version, token, faults, permission,
+//! user and mailbox, throttle, then the work.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query as AxQuery, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::authorization;
+use crate::error::GraphError;
+use crate::message::{MimeError, StoredMessage};
+use crate::odata::Query;
+use crate::search::Search;
+use crate::state::{AppSession, Fault, Folder, Mailbox, State, decode_mime, permission};
+
+type Answer = Result<Response, GraphError>;
+
+const DEFAULT_PAGE: usize = 10;
+
+/// Checks the version segment and the token; draws a fault.
+fn open(
+    state: &State,
+    headers: &HeaderMap,
+    root: &str,
+    import: bool,
+) -> Result<(AppSession, Option<Fault>), GraphError> {
+    if root != "v1.0" && root != "beta" {
+        return Err(GraphError::bad_request(format!("Invalid version: {root}")));
+    }
+    let session = state.authenticate(authorization(headers))?;
+    let fault = state.roll_fault(import);
+    if fault == Some(Fault::Unavailable) {
+        return Err(GraphError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Service Unavailable",
+        )
+        .with_retry_after(1));
+    }
+    Ok((session, fault))
+}
+
+fn require(session: &AppSession, any_of: &[&str]) -> Result<(), GraphError> {
+    if session.may(any_of) {
+        Ok(())
+    } else {
+        Err(GraphError::access_denied())
+    }
+}
+
+fn query(q: Result<AxQuery<HashMap<String, String>>, QueryRejection>) -> Result<Query, GraphError> {
+    let AxQuery(params) =
+        q.map_err(|_| GraphError::bad_request("The query string is malformed."))?;
+    Query::parse(&params)
+}
+
+fn context(root: &str, what: &str) -> String {
+    format!("https://graph.microsoft.com/{root}/$metadata#{what}")
+}
+
+/// `@odata.nextLink`: this request's URL with `$skip` moved on.
+fn next_link(headers: &HeaderMap, uri: &axum::http::Uri, skip: usize) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .filter(|(k, _)| k != "$skip")
+            .collect();
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &pairs {
+        query.append_pair(k, v);
+    }
+    query.append_pair("$skip", &skip.to_string());
+    format!("http://{host}{}?{}", uri.path(), query.finish())
+}
+
+fn page(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    q: &Query,
+    context: String,
+    values: Vec<Value>,
+) -> Response {
+    let top = q.top.unwrap_or(DEFAULT_PAGE);
+    let total = values.len();
+    let values: Vec<Value> = values.into_iter().skip(q.skip).take(top).collect();
+    let mut body = Map::new();
+    body.insert("@odata.context".into(), json!(context));
+    body.insert("value".into(), Value::Array(values));
+    if q.skip + top < total {
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(next_link(headers, uri, q.skip + top)),
+        );
+    }
+    axum::Json(Value::Object(body)).into_response()
+}
+
+fn folder_json(mailbox: &Mailbox, folder: &Folder) -> Map<String, Value> {
+    let size: usize = mailbox
+        .messages
+        .values()
+        .filter(|m| m.folder_id == folder.id)
+        .map(|m| m.mime.len())
+        .sum();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(folder.id));
+    m.insert("displayName".into(), json!(folder.display_name));
+    m.insert("parentFolderId".into(), json!(mailbox.root_id));
+    m.insert("childFolderCount".into(), json!(0));
+    m.insert("unreadItemCount".into(), json!(0));
+    m.insert(
+        "totalItemCount".into(),
+        json!(mailbox.folder_size(&folder.id)),
+    );
+    m.insert("sizeInBytes".into(), json!(size));
+    m.insert("isHidden".into(), json!(false));
+    m
+}
+
+fn created(value: Value) -> Response {
+    (StatusCode::CREATED, axum::Json(value)).into_response()
+}
+
+pub async fn get_user(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user)): Path<(String, String)>,
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    let q = query(q)?;
+    if !session.may(permission::READ_USERS) {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ));
+    }
+    let found = state.user(&session, &user).ok_or_else(|| {
+        GraphError::new(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            format!("Resource '{user}' does not exist or one of its queried reference-property objects are not present."),
+        )
+    })?;
+    let _permit = state.admit(&session, &found.id, 0)?;
+    let mut m = Map::new();
+    m.insert(
+        "@odata.context".into(),
+        json!(context(&root, "users/$entity")),
+    );
+    m.insert("id".into(), json!(found.id));
+    m.insert("userPrincipalName".into(), json!(found.user_principal_name));
+    m.insert("mail".into(), json!(found.mail));
+    m.insert("displayName".into(), json!(found.display_name));
+    m.insert("businessPhones".into(), json!([]));
+    Ok(axum::Json(q.project(m)).into_response())
+}
+
+pub async fn list_folders(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path((root, user)): Path<(String, String)>,
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    let q = query(q)?;
+    require(&session, permission::READ_MAIL)?;
+    let mailbox = state.mailbox(&session, &user)?;
+    let mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let wanted = match &q.filter {
+        Some(f) => Some(f.on("displayName")?.to_owned()),
+        None => None,
+    };
+    let mut folders: Vec<&Folder> = mailbox
+        .folders
+        .iter()
+        .filter(|f| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| f.display_name.eq_ignore_ascii_case(w))
+        })
+        .collect();
+    folders.sort_by(|a, b| {
+        a.display_name
+            .to_lowercase()
+            .cmp(&b.display_name.to_lowercase())
+    });
+    let values = folders
+        .into_iter()
+        .map(|f| q.project(folder_json(&mailbox, f)))
+        .collect();
+    Ok(page(
+        &headers,
+        &uri,
+        &q,
+        context(&root, &format!("users('{user}')/mailFolders")),
+        values,
+    ))
+}
+
+pub async fn get_folder(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user, folder)): Path<(String, String, String)>,
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    let q = query(q)?;
+    require(&session, permission::READ_MAIL)?;
+    let mailbox = state.mailbox(&session, &user)?;
+    let mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let folder = mailbox
+        .folder(&folder)
+        .ok_or_else(GraphError::item_not_found)?;
+    let mut m = folder_json(&mailbox, folder);
+    m.insert(
+        "@odata.context".into(),
+        json!(context(
+            &root,
+            &format!("users('{user}')/mailFolders/$entity")
+        )),
+    );
+    Ok(axum::Json(q.project(m)).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewFolder {
+    display_name: Option<String>,
+}
+
+pub async fn create_folder(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user)): Path<(String, String)>,
+    body: Result<axum::Json<NewFolder>, JsonRejection>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    require(&session, permission::WRITE_MAIL)?;
+    let axum::Json(body) = body.map_err(|_| {
+        GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "RequestBodyRead",
+            "The request body must be a JSON mailFolder with displayName.",
+        )
+    })?;
+    let name = body
+        .display_name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            GraphError::new(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidRequest",
+                "The displayName of a folder cannot be empty.",
+            )
+        })?;
+    let mailbox = state.mailbox(&session, &user)?;
+    let mut mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let folder = mailbox.create_folder(&name)?;
+    tracing::info!(mailbox = %mailbox.user.user_principal_name, folder = %name, "folder created");
+    let mut m = folder_json(&mailbox, &folder);
+    m.insert(
+        "@odata.context".into(),
+        json!(context(
+            &root,
+            &format!("users('{user}')/mailFolders/$entity")
+        )),
+    );
+    Ok(created(Value::Object(m)))
+}
+
+fn mime_error(e: MimeError) -> GraphError {
+    match e {
+        MimeError::Base64 => GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "ErrorMimeContentInvalidBase64String",
+            "Invalid base64 string for MIME content.",
+        ),
+        MimeError::NotMime => GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "ErrorMimeContentInvalid",
+            "The MIME content is not valid.",
+        ),
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, GraphError> {
+    body.map_err(|_| {
+        GraphError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request body is too large.",
+        )
+    })
+}
+
+fn message_entity(root: &str, user: &str, message: &StoredMessage, q: Option<&Query>) -> Value {
+    let with_headers = q.is_some_and(|q| q.selects("internetMessageHeaders"));
+    let mut m = message.to_graph(with_headers);
+    m.insert(
+        "@odata.context".into(),
+        json!(context(root, &format!("users('{user}')/messages/$entity"))),
+    );
+    match q {
+        Some(q) => q.project(m),
+        None => Value::Object(m),
+    }
+}
+
+pub async fn import_mime(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user, folder)): Path<(String, String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    if root == "v1.0" {
+        return Err(GraphError::bad_request(
+            "Resource not found for the segment 'importMime'.",
+        ));
+    }
+    let (session, fault) = open(&state, &headers, &root, true)?;
+    require(&session, permission::IMPORT_MIME)?;
+    let body = body_bytes(body)?;
+    let mailbox = state.mailbox(&session, &user)?;
+    let (stored, upn) = {
+        let mut mailbox = mailbox.lock().expect("lock poisoned");
+        let _permit = state.admit(&session, &mailbox.user.id, body.len() as u64)?;
+        let folder_id = mailbox
+            .folder(&folder)
+            .ok_or_else(GraphError::item_not_found)?
+            .id
+            .clone();
+        let (mime, summary) = decode_mime(&body).map_err(mime_error)?;
+        let stored = mailbox.import(&folder_id, mime, summary, false, state.now());
+        (stored, mailbox.user.user_principal_name.clone())
+    };
+    tracing::debug!(mailbox = %upn, message = %stored.id, "message imported");
+    if fault == Some(Fault::LoseImportResponse) {
+        return Err(GraphError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "UnknownError",
+            "The gateway timed out.",
+        ));
+    }
+    Ok(created(message_entity(&root, &user, &stored, None)))
+}
+
+async fn create_draft_in(
+    state: State,
+    headers: HeaderMap,
+    root: String,
+    user: String,
+    folder: Option<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    require(&session, permission::WRITE_MAIL)?;
+    let body = body_bytes(body)?;
+    let is_mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/plain"));
+    if !is_mime {
+        return Err(GraphError::bad_request(
+            "This fake creates messages from MIME only: send the base64 MIME with Content-Type: text/plain.",
+        ));
+    }
+    let mailbox = state.mailbox(&session, &user)?;
+    let mut mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, body.len() as u64)?;
+    let folder_id = mailbox
+        .folder(folder.as_deref().unwrap_or("drafts"))
+        .ok_or_else(GraphError::item_not_found)?
+        .id
+        .clone();
+    let (mime, summary) = decode_mime(&body).map_err(mime_error)?;
+    let stored = mailbox.import(&folder_id, mime, summary, true, state.now());
+    Ok(created(message_entity(&root, &user, &stored, None)))
+}
+
+pub async fn create_draft(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    create_draft_in(state, headers, root, user, None, body).await
+}
+
+pub async fn create_draft_in_folder(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user, folder)): Path<(String, String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    create_draft_in(state, headers, root, user, Some(folder), body).await
+}
+
+async fn list_in(
+    state: State,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    root: String,
+    user: String,
+    folder: Option<String>,
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    let q = query(q)?;
+    require(&session, permission::READ_MAIL)?;
+    let search = q.search.as_deref().map(Search::parse).transpose()?;
+    let wanted_id = match &q.filter {
+        Some(f) => Some(f.on("internetMessageId")?.to_owned()),
+        None => None,
+    };
+    let mailbox = state.mailbox(&session, &user)?;
+    let mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let folder_id = match &folder {
+        Some(f) => Some(
+            mailbox
+                .folder(f)
+                .ok_or_else(GraphError::item_not_found)?
+                .id
+                .clone(),
+        ),
+        None => None,
+    };
+    let mut messages: Vec<&StoredMessage> = mailbox
+        .messages
+        .values()
+        .filter(|m| folder_id.as_deref().is_none_or(|f| m.folder_id == f))
+        .filter(|m| {
+            wanted_id
+                .as_deref()
+                .is_none_or(|w| m.summary.internet_message_id.as_deref() == Some(w))
+        })
+        .filter(|m| search.as_ref().is_none_or(|s| s.matches(m)))
+        .collect();
+    messages.sort_by(|a, b| {
+        b.received()
+            .cmp(&a.received())
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let with_headers = q.selects("internetMessageHeaders");
+    let values = messages
+        .into_iter()
+        .map(|m| q.project(m.to_graph(with_headers)))
+        .collect();
+    let what = match &folder {
+        Some(f) => format!("users('{user}')/mailFolders('{f}')/messages"),
+        None => format!("users('{user}')/messages"),
+    };
+    Ok(page(&headers, &uri, &q, context(&root, &what), values))
+}
+
+pub async fn list_messages(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path((root, user)): Path<(String, String)>,
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    list_in(state, headers, uri, root, user, None, q).await
+}
+
+pub async fn list_folder_messages(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path((root, user, folder)): Path<(String, String, String)>,
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    list_in(state, headers, uri, root, user, Some(folder), q).await
+}
+
+pub async fn get_message(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user, message)): Path<(String, String, String)>,
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    let q = query(q)?;
+    require(&session, permission::READ_MAIL)?;
+    let mailbox = state.mailbox(&session, &user)?;
+    let mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let found = mailbox
+        .messages
+        .get(&message)
+        .ok_or_else(GraphError::item_not_found)?;
+    Ok(axum::Json(message_entity(&root, &user, found, Some(&q))).into_response())
+}
+
+pub async fn get_mime(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user, message)): Path<(String, String, String)>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    require(&session, permission::READ_MAIL)?;
+    let mailbox = state.mailbox(&session, &user)?;
+    let mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let found = mailbox
+        .messages
+        .get(&message)
+        .ok_or_else(GraphError::item_not_found)?;
+    let mut response = found.mime.as_ref().clone().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(response)
+}
+
+pub async fn delete_message(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user, message)): Path<(String, String, String)>,
+) -> Answer {
+    let (session, _) = open(&state, &headers, &root, false)?;
+    require(&session, permission::WRITE_MAIL)?;
+    let mailbox = state.mailbox(&session, &user)?;
+    let mut mailbox = mailbox.lock().expect("lock poisoned");
+    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    if !mailbox.delete(&message) {
+        return Err(GraphError::item_not_found());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

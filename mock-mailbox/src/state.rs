@@ -1,0 +1,753 @@
+//! The fake tenant(s): application sessions, mailboxes with folders and messages,
+//! Litigation Hold, throttling, seeded faults and the inspection view.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::directory::{Directory, DirectoryError, Faults, Tenant, User};
+use crate::error::{GraphError, TokenError};
+use crate::message::{AttachmentSummary, MimeError, StoredMessage, Summary, summarise};
+use crate::throttle::{Limits, Permit, Throttle, Throttled, Usage};
+use mock_common::{AdminToken, SharedClock, TokenDigest, new_token};
+
+/// Settings that are not data.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub token_lifetime: Duration,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            token_lifetime: Duration::seconds(3599),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Well-known folders every mailbox starts with: display name and well-known name.
+pub const WELL_KNOWN: [(&str, &str); 8] = [
+    ("Archive", "archive"),
+    ("Conversation History", "conversationhistory"),
+    ("Deleted Items", "deleteditems"),
+    ("Drafts", "drafts"),
+    ("Inbox", "inbox"),
+    ("Junk Email", "junkemail"),
+    ("Outbox", "outbox"),
+    ("Sent Items", "sentitems"),
+];
+
+/// Permission sets: any one of the listed application permissions grants the operation.
+pub mod permission {
+    pub const READ_USERS: &[&str] = &[
+        "User.Read.All",
+        "User.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ];
+    pub const READ_MAIL: &[&str] = &["Mail.Read", "Mail.ReadWrite"];
+    pub const WRITE_MAIL: &[&str] = &["Mail.ReadWrite"];
+    pub const IMPORT_MIME: &[&str] = &["Mail-Advanced.ReadWrite.All"];
+}
+
+/// An application's access token, as the server keeps it.
+#[derive(Debug, Clone)]
+pub struct AppSession {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub permissions: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl AppSession {
+    pub fn may(&self, any_of: &[&str]) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| any_of.iter().any(|a| a.eq_ignore_ascii_case(p)))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Folder {
+    pub id: String,
+    pub display_name: String,
+    #[serde(skip)]
+    pub well_known: Option<&'static str>,
+}
+
+/// One user's mailbox.
+#[derive(Debug)]
+pub struct Mailbox {
+    pub user: User,
+    pub root_id: String,
+    pub folders: Vec<Folder>,
+    pub messages: BTreeMap<String, StoredMessage>,
+    /// Deleted while on Litigation Hold: out of every folder, still kept.
+    pub recoverable: Vec<StoredMessage>,
+    next: u64,
+}
+
+impl Mailbox {
+    fn new(user: User) -> Self {
+        let mut mailbox = Self {
+            root_id: String::new(),
+            user,
+            folders: Vec::new(),
+            messages: BTreeMap::new(),
+            recoverable: Vec::new(),
+            next: 0,
+        };
+        mailbox.root_id = mailbox.new_id("root");
+        for (name, well_known) in WELL_KNOWN {
+            let id = mailbox.new_id("f");
+            mailbox.folders.push(Folder {
+                id,
+                display_name: name.to_owned(),
+                well_known: Some(well_known),
+            });
+        }
+        mailbox
+    }
+
+    fn new_id(&mut self, kind: &str) -> String {
+        self.next += 1;
+        format!(
+            "AAMkA{}",
+            URL_SAFE_NO_PAD.encode(format!("{}/{kind}/{}", self.user.id, self.next))
+        )
+    }
+
+    /// A folder by id or well-known name.
+    pub fn folder(&self, reference: &str) -> Option<&Folder> {
+        self.folders.iter().find(|f| {
+            f.id == reference
+                || f.well_known
+                    .is_some_and(|w| w.eq_ignore_ascii_case(reference))
+        })
+    }
+
+    pub fn folder_size(&self, folder_id: &str) -> usize {
+        self.messages
+            .values()
+            .filter(|m| m.folder_id == folder_id)
+            .count()
+    }
+
+    /// Creates a child of the root. Names are unique regardless of case.
+    pub fn create_folder(&mut self, name: &str) -> Result<Folder, GraphError> {
+        if self
+            .folders
+            .iter()
+            .any(|f| f.display_name.eq_ignore_ascii_case(name))
+        {
+            return Err(GraphError::new(
+                StatusCode::CONFLICT,
+                "ErrorFolderExists",
+                "A folder with the specified name already exists.",
+            ));
+        }
+        let folder = Folder {
+            id: self.new_id("f"),
+            display_name: name.to_owned(),
+            well_known: None,
+        };
+        self.folders.push(folder.clone());
+        Ok(folder)
+    }
+
+    fn store(
+        &mut self,
+        folder_id: &str,
+        mime: Vec<u8>,
+        summary: Summary,
+        is_draft: bool,
+        now: DateTime<Utc>,
+    ) -> StoredMessage {
+        let id = self.new_id("m");
+        let message = StoredMessage {
+            change_key: URL_SAFE_NO_PAD.encode(format!("ck{}", self.next)),
+            id: id.clone(),
+            folder_id: folder_id.to_owned(),
+            mime: Arc::new(mime),
+            summary: Arc::new(summary),
+            is_draft,
+            created: now,
+        };
+        self.messages.insert(id, message.clone());
+        message
+    }
+}
+
+/// Cheap to clone: every clone is the same server.
+#[derive(Debug, Clone)]
+pub struct State(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    clock: SharedClock,
+    config: Config,
+    admin: AdminToken,
+    tenants: Vec<Tenant>,
+    faults: Faults,
+    sessions: Mutex<HashMap<TokenDigest, AppSession>>,
+    mailboxes: RwLock<HashMap<String, Arc<Mutex<Mailbox>>>>,
+    throttle: Throttle,
+    fault_rolls: AtomicU64,
+    tokens_issued: AtomicU64,
+    token_failures: AtomicU64,
+    faults_injected: AtomicU64,
+}
+
+/// The token endpoint's form.
+#[derive(serde::Deserialize, Default)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// A fault drawn for one Graph request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Unavailable,
+    LoseImportResponse,
+}
+
+/// A message as the inspection API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectedMessage {
+    pub id: String,
+    pub folder_id: String,
+    pub folder: String,
+    pub internet_message_id: Option<String>,
+    pub subject: String,
+    pub from: Option<crate::message::Mailbox>,
+    pub to: Vec<crate::message::Mailbox>,
+    pub cc: Vec<crate::message::Mailbox>,
+    pub date: Option<DateTime<Utc>>,
+    pub imported_at: DateTime<Utc>,
+    pub is_draft: bool,
+    pub size: usize,
+    pub attachments: Vec<AttachmentSummary>,
+    pub headers: Vec<(String, String)>,
+    /// Deleted while the mailbox was on Litigation Hold, kept as a recoverable item.
+    pub recoverable: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectedFolder {
+    pub id: String,
+    pub display_name: String,
+    pub well_known: Option<&'static str>,
+    pub message_count: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counters {
+    pub tokens_issued: u64,
+    pub token_failures: u64,
+    pub faults_injected: u64,
+    pub requests: u64,
+    pub throttled: u64,
+    pub bytes_received: u64,
+    pub per_application_mailbox: Vec<UsageRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageRow {
+    pub client_id: String,
+    pub mailbox: String,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+impl State {
+    pub fn new(
+        directory: &Directory,
+        clock: SharedClock,
+        config: Config,
+        admin: AdminToken,
+    ) -> Result<Self, DirectoryError> {
+        let tenants = directory.tenants()?;
+        let mailboxes = tenants
+            .iter()
+            .flat_map(|t| &t.users)
+            .filter(|u| u.mailbox_enabled)
+            .map(|u| {
+                (
+                    u.id.to_ascii_lowercase(),
+                    Arc::new(Mutex::new(Mailbox::new(u.clone()))),
+                )
+            })
+            .collect();
+        let throttle = Throttle::new(config.limits.clone());
+        Ok(Self(Arc::new(Inner {
+            clock,
+            config,
+            admin,
+            tenants,
+            faults: directory.faults.clone(),
+            sessions: Mutex::default(),
+            mailboxes: RwLock::new(mailboxes),
+            throttle,
+            fault_rolls: AtomicU64::new(0),
+            tokens_issued: AtomicU64::new(0),
+            token_failures: AtomicU64::new(0),
+            faults_injected: AtomicU64::new(0),
+        })))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.0.clock.now()
+    }
+
+    pub fn admin(&self) -> &AdminToken {
+        &self.0.admin
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.0.throttle
+    }
+
+    fn tenant(&self, reference: &str) -> Option<&Tenant> {
+        self.0.tenants.iter().find(|t| {
+            t.id.eq_ignore_ascii_case(reference) || t.domain.eq_ignore_ascii_case(reference)
+        })
+    }
+
+    /// The client-credentials grant: `POST /{tenant}/oauth2/v2.0/token`.
+    pub async fn issue_token(
+        &self,
+        tenant: &str,
+        form: TokenRequest,
+    ) -> Result<(String, u64), TokenError> {
+        let result = self.check_token_request(tenant, form).await;
+        let counter = if result.is_ok() {
+            &self.0.tokens_issued
+        } else {
+            &self.0.token_failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn check_token_request(
+        &self,
+        tenant_ref: &str,
+        form: TokenRequest,
+    ) -> Result<(String, u64), TokenError> {
+        let bad = |code, aadsts, text: String| {
+            TokenError::new(StatusCode::BAD_REQUEST, code, aadsts, text)
+        };
+        let Some(tenant) = self.tenant(tenant_ref) else {
+            return Err(bad(
+                "invalid_request",
+                90002,
+                format!(
+                    "Tenant '{tenant_ref}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+                ),
+            ));
+        };
+        let grant = form.grant_type.as_deref().unwrap_or_default();
+        if grant.is_empty() {
+            return Err(bad(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'grant_type'.".into(),
+            ));
+        }
+        if grant != "client_credentials" {
+            return Err(bad(
+                "unsupported_grant_type",
+                70003,
+                "The app requested an unsupported grant type.".into(),
+            ));
+        }
+        let Some(client_id) = form.client_id.filter(|c| !c.is_empty()) else {
+            return Err(bad(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'client_id'.".into(),
+            ));
+        };
+        let scope = form.scope.unwrap_or_default();
+        if scope.is_empty() {
+            return Err(bad(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.".into(),
+            ));
+        }
+        if scope != "https://graph.microsoft.com/.default" {
+            return Err(bad(
+                "invalid_scope",
+                1002012,
+                format!(
+                    "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                ),
+            ));
+        }
+        let Some(secret) = form.client_secret.filter(|s| !s.is_empty()) else {
+            return Err(bad("invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into()));
+        };
+        let Some(app) = tenant
+            .applications
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(&client_id))
+        else {
+            return Err(bad(
+                "unauthorized_client",
+                700016,
+                format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{}'.",
+                    tenant.domain
+                ),
+            ));
+        };
+        let hash = app.secret.clone();
+        let verified = tokio::task::spawn_blocking(move || hash.verify(&secret))
+            .await
+            .unwrap_or(false);
+        if !verified {
+            tracing::info!(client_id = %app.client_id, tenant = %tenant.id, "client secret refused");
+            return Err(TokenError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                    app.client_id
+                ),
+            ));
+        }
+        let token = new_token("eyJ0eXAiOiJKV1QiLCJmYWtlIjp0cnVlfQ.");
+        let lifetime = self.0.config.token_lifetime;
+        self.0.sessions.lock().expect("lock poisoned").insert(
+            TokenDigest::of(&token),
+            AppSession {
+                tenant_id: tenant.id.clone(),
+                client_id: app.client_id.clone(),
+                permissions: app.permissions.clone(),
+                expires_at: self.now() + lifetime,
+            },
+        );
+        tracing::info!(client_id = %app.client_id, tenant = %tenant.id, "token issued");
+        Ok((token, lifetime.num_seconds().max(0) as u64))
+    }
+
+    /// The session behind an `Authorization` header, or Graph's 401.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<AppSession, GraphError> {
+        let Some(header) = authorization.filter(|h| !h.trim().is_empty()) else {
+            return Err(GraphError::invalid_token("Access token is empty."));
+        };
+        let Some(token) = mock_common::secret::bearer(header) else {
+            return Err(GraphError::invalid_token(
+                "Access token validation failure. Invalid audience.",
+            ));
+        };
+        let now = self.now();
+        let mut sessions = self.0.sessions.lock().expect("lock poisoned");
+        sessions.retain(|_, s| now - s.expires_at < Duration::days(1));
+        match sessions.get(&TokenDigest::of(token)) {
+            None => Err(GraphError::invalid_token(
+                "IDX14100: JWT is not well formed, there are no dots (.).",
+            )),
+            Some(s) if s.expires_at <= now => Err(GraphError::invalid_token(
+                "Lifetime validation failed, the token is expired.",
+            )),
+            Some(s) => Ok(s.clone()),
+        }
+    }
+
+    /// A user of the session's tenant, by id or userPrincipalName.
+    pub fn user(&self, session: &AppSession, reference: &str) -> Option<User> {
+        self.0
+            .tenants
+            .iter()
+            .find(|t| t.id == session.tenant_id)?
+            .users
+            .iter()
+            .find(|u| {
+                u.id.eq_ignore_ascii_case(reference)
+                    || u.user_principal_name.eq_ignore_ascii_case(reference)
+            })
+            .cloned()
+    }
+
+    /// The mailbox of a user of the session's tenant, or Graph's 404 for an unknown user
+    /// or a user without a mailbox.
+    pub fn mailbox(
+        &self,
+        session: &AppSession,
+        reference: &str,
+    ) -> Result<Arc<Mutex<Mailbox>>, GraphError> {
+        let user = self.user(session, reference).ok_or_else(|| {
+            GraphError::new(
+                StatusCode::NOT_FOUND,
+                "ErrorInvalidUser",
+                format!("The requested user '{reference}' is invalid."),
+            )
+        })?;
+        self.0
+            .mailboxes
+            .read()
+            .expect("lock poisoned")
+            .get(&user.id.to_ascii_lowercase())
+            .cloned()
+            .ok_or_else(|| {
+                GraphError::new(
+                    StatusCode::NOT_FOUND,
+                    "MailboxNotEnabledForRESTAPI",
+                    "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+                )
+            })
+    }
+
+    /// Admits a request through the throttle, or answers Graph's 429.
+    pub fn admit(
+        &self,
+        session: &AppSession,
+        mailbox_key: &str,
+        upload_bytes: u64,
+    ) -> Result<Permit, GraphError> {
+        self.0
+            .throttle
+            .enter(&session.client_id, mailbox_key, upload_bytes, self.now())
+            .map_err(|t| {
+                let (code, message, retry) = match t {
+                    Throttled::Concurrency => (
+                        "ApplicationThrottled",
+                        "Application is over its MailboxConcurrency limit.",
+                        1,
+                    ),
+                    Throttled::Requests { retry_after } => (
+                        "TooManyRequests",
+                        "The mailbox is over its request limit; retry later.",
+                        retry_after,
+                    ),
+                    Throttled::Upload { retry_after } => (
+                        "TooManyRequests",
+                        "The mailbox is over its upload limit; retry later.",
+                        retry_after,
+                    ),
+                };
+                GraphError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+                    .with_retry_after(retry)
+            })
+    }
+
+    /// Draws, from the directory's seed, whether to inject a fault into this request.
+    pub fn roll_fault(&self, import: bool) -> Option<Fault> {
+        let f = &self.0.faults;
+        if f.unavailable_rate <= 0.0 && f.lost_import_response_rate <= 0.0 {
+            return None;
+        }
+        let n = self.0.fault_rolls.fetch_add(1, Ordering::Relaxed);
+        let draw = mock_common::seeded::unit(f.seed, n);
+        let fault = if draw < f.unavailable_rate {
+            Some(Fault::Unavailable)
+        } else if import && draw < f.unavailable_rate + f.lost_import_response_rate {
+            Some(Fault::LoseImportResponse)
+        } else {
+            None
+        };
+        if fault.is_some() {
+            self.0.faults_injected.fetch_add(1, Ordering::Relaxed);
+        }
+        fault
+    }
+
+    // ---- inspection ----
+
+    fn any_mailbox(&self, reference: &str) -> Option<Arc<Mutex<Mailbox>>> {
+        let user = self.0.tenants.iter().flat_map(|t| &t.users).find(|u| {
+            u.id.eq_ignore_ascii_case(reference)
+                || u.user_principal_name.eq_ignore_ascii_case(reference)
+        })?;
+        self.0
+            .mailboxes
+            .read()
+            .expect("lock poisoned")
+            .get(&user.id.to_ascii_lowercase())
+            .cloned()
+    }
+
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.0.tenants
+    }
+
+    /// A mailbox's folders with their message counts, or `None` for no such mailbox.
+    pub fn inspect_folders(&self, user: &str) -> Option<Vec<InspectedFolder>> {
+        let mailbox = self.any_mailbox(user)?;
+        let mailbox = mailbox.lock().expect("lock poisoned");
+        Some(
+            mailbox
+                .folders
+                .iter()
+                .map(|f| InspectedFolder {
+                    id: f.id.clone(),
+                    display_name: f.display_name.clone(),
+                    well_known: f.well_known,
+                    message_count: mailbox.folder_size(&f.id),
+                })
+                .collect(),
+        )
+    }
+
+    /// Every message of a mailbox, with recoverable items if asked.
+    pub fn inspect_messages(
+        &self,
+        user: &str,
+        include_recoverable: bool,
+    ) -> Option<Vec<InspectedMessage>> {
+        let mailbox = self.any_mailbox(user)?;
+        let mailbox = mailbox.lock().expect("lock poisoned");
+        let folder_name = |id: &str| {
+            mailbox
+                .folders
+                .iter()
+                .find(|f| f.id == id)
+                .map(|f| f.display_name.clone())
+                .unwrap_or_default()
+        };
+        let view = |m: &StoredMessage, recoverable: bool| InspectedMessage {
+            id: m.id.clone(),
+            folder_id: m.folder_id.clone(),
+            folder: if recoverable {
+                "Recoverable Items".into()
+            } else {
+                folder_name(&m.folder_id)
+            },
+            internet_message_id: m.summary.internet_message_id.clone(),
+            subject: m.summary.subject.clone(),
+            from: m.summary.from.clone(),
+            to: m.summary.to.clone(),
+            cc: m.summary.cc.clone(),
+            date: m.summary.date,
+            imported_at: m.created,
+            is_draft: m.is_draft,
+            size: m.mime.len(),
+            attachments: m.summary.attachments.clone(),
+            headers: m.summary.headers.clone(),
+            recoverable,
+        };
+        let mut all: Vec<_> = mailbox.messages.values().map(|m| view(m, false)).collect();
+        if include_recoverable {
+            all.extend(mailbox.recoverable.iter().map(|m| view(m, true)));
+        }
+        Some(all)
+    }
+
+    /// The exact bytes of a stored message (recoverable ones too).
+    pub fn inspect_mime(&self, user: &str, message_id: &str) -> Option<Arc<Vec<u8>>> {
+        let mailbox = self.any_mailbox(user)?;
+        let mailbox = mailbox.lock().expect("lock poisoned");
+        mailbox
+            .messages
+            .get(message_id)
+            .or_else(|| mailbox.recoverable.iter().find(|m| m.id == message_id))
+            .map(|m| m.mime.clone())
+    }
+
+    pub fn counters(&self) -> Counters {
+        let usage = self.0.throttle.usage();
+        let sum = |f: fn(&Usage) -> u64| usage.values().map(f).sum();
+        Counters {
+            tokens_issued: self.0.tokens_issued.load(Ordering::Relaxed),
+            token_failures: self.0.token_failures.load(Ordering::Relaxed),
+            faults_injected: self.0.faults_injected.load(Ordering::Relaxed),
+            requests: sum(|u| u.requests),
+            throttled: sum(|u| u.throttled),
+            bytes_received: sum(|u| u.bytes_received),
+            per_application_mailbox: usage
+                .into_iter()
+                .map(|((client_id, mailbox), usage)| UsageRow {
+                    client_id,
+                    mailbox,
+                    usage,
+                })
+                .collect(),
+        }
+    }
+
+    /// Empties every mailbox back to its well-known folders and zeroes the counters.
+    /// Sessions stay valid.
+    pub fn reset(&self) {
+        let mut mailboxes = self.0.mailboxes.write().expect("lock poisoned");
+        for mailbox in mailboxes.values_mut() {
+            let user = mailbox.lock().expect("lock poisoned").user.clone();
+            *mailbox = Arc::new(Mutex::new(Mailbox::new(user)));
+        }
+        self.0.throttle.reset();
+        for c in [
+            &self.0.tokens_issued,
+            &self.0.token_failures,
+            &self.0.faults_injected,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Decodes an import body (base64, white space ignored) and reads the MIME.
+pub fn decode_mime(body: &[u8]) -> Result<(Vec<u8>, Summary), MimeError> {
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let mime = STANDARD.decode(&compact).map_err(|_| MimeError::Base64)?;
+    let summary = summarise(&mime)?;
+    Ok((mime, summary))
+}
+
+impl Mailbox {
+    /// Stores a message that arrived as MIME.
+    pub fn import(
+        &mut self,
+        folder_id: &str,
+        mime: Vec<u8>,
+        summary: Summary,
+        is_draft: bool,
+        now: DateTime<Utc>,
+    ) -> StoredMessage {
+        self.store(folder_id, mime, summary, is_draft, now)
+    }
+
+    /// Deletes a message: gone, or kept as recoverable under Litigation Hold.
+    pub fn delete(&mut self, id: &str) -> bool {
+        match self.messages.remove(id) {
+            Some(message) => {
+                if self.user.litigation_hold {
+                    self.recoverable.push(message);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! A message with non-ASCII headers and a binary attachment goes in through importMime and
+//! comes back byte for byte from `$value`, with its fields right in listing and search.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use mail_builder::MessageBuilder;
+
+fn whatsapp_like() -> (Vec<u8>, Vec<u8>) {
+    let attachment: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let mime = MessageBuilder::new()
+        .from(("Chloé Dubois +33612345678", "chloe@contoso.example"))
+        .to(vec![
+            ("Алиса Арчер", "alice@contoso.example"),
+            ("بوب", "bob@contoso.example"),
+        ])
+        .subject("WhatsApp Message From 33612345678 to Sales Group — prix 👍")
+        .date(1_795_338_001i64)
+        .message_id("wa-0042@archive.example")
+        .header(
+            "X-WhatsApp-Kind",
+            mail_builder::headers::text::Text::new("document"),
+        )
+        .text_body("Voici le récapitulatif — مرحبا — 你好")
+        .html_body("<p>Voici le récapitulatif — مرحبا — 你好</p>")
+        .attachment(
+            "application/pdf",
+            "Récapitulatif Q4.pdf",
+            attachment.clone(),
+        )
+        .write_to_vec()
+        .unwrap();
+    (mime, attachment)
+}
+
+#[tokio::test]
+async fn import_then_value_returns_the_exact_bytes_and_fields_are_read_right() {
+    let fake = fake();
+    let token = fake.token().await;
+    let folder = fake.folder(&token, ALICE, "WhatsApp Archiver").await;
+    let (mime, attachment) = whatsapp_like();
+    let created = fake.import(&token, ALICE, &folder, &mime).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+
+    let value = fake
+        .get(&token, &format!("/v1.0/users/{ALICE}/messages/{id}/$value"))
+        .await;
+    assert_eq!(value.status, StatusCode::OK);
+    assert_eq!(value.body, mime, "byte for byte");
+
+    let listed = fake
+        .get(
+            &token,
+            &format!("/v1.0/users/{ALICE}/mailFolders/{folder}/messages"),
+        )
+        .await
+        .json();
+    let m = &listed["value"][0];
+    assert_eq!(
+        m["subject"],
+        "WhatsApp Message From 33612345678 to Sales Group — prix 👍"
+    );
+    assert_eq!(
+        m["from"]["emailAddress"]["name"],
+        "Chloé Dubois +33612345678"
+    );
+    assert_eq!(m["toRecipients"][0]["emailAddress"]["name"], "Алиса Арчер");
+    assert_eq!(m["toRecipients"][1]["emailAddress"]["name"], "بوب");
+    assert_eq!(m["hasAttachments"], true);
+    assert_eq!(m["internetMessageId"], "<wa-0042@archive.example>");
+    assert_eq!(m["body"]["contentType"], "html");
+    assert!(m["bodyPreview"].as_str().unwrap().contains("你好"));
+
+    let inspected = fake.state.inspect_messages(ALICE, false).unwrap();
+    assert_eq!(inspected[0].attachments[0].name, "Récapitulatif Q4.pdf");
+    assert_eq!(inspected[0].attachments[0].content_type, "application/pdf");
+    assert_eq!(inspected[0].attachments[0].size, attachment.len());
+    assert!(
+        inspected[0]
+            .headers
+            .contains(&("X-WhatsApp-Kind".into(), "document".into()))
+    );
+}
+
+#[tokio::test]
+async fn search_covers_the_documented_kql_subset() {
+    let fake = fake();
+    let token = fake.token().await;
+    let (mime, _) = whatsapp_like();
+    fake.import(&token, ALICE, "inbox", &mime).await;
+    fake.import(
+        &token,
+        ALICE,
+        "inbox",
+        &mime_dated("plain@x", "Lunch plans", "Mon, 23 Nov 2026 12:00:00 +0000"),
+    )
+    .await;
+    let search = |q: &'static str| {
+        let fake = &fake;
+        let token = token.clone();
+        async move {
+            let page = fake
+                .get(
+                    &token,
+                    &format!("/v1.0/users/{ALICE}/messages?$search={}", urlencode(q)),
+                )
+                .await
+                .json();
+            let mut subjects: Vec<String> = page["value"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{q}: {page}"))
+                .iter()
+                .map(|m| m["subject"].as_str().unwrap().to_owned())
+                .collect();
+            subjects.sort();
+            subjects
+        }
+    };
+    let both = 2;
+    let recap = "WhatsApp Message From 33612345678 to Sales Group — prix 👍";
+    assert_eq!(
+        search("\"récapitulatif\"").await,
+        [recap],
+        "bare word hits the body"
+    );
+    assert_eq!(
+        search("\"chloé\"").await,
+        [recap],
+        "bare word hits the sender"
+    );
+    assert_eq!(
+        search("\"lunch\"").await,
+        ["Lunch plans"],
+        "bare word hits the subject"
+    );
+    assert_eq!(search("\"from:chloe@contoso.example\"").await, [recap]);
+    assert_eq!(search("\"to:Алиса\"").await, [recap]);
+    assert_eq!(
+        search("\"participants:bob@contoso.example\"").await.len(),
+        both
+    );
+    assert_eq!(search("\"subject:lunch\"").await, ["Lunch plans"]);
+    assert_eq!(search("\"hasAttachment:true\"").await, [recap]);
+    assert_eq!(search("\"hasAttachments:false\"").await, ["Lunch plans"]);
+    assert_eq!(search("\"received>=2026-11-23\"").await, ["Lunch plans"]);
+    assert_eq!(search("\"received<2026-11-23\"").await, [recap]);
+    assert_eq!(search("\"received=2026-11-23\"").await, ["Lunch plans"]);
+    assert_eq!(
+        search("\"received>2026-11-22T12:00:00Z\"").await,
+        ["Lunch plans"]
+    );
+    assert_eq!(
+        search("\"subject:lunch OR hasAttachment:true\"")
+            .await
+            .len(),
+        both
+    );
+    assert_eq!(
+        search("\"subject:lunch AND hasAttachment:true\"")
+            .await
+            .len(),
+        0
+    );
+    let bad = fake
+        .get(
+            &token,
+            &format!("/v1.0/users/{ALICE}/messages?$search=unquoted"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+fn mime_dated(id: &str, subject: &str, date: &str) -> Vec<u8> {
+    format!("From: Bob Baker <bob@contoso.example>\r\nTo: Alice <alice@contoso.example>\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\n\r\nSee you there\r\n").into_bytes()
+}

@@ -1,0 +1,71 @@
+//! Client secrets and tokens never reach the logs or the inspection API.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_or_token_appears_in_logs_debug_or_inspection() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = fake();
+    let token = fake.token().await;
+    fake.folder(&token, ALICE, "WhatsApp Archiver").await;
+    fake.token_request(
+        TENANT,
+        &[
+            ("client_id", APP),
+            ("client_secret", "Typo-In-Secret"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ],
+    )
+    .await;
+    fake.get("forged-token-value", &format!("/v1.0/users/{ALICE}"))
+        .await;
+    let inspection = fake.get(ADMIN, "/admin/v1/tenants").await;
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("token issued") && logs.contains("client secret refused"),
+        "the capture works: {logs}"
+    );
+    let debug = format!("{:?}", fake.state);
+    let shown = String::from_utf8_lossy(&inspection.body);
+    for secret in [
+        SECRET,
+        "Typo-In-Secret",
+        token.as_str(),
+        "forged-token-value",
+        ADMIN,
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+        assert!(!debug.contains(secret), "a secret reached Debug");
+        assert!(
+            !shown.contains(secret),
+            "a secret reached the inspection API"
+        );
+    }
+}
