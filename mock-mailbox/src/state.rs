@@ -15,7 +15,7 @@ use crate::directory::{Directory, DirectoryError, Faults, Tenant, User};
 use crate::error::{GraphError, TokenError};
 use crate::message::{AttachmentSummary, MimeError, StoredMessage, Summary, summarise};
 use crate::throttle::{Limits, Permit, Throttle, Throttled, Usage};
-use mock_common::{AdminToken, SharedClock, TokenDigest, new_token};
+use mock_common::{AdminToken, Lookup, Sessions, SharedClock};
 
 /// Settings that are not data.
 #[derive(Debug, Clone)]
@@ -64,7 +64,6 @@ pub struct AppSession {
     pub tenant_id: String,
     pub client_id: String,
     pub permissions: Vec<String>,
-    pub expires_at: DateTime<Utc>,
 }
 
 impl AppSession {
@@ -198,7 +197,7 @@ struct Inner {
     admin: AdminToken,
     tenants: Vec<Tenant>,
     faults: Faults,
-    sessions: Mutex<HashMap<TokenDigest, AppSession>>,
+    sessions: Sessions<AppSession>,
     mailboxes: RwLock<HashMap<String, Arc<Mutex<Mailbox>>>>,
     throttle: Throttle,
     fault_rolls: AtomicU64,
@@ -311,7 +310,7 @@ impl State {
             admin,
             tenants,
             faults: directory.faults.clone(),
-            sessions: Mutex::default(),
+            sessions: Sessions::default(),
             mailboxes: RwLock::new(mailboxes),
             throttle,
             fault_rolls: AtomicU64::new(0),
@@ -444,16 +443,16 @@ impl State {
                 ),
             ));
         }
-        let token = new_token("eyJ0eXAiOiJKV1QiLCJmYWtlIjp0cnVlfQ.");
         let lifetime = self.0.config.token_lifetime;
-        self.0.sessions.lock().expect("lock poisoned").insert(
-            TokenDigest::of(&token),
-            AppSession {
-                tenant_id: tenant.id.clone(),
-                client_id: app.client_id.clone(),
-                permissions: app.permissions.clone(),
-                expires_at: self.now() + lifetime,
-            },
+        let session = AppSession {
+            tenant_id: tenant.id.clone(),
+            client_id: app.client_id.clone(),
+            permissions: app.permissions.clone(),
+        };
+        let token = self.0.sessions.issue(
+            "eyJ0eXAiOiJKV1QiLCJmYWtlIjp0cnVlfQ.",
+            session,
+            self.now() + lifetime,
         );
         tracing::info!(client_id = %app.client_id, tenant = %tenant.id, "token issued");
         Ok((token, lifetime.num_seconds().max(0) as u64))
@@ -469,17 +468,14 @@ impl State {
                 "Access token validation failure. Invalid audience.",
             ));
         };
-        let now = self.now();
-        let mut sessions = self.0.sessions.lock().expect("lock poisoned");
-        sessions.retain(|_, s| now - s.expires_at < Duration::days(1));
-        match sessions.get(&TokenDigest::of(token)) {
-            None => Err(GraphError::invalid_token(
+        match self.0.sessions.lookup(token, self.now()) {
+            Lookup::Unknown => Err(GraphError::invalid_token(
                 "IDX14100: JWT is not well formed, there are no dots (.).",
             )),
-            Some(s) if s.expires_at <= now => Err(GraphError::invalid_token(
+            Lookup::Expired => Err(GraphError::invalid_token(
                 "Lifetime validation failed, the token is expired.",
             )),
-            Some(s) => Ok(s.clone()),
+            Lookup::Valid(session) => Ok(session),
         }
     }
 

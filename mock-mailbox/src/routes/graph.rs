@@ -2,6 +2,7 @@
 //! user and mailbox, throttle, then the work.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
@@ -16,6 +17,7 @@ use crate::message::{MimeError, StoredMessage};
 use crate::odata::Query;
 use crate::search::Search;
 use crate::state::{AppSession, Fault, Folder, Mailbox, State, decode_mime, permission};
+use crate::throttle::Permit;
 
 type Answer = Result<Response, GraphError>;
 
@@ -44,12 +46,47 @@ fn open(
     Ok((session, fault))
 }
 
-fn require(session: &AppSession, any_of: &[&str]) -> Result<(), GraphError> {
-    if session.may(any_of) {
-        Ok(())
-    } else {
-        Err(GraphError::access_denied())
+/// A mail call that got through: its session, its mailbox, the fault drawn for it, and
+/// its place in the throttle (held until the call ends).
+struct MailCall {
+    mailbox: Arc<Mutex<Mailbox>>,
+    fault: Option<Fault>,
+    _permit: Permit,
+}
+
+impl MailCall {
+    fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
+        self.mailbox.lock().expect("mailbox lock poisoned")
     }
+}
+
+/// Version, token, fault, permission, mailbox and throttle, in that order.
+fn mail_call(
+    state: &State,
+    headers: &HeaderMap,
+    root: &str,
+    user: &str,
+    any_of: &[&str],
+    upload_bytes: u64,
+    import: bool,
+) -> Result<MailCall, GraphError> {
+    let (session, fault) = open(state, headers, root, import)?;
+    if !session.may(any_of) {
+        return Err(GraphError::access_denied());
+    }
+    let mailbox = state.mailbox(&session, user)?;
+    let user_id = mailbox
+        .lock()
+        .expect("mailbox lock poisoned")
+        .user
+        .id
+        .clone();
+    let permit = state.admit(&session, &user_id, upload_bytes)?;
+    Ok(MailCall {
+        mailbox,
+        fault,
+        _permit: permit,
+    })
 }
 
 fn query(q: Result<AxQuery<HashMap<String, String>>, QueryRejection>) -> Result<Query, GraphError> {
@@ -172,12 +209,17 @@ pub async fn list_folders(
     Path((root, user)): Path<(String, String)>,
     q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::READ_MAIL,
+        0,
+        false,
+    )?;
     let q = query(q)?;
-    require(&session, permission::READ_MAIL)?;
-    let mailbox = state.mailbox(&session, &user)?;
-    let mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let mailbox = call.mailbox();
     let wanted = match &q.filter {
         Some(f) => Some(f.on("displayName")?.to_owned()),
         None => None,
@@ -215,12 +257,17 @@ pub async fn get_folder(
     Path((root, user, folder)): Path<(String, String, String)>,
     q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::READ_MAIL,
+        0,
+        false,
+    )?;
     let q = query(q)?;
-    require(&session, permission::READ_MAIL)?;
-    let mailbox = state.mailbox(&session, &user)?;
-    let mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let mailbox = call.mailbox();
     let folder = mailbox
         .folder(&folder)
         .ok_or_else(GraphError::item_not_found)?;
@@ -247,8 +294,15 @@ pub async fn create_folder(
     Path((root, user)): Path<(String, String)>,
     body: Result<axum::Json<NewFolder>, JsonRejection>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
-    require(&session, permission::WRITE_MAIL)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::WRITE_MAIL,
+        0,
+        false,
+    )?;
     let axum::Json(body) = body.map_err(|_| {
         GraphError::new(
             StatusCode::BAD_REQUEST,
@@ -267,9 +321,7 @@ pub async fn create_folder(
                 "The displayName of a folder cannot be empty.",
             )
         })?;
-    let mailbox = state.mailbox(&session, &user)?;
-    let mut mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let mut mailbox = call.mailbox();
     let folder = mailbox.create_folder(&name)?;
     tracing::info!(mailbox = %mailbox.user.user_principal_name, folder = %name, "folder created");
     let mut m = folder_json(&mailbox, &folder);
@@ -332,13 +384,18 @@ pub async fn import_mime(
             "Resource not found for the segment 'importMime'.",
         ));
     }
-    let (session, fault) = open(&state, &headers, &root, true)?;
-    require(&session, permission::IMPORT_MIME)?;
     let body = body_bytes(body)?;
-    let mailbox = state.mailbox(&session, &user)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::IMPORT_MIME,
+        body.len() as u64,
+        true,
+    )?;
     let (stored, upn) = {
-        let mut mailbox = mailbox.lock().expect("lock poisoned");
-        let _permit = state.admit(&session, &mailbox.user.id, body.len() as u64)?;
+        let mut mailbox = call.mailbox();
         let folder_id = mailbox
             .folder(&folder)
             .ok_or_else(GraphError::item_not_found)?
@@ -349,7 +406,7 @@ pub async fn import_mime(
         (stored, mailbox.user.user_principal_name.clone())
     };
     tracing::debug!(mailbox = %upn, message = %stored.id, "message imported");
-    if fault == Some(Fault::LoseImportResponse) {
+    if call.fault == Some(Fault::LoseImportResponse) {
         return Err(GraphError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "UnknownError",
@@ -367,9 +424,16 @@ async fn create_draft_in(
     folder: Option<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
-    require(&session, permission::WRITE_MAIL)?;
     let body = body_bytes(body)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::WRITE_MAIL,
+        body.len() as u64,
+        false,
+    )?;
     let is_mime = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -379,9 +443,7 @@ async fn create_draft_in(
             "This fake creates messages from MIME only: send the base64 MIME with Content-Type: text/plain.",
         ));
     }
-    let mailbox = state.mailbox(&session, &user)?;
-    let mut mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, body.len() as u64)?;
+    let mut mailbox = call.mailbox();
     let folder_id = mailbox
         .folder(folder.as_deref().unwrap_or("drafts"))
         .ok_or_else(GraphError::item_not_found)?
@@ -419,17 +481,22 @@ async fn list_in(
     folder: Option<String>,
     q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::READ_MAIL,
+        0,
+        false,
+    )?;
     let q = query(q)?;
-    require(&session, permission::READ_MAIL)?;
     let search = q.search.as_deref().map(Search::parse).transpose()?;
     let wanted_id = match &q.filter {
         Some(f) => Some(f.on("internetMessageId")?.to_owned()),
         None => None,
     };
-    let mailbox = state.mailbox(&session, &user)?;
-    let mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let mailbox = call.mailbox();
     let folder_id = match &folder {
         Some(f) => Some(
             mailbox
@@ -494,12 +561,17 @@ pub async fn get_message(
     Path((root, user, message)): Path<(String, String, String)>,
     q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::READ_MAIL,
+        0,
+        false,
+    )?;
     let q = query(q)?;
-    require(&session, permission::READ_MAIL)?;
-    let mailbox = state.mailbox(&session, &user)?;
-    let mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let mailbox = call.mailbox();
     let found = mailbox
         .messages
         .get(&message)
@@ -512,11 +584,16 @@ pub async fn get_mime(
     headers: HeaderMap,
     Path((root, user, message)): Path<(String, String, String)>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
-    require(&session, permission::READ_MAIL)?;
-    let mailbox = state.mailbox(&session, &user)?;
-    let mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::READ_MAIL,
+        0,
+        false,
+    )?;
+    let mailbox = call.mailbox();
     let found = mailbox
         .messages
         .get(&message)
@@ -533,11 +610,16 @@ pub async fn delete_message(
     headers: HeaderMap,
     Path((root, user, message)): Path<(String, String, String)>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
-    require(&session, permission::WRITE_MAIL)?;
-    let mailbox = state.mailbox(&session, &user)?;
-    let mut mailbox = mailbox.lock().expect("lock poisoned");
-    let _permit = state.admit(&session, &mailbox.user.id, 0)?;
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::WRITE_MAIL,
+        0,
+        false,
+    )?;
+    let mut mailbox = call.mailbox();
     if !mailbox.delete(&message) {
         return Err(GraphError::item_not_found());
     }
