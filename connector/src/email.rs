@@ -1,0 +1,627 @@
+//! An item becomes one RFC 5322 message. The rules are written for compliance reviewers
+//! in docs/email-format.md; this is the only code that applies them. Pure: the caller
+//! supplies attachment bytes (or why they are left out).
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::text::Text;
+use mail_builder::mime::{BodyPart, MimePart};
+use sha2::{Digest, Sha256};
+
+use crate::mapping::is_email;
+use crate::model::{CallMedia, Content, Item, MembershipAction, Participant};
+use crate::phone::digits;
+
+/// The host part of every Message-ID the connector writes.
+pub const MESSAGE_ID_HOST: &str = "whatsapp-archiver.invalid";
+/// Longest subject Exchange keeps.
+pub const MAX_SUBJECT: usize = 255;
+
+/// Settings that shape messages.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Domain of the addresses made for participants without an email address.
+    pub phone_address_domain: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            phone_address_domain: "whatsapp.invalid".into(),
+        }
+    }
+}
+
+/// Why an attachment is not in the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OmitReason {
+    /// Above the size limit (reported as `attachment_too_large`).
+    TooLarge,
+    /// Its bytes could not be fetched with the size and SHA-256 the provider gave
+    /// (reported as `attachment_unverifiable`).
+    Unverifiable,
+}
+
+impl OmitReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TooLarge => "attachment_too_large",
+            Self::Unverifiable => "attachment_unverifiable",
+        }
+    }
+
+    fn sentence(self, limit: u64) -> String {
+        match self {
+            Self::TooLarge => format!("it is larger than the {limit}-byte import limit"),
+            Self::Unverifiable => "its bytes could not be fetched intact from the archive (size or SHA-256 did not match)".into(),
+        }
+    }
+}
+
+/// The attachment's content, as the caller has it.
+#[derive(Debug, Clone, Copy)]
+pub enum AttachmentBody<'a> {
+    Bytes(&'a [u8]),
+    Omitted(OmitReason),
+}
+
+/// The message for one item.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub message_id: String,
+    pub mime: Vec<u8>,
+    /// Set when the item's attachment was left out.
+    pub omitted: Option<OmitReason>,
+}
+
+/// `<local@whatsapp-archiver.invalid>`, from the provider's item id alone. Ids made only
+/// of `A-Z a-z 0-9 . _ -` (and not starting with `x-`) are used as they are; any other id
+/// is written as `x-` and its UTF-8 bytes in hex, so two ids never share a Message-ID.
+pub fn message_id(item_id: &str) -> String {
+    let plain = !item_id.is_empty()
+        && item_id.len() <= 200
+        && !item_id.starts_with("x-")
+        && item_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !item_id.starts_with('.')
+        && !item_id.ends_with('.')
+        && !item_id.contains("..");
+    let local = if plain {
+        item_id.to_owned()
+    } else if item_id.len() <= 200 {
+        format!("x-{}", hex(item_id.as_bytes()))
+    } else {
+        format!("x-sha256-{}", hex(&Sha256::digest(item_id.as_bytes())))
+    };
+    format!("<{local}@{MESSAGE_ID_HOST}>")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A header value with every control character (CR and LF above all) made a space, so
+/// no data can start a header of its own.
+pub fn clean(value: &str) -> String {
+    let cleaned: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A file name safe to offer: no path, no control characters, no quotes, not empty.
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | ':' | '*' | '?' | '|'))
+        .filter(|c| !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .collect();
+    let trimmed = cleaned.trim().trim_start_matches('.').trim().to_owned();
+    let trimmed: String = trimmed.chars().take(200).collect();
+    if trimmed.is_empty() {
+        "attachment".into()
+    } else {
+        trimmed
+    }
+}
+
+/// A content type safe to write: `type/subtype` in token characters, else octet-stream.
+pub fn safe_content_type(value: &str) -> String {
+    let main = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    match main.split_once('/') {
+        Some((t, s)) if token(t) && token(s) => main,
+        _ => "application/octet-stream".into(),
+    }
+}
+
+fn display_name(p: &Participant) -> String {
+    clean(&format!("{} {}", p.name, digits(&p.phone)))
+}
+
+/// The address written for a participant: their email property, or one made from the
+/// phone number under the configured domain.
+pub fn participant_address(p: &Participant, options: &Options) -> String {
+    match p.user_email.as_deref().map(str::trim) {
+        Some(e) if is_email(e) => e.to_lowercase(),
+        _ => {
+            let digits: String = p.phone.chars().filter(char::is_ascii_digit).collect();
+            let local = if digits.is_empty() {
+                "unknown".to_owned()
+            } else {
+                digits
+            };
+            format!("{local}@{}", options.phone_address_domain)
+        }
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn who(p: &Participant) -> String {
+    format!("{} ({})", p.name, p.phone)
+}
+
+fn to_label(item: &Item) -> String {
+    if item.conversation.is_group {
+        item.conversation
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("group {}", item.conversation.id))
+    } else {
+        item.to
+            .iter()
+            .map(|p| digits(&p.phone).to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The subject, after the provider's convention.
+pub fn subject(item: &Item) -> String {
+    let from = digits(&item.from.phone);
+    let to = to_label(item);
+    let base = match &item.content {
+        Content::Reaction { .. } => format!("WhatsApp Reaction From {from} to {to}"),
+        Content::Edit { .. } => format!("WhatsApp Edit From {from} to {to}"),
+        Content::Deletion { scope, .. } => format!(
+            "DELETED {} – WhatsApp Message From {from} to {to}",
+            scope.label()
+        ),
+        Content::Membership { .. } => format!("WhatsApp Group Event From {from} in {to}"),
+        Content::Call { media, outcome, .. } => {
+            let kind = match media {
+                CallMedia::Voice => "Voice",
+                CallMedia::Video => "Video",
+            };
+            format!(
+                "WhatsApp {kind} Call From {from} to {to} ({})",
+                outcome.label()
+            )
+        }
+        _ => format!("WhatsApp Message From {from} to {to}"),
+    };
+    let full = match &item.deleted {
+        Some(d) => format!("DELETED {} – {base}", d.scope.label()),
+        None => base,
+    };
+    let full = clean(&full);
+    if full.chars().count() <= MAX_SUBJECT {
+        full
+    } else {
+        let mut cut: String = full.chars().take(MAX_SUBJECT - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn duration(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 {
+        format!("{h}h {m}m {s}s")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The body, as lines; the text part joins them, the HTML part escapes them.
+fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "WhatsApp {} captured by TeleMessage {}",
+            item.content.kind(),
+            item.capture_mode.as_str()
+        ),
+        format!("From: {}", who(&item.from)),
+        format!(
+            "To: {}",
+            item.to.iter().map(who).collect::<Vec<_>>().join(", ")
+        ),
+        match (&item.conversation.name, item.conversation.is_group) {
+            (Some(name), true) => format!("Conversation: {name} (group)"),
+            (None, true) => format!("Conversation: group {}", item.conversation.id),
+            _ => "Conversation: direct".into(),
+        },
+        format!("Sent: {}", time(item.sent_at)),
+        format!("Archived: {}", time(item.archived_at)),
+    ];
+    if let Some(d) = &item.deleted {
+        lines.push(format!(
+            "DELETED {} at {}. The original content is kept below.",
+            match d.scope {
+                crate::model::DeletionScope::Everyone => "for everyone",
+                crate::model::DeletionScope::Me => "by the sender for themselves",
+            },
+            time(d.at)
+        ));
+    }
+    if let Some(c) = &item.context {
+        if let Some(target) = &c.reply_to {
+            match &c.quoted_text {
+                Some(q) => lines.push(format!("In reply to {target}: \"{q}\"")),
+                None => lines.push(format!("In reply to {target}")),
+            }
+        }
+        if c.frequently_forwarded {
+            lines.push("Forwarded many times".into());
+        } else if c.forwarded {
+            lines.push("Forwarded".into());
+        }
+    }
+    lines.push(String::new());
+    match &item.content {
+        Content::Text { text } => lines.extend(text.lines().map(str::to_owned)),
+        Content::Media { kind, caption, attachment } => {
+            lines.push(format!("{} {} ({} bytes)", capitalise(kind.label()), safe_file_name(&attachment.file_name), attachment.size));
+            if let Some(c) = caption {
+                lines.extend(c.lines().map(str::to_owned));
+            }
+        }
+        Content::Document { caption, attachment } => {
+            lines.push(format!("Document {} ({} bytes)", safe_file_name(&attachment.file_name), attachment.size));
+            if let Some(c) = caption {
+                lines.extend(c.lines().map(str::to_owned));
+            }
+        }
+        Content::Location { latitude, longitude, name, address } => {
+            lines.push(format!("Location: {}", [name.as_deref(), address.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ")));
+            lines.push(format!("Coordinates: {latitude}, {longitude}"));
+        }
+        Content::Contact { name, phones, emails, organization } => {
+            lines.push(format!("Contact card: {name} (attached as contact.vcf)"));
+            if let Some(o) = organization {
+                lines.push(format!("Organization: {o}"));
+            }
+            lines.extend(phones.iter().map(|p| format!("Phone: {p}")));
+            lines.extend(emails.iter().map(|e| format!("Email: {e}")));
+        }
+        Content::Reaction { target_id, emoji: Some(e) } => lines.push(format!("Reacted {e} to message {target_id}")),
+        Content::Reaction { target_id, emoji: None } => lines.push(format!("Removed their reaction to message {target_id}")),
+        Content::Edit { target_id, text } => {
+            lines.push(format!("Edited message {target_id}. New text:"));
+            lines.extend(text.lines().map(str::to_owned));
+        }
+        Content::Deletion { target_id, scope } => lines.push(format!(
+            "Deleted message {target_id} {} at {}. The original was archived before the deletion and is kept unchanged.",
+            match scope {
+                crate::model::DeletionScope::Everyone => "for everyone",
+                crate::model::DeletionScope::Me => "for themselves",
+            },
+            time(item.sent_at)
+        )),
+        Content::Membership { action, members, subject } => {
+            let names = members.iter().map(who).collect::<Vec<_>>().join(", ");
+            lines.push(match action {
+                MembershipAction::Join => format!("{} joined the group", who(&item.from)),
+                MembershipAction::Leave => format!("{} left the group", who(&item.from)),
+                MembershipAction::Add => format!("{} added {names}", who(&item.from)),
+                MembershipAction::Remove => format!("{} removed {names}", who(&item.from)),
+                MembershipAction::SubjectChange => {
+                    format!("{} changed the group subject to \"{}\"", who(&item.from), subject.as_deref().unwrap_or(""))
+                }
+            });
+        }
+        Content::Call { media, outcome, started_at, duration_seconds, joined } => {
+            lines.push(format!(
+                "{} call, {}",
+                match media {
+                    CallMedia::Voice => "Voice",
+                    CallMedia::Video => "Video",
+                },
+                outcome.label()
+            ));
+            lines.push(format!("Started: {}", time(*started_at)));
+            lines.push(format!("Duration: {}", duration(*duration_seconds)));
+            lines.push(format!("Caller: {}", who(&item.from)));
+            for p in &item.to {
+                let took_part = joined.contains(&p.phone);
+                lines.push(format!("Invited: {} — {}", who(p), if took_part { "joined" } else { "did not join" }));
+            }
+        }
+    }
+    if let (Some(reason), Some(att)) = (omitted, item.content.attachment()) {
+        lines.push(String::new());
+        lines.push(format!(
+            "[Attachment left out: {} ({} bytes), because {}. It remains in the TeleMessage archive.]",
+            safe_file_name(&att.file_name),
+            att.size,
+            reason.sentence(limit)
+        ));
+    }
+    lines
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn vcard_escape(s: &str) -> String {
+    clean(s)
+        .replace('\\', "\\\\")
+        .replace(',', "\\,")
+        .replace(';', "\\;")
+}
+
+/// A vCard 3.0 for a contact-card item.
+pub fn vcard(
+    name: &str,
+    phones: &[String],
+    emails: &[String],
+    organization: Option<&str>,
+) -> String {
+    let mut card = vec!["BEGIN:VCARD".to_owned(), "VERSION:3.0".to_owned()];
+    card.push(format!("FN:{}", vcard_escape(name)));
+    card.push(format!("N:{};;;;", vcard_escape(name)));
+    if let Some(o) = organization {
+        card.push(format!("ORG:{}", vcard_escape(o)));
+    }
+    card.extend(
+        phones
+            .iter()
+            .map(|p| format!("TEL;TYPE=CELL:{}", vcard_escape(p))),
+    );
+    card.extend(
+        emails
+            .iter()
+            .map(|e| format!("EMAIL;TYPE=INTERNET:{}", vcard_escape(e))),
+    );
+    card.push("END:VCARD".to_owned());
+    card.join("\r\n") + "\r\n"
+}
+
+fn boundary(item_id: &str, kind: &str, body: &str) -> String {
+    let digest = hex(&Sha256::digest(item_id.as_bytes()));
+    let mut b = format!("=_wa_{kind}_{}", &digest[..24]);
+    while body.contains(&b) {
+        b.push('_');
+    }
+    b
+}
+
+/// Converts one item. `attachment` is the item's attachment content, if it has one.
+pub fn convert(
+    item: &Item,
+    attachment: Option<AttachmentBody<'_>>,
+    options: &Options,
+    limit: u64,
+) -> Email {
+    let omitted = match attachment {
+        Some(AttachmentBody::Omitted(reason)) => Some(reason),
+        _ => None,
+    };
+    let lines = body_lines(item, omitted, limit);
+    let text = lines.join("\r\n") + "\r\n";
+    let html = format!(
+        "<html><body><div style=\"font-family:sans-serif\">{}</div></body></html>\r\n",
+        lines
+            .iter()
+            .map(|l| html_escape(l))
+            .collect::<Vec<_>>()
+            .join("<br>\r\n")
+    );
+    let everything = format!("{text}{html}");
+    let alternative = MimePart::new(
+        ContentType::new("multipart/alternative")
+            .attribute("boundary", boundary(&item.id, "alt", &everything)),
+        BodyPart::Multipart(vec![
+            MimePart::new("text/plain", BodyPart::Text(text.into())),
+            MimePart::new("text/html", BodyPart::Text(html.into())),
+        ]),
+    );
+    let mut parts = Vec::new();
+    if let (Some(AttachmentBody::Bytes(bytes)), Some(att)) = (attachment, item.content.attachment())
+    {
+        parts.push(
+            MimePart::new(
+                ContentType::new(safe_content_type(&att.content_type)),
+                BodyPart::Binary(Cow::Borrowed(bytes)),
+            )
+            .attachment(safe_file_name(&att.file_name)),
+        );
+    }
+    if let Content::Contact {
+        name,
+        phones,
+        emails,
+        organization,
+    } = &item.content
+    {
+        let card = vcard(name, phones, emails, organization.as_deref());
+        parts.push(
+            MimePart::new("text/vcard", BodyPart::Text(card.into())).attachment("contact.vcf"),
+        );
+    }
+    let body = if parts.is_empty() {
+        alternative
+    } else {
+        parts.insert(0, alternative);
+        MimePart::new(
+            ContentType::new("multipart/mixed")
+                .attribute("boundary", boundary(&item.id, "mixed", &everything)),
+            BodyPart::Multipart(parts),
+        )
+    };
+
+    let id = message_id(&item.id);
+    let bare = |s: &str| s.trim_start_matches('<').trim_end_matches('>').to_owned();
+    let mut builder = MessageBuilder::new()
+        .from(Address::new_address(
+            Some(display_name(&item.from)),
+            participant_address(&item.from, options),
+        ))
+        .to(Address::new_list(
+            item.to
+                .iter()
+                .map(|p| {
+                    Address::new_address(Some(display_name(p)), participant_address(p, options))
+                })
+                .collect(),
+        ))
+        .subject(subject(item))
+        .date(item.sent_at.timestamp())
+        .message_id(bare(&id));
+    let reference = item
+        .content
+        .target()
+        .or(item.context.as_ref().and_then(|c| c.reply_to.as_deref()));
+    if let Some(target) = reference {
+        let target_id = bare(&message_id(target));
+        builder = builder
+            .in_reply_to(MessageId::new(target_id.clone()))
+            .references(MessageId::new(target_id));
+    }
+    let x = |v: &str| Text::new(clean(v));
+    builder = builder
+        .header("X-WhatsApp-Item-Id", x(&item.id))
+        .header("X-WhatsApp-Kind", x(item.content.kind()))
+        .header(
+            "X-WhatsApp-Capture-Mode",
+            x(match item.capture_mode {
+                crate::model::CaptureMode::PhoneArchiver => "phone_archiver",
+                crate::model::CaptureMode::CloudArchiver => "cloud_archiver",
+            }),
+        )
+        .header("X-WhatsApp-Conversation-Id", x(&item.conversation.id))
+        .header(
+            "X-WhatsApp-Conversation-Type",
+            x(if item.conversation.is_group {
+                "group"
+            } else {
+                "direct"
+            }),
+        )
+        .header(
+            "X-WhatsApp-Archived-At",
+            x(&item
+                .archived_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
+    if let Some(name) = &item.conversation.name {
+        builder = builder.header("X-WhatsApp-Conversation-Name", x(name));
+    }
+    if let Some(target) = item.content.target() {
+        builder = builder.header("X-WhatsApp-Target-Id", x(target));
+    }
+    if let Some(d) = &item.deleted {
+        builder = builder.header(
+            "X-WhatsApp-Deleted",
+            x(&format!(
+                "scope={}; at={}",
+                d.scope.header_value(),
+                d.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )),
+        );
+    }
+    if let Content::Deletion { scope, .. } = &item.content {
+        builder = builder.header(
+            "X-WhatsApp-Deleted",
+            x(&format!(
+                "scope={}; at={}",
+                scope.header_value(),
+                item.sent_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )),
+        );
+    }
+    if let Content::Call {
+        media,
+        outcome,
+        started_at,
+        duration_seconds,
+        ..
+    } = &item.content
+    {
+        builder = builder.header(
+            "X-WhatsApp-Call",
+            x(&format!(
+                "media={}; outcome={}; started={}; duration={duration_seconds}",
+                match media {
+                    CallMedia::Voice => "voice",
+                    CallMedia::Video => "video",
+                },
+                outcome.label(),
+                started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )),
+        );
+    }
+    if let (Some(reason), Some(att)) = (omitted, item.content.attachment()) {
+        builder = builder.header(
+            "X-WhatsApp-Omitted-Attachment",
+            x(&format!(
+                "name=\"{}\"; size={}; reason={}",
+                safe_file_name(&att.file_name).replace('"', ""),
+                att.size,
+                reason.code()
+            )),
+        );
+    }
+    let mime = builder
+        .body(body)
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail");
+    Email {
+        message_id: id,
+        mime,
+        omitted,
+    }
+}

@@ -1,0 +1,453 @@
+//! The Graph client. Every request goes through [`GraphClient::send`]: a fresh token
+//! (refreshed before it expires, and once more on a 401), at most 4 requests in flight per
+//! mailbox, `Retry-After` honoured on 429 and 503, backoff with jitter on other transient
+//! failures, up to the retry limit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::wire;
+use crate::retry::{RetryPolicy, retry_after, transient};
+use crate::secret::Secret;
+
+/// Requests one application may have in flight on one mailbox (Exchange's limit).
+pub const PER_MAILBOX: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("Microsoft 365 refused the application's sign-in: {error}: {description}")]
+    Token { error: String, description: String },
+    #[error("Graph answered {status} {code}: {message} (request-id {request_id})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    #[error("cannot reach Microsoft 365: {0}")]
+    Transport(String),
+    #[error("Graph's answer could not be read: {0}")]
+    Decode(String),
+}
+
+impl GraphError {
+    /// Whether the request may have taken effect although it failed (a 5xx, a timeout, a
+    /// broken connection).
+    pub fn uncertain(&self) -> bool {
+        matches!(self, Self::Transport(_))
+            || matches!(self, Self::Api { status, .. } if *status >= 500)
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A Microsoft 365 user, as Graph names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub id: String,
+    pub user_principal_name: String,
+}
+
+/// What looking for the archive folder found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderLookup {
+    Found(String),
+    Missing,
+    /// The user has no mailbox Graph can reach (not a valid Microsoft 365 user for mail).
+    NoMailbox,
+}
+
+#[derive(Debug)]
+struct Token {
+    value: Secret,
+    refresh_after: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    graph: String,
+    login: String,
+    tenant: String,
+    client_id: String,
+    secret: Secret,
+    token: Arc<Mutex<Option<Token>>>,
+    mailboxes: Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>>,
+    retry: Arc<RetryPolicy>,
+}
+
+/// A path segment, percent-encoded (an `@` is kept, as Graph accepts it).
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'@' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An OData string literal: quotes doubled.
+pub fn odata_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+impl GraphClient {
+    pub fn new(
+        http: reqwest::Client,
+        graph: &str,
+        login: &str,
+        tenant: &str,
+        client_id: &str,
+        secret: Secret,
+        retry: Arc<RetryPolicy>,
+    ) -> Self {
+        Self {
+            http,
+            graph: graph.trim_end_matches('/').to_owned(),
+            login: login.trim_end_matches('/').to_owned(),
+            tenant: tenant.to_owned(),
+            client_id: client_id.to_owned(),
+            secret,
+            token: Arc::default(),
+            mailboxes: Arc::default(),
+            retry,
+        }
+    }
+
+    async fn fresh_token(&self, force: bool) -> Result<Secret, GraphError> {
+        let mut token = self.token.lock().await;
+        if !force
+            && let Some(t) = &*token
+            && Instant::now() < t.refresh_after
+        {
+            return Ok(t.value.clone());
+        }
+        let url = format!("{}/{}/oauth2/v2.0/token", self.login, segment(&self.tenant));
+        let form = [
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.secret.expose()),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ];
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            match self.http.post(&url).form(&form).send().await {
+                Ok(r)
+                    if (r.status().is_server_error() || r.status() == 429)
+                        && attempt < self.retry.max_attempts =>
+                {
+                    self.retry.count_retry();
+                    tokio::time::sleep(self.retry.delay(attempt, retry_after(r.headers()))).await;
+                }
+                Ok(r) => break r,
+                Err(e) if attempt < self.retry.max_attempts => {
+                    tracing::warn!(error = %e.without_url(), "token request failed; retrying");
+                    self.retry.count_retry();
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                }
+                Err(e) => return Err(GraphError::Transport(e.without_url().to_string())),
+            }
+        };
+        if !response.status().is_success() {
+            let refused: wire::TokenError = response
+                .json()
+                .await
+                .map_err(|e| GraphError::Decode(e.to_string()))?;
+            // The description names the application id, never the secret.
+            let description = refused
+                .error_description
+                .split(" Trace ID")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return Err(GraphError::Token {
+                error: refused.error,
+                description,
+            });
+        }
+        let issued: wire::TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| GraphError::Decode(e.to_string()))?;
+        let lifetime = Duration::from_secs(issued.expires_in);
+        let margin = Duration::from_secs(300).min(lifetime / 2);
+        let value = Secret::new(issued.access_token);
+        *token = Some(Token {
+            value: value.clone(),
+            refresh_after: Instant::now() + lifetime - margin,
+        });
+        tracing::info!(tenant = %self.tenant, "signed in to Microsoft 365");
+        Ok(value)
+    }
+
+    /// Checks the application's credentials by getting a token.
+    pub async fn sign_in(&self) -> Result<(), GraphError> {
+        self.fresh_token(true).await.map(|_| ())
+    }
+
+    fn mailbox_gate(&self, mailbox: &str) -> Arc<Semaphore> {
+        self.mailboxes
+            .lock()
+            .expect("gate lock poisoned")
+            .entry(mailbox.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_MAILBOX)))
+            .clone()
+    }
+
+    /// Sends a request built by `build` (called again for each attempt) on `mailbox`.
+    pub async fn send(
+        &self,
+        mailbox: &str,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GraphError> {
+        self.send_with(mailbox, true, build).await
+    }
+
+    /// As [`send`](Self::send); with `retry_uncertain` false, only answers that say the
+    /// request was not processed (401, 429) are retried here, and a 5xx or a broken
+    /// connection is returned at once: the caller must find out whether it took effect.
+    pub async fn send_with(
+        &self,
+        mailbox: &str,
+        retry_uncertain: bool,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GraphError> {
+        let gate = self.mailbox_gate(mailbox);
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let token = self.fresh_token(false).await?;
+            let sent = {
+                let _slot = gate.acquire().await.expect("gates are never closed");
+                build(&self.http, token.expose()).send().await
+            };
+            match sent {
+                Ok(r) if r.status().is_success() => return Ok(r),
+                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED && !refreshed => {
+                    refreshed = true;
+                    tracing::info!("Graph refused the token; getting a new one");
+                    self.fresh_token(true).await?;
+                }
+                Ok(r)
+                    if transient(r.status())
+                        && (retry_uncertain
+                            || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS)
+                        && attempt < self.retry.max_attempts =>
+                {
+                    let wait = self.retry.delay(attempt, retry_after(r.headers()));
+                    tracing::debug!(
+                        status = r.status().as_u16(),
+                        attempt,
+                        ?wait,
+                        mailbox,
+                        "Graph asked to wait; retrying"
+                    );
+                    self.retry.count_retry();
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(r) => return Err(api_error(r).await),
+                Err(e) if retry_uncertain && attempt < self.retry.max_attempts => {
+                    tracing::warn!(error = %e.without_url(), attempt, mailbox, "Graph request failed; retrying");
+                    self.retry.count_retry();
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                }
+                Err(e) => return Err(GraphError::Transport(e.without_url().to_string())),
+            }
+        }
+    }
+
+    /// The user with this id or principal name, or `None` if Graph does not know it.
+    pub async fn user(&self, address: &str) -> Result<Option<UserRef>, GraphError> {
+        let url = format!("{}/v1.0/users/{}", self.graph, segment(address));
+        match self
+            .send(address, |http, token| {
+                http.get(&url)
+                    .query(&[("$select", "id,userPrincipalName")])
+                    .bearer_auth(token)
+            })
+            .await
+        {
+            Ok(r) => {
+                let user: wire::User = r
+                    .json()
+                    .await
+                    .map_err(|e| GraphError::Decode(e.to_string()))?;
+                Ok(Some(UserRef {
+                    id: user.id,
+                    user_principal_name: user.user_principal_name,
+                }))
+            }
+            Err(GraphError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Looks for a child folder of the root by name.
+    pub async fn find_folder(&self, user_id: &str, name: &str) -> Result<FolderLookup, GraphError> {
+        let url = format!("{}/v1.0/users/{}/mailFolders", self.graph, segment(user_id));
+        let filter = format!("displayName eq {}", odata_string(name));
+        let answer = self
+            .send(user_id, |http, token| {
+                http.get(&url)
+                    .query(&[("$filter", filter.as_str()), ("$select", "id,displayName")])
+                    .bearer_auth(token)
+            })
+            .await;
+        match answer {
+            Ok(r) => {
+                let page: wire::Collection<wire::Folder> = r
+                    .json()
+                    .await
+                    .map_err(|e| GraphError::Decode(e.to_string()))?;
+                Ok(page
+                    .value
+                    .into_iter()
+                    .find(|f| f.display_name.eq_ignore_ascii_case(name))
+                    .map_or(FolderLookup::Missing, |f| FolderLookup::Found(f.id)))
+            }
+            Err(GraphError::Api {
+                status: 404, code, ..
+            }) if code == "MailboxNotEnabledForRESTAPI"
+                || code == "ErrorInvalidUser"
+                || code == "ResourceNotFound" =>
+            {
+                Ok(FolderLookup::NoMailbox)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Finds the folder or creates it; a create that loses a race (`ErrorFolderExists`)
+    /// looks again.
+    pub async fn ensure_folder(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> Result<FolderLookup, GraphError> {
+        match self.find_folder(user_id, name).await? {
+            FolderLookup::Missing => {}
+            other => return Ok(other),
+        }
+        let url = format!("{}/v1.0/users/{}/mailFolders", self.graph, segment(user_id));
+        let body = serde_json::json!({ "displayName": name });
+        match self
+            .send(user_id, |http, token| {
+                http.post(&url).json(&body).bearer_auth(token)
+            })
+            .await
+        {
+            Ok(r) => {
+                let folder: wire::Folder = r
+                    .json()
+                    .await
+                    .map_err(|e| GraphError::Decode(e.to_string()))?;
+                tracing::info!(
+                    mailbox = user_id,
+                    folder = name,
+                    "created the archive folder"
+                );
+                Ok(FolderLookup::Found(folder.id))
+            }
+            Err(e) if e.code() == Some("ErrorFolderExists") => {
+                match self.find_folder(user_id, name).await? {
+                    FolderLookup::Missing => Err(e),
+                    found => Ok(found),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Imports a finished message from MIME into a folder; answers Graph's message id.
+    pub async fn import(
+        &self,
+        user_id: &str,
+        folder_id: &str,
+        mime: &[u8],
+    ) -> Result<String, GraphError> {
+        let url = format!(
+            "{}/beta/users/{}/mailFolders/{}/importMime",
+            self.graph,
+            segment(user_id),
+            segment(folder_id)
+        );
+        let body = STANDARD.encode(mime);
+        let response = self
+            .send_with(user_id, false, |http, token| {
+                http.post(&url)
+                    .header("content-type", "text/plain")
+                    .body(body.clone())
+                    .bearer_auth(token)
+            })
+            .await?;
+        let message: wire::MessageRef = response
+            .json()
+            .await
+            .map_err(|e| GraphError::Decode(e.to_string()))?;
+        Ok(message.id)
+    }
+
+    /// The id of the message with this Message-ID in the mailbox, if there is one.
+    pub async fn find_message(
+        &self,
+        user_id: &str,
+        internet_message_id: &str,
+    ) -> Result<Option<String>, GraphError> {
+        let url = format!("{}/v1.0/users/{}/messages", self.graph, segment(user_id));
+        let filter = format!("internetMessageId eq {}", odata_string(internet_message_id));
+        let response = self
+            .send(user_id, |http, token| {
+                http.get(&url)
+                    .query(&[("$filter", filter.as_str()), ("$select", "id")])
+                    .bearer_auth(token)
+            })
+            .await?;
+        let page: wire::Collection<wire::MessageRef> = response
+            .json()
+            .await
+            .map_err(|e| GraphError::Decode(e.to_string()))?;
+        Ok(page.value.into_iter().next().map(|m| m.id))
+    }
+}
+
+async fn api_error(response: reqwest::Response) -> GraphError {
+    let status = response.status().as_u16();
+    let header_id = response
+        .headers()
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match response.json::<wire::ErrorBody>().await {
+        Ok(body) => GraphError::Api {
+            status,
+            code: body.error.code,
+            message: body.error.message,
+            request_id: body
+                .error
+                .inner_error
+                .and_then(|i| i.request_id)
+                .or(header_id)
+                .unwrap_or_default(),
+        },
+        Err(_) => GraphError::Api {
+            status,
+            code: "unknown".into(),
+            message: "no error body".into(),
+            request_id: header_id.unwrap_or_default(),
+        },
+    }
+}

@@ -1,0 +1,343 @@
+//! Participant → mailbox mapping (S7–S10): the custom mapping file (mobile number →
+//! Microsoft 365 address) and the per-participant precedence rule.
+//!
+//! The rule, per participant: the CSV entry if it names a valid Microsoft 365 user, else
+//! (with automatic mapping on) the participant's "User's Email address" property if that
+//! is a valid user, else the participant has no mailbox. Validity is decided by the
+//! caller (through Graph); everything here is pure.
+
+use std::collections::HashMap;
+
+use crate::phone;
+
+/// The mapping file, read and checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingFile {
+    by_phone: HashMap<String, String>,
+}
+
+/// One bad line of a mapping file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Why a mapping file was refused: every bad line, so they can all be fixed at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {} problem(s):\n{}", .errors.len(), .errors.iter().map(|e| format!("  line {}: {}", e.line, e.reason)).collect::<Vec<_>>().join("\n"))]
+pub struct MappingError {
+    pub file: String,
+    pub errors: Vec<LineError>,
+}
+
+/// A plausible email address: one `@`, a local part, a dotted domain, no spaces or
+/// control characters.
+pub fn is_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && address.chars().all(|c| {
+            !c.is_whitespace() && !c.is_control() && c != '<' && c != '>' && c != ',' && c != ';'
+        })
+}
+
+impl MappingFile {
+    /// Reads a mapping file. The first row is a header naming a phone column (`phone`,
+    /// `mobile`, ...) and an email column (`email`, `mail`, `upn`, ...). The whole file is
+    /// refused, with every bad line, if any line is wrong.
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self, MappingError> {
+        let fail = |errors| MappingError {
+            file: file.to_owned(),
+            errors,
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let headers = reader.headers().map_err(|e| {
+            fail(vec![LineError {
+                line: 1,
+                reason: format!("cannot read the header row: {e}"),
+            }])
+        })?;
+        let find = |words: &[&str]| {
+            headers.iter().position(|h| {
+                let h = h.to_lowercase();
+                words.iter().any(|w| h.contains(w))
+            })
+        };
+        let (Some(phone_col), Some(email_col)) = (
+            find(&["phone", "mobile", "number", "msisdn"]),
+            find(&["email", "mail", "upn", "address", "principal"]),
+        ) else {
+            return Err(fail(vec![LineError {
+                line: 1,
+                reason: format!(
+                    "the header row must name a phone column and an email column, e.g. `Mobile phone number,Email address` (found: {})",
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                ),
+            }]));
+        };
+        let mut by_phone: HashMap<String, String> = HashMap::new();
+        let mut first_line: HashMap<String, u64> = HashMap::new();
+        let mut errors = Vec::new();
+        for record in reader.records() {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    errors.push(LineError {
+                        line,
+                        reason: format!("cannot read the line: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let line = record.position().map_or(0, |p| p.line());
+            if record.iter().all(str::is_empty) {
+                continue;
+            }
+            let raw_phone = record.get(phone_col).unwrap_or_default();
+            let raw_email = record.get(email_col).unwrap_or_default();
+            let phone = match phone::normalise(raw_phone) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(LineError {
+                        line,
+                        reason: format!("phone: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if !is_email(raw_email) {
+                errors.push(LineError {
+                    line,
+                    reason: format!("{raw_email:?} is not an email address"),
+                });
+                continue;
+            }
+            let email = raw_email.to_lowercase();
+            match by_phone.get(&phone) {
+                Some(existing) if *existing != email => errors.push(LineError {
+                    line,
+                    reason: format!(
+                        "{phone} is mapped to {existing} on line {} and to {email} here; a number maps to one address",
+                        first_line[&phone]
+                    ),
+                }),
+                Some(_) => {}
+                None => {
+                    first_line.insert(phone.clone(), line);
+                    by_phone.insert(phone, email);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { by_phone })
+        } else {
+            Err(fail(errors))
+        }
+    }
+
+    /// The address the file gives for a normalised number.
+    pub fn address_for(&self, e164: &str) -> Option<&str> {
+        self.by_phone.get(e164).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_phone.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_phone.is_empty()
+    }
+}
+
+/// Where one participant's copy goes, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The mapping file's address is a valid user.
+    Csv(String),
+    /// The participant's email property is a valid user.
+    EmailProperty(String),
+    /// No valid user: this participant gets no copy.
+    None,
+}
+
+impl Resolution {
+    pub fn address(&self) -> Option<&str> {
+        match self {
+            Self::Csv(a) | Self::EmailProperty(a) => Some(a),
+            Self::None => None,
+        }
+    }
+}
+
+/// The candidates to check for one participant, in the order the rule tries them.
+pub fn candidates(
+    phone_e164: Option<&str>,
+    user_email: Option<&str>,
+    csv: Option<&MappingFile>,
+    automatic: bool,
+) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    if let (Some(file), Some(phone)) = (csv, phone_e164)
+        && let Some(address) = file.address_for(phone)
+    {
+        out.push((true, address.to_owned()));
+    }
+    if automatic && let Some(email) = user_email.map(str::trim).filter(|e| is_email(e)) {
+        out.push((false, email.to_lowercase()));
+    }
+    out
+}
+
+/// Applies the rule, given which addresses are valid Microsoft 365 users.
+pub fn resolve(
+    phone_e164: Option<&str>,
+    user_email: Option<&str>,
+    csv: Option<&MappingFile>,
+    automatic: bool,
+    is_valid_user: impl Fn(&str) -> bool,
+) -> Resolution {
+    for (from_csv, address) in candidates(phone_e164, user_email, csv, automatic) {
+        if is_valid_user(&address) {
+            return if from_csv {
+                Resolution::Csv(address)
+            } else {
+                Resolution::EmailProperty(address)
+            };
+        }
+    }
+    Resolution::None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<MappingFile, MappingError> {
+        MappingFile::parse("mapping.csv", text.as_bytes())
+    }
+
+    #[test]
+    fn reads_what_real_files_contain() {
+        let f = file("\u{feff}Mobile phone number,Email address\r\n\"+1 (617) 435-4634\", Alice.Archer@Contoso.example \r\n0044 7700 900123,d.ivanov@contoso.example\r\n\r\n16174354634,alice.archer@contoso.example\r\n").unwrap();
+        assert_eq!(
+            f.address_for("+16174354634"),
+            Some("alice.archer@contoso.example")
+        );
+        assert_eq!(
+            f.address_for("+447700900123"),
+            Some("d.ivanov@contoso.example")
+        );
+        assert_eq!(f.len(), 2, "a repeated identical line is fine");
+    }
+
+    #[test]
+    fn every_bad_line_is_named() {
+        let err = file("phone,email\n+16174354634,alice@contoso.example\nnot a number,bob@contoso.example\n+447700900123,not-an-address\n+1 617 435 4634,someone.else@contoso.example\n0612345678,x@contoso.example\n").unwrap_err();
+        let lines: Vec<u64> = err.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6]);
+        let text = err.to_string();
+        assert!(text.starts_with("mapping.csv: 4 problem(s)"), "{text}");
+        assert!(
+            text.contains("line 5: +16174354634 is mapped to alice@contoso.example on line 2"),
+            "{text}"
+        );
+        let header = file("name,department\nAlice,Sales\n").unwrap_err();
+        assert_eq!(header.errors[0].line, 1);
+    }
+
+    /// The precedence table: CSV entry (valid / not a user / none) × email property
+    /// (valid / not a user / absent), with automatic mapping on.
+    #[test]
+    fn precedence_table() {
+        let csv = file("phone,email\n+16174354634,csv-valid@contoso.example\n+16174354635,csv-nonuser@contoso.example\n").unwrap();
+        let valid =
+            |a: &str| a.ends_with("-valid@contoso.example") || a == "prop-valid@contoso.example";
+        let valid_prop = Some("prop-valid@contoso.example");
+        let bad_prop = Some("prop-nonuser@contoso.example");
+        let csv_valid = Some("+16174354634");
+        let csv_bad = Some("+16174354635");
+        let no_csv = Some("+16174354636");
+        let table = [
+            (
+                csv_valid,
+                valid_prop,
+                Resolution::Csv("csv-valid@contoso.example".into()),
+            ),
+            (
+                csv_valid,
+                bad_prop,
+                Resolution::Csv("csv-valid@contoso.example".into()),
+            ),
+            (
+                csv_valid,
+                None,
+                Resolution::Csv("csv-valid@contoso.example".into()),
+            ),
+            (
+                csv_bad,
+                valid_prop,
+                Resolution::EmailProperty("prop-valid@contoso.example".into()),
+            ),
+            (csv_bad, bad_prop, Resolution::None),
+            (csv_bad, None, Resolution::None),
+            (
+                no_csv,
+                valid_prop,
+                Resolution::EmailProperty("prop-valid@contoso.example".into()),
+            ),
+            (no_csv, bad_prop, Resolution::None),
+            (no_csv, None, Resolution::None),
+        ];
+        for (phone, prop, expected) in table {
+            assert_eq!(
+                resolve(phone, prop, Some(&csv), true, valid),
+                expected,
+                "{phone:?} {prop:?}"
+            );
+        }
+        // Automatic mapping off: only the CSV counts.
+        assert_eq!(
+            resolve(csv_bad, valid_prop, Some(&csv), false, valid),
+            Resolution::None
+        );
+        // No CSV at all: only the property counts.
+        assert_eq!(
+            resolve(csv_valid, valid_prop, None, true, valid),
+            Resolution::EmailProperty("prop-valid@contoso.example".into())
+        );
+    }
+
+    #[test]
+    fn email_check() {
+        assert!(is_email("a.b@contoso.example"));
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.c",
+            "a@.b",
+            "a@b.",
+            "a b@c.d",
+            "a@b@c.d",
+            "a@b..c",
+            "<a@b.c>",
+            "a@b.c\r\nBcc: x@y.z",
+        ] {
+            assert!(!is_email(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The provider client: login, listing pages of a window, downloading attachments with
+//! their size and SHA-256 checked.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use super::wire;
+use crate::retry::{RetryPolicy, retry_after, transient};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the provider refused the login for {username}: {code} ({message})")]
+    Login {
+        username: String,
+        code: String,
+        message: String,
+    },
+    #[error("the provider answered {status} {code}: {message} (request {request_id})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    #[error("cannot reach the provider: {0}")]
+    Transport(String),
+    #[error("the provider's answer could not be read: {0}")]
+    Decode(String),
+    #[error("attachment {id}: {problem}")]
+    Attachment { id: String, problem: String },
+    #[error("staging file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+struct Session {
+    token: Secret,
+    refresh_after: Instant,
+}
+
+/// One connection to the provider; cheap to share.
+#[derive(Debug, Clone)]
+pub struct ProviderClient {
+    http: reqwest::Client,
+    base: String,
+    username: String,
+    password: Secret,
+    session: Arc<Mutex<Option<Session>>>,
+    retry: Arc<RetryPolicy>,
+}
+
+impl ProviderClient {
+    pub fn new(
+        http: reqwest::Client,
+        base: &str,
+        username: &str,
+        password: Secret,
+        retry: Arc<RetryPolicy>,
+    ) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            username: username.to_owned(),
+            password,
+            session: Arc::default(),
+            retry,
+        }
+    }
+
+    /// Logs in (again), replacing the current token.
+    pub async fn login(&self) -> Result<Secret, ProviderError> {
+        let mut session = self.session.lock().await;
+        self.login_locked(&mut session).await
+    }
+
+    async fn login_locked(&self, session: &mut Option<Session>) -> Result<Secret, ProviderError> {
+        let body =
+            serde_json::json!({"username": self.username, "password": self.password.expose()});
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .http
+                .post(format!("{}/api/v1/auth/token", self.base))
+                .json(&body)
+                .send()
+                .await;
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) if attempt < self.retry.max_attempts => {
+                    tracing::warn!(error = %e, attempt, "provider login failed to send; retrying");
+                    self.retry.count_retry();
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                    continue;
+                }
+                Err(e) => return Err(ProviderError::Transport(e.without_url().to_string())),
+            };
+            let status = response.status();
+            if status.is_success() {
+                let token: wire::TokenResponse = response
+                    .json()
+                    .await
+                    .map_err(|e| ProviderError::Decode(e.to_string()))?;
+                // Refresh a minute early (or at half-life for short tokens).
+                let lifetime = Duration::from_secs(token.expires_in);
+                let margin = Duration::from_secs(60).min(lifetime / 2);
+                let secret = Secret::new(token.access_token);
+                *session = Some(Session {
+                    token: secret.clone(),
+                    refresh_after: Instant::now() + lifetime - margin,
+                });
+                tracing::info!(username = %self.username, "logged in to the provider");
+                return Ok(secret);
+            }
+            if transient(status)
+                && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+                && attempt < self.retry.max_attempts
+            {
+                self.retry.count_retry();
+                tokio::time::sleep(self.retry.delay(attempt, retry_after(response.headers())))
+                    .await;
+                continue;
+            }
+            let error = error_of(response).await;
+            return Err(match error {
+                ProviderError::Api { code, message, .. } => ProviderError::Login {
+                    username: self.username.clone(),
+                    code,
+                    message,
+                },
+                other => other,
+            });
+        }
+    }
+
+    async fn token(&self) -> Result<Secret, ProviderError> {
+        let mut session = self.session.lock().await;
+        match &*session {
+            Some(s) if Instant::now() < s.refresh_after => Ok(s.token.clone()),
+            _ => self.login_locked(&mut session).await,
+        }
+    }
+
+    /// Sends an authenticated GET with retries: transient failures back off, a 401 logs in
+    /// again once.
+    async fn get(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut attempt = 0;
+        let mut relogged = false;
+        loop {
+            attempt += 1;
+            let token = self.token().await?;
+            let sent = self
+                .http
+                .get(url)
+                .query(query)
+                .bearer_auth(token.expose())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return Ok(r),
+                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED && !relogged => {
+                    relogged = true;
+                    tracing::info!("provider token refused; logging in again");
+                    self.login().await?;
+                }
+                Ok(r) if transient(r.status()) && attempt < self.retry.max_attempts => {
+                    let wait = self.retry.delay(attempt, retry_after(r.headers()));
+                    tracing::warn!(
+                        status = r.status().as_u16(),
+                        attempt,
+                        ?wait,
+                        "provider busy; retrying"
+                    );
+                    self.retry.count_retry();
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(r) => return Err(error_of(r).await),
+                Err(e) if attempt < self.retry.max_attempts => {
+                    tracing::warn!(error = %e.without_url(), attempt, "provider request failed; retrying");
+                    self.retry.count_retry();
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                }
+                Err(e) => return Err(ProviderError::Transport(e.without_url().to_string())),
+            }
+        }
+    }
+
+    /// The employees registered for archiving.
+    pub async fn users(&self) -> Result<Vec<wire::Participant>, ProviderError> {
+        let response = self
+            .get(&format!("{}/api/v1/users", self.base), &[])
+            .await?;
+        let users: wire::Users = response
+            .json()
+            .await
+            .map_err(|e| ProviderError::Decode(e.to_string()))?;
+        Ok(users.users)
+    }
+
+    /// One page of the window `[since, until)`: the first with `cursor` `None`.
+    pub async fn page(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<wire::Page, ProviderError> {
+        let mut query = vec![("page_size", page_size.to_string())];
+        match cursor {
+            Some(c) => query.push(("cursor", c.to_owned())),
+            None => {
+                query.push((
+                    "since",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ));
+                query.push((
+                    "until",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ));
+            }
+        }
+        let response = self
+            .get(&format!("{}/api/v1/items", self.base), &query)
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Transport(e.to_string()))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::Decode(format!("a listing page: {e}")))
+    }
+
+    /// Downloads an attachment to `dest`, checking its size and SHA-256; a mismatch or a
+    /// broken transfer is tried again, up to the retry limit.
+    pub async fn download(
+        &self,
+        id: &str,
+        size: u64,
+        sha256: &str,
+        dest: &Path,
+    ) -> Result<(), ProviderError> {
+        let url = format!("{}/api/v1/attachments/{}", self.base, urlencode(id));
+        let mut problem = String::new();
+        for attempt in 1..=self.retry.max_attempts {
+            if attempt > 1 {
+                self.retry.count_retry();
+                tokio::time::sleep(self.retry.delay(attempt - 1, None)).await;
+            }
+            let response = self.get(&url, &[]).await?;
+            let mut file =
+                tokio::fs::File::create(dest)
+                    .await
+                    .map_err(|source| ProviderError::Io {
+                        path: dest.display().to_string(),
+                        source,
+                    })?;
+            let mut hasher = Sha256::new();
+            let mut received: u64 = 0;
+            let mut stream = response.bytes_stream();
+            let mut broken = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => {
+                        received += chunk.len() as u64;
+                        if received > size {
+                            broken = Some(format!("more than the {size} bytes announced"));
+                            break;
+                        }
+                        hasher.update(&chunk);
+                        file.write_all(&chunk)
+                            .await
+                            .map_err(|source| ProviderError::Io {
+                                path: dest.display().to_string(),
+                                source,
+                            })?;
+                    }
+                    Err(e) => {
+                        broken = Some(format!("transfer broke: {}", e.without_url()));
+                        break;
+                    }
+                }
+            }
+            file.flush().await.map_err(|source| ProviderError::Io {
+                path: dest.display().to_string(),
+                source,
+            })?;
+            let digest: String = hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            problem = match broken {
+                Some(p) => p,
+                None if received != size => {
+                    format!("received {received} bytes, the item says {size}")
+                }
+                None if digest != sha256 => {
+                    format!("SHA-256 {digest} differs from the item's {sha256}")
+                }
+                None => return Ok(()),
+            };
+            tracing::warn!(attachment = id, attempt, %problem, "attachment download did not verify");
+        }
+        let _ = tokio::fs::remove_file(dest).await;
+        Err(ProviderError::Attachment {
+            id: id.to_owned(),
+            problem,
+        })
+    }
+}
+
+async fn error_of(response: reqwest::Response) -> ProviderError {
+    let status = response.status().as_u16();
+    match response.json::<wire::ErrorBody>().await {
+        Ok(body) => ProviderError::Api {
+            status,
+            code: body.error.code,
+            message: body.error.message,
+            request_id: body.error.request_id,
+        },
+        Err(_) => ProviderError::Api {
+            status,
+            code: "unknown".into(),
+            message: "no error body".into(),
+            request_id: String::new(),
+        },
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

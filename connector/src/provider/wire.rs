@@ -1,0 +1,465 @@
+//! The provider's JSON as docs/telemessage-api.md defines it, and its reading into the
+//! domain model. The connector's own copy: it shares no type with the fake.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::model;
+use crate::phone;
+
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub request_id: String,
+}
+
+/// A page of a listing. Items stay raw JSON here, so that one unreadable item does not
+/// make the page unreadable.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    pub items: Vec<serde_json::Value>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Item {
+    pub id: String,
+    pub capture_mode: CaptureMode,
+    pub archived_at: DateTime<Utc>,
+    pub sent_at: DateTime<Utc>,
+    pub conversation: Conversation,
+    pub from: Participant,
+    pub to: Vec<Participant>,
+    #[serde(default)]
+    pub context: Option<Context>,
+    #[serde(default)]
+    pub deleted: Option<Deleted>,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    PhoneArchiver,
+    CloudArchiver,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: ConversationKind,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Users {
+    pub users: Vec<Participant>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Participant {
+    pub phone: String,
+    pub name: String,
+    #[serde(default)]
+    pub user_email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Context {
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default)]
+    pub quoted_text: Option<String>,
+    #[serde(default)]
+    pub forwarded: bool,
+    #[serde(default)]
+    pub frequently_forwarded: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Deleted {
+    pub scope: DeletionScope,
+    pub deleted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletionScope {
+    Everyone,
+    Me,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    Text { text: String },
+    Media { media: Media },
+    Document { document: Document },
+    Location { location: Location },
+    Contact { contact: Contact },
+    Reaction { reaction: Reaction },
+    Edit { edit: Edit },
+    Deletion { deletion: Deletion },
+    Membership { membership: Membership },
+    Call { call: Call },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Media {
+    pub kind: MediaKind,
+    #[serde(default)]
+    pub caption: Option<String>,
+    pub attachment: Attachment,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+    VoiceNote,
+    Sticker,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Document {
+    #[serde(default)]
+    pub caption: Option<String>,
+    pub attachment: Attachment,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub file_name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Contact {
+    pub name: String,
+    #[serde(default)]
+    pub phones: Vec<String>,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub organization: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reaction {
+    pub target_id: String,
+    #[serde(default)]
+    pub emoji: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Edit {
+    pub target_id: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Deletion {
+    pub target_id: String,
+    pub scope: DeletionScope,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Membership {
+    pub action: MembershipAction,
+    #[serde(default)]
+    pub members: Vec<Participant>,
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipAction {
+    Join,
+    Leave,
+    Add,
+    Remove,
+    SubjectChange,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Call {
+    pub media: CallMedia,
+    pub outcome: CallOutcome,
+    pub started_at: DateTime<Utc>,
+    pub duration_seconds: u64,
+    #[serde(default)]
+    pub joined: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum CallMedia {
+    Voice,
+    Video,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    Answered,
+    Missed,
+    Declined,
+}
+
+/// Reads one raw item into the model, or says why it cannot be read. Never panics.
+pub fn read_item(raw: &serde_json::Value) -> Result<model::Item, String> {
+    let item: Item = serde_json::from_value(raw.clone())
+        .map_err(|e| format!("does not follow the item schema: {e}"))?;
+    if item.id.trim().is_empty() {
+        return Err("the item id is empty".into());
+    }
+    let sha_ok =
+        |a: &Attachment| a.sha256.len() == 64 && a.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    let content = match item.body {
+        Body::Text { text } => model::Content::Text { text },
+        Body::Media { media } => {
+            if !sha_ok(&media.attachment) {
+                return Err(format!(
+                    "attachment {} has no valid sha256",
+                    media.attachment.id
+                ));
+            }
+            model::Content::Media {
+                kind: media.kind.into(),
+                caption: media.caption,
+                attachment: media.attachment.into(),
+            }
+        }
+        Body::Document { document } => {
+            if !sha_ok(&document.attachment) {
+                return Err(format!(
+                    "attachment {} has no valid sha256",
+                    document.attachment.id
+                ));
+            }
+            model::Content::Document {
+                caption: document.caption,
+                attachment: document.attachment.into(),
+            }
+        }
+        Body::Location { location: l } => {
+            if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) {
+                return Err(format!(
+                    "location {},{} is off the globe",
+                    l.latitude, l.longitude
+                ));
+            }
+            model::Content::Location {
+                latitude: l.latitude,
+                longitude: l.longitude,
+                name: l.name,
+                address: l.address,
+            }
+        }
+        Body::Contact { contact: c } => model::Content::Contact {
+            name: c.name,
+            phones: c.phones,
+            emails: c.emails,
+            organization: c.organization,
+        },
+        Body::Reaction { reaction: r } => model::Content::Reaction {
+            target_id: r.target_id,
+            emoji: r.emoji,
+        },
+        Body::Edit { edit: e } => model::Content::Edit {
+            target_id: e.target_id,
+            text: e.text,
+        },
+        Body::Deletion { deletion: d } => model::Content::Deletion {
+            target_id: d.target_id,
+            scope: d.scope.into(),
+        },
+        Body::Membership { membership: m } => model::Content::Membership {
+            action: match m.action {
+                MembershipAction::Join => model::MembershipAction::Join,
+                MembershipAction::Leave => model::MembershipAction::Leave,
+                MembershipAction::Add => model::MembershipAction::Add,
+                MembershipAction::Remove => model::MembershipAction::Remove,
+                MembershipAction::SubjectChange => model::MembershipAction::SubjectChange,
+            },
+            members: m.members.into_iter().map(Into::into).collect(),
+            subject: m.subject,
+        },
+        Body::Call { call: c } => model::Content::Call {
+            media: match c.media {
+                CallMedia::Voice => model::CallMedia::Voice,
+                CallMedia::Video => model::CallMedia::Video,
+            },
+            outcome: match c.outcome {
+                CallOutcome::Answered => model::CallOutcome::Answered,
+                CallOutcome::Missed => model::CallOutcome::Missed,
+                CallOutcome::Declined => model::CallOutcome::Declined,
+            },
+            started_at: c.started_at,
+            duration_seconds: c.duration_seconds,
+            joined: c
+                .joined
+                .iter()
+                .map(|p| phone::normalise(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
+        },
+    };
+    Ok(model::Item {
+        id: item.id,
+        capture_mode: match item.capture_mode {
+            CaptureMode::PhoneArchiver => model::CaptureMode::PhoneArchiver,
+            CaptureMode::CloudArchiver => model::CaptureMode::CloudArchiver,
+        },
+        archived_at: item.archived_at,
+        sent_at: item.sent_at,
+        conversation: model::Conversation {
+            id: item.conversation.id,
+            is_group: item.conversation.kind == ConversationKind::Group,
+            name: item.conversation.name,
+        },
+        from: item.from.into(),
+        to: item.to.into_iter().map(Into::into).collect(),
+        context: item.context.map(|c| model::Context {
+            reply_to: c.reply_to,
+            quoted_text: c.quoted_text,
+            forwarded: c.forwarded,
+            frequently_forwarded: c.frequently_forwarded,
+        }),
+        deleted: item.deleted.map(|d| model::Deleted {
+            scope: d.scope.into(),
+            at: d.deleted_at,
+        }),
+        content,
+    })
+}
+
+impl From<Participant> for model::Participant {
+    fn from(p: Participant) -> Self {
+        Self {
+            phone: phone::normalise(&p.phone).unwrap_or(p.phone),
+            name: p.name,
+            user_email: p
+                .user_email
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty()),
+        }
+    }
+}
+
+impl From<Attachment> for model::Attachment {
+    fn from(a: Attachment) -> Self {
+        Self {
+            id: a.id,
+            file_name: a.file_name,
+            content_type: a.content_type,
+            size: a.size,
+            sha256: a.sha256.to_lowercase(),
+        }
+    }
+}
+
+impl From<DeletionScope> for model::DeletionScope {
+    fn from(s: DeletionScope) -> Self {
+        match s {
+            DeletionScope::Everyone => Self::Everyone,
+            DeletionScope::Me => Self::Me,
+        }
+    }
+}
+
+impl From<MediaKind> for model::MediaKind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Image => Self::Image,
+            MediaKind::Video => Self::Video,
+            MediaKind::Audio => Self::Audio,
+            MediaKind::VoiceNote => Self::VoiceNote,
+            MediaKind::Sticker => Self::Sticker,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/telemessage")
+    }
+
+    /// The connector reads every golden item of the contract with its own types.
+    #[test]
+    fn reads_every_golden_item() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(examples().join("items")).unwrap() {
+            let path = entry.unwrap().path();
+            let raw: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let item = read_item(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            kinds.insert(item.content.kind());
+        }
+        assert_eq!(kinds.len(), 10);
+        let page: Page = serde_json::from_str(
+            &std::fs::read_to_string(examples().join("items-page.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(page.items.len(), 2);
+        let _: TokenResponse =
+            serde_json::from_str(&std::fs::read_to_string(examples().join("token.json")).unwrap())
+                .unwrap();
+        let _: ErrorBody =
+            serde_json::from_str(&std::fs::read_to_string(examples().join("error.json")).unwrap())
+                .unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_item_is_a_value_not_a_panic() {
+        for raw in [
+            serde_json::json!({}),
+            serde_json::json!({"id": "x", "type": "hologram"}),
+            serde_json::json!(42),
+            serde_json::json!({"id": "wa-1", "type": "text", "capture_mode": "phone_archiver", "archived_at": "yesterday"}),
+        ] {
+            assert!(read_item(&raw).is_err());
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The connector's state, in SQLite: the windows (and the end of the last one done), the
+//! items staged for the open window, every delivery (item, mailbox, Graph id) and every
+//! skip. A window is advanced only when each of its items is delivered or skipped.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::errors::ConnectorError;
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS windows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    since TEXT NOT NULL,
+    until TEXT NOT NULL,
+    fetched INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0,
+    opened_at TEXT NOT NULL,
+    closed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS staged (
+    window_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    item_id TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (window_id, item_id)
+);
+CREATE INDEX IF NOT EXISTS staged_order ON staged (window_id, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    item_id TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    graph_id TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, mailbox)
+);
+CREATE TABLE IF NOT EXISTS skips (
+    item_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    window_id INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, reason)
+);
+";
+
+/// Where one delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// The import was sent; its outcome is not known (a crash or a lost answer).
+    Attempted,
+    Delivered,
+}
+
+/// An open window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub id: i64,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub fetched: bool,
+}
+
+/// A staged item: its place in the listing and its JSON as received.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub seq: i64,
+    pub item_id: String,
+    pub json: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .unwrap_or_default()
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, ConnectorError> {
+        let fail = |e: rusqlite::Error| ConnectorError::State {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let db = Connection::open(path).map_err(fail)?;
+        db.execute_batch(SCHEMA).map_err(fail)?;
+        Ok(Self {
+            db: Arc::new(Mutex::new(db)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ConnectorError> {
+        let db = self.db.lock().expect("state lock poisoned");
+        f(&db).map_err(|e| ConnectorError::State {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The end of the last window fully accounted for.
+    pub fn last_until(&self) -> Result<Option<DateTime<Utc>>, ConnectorError> {
+        self.with(|db| {
+            db.query_row("SELECT value FROM meta WHERE key = 'last_until'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+        })
+        .map(|v| v.map(|s| parse_ts(&s)))
+    }
+
+    /// The window left open by an earlier run, if any.
+    pub fn open_window(&self) -> Result<Option<Window>, ConnectorError> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT id, since, until, fetched FROM windows WHERE done = 0 ORDER BY id LIMIT 1",
+                [],
+                |r| {
+                    Ok(Window {
+                        id: r.get(0)?,
+                        since: parse_ts(&r.get::<_, String>(1)?),
+                        until: parse_ts(&r.get::<_, String>(2)?),
+                        fetched: r.get::<_, i64>(3)? != 0,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    pub fn begin_window(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Window, ConnectorError> {
+        let id = self.with(|db| {
+            db.execute(
+                "INSERT INTO windows (since, until, opened_at) VALUES (?1, ?2, ?3)",
+                params![ts(since), ts(until), ts(now)],
+            )?;
+            Ok(db.last_insert_rowid())
+        })?;
+        Ok(Window {
+            id,
+            since,
+            until,
+            fetched: false,
+        })
+    }
+
+    /// Stages one item as received; an item already staged is left as it is.
+    pub fn stage(&self, window: i64, item_id: &str, json: &str) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT OR IGNORE INTO staged (window_id, seq, item_id, json)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM staged WHERE window_id = ?1), ?2, ?3)",
+                params![window, item_id, json],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn mark_fetched(&self, window: i64) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE windows SET fetched = 1 WHERE id = ?1",
+                params![window],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Up to `limit` staged items after `after_seq`, in listing order.
+    pub fn staged_after(
+        &self,
+        window: i64,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Staged>, ConnectorError> {
+        self.with(|db| {
+            let mut stmt = db.prepare_cached("SELECT seq, item_id, json FROM staged WHERE window_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
+            let rows = stmt.query_map(params![window, after_seq, limit as i64], |r| Ok(Staged { seq: r.get(0)?, item_id: r.get(1)?, json: r.get(2)? }))?;
+            rows.collect()
+        })
+    }
+
+    /// Closes a window: records its end as the new start and drops its staged items.
+    pub fn finish_window(&self, window: &Window, now: DateTime<Utc>) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            let tx = db.unchecked_transaction()?;
+            tx.execute("UPDATE windows SET done = 1, closed_at = ?2 WHERE id = ?1", params![window.id, ts(now)])?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_until', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value
+                 WHERE excluded.value > meta.value",
+                params![ts(window.until)],
+            )?;
+            tx.execute("DELETE FROM staged WHERE window_id = ?1", params![window.id])?;
+            tx.commit()
+        })
+    }
+
+    pub fn delivery(
+        &self,
+        item_id: &str,
+        mailbox: &str,
+    ) -> Result<Option<DeliveryState>, ConnectorError> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT state FROM deliveries WHERE item_id = ?1 AND mailbox = ?2",
+                params![item_id, mailbox],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+        })
+        .map(|s| match s.as_deref() {
+            Some("delivered") => Some(DeliveryState::Delivered),
+            Some(_) => Some(DeliveryState::Attempted),
+            None => None,
+        })
+    }
+
+    /// Written before the import is sent, so that a crash leaves a trace to look up.
+    pub fn mark_attempted(
+        &self,
+        item_id: &str,
+        mailbox: &str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO deliveries (item_id, mailbox, address, state, updated_at) VALUES (?1, ?2, ?3, 'attempted', ?4)
+                 ON CONFLICT(item_id, mailbox) DO UPDATE SET updated_at = excluded.updated_at WHERE deliveries.state != 'delivered'",
+                params![item_id, mailbox, address, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn mark_delivered(
+        &self,
+        item_id: &str,
+        mailbox: &str,
+        graph_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE deliveries SET state = 'delivered', graph_id = ?3, updated_at = ?4 WHERE item_id = ?1 AND mailbox = ?2",
+                params![item_id, mailbox, graph_id, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn record_skip(
+        &self,
+        item_id: &str,
+        reason: &str,
+        detail: &str,
+        window: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO skips (item_id, reason, detail, window_id, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(item_id, reason) DO UPDATE SET detail = excluded.detail, recorded_at = excluded.recorded_at",
+                params![item_id, reason, detail, window, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// How many deliveries are recorded as done (for checks and tests).
+    pub fn delivered_count(&self) -> Result<u64, ConnectorError> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn windows_stage_and_deliveries_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("connector-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.sqlite");
+        let now = t("2026-11-23T02:00:00Z");
+        {
+            let store = Store::open(&path).unwrap();
+            assert_eq!(store.last_until().unwrap(), None);
+            let w = store
+                .begin_window(t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"), now)
+                .unwrap();
+            store.stage(w.id, "wa-2", "{}").unwrap();
+            store.stage(w.id, "wa-1", "{}").unwrap();
+            store.stage(w.id, "wa-2", "{\"again\":1}").unwrap();
+            store.mark_attempted("wa-2", "m1", "a@x", now).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let w = store.open_window().unwrap().unwrap();
+        let staged = store.staged_after(w.id, 0, 10).unwrap();
+        assert_eq!(
+            staged
+                .iter()
+                .map(|s| s.item_id.as_str())
+                .collect::<Vec<_>>(),
+            ["wa-2", "wa-1"]
+        );
+        assert_eq!(staged[0].json, "{}", "restaging keeps the first copy");
+        assert_eq!(
+            store.delivery("wa-2", "m1").unwrap(),
+            Some(DeliveryState::Attempted)
+        );
+        store.mark_delivered("wa-2", "m1", "AAMk1", now).unwrap();
+        store.mark_attempted("wa-2", "m1", "a@x", now).unwrap();
+        assert_eq!(
+            store.delivery("wa-2", "m1").unwrap(),
+            Some(DeliveryState::Delivered),
+            "a delivery is never un-done"
+        );
+        store.finish_window(&w, now).unwrap();
+        assert_eq!(store.last_until().unwrap(), Some(t("2026-11-23T00:00:00Z")));
+        assert_eq!(store.open_window().unwrap(), None);
+        assert!(store.staged_after(w.id, 0, 10).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
