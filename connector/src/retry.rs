@@ -11,6 +11,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// The longest `Retry-After` obeyed as given (longer ones are cut to this).
+    pub retry_after_cap: Duration,
     retries: AtomicU64,
 }
 
@@ -20,15 +22,22 @@ impl RetryPolicy {
             max_attempts: max_attempts.max(1),
             base_delay,
             max_delay,
+            retry_after_cap: Duration::from_secs(600),
             retries: AtomicU64::new(0),
         }
+    }
+
+    /// Caps `Retry-After` too: for tests against fakes, which ask for whole seconds.
+    pub fn with_retry_after_cap(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = cap;
+        self
     }
 
     /// How long to wait before attempt `attempt + 1` (attempts count from 1), given the
     /// server's `Retry-After` if any.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
-            return wait.min(self.max_delay.max(Duration::from_secs(600)));
+            return wait.min(self.retry_after_cap);
         }
         let exp = self
             .base_delay

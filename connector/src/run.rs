@@ -136,9 +136,12 @@ impl Connector {
         })
     }
 
-    /// Faster retries, for tests against fakes that inject faults.
+    /// Faster retries, for tests against fakes that inject faults: backoff and
+    /// `Retry-After` are both cut to `max`.
     pub fn with_retry_delays(mut self, base: Duration, max: Duration) -> Self {
-        let retry = Arc::new(RetryPolicy::new(self.config.max_attempts, base, max));
+        let retry = Arc::new(
+            RetryPolicy::new(self.config.max_attempts, base, max).with_retry_after_cap(max),
+        );
         self.provider = ProviderClient::new(
             reqwest::Client::new(),
             &self.config.provider_url,
