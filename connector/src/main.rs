@@ -111,10 +111,7 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             let at = Config::load(&config)?.daily_at;
             loop {
                 let now = Utc::now();
-                let mut next = now.date_naive().and_time(at).and_utc();
-                if next <= now {
-                    next += chrono::TimeDelta::days(1);
-                }
+                let next = connector::run::next_daily_run(now, at);
                 tracing::info!(next = %next, "waiting for the next daily run");
                 tokio::select! {
                     () = tokio::time::sleep((next - now).to_std().unwrap_or_default()) => {}

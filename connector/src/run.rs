@@ -30,6 +30,16 @@ const BATCH: usize = 256;
 /// Where the time comes from: the binary passes the wall clock, tests a fixed one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// When the daily run after `now` starts, at `at` (UTC).
+pub fn next_daily_run(now: DateTime<Utc>, at: chrono::NaiveTime) -> DateTime<Utc> {
+    let today = now.date_naive().and_time(at).and_utc();
+    if today > now {
+        today
+    } else {
+        today + chrono::TimeDelta::days(1)
+    }
+}
+
 /// A mailbox an item goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
@@ -742,4 +752,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_run_is_today_if_still_ahead_else_tomorrow() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let at = chrono::NaiveTime::from_hms_opt(2, 0, 0).unwrap();
+        assert_eq!(
+            next_daily_run(t("2026-11-23T01:59:59Z"), at),
+            t("2026-11-23T02:00:00Z")
+        );
+        assert_eq!(
+            next_daily_run(t("2026-11-23T02:00:00Z"), at),
+            t("2026-11-24T02:00:00Z")
+        );
+        assert_eq!(
+            next_daily_run(t("2026-12-31T23:00:00Z"), at),
+            t("2027-01-01T02:00:00Z")
+        );
+    }
 }
