@@ -1,33 +1,332 @@
-//! `scenarios`: the scenario runner (issue 5). Until it exists, `replay` says what can be
-//! run today instead of pretending to reconcile anything.
+//! `scenarios`: generate, run, replay and serve WhatsApp archiving scenarios.
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use scenarios::generate::GeneratorParams;
+use scenarios::harness::{CLIENT_ID, Fakes, PROVIDER_USER};
+use scenarios::{Scenario, ScenarioReport, Verdict};
 
-/// Generates organisations and days of WhatsApp traffic, runs the connector against the
-/// fakes and reconciles every item against every mailbox.
+/// Runs organisations' days of WhatsApp traffic through the connector against the fakes
+/// and reconciles every item against every mailbox.
 #[derive(Debug, Parser)]
 #[command(version)]
-struct Args {
+struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Replay every recorded scenario under scenarios/recorded/ and print the reconciliation.
-    Replay,
+    /// Replays every recorded scenario (scenarios/recorded/*.json) and prints the
+    /// reconciliation; exits 0 only if every one passes.
+    Replay {
+        /// Directory of scenario files.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/recorded"))]
+        dir: PathBuf,
+        /// Write the scenario reports (JSON) to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Runs the given scenario files.
+    Run {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Writes a generated scenario file: parameters and a seed, expanded the same way on
+    /// every machine.
+    Generate {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        seed: u64,
+        /// Midnight (UTC, RFC 3339) of the first day.
+        #[arg(long, default_value = "2026-11-22T00:00:00Z")]
+        start: DateTime<Utc>,
+        #[arg(long, default_value_t = 1)]
+        days: u32,
+        #[arg(long, default_value_t = 50)]
+        employees: usize,
+        #[arg(long, default_value_t = 40)]
+        external_contacts: usize,
+        #[arg(long, default_value_t = 3000)]
+        items_per_day: usize,
+        /// A day (from 1) whose daily run is missed; may be repeated.
+        #[arg(long = "missed-run")]
+        missed_runs: Vec<u32>,
+        /// Leave out the 10 MiB boundary items.
+        #[arg(long)]
+        no_boundary_cases: bool,
+        /// Write the expanded (explicit) scenario instead of the parameters.
+        #[arg(long)]
+        explicit: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Starts both fakes loaded with a scenario, prints their URLs and a ready connector
+    /// configuration, and runs until interrupted.
+    Serve { file: PathBuf },
 }
 
-fn main() {
-    match Args::parse().command {
-        Command::Replay => {
-            println!("The scenario runner is not built yet, so there is nothing to replay.");
-            println!("What runs today:");
+fn print_table(reports: &[ScenarioReport]) {
+    println!(
+        "{:<34} {:>6} {:>8} {:>6} {:>7} {:>4} {:>10} {:>9} {:>10} {:>6}  verdict",
+        "scenario",
+        "items",
+        "expected",
+        "found",
+        "missing",
+        "dup",
+        "unexpected",
+        "misplaced",
+        "wrong-skip",
+        "fields"
+    );
+    for r in reports {
+        println!(
+            "{:<34} {:>6} {:>8} {:>6} {:>7} {:>4} {:>10} {:>9} {:>10} {:>6}  {}",
+            r.name,
+            r.source_items,
+            r.expected_deliveries,
+            r.found_deliveries,
+            r.missing.len(),
+            r.duplicates.len(),
+            r.unexpected.len(),
+            r.misplaced.len(),
+            r.wrongly_skipped.len(),
+            r.field_errors.len(),
+            match r.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+            }
+        );
+    }
+    for r in reports {
+        let skips: Vec<String> = r
+            .skipped_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "  {}: skipped {}",
+            r.name,
+            if skips.is_empty() {
+                "none".into()
+            } else {
+                skips.join(", ")
+            }
+        );
+    }
+    for r in reports.iter().filter(|r| r.verdict == Verdict::Fail) {
+        println!(
+            "\nFAILED {} (seed {}):",
+            r.name,
+            r.seed.map_or("none".into(), |s| s.to_string())
+        );
+        for (what, list) in [
+            ("missing", &r.missing),
+            ("duplicate", &r.duplicates),
+            ("unexpected", &r.unexpected),
+            ("misplaced", &r.misplaced),
+            ("wrongly skipped", &r.wrongly_skipped),
+            ("wrong field", &r.field_errors),
+        ] {
+            for f in list.iter().take(15) {
+                println!(
+                    "  {what}: item {} {}: {}",
+                    f.item_id,
+                    f.mailbox.as_deref().unwrap_or(""),
+                    f.detail
+                );
+            }
+            if list.len() > 15 {
+                println!("  ... and {} more {what}", list.len() - 15);
+            }
+        }
+        if r.connector_failures > 0 {
             println!(
-                "  cargo run -p mock-telemessage -- --dataset docs/examples/telemessage-dataset.json"
+                "  the connector's last run reported {} failed deliveries",
+                r.connector_failures
             );
-            println!("  cargo test --workspace");
-            println!("See README.md for a walk-through of the fake provider with curl.");
+        }
+        println!("  replay: {}", r.replay);
+    }
+}
+
+async fn run_files(files: &[PathBuf]) -> anyhow::Result<Vec<ScenarioReport>> {
+    let mut reports = Vec::new();
+    for file in files {
+        let scenario = Scenario::load(file)?;
+        eprintln!(
+            "running {} ({} items, {} run(s))",
+            scenario.name,
+            scenario.items.len() + scenario.raw_items.len(),
+            scenario.runs.len()
+        );
+        let work = scenarios::harness::temp_dir(&format!("scenario-{}", scenario.name));
+        let replay = format!("cargo run --release -p scenarios -- run {}", file.display());
+        let started = std::time::Instant::now();
+        let outcome = scenarios::runner::run(&scenario, &work, replay)
+            .await
+            .with_context(|| format!("running {}", file.display()))?;
+        let _ = std::fs::remove_dir_all(&work);
+        let retries: u64 = outcome.runs.iter().map(|r| r.retries).sum();
+        eprintln!(
+            "  {} deliveries in {:.1}s ({} retries)",
+            outcome.runs.iter().map(|r| r.deliveries).sum::<u64>(),
+            started.elapsed().as_secs_f64(),
+            retries
+        );
+        reports.push(outcome.report);
+    }
+    Ok(reports)
+}
+
+fn finish(reports: &[ScenarioReport], report: Option<&Path>) -> anyhow::Result<ExitCode> {
+    print_table(reports);
+    if let Some(path) = report {
+        std::fs::write(path, serde_json::to_string_pretty(reports)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Fail)
+        .count();
+    println!(
+        "\n{} scenario(s): {} passed, {} failed",
+        reports.len(),
+        reports.len() - failed,
+        failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn main_inner() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Replay { dir, report } => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                anyhow::bail!("no scenario files in {}", dir.display());
+            }
+            let reports = run_files(&files).await?;
+            finish(&reports, report.as_deref())
+        }
+        Command::Run { files, report } => {
+            let reports = run_files(&files).await?;
+            finish(&reports, report.as_deref())
+        }
+        Command::Generate {
+            name,
+            seed,
+            start,
+            days,
+            employees,
+            external_contacts,
+            items_per_day,
+            missed_runs,
+            no_boundary_cases,
+            explicit,
+            out,
+        } => {
+            let params = GeneratorParams {
+                seed,
+                start,
+                days,
+                employees,
+                external_contacts,
+                items_per_day,
+                missed_runs,
+                boundary_cases: !no_boundary_cases,
+            };
+            let file = serde_json::json!({"name": name, "description": "", "generate": params, "runs": []});
+            let mut scenario = Scenario::parse(&file.to_string())?;
+            if explicit {
+                scenario.generate = None;
+            }
+            std::fs::write(&out, scenario.to_file_json())
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} ({}; {} items)",
+                out.display(),
+                scenario.description,
+                scenario.items.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { file } => {
+            let scenario = Scenario::load(&file)?;
+            let fakes = Fakes::for_scenario(&scenario, |r| r).await?;
+            let work = scenarios::harness::temp_dir(&format!("serve-{}", scenario.name));
+            let mapping = match &scenario.mapping_csv {
+                Some(text) => {
+                    std::fs::write(work.join("mapping.csv"), text)?;
+                    "csv = \"mapping.csv\"\n"
+                }
+                None => "",
+            };
+            let config = format!(
+                "state_dir = \"state\"\n\n[provider]\nurl = \"{}\"\nusername = \"{PROVIDER_USER}\"\npassword_env = \"TELEMESSAGE_PASSWORD\"\n\n[microsoft365]\ntenant = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret_env = \"M365_CLIENT_SECRET\"\ngraph_url = \"{}\"\nlogin_url = \"{}\"\n\n[mapping]\nautomatic = {}\n{mapping}\n[import]\nsize_limit_bytes = {}\n",
+                fakes.provider_url,
+                scenario.tenant_domain,
+                fakes.mailbox_url,
+                fakes.mailbox_url,
+                scenario.automatic_mapping,
+                scenario.size_limit
+            );
+            let config_path = work.join("connector.toml");
+            std::fs::write(&config_path, config)?;
+            println!("provider (TeleMessage fake): {}", fakes.provider_url);
+            println!("Microsoft 365 fake:          {}", fakes.mailbox_url);
+            println!("connector configuration:     {}", config_path.display());
+            println!("\nIn another shell:");
+            println!(
+                "  export TELEMESSAGE_PASSWORD={} M365_CLIENT_SECRET={}",
+                scenarios::harness::PROVIDER_PASSWORD,
+                scenarios::harness::CLIENT_SECRET
+            );
+            for run in &scenario.runs {
+                println!(
+                    "  cargo run -p connector -- run --config {} --until {}",
+                    config_path.display(),
+                    run.until.to_rfc3339()
+                );
+            }
+            println!("\nCtrl-C stops both fakes.");
+            tokio::signal::ctrl_c().await?;
+            drop(fakes);
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match main_inner().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

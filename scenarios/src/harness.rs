@@ -1,0 +1,207 @@
+//! A harness that starts both fakes in-process on ports the OS picks and points a
+//! connector at them. Used by the end-to-end tests here and by the scenario runner.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use chrono::{DateTime, Utc};
+use connector::Config;
+use connector::secret::Secret;
+use mock_common::{AdminToken, ManualClock};
+
+/// Where the example files live.
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/examples")
+}
+
+/// The credentials of the example dataset and directory (demo values only).
+pub const PROVIDER_USER: &str = "contoso-archive";
+pub const PROVIDER_PASSWORD: &str = "example-only-password";
+pub const TENANT: &str = "contoso.example";
+pub const CLIENT_ID: &str = "7c1e5a9b-2f4d-4e8a-b6c3-91d0e2f4a8b5";
+pub const CLIENT_SECRET: &str = "example-only-client-secret";
+
+/// Both fakes, serving on loopback.
+#[derive(Debug)]
+pub struct Fakes {
+    pub provider: mock_telemessage::State,
+    pub mailbox: mock_mailbox::State,
+    pub provider_url: String,
+    pub mailbox_url: String,
+    pub clock: ManualClock,
+    /// The tenant a connector signs in to.
+    pub tenant: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Fakes {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn serve(router: Router) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((url, task))
+}
+
+impl Fakes {
+    /// Starts both fakes; `wrap_mailbox` may put a layer around the mailbox router (to
+    /// crash a client at a chosen request, say). The fakes' clock starts at `now`.
+    pub async fn start(
+        dataset: &mock_telemessage::Dataset,
+        directory: &mock_mailbox::Directory,
+        now: DateTime<Utc>,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
+        let clock = ManualClock::new(now);
+        let provider = mock_telemessage::State::new(
+            dataset,
+            Arc::new(clock.clone()),
+            mock_telemessage::Config::default(),
+            AdminToken::disabled(),
+        )?;
+        let mailbox = mock_mailbox::State::new(
+            directory,
+            Arc::new(clock.clone()),
+            mock_mailbox::Config::default(),
+            AdminToken::disabled(),
+        )?;
+        let (provider_url, a) = serve(mock_telemessage::router(provider.clone())).await?;
+        let (mailbox_url, b) = serve(wrap_mailbox(mock_mailbox::router(mailbox.clone()))).await?;
+        Ok(Self {
+            provider,
+            mailbox,
+            provider_url,
+            mailbox_url,
+            clock,
+            tenant: TENANT.into(),
+            tasks: vec![a, b],
+        })
+    }
+
+    /// The example dataset and directory of docs/examples.
+    pub async fn examples(
+        now: DateTime<Utc>,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
+        let dataset =
+            mock_telemessage::Dataset::from_file(&examples().join("telemessage-dataset.json"))?;
+        let directory =
+            mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json"))?;
+        Self::start(&dataset, &directory, now, wrap_mailbox).await
+    }
+
+    /// A connector configuration pointing at these fakes.
+    pub fn config(&self, state_dir: &Path, mapping_csv: Option<PathBuf>) -> Config {
+        Config {
+            provider_url: self.provider_url.clone(),
+            provider_username: PROVIDER_USER.into(),
+            provider_password: Secret::new(PROVIDER_PASSWORD),
+            tenant: self.tenant.clone(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(CLIENT_SECRET),
+            graph_url: self.mailbox_url.clone(),
+            login_url: self.mailbox_url.clone(),
+            automatic_mapping: true,
+            mapping_csv,
+            folder: "WhatsApp Archiver".into(),
+            size_limit: connector::size::DEFAULT_LIMIT,
+            phone_address_domain: "whatsapp.invalid".into(),
+            concurrency: 4,
+            page_size: 5,
+            max_attempts: 6,
+            state_dir: state_dir.to_path_buf(),
+            daily_at: chrono::NaiveTime::from_hms_opt(2, 0, 0).expect("a valid time"),
+        }
+    }
+
+    /// Every mailbox's contents as (mailbox, folder, Message-ID), sorted: what a
+    /// comparison of two runs looks at.
+    pub fn contents(&self) -> Vec<(String, String, String)> {
+        let mut all = Vec::new();
+        for tenant in self.mailbox.tenants() {
+            for user in &tenant.users {
+                for m in self
+                    .mailbox
+                    .inspect_messages(&user.user_principal_name, true)
+                    .unwrap_or_default()
+                {
+                    all.push((
+                        user.user_principal_name.clone(),
+                        m.folder.clone(),
+                        m.internet_message_id.clone().unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+}
+
+impl Fakes {
+    /// Both fakes loaded with a scenario: its employees and items on the provider side,
+    /// its users in one tenant on the Microsoft 365 side, with the example credentials.
+    pub async fn for_scenario(
+        scenario: &crate::Scenario,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
+        let dataset = serde_json::json!({
+            "accounts": [{"username": PROVIDER_USER, "password": PROVIDER_PASSWORD}],
+            "employees": scenario.employees,
+            "items": scenario.items,
+            "raw_items": scenario.raw_items,
+        });
+        let users: Vec<serde_json::Value> = scenario
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                serde_json::json!({
+                    "id": format!("00000000-0000-4000-8000-{:012x}", i + 1),
+                    "userPrincipalName": u.upn, "mail": u.upn, "displayName": u.name, "mailboxEnabled": u.mailbox,
+                })
+            })
+            .collect();
+        let directory = serde_json::json!({"tenants": [{
+            "id": "5c3a1d2e-0000-4000-8000-00000000c0de",
+            "domain": scenario.tenant_domain,
+            "applications": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                              "permissions": ["User.Read.All", "Mail.ReadWrite", "Mail-Advanced.ReadWrite.All"]}],
+            "users": users,
+        }]});
+        let dataset = mock_telemessage::Dataset::from_json(&dataset.to_string())?;
+        let directory = mock_mailbox::Directory::from_json(&directory.to_string())?;
+        let now = scenario.end() + chrono::TimeDelta::hours(1);
+        let mut fakes = Self::start(&dataset, &directory, now, wrap_mailbox).await?;
+        fakes.tenant = scenario.tenant_domain.clone();
+        Ok(fakes)
+    }
+}
+
+/// A fresh, empty directory under the system's temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wa-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
+
+/// A fixed clock for the connector.
+pub fn fixed_clock(at: DateTime<Utc>) -> connector::run::Clock {
+    Arc::new(move || at)
+}
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("an RFC 3339 time")
+        .to_utc()
+}

@@ -1,0 +1,18 @@
+//! The scenario runner: organisations and days of WhatsApp traffic (written out or
+//! generated from a seed), run through the connector against both fakes, and reconciled
+//! item by item against what landed in every mailbox.
+//!
+//! [`model`] is the scenario file, [`generate`] and [`strategy`] make scenarios,
+//! [`runner`] runs them, [`oracle`] computes what must happen from the mission's rules on
+//! its own (never with the connector's code), [`reconcile`] compares.
+
+pub mod generate;
+pub mod harness;
+pub mod model;
+pub mod oracle;
+pub mod reconcile;
+pub mod runner;
+pub mod strategy;
+
+pub use model::Scenario;
+pub use reconcile::{ScenarioReport, Verdict};

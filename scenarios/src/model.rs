@@ -1,0 +1,125 @@
+//! The scenario file (docs/scenarios.md): explicit, or generator parameters and a seed.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::generate::GeneratorParams;
+
+fn yes() -> bool {
+    true
+}
+
+fn default_domain() -> String {
+    "contoso.example".into()
+}
+
+fn default_limit() -> u64 {
+    10 * 1024 * 1024
+}
+
+/// A Microsoft 365 user of the scenario's tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub upn: String,
+    pub name: String,
+    /// Whether the user has a mailbox (a disabled one is not a valid user for mail).
+    #[serde(default = "yes")]
+    pub mailbox: bool,
+}
+
+/// One connector run: up to `until`, from the end of the last run (or `since`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub until: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// A scenario, written out. A file with `generate` is expanded into this form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The generator's seed, for generated scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Generator parameters: when present, everything below is generated from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GeneratorParams>,
+    #[serde(default = "default_domain")]
+    pub tenant_domain: String,
+    /// The Microsoft 365 directory.
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// Employees registered with the provider: `{phone, name, user_email}`.
+    #[serde(default)]
+    pub employees: Vec<Value>,
+    /// The custom mapping file's text, if the organisation uploads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_csv: Option<String>,
+    #[serde(default = "yes")]
+    pub automatic_mapping: bool,
+    #[serde(default = "default_limit")]
+    pub size_limit: u64,
+    /// Provider items, in the fake's dataset form (attachments by `seed`).
+    #[serde(default)]
+    pub items: Vec<Value>,
+    /// Items the provider serves that do not follow the schema.
+    #[serde(default)]
+    pub raw_items: Vec<Value>,
+    pub runs: Vec<RunSpec>,
+}
+
+impl Scenario {
+    /// Reads a scenario file, expanding a generated one.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let scenario: Self = serde_json::from_str(text)?;
+        scenario.expanded()
+    }
+
+    /// The explicit form: generated content for a file with `generate`, else itself.
+    pub fn expanded(self) -> anyhow::Result<Self> {
+        let Some(params) = self.generate.clone() else {
+            if self.runs.is_empty() {
+                anyhow::bail!("the scenario has no runs: give at least one {{\"until\": ...}}");
+            }
+            return Ok(self);
+        };
+        let mut generated = crate::generate::generate(&params)?;
+        generated.name = self.name;
+        if !self.description.is_empty() {
+            generated.description = self.description;
+        }
+        generated.generate = Some(params);
+        Ok(generated)
+    }
+
+    /// The file form: a generated scenario is written as its parameters only.
+    pub fn to_file_json(&self) -> String {
+        let value = match &self.generate {
+            Some(params) => {
+                serde_json::json!({"name": self.name, "description": self.description, "generate": params, "runs": []})
+            }
+            None => serde_json::to_value(self).expect("a scenario serialises"),
+        };
+        serde_json::to_string_pretty(&value).expect("a scenario serialises") + "\n"
+    }
+
+    /// The time after the last run, when the scenario is over.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.runs.iter().map(|r| r.until).max().unwrap_or_default()
+    }
+}

@@ -1,0 +1,370 @@
+//! Compares what must happen (the oracle) with what landed (the mock mailbox's inspection
+//! view) and what the connector reported, item by item.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use connector::RunReport;
+use mock_mailbox::state::InspectedMessage;
+use serde::Serialize;
+
+use crate::model::Scenario;
+use crate::oracle::{Attachment, Expected, Fields, Outcome};
+
+/// The folder every item must land in.
+pub const FOLDER: &str = "WhatsApp Archiver";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+/// One discrepancy: the item, the mailbox, and which rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub item_id: String,
+    pub mailbox: Option<String>,
+    pub detail: String,
+}
+
+/// A scenario's reconciliation (the fields of interfaces.md, and more).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub seed: Option<u64>,
+    pub source_items: usize,
+    pub expected_deliveries: usize,
+    pub found_deliveries: usize,
+    pub missing: Vec<Finding>,
+    pub duplicates: Vec<Finding>,
+    pub unexpected: Vec<Finding>,
+    pub misplaced: Vec<Finding>,
+    pub wrongly_skipped: Vec<Finding>,
+    pub field_errors: Vec<Finding>,
+    pub skipped_by_reason: BTreeMap<String, usize>,
+    pub expected_skips_by_reason: BTreeMap<String, usize>,
+    pub connector_failures: usize,
+    pub verdict: Verdict,
+    /// The command that replays this scenario.
+    pub replay: String,
+}
+
+impl ScenarioReport {
+    pub fn problems(&self) -> usize {
+        self.missing.len()
+            + self.duplicates.len()
+            + self.unexpected.len()
+            + self.misplaced.len()
+            + self.wrongly_skipped.len()
+            + self.field_errors.len()
+    }
+}
+
+/// Where each item landed: item id → (mailbox, message).
+pub type Landed = BTreeMap<String, Vec<(String, InspectedMessage)>>;
+
+fn header<'a>(m: &'a InspectedMessage, name: &str) -> Option<&'a str> {
+    m.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every message of every mailbox, by the item id it carries.
+pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> Landed {
+    let mut out: Landed = BTreeMap::new();
+    for user in &scenario.users {
+        for m in mailbox
+            .inspect_messages(&user.upn, true)
+            .unwrap_or_default()
+        {
+            let id = header(&m, "X-WhatsApp-Item-Id")
+                .map(str::to_owned)
+                .unwrap_or_else(|| m.internet_message_id.clone().unwrap_or_default());
+            out.entry(id)
+                .or_default()
+                .push((user.upn.to_lowercase(), m));
+        }
+    }
+    out
+}
+
+fn check_fields(
+    item_id: &str,
+    mailbox: &str,
+    m: &InspectedMessage,
+    fields: &Fields,
+    attachment: &Attachment,
+    out: &mut Vec<Finding>,
+) {
+    let mut fail = |detail: String| {
+        out.push(Finding {
+            item_id: item_id.to_owned(),
+            mailbox: Some(mailbox.to_owned()),
+            detail,
+        })
+    };
+    let sender = m
+        .from
+        .as_ref()
+        .map(|f| f.address.to_lowercase())
+        .unwrap_or_default();
+    if sender != fields.sender {
+        fail(format!(
+            "sender is {sender}, the rules say {}",
+            fields.sender
+        ));
+    }
+    if m.to.len() != fields.recipients {
+        fail(format!(
+            "{} recipients, the item has {}",
+            m.to.len(),
+            fields.recipients
+        ));
+    }
+    if fields.sent_at.is_some() && m.date != fields.sent_at {
+        fail(format!(
+            "Date {:?} is not the send time {:?}",
+            m.date, fields.sent_at
+        ));
+    }
+    if fields.deleted_marker != m.subject.starts_with("DELETED") {
+        fail(format!(
+            "subject {:?}: the deletion marker must be there exactly for deleted messages",
+            m.subject
+        ));
+    }
+    match attachment {
+        Attachment::Present { size } => {
+            if !m.attachments.iter().any(|a| a.size as u64 == *size) {
+                fail(format!(
+                    "the {size}-byte attachment is missing (10 MiB rule: it fits)"
+                ));
+            }
+        }
+        Attachment::Omitted { size } => {
+            if !m.attachments.is_empty() {
+                fail(format!(
+                    "a {size}-byte attachment is above the limit and must be left out"
+                ));
+            }
+            if header(m, "X-WhatsApp-Omitted-Attachment")
+                .is_none_or(|h| !h.contains("attachment_too_large"))
+            {
+                fail("the omitted attachment has no X-WhatsApp-Omitted-Attachment note".into());
+            }
+        }
+        Attachment::None => {}
+    }
+}
+
+/// Reconciles one scenario.
+pub fn reconcile(
+    scenario: &Scenario,
+    expected: &Expected,
+    landed: &Landed,
+    reports: &[RunReport],
+    replay: String,
+) -> ScenarioReport {
+    let mut reported: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut skipped_by_reason = BTreeMap::new();
+    for s in reports.iter().flat_map(|r| &r.skipped) {
+        if reported.entry(&s.item_id).or_default().insert(&s.reason) {
+            *skipped_by_reason.entry(s.reason.clone()).or_default() += 1;
+        }
+    }
+    let connector_failures = reports.last().map_or(0, |r| r.failed.len());
+    let mut r = ScenarioReport {
+        name: scenario.name.clone(),
+        seed: scenario.seed,
+        source_items: scenario.items.len() + scenario.raw_items.len(),
+        expected_deliveries: expected.deliveries(),
+        found_deliveries: 0,
+        missing: Vec::new(),
+        duplicates: Vec::new(),
+        unexpected: Vec::new(),
+        misplaced: Vec::new(),
+        wrongly_skipped: Vec::new(),
+        field_errors: Vec::new(),
+        skipped_by_reason,
+        expected_skips_by_reason: expected.skips_by_reason(),
+        connector_failures,
+        verdict: Verdict::Pass,
+        replay,
+    };
+    let none = Vec::new();
+    for (item_id, outcome) in &expected.items {
+        let copies = landed.get(item_id).unwrap_or(&none);
+        let reasons = reported.get(item_id.as_str()).cloned().unwrap_or_default();
+        let finding = |mailbox: Option<&str>, detail: String| Finding {
+            item_id: item_id.clone(),
+            mailbox: mailbox.map(str::to_owned),
+            detail,
+        };
+        let (mailboxes, attachment, fields) = match outcome {
+            Outcome::Skip { reason } => {
+                for (mailbox, m) in copies {
+                    r.unexpected.push(finding(
+                        Some(mailbox),
+                        format!(
+                            "landed in {} although it must be skipped as {reason}",
+                            m.folder
+                        ),
+                    ));
+                }
+                if !reasons.contains(reason) {
+                    r.wrongly_skipped.push(finding(
+                        None,
+                        format!("must be reported as {reason}; the connector reported {reasons:?}"),
+                    ));
+                }
+                continue;
+            }
+            Outcome::DeliverOrTooLarge { .. }
+                if copies.is_empty() && reasons.contains("item_too_large") =>
+            {
+                continue;
+            }
+            Outcome::Deliver {
+                mailboxes,
+                attachment,
+                fields,
+            }
+            | Outcome::DeliverOrTooLarge {
+                mailboxes,
+                attachment,
+                fields,
+            } => (mailboxes, attachment, fields),
+        };
+        for reason in &reasons {
+            let allowed = *reason == "attachment_too_large"
+                && matches!(attachment, Attachment::Omitted { .. });
+            if !allowed {
+                r.wrongly_skipped.push(finding(
+                    None,
+                    format!(
+                        "reported as {reason}, but the rules deliver it to {}",
+                        mailboxes.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        if matches!(attachment, Attachment::Omitted { .. })
+            && !reasons.contains("attachment_too_large")
+        {
+            r.wrongly_skipped.push(finding(
+                None,
+                "its attachment was left out but the report does not say so".into(),
+            ));
+        }
+        for mailbox in mailboxes {
+            let here: Vec<&InspectedMessage> = copies
+                .iter()
+                .filter(|(m, _)| m == mailbox)
+                .map(|(_, m)| m)
+                .collect();
+            let in_folder: Vec<&&InspectedMessage> = here
+                .iter()
+                .filter(|m| m.folder == FOLDER && !m.recoverable)
+                .collect();
+            match in_folder.len() {
+                0 if here.is_empty() => r
+                    .missing
+                    .push(finding(Some(mailbox), "not delivered".into())),
+                0 => r.misplaced.push(finding(
+                    Some(mailbox),
+                    format!("in folder {:?}, not {FOLDER:?}", here[0].folder),
+                )),
+                n => {
+                    r.found_deliveries += 1;
+                    if n > 1 {
+                        r.duplicates
+                            .push(finding(Some(mailbox), format!("{n} copies")));
+                    }
+                    check_fields(
+                        item_id,
+                        mailbox,
+                        in_folder[0],
+                        fields,
+                        attachment,
+                        &mut r.field_errors,
+                    );
+                }
+            }
+            if here.len() > in_folder.len() && !in_folder.is_empty() {
+                r.misplaced.push(finding(
+                    Some(mailbox),
+                    "also copied outside the archive folder".into(),
+                ));
+            }
+        }
+        for (mailbox, m) in copies {
+            if !mailboxes.contains(mailbox) {
+                r.unexpected.push(finding(
+                    Some(mailbox),
+                    format!(
+                        "landed in {} ({}) although no participant maps there",
+                        mailbox, m.folder
+                    ),
+                ));
+            }
+        }
+    }
+    for (item_id, copies) in landed {
+        if !expected.items.contains_key(item_id) {
+            for (mailbox, _) in copies {
+                r.unexpected.push(Finding {
+                    item_id: item_id.clone(),
+                    mailbox: Some(mailbox.clone()),
+                    detail: "no such source item".into(),
+                });
+            }
+        }
+    }
+    if r.problems() > 0 || connector_failures > 0 {
+        r.verdict = Verdict::Fail;
+    }
+    r
+}
+
+/// A stable, readable summary of what landed, per mailbox: for snapshots.
+pub fn outcome_summary(landed: &Landed) -> String {
+    let mut lines: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (item_id, copies) in landed {
+        for (mailbox, m) in copies {
+            let attachments: Vec<String> = m
+                .attachments
+                .iter()
+                .map(|a| format!("{} ({} bytes)", a.name, a.size))
+                .collect();
+            let note = if header(m, "X-WhatsApp-Omitted-Attachment").is_some() {
+                " [attachment omitted]"
+            } else {
+                ""
+            };
+            lines.entry(mailbox.clone()).or_default().push(format!(
+                "  {} | {} | {} | {}{}",
+                m.folder,
+                item_id,
+                m.subject,
+                if attachments.is_empty() {
+                    "-".into()
+                } else {
+                    attachments.join(", ")
+                },
+                note
+            ));
+        }
+    }
+    let mut out = String::new();
+    for (mailbox, mut entries) in lines {
+        entries.sort();
+        out.push_str(&format!("{mailbox} ({} messages)\n", entries.len()));
+        for e in entries {
+            out.push_str(&e);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,57 @@
+//! Runs a scenario: both fakes in-process on ports the OS picks, the connector library
+//! for each of the scenario's runs, then the reconciliation.
+
+use std::path::Path;
+use std::time::Duration;
+
+use connector::{Connector, RunReport};
+
+use crate::harness::{Fakes, fixed_clock};
+use crate::model::Scenario;
+use crate::oracle;
+use crate::reconcile::{self, Landed, ScenarioReport};
+
+/// Everything a scenario run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub report: ScenarioReport,
+    pub runs: Vec<RunReport>,
+    pub landed: Landed,
+}
+
+/// Runs `scenario` with its state under `work`; `replay` is the command that replays it.
+pub async fn run(scenario: &Scenario, work: &Path, replay: String) -> anyhow::Result<Outcome> {
+    let fakes = Fakes::for_scenario(scenario, |r| r).await?;
+    let state = work.join("state");
+    std::fs::create_dir_all(&state)?;
+    let mapping = match &scenario.mapping_csv {
+        Some(text) => {
+            let path = work.join("mapping.csv");
+            std::fs::write(&path, text)?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut config = fakes.config(&state, mapping);
+    config.size_limit = scenario.size_limit;
+    config.automatic_mapping = scenario.automatic_mapping;
+    config.concurrency = 8;
+    config.page_size = 500;
+    let mut runs = Vec::new();
+    for spec in &scenario.runs {
+        let connector = Connector::new(
+            config.clone(),
+            fixed_clock(spec.until + chrono::TimeDelta::minutes(30)),
+        )?
+        .with_retry_delays(Duration::from_millis(1), Duration::from_millis(50));
+        runs.push(connector.run(spec.until, spec.since).await?);
+    }
+    let expected = oracle::expected(scenario);
+    let landed = reconcile::landed(scenario, &fakes.mailbox);
+    let report = reconcile::reconcile(scenario, &expected, &landed, &runs, replay);
+    Ok(Outcome {
+        report,
+        runs,
+        landed,
+    })
+}
