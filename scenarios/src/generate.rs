@@ -814,6 +814,8 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
         items,
         raw_items,
         runs,
+        provider_faults: None,
+        mailbox_faults: None,
     })
 }
 

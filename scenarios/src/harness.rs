@@ -154,12 +154,15 @@ impl Fakes {
         scenario: &crate::Scenario,
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
-        let dataset = serde_json::json!({
+        let mut dataset = serde_json::json!({
             "accounts": [{"username": PROVIDER_USER, "password": PROVIDER_PASSWORD}],
             "employees": scenario.employees,
             "items": scenario.items,
             "raw_items": scenario.raw_items,
         });
+        if let Some(faults) = &scenario.provider_faults {
+            dataset["faults"] = faults.clone();
+        }
         let users: Vec<serde_json::Value> = scenario
             .users
             .iter()
@@ -178,6 +181,10 @@ impl Fakes {
                               "permissions": ["User.Read.All", "Mail.ReadWrite", "Mail-Advanced.ReadWrite.All"]}],
             "users": users,
         }]});
+        let mut directory = directory;
+        if let Some(faults) = &scenario.mailbox_faults {
+            directory["faults"] = faults.clone();
+        }
         let dataset = mock_telemessage::Dataset::from_json(&dataset.to_string())?;
         let directory = mock_mailbox::Directory::from_json(&directory.to_string())?;
         let now = scenario.end() + chrono::TimeDelta::hours(1);

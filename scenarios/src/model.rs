@@ -75,6 +75,12 @@ pub struct Scenario {
     #[serde(default)]
     pub raw_items: Vec<Value>,
     pub runs: Vec<RunSpec>,
+    /// Seeded faults of the fake provider (its dataset's `faults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_faults: Option<Value>,
+    /// Seeded faults of the fake Microsoft 365 (its directory's `faults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_faults: Option<Value>,
 }
 
 impl Scenario {
@@ -104,6 +110,8 @@ impl Scenario {
             generated.description = self.description;
         }
         generated.generate = Some(params);
+        generated.provider_faults = self.provider_faults;
+        generated.mailbox_faults = self.mailbox_faults;
         Ok(generated)
     }
 

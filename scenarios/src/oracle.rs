@@ -54,6 +54,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default)]
 pub struct Expected {
     pub items: BTreeMap<String, Outcome>,
+    /// The provider corrupts downloads on purpose: an attachment whose every try is
+    /// corrupted may be left out as `attachment_unverifiable`, a reported outcome.
+    pub downloads_may_fail: bool,
 }
 
 impl Expected {
@@ -143,7 +146,14 @@ pub fn expected(s: &Scenario) -> Expected {
         let email = p["user_email"].as_str().map(|e| e.trim().to_lowercase())?;
         (s.automatic_mapping && valid.contains(&email)).then_some(email)
     };
-    let mut out = Expected::default();
+    let mut out = Expected {
+        downloads_may_fail: s
+            .provider_faults
+            .as_ref()
+            .and_then(|f| f["corrupt_download_rate"].as_f64())
+            .is_some_and(|r| r > 0.0),
+        ..Expected::default()
+    };
     for raw in &s.raw_items {
         out.items.insert(
             raw["id"].as_str().unwrap_or_default().to_owned(),

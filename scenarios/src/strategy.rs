@@ -152,5 +152,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
             until: start() + TimeDelta::days(1),
             since: None,
         }],
+        provider_faults: None,
+        mailbox_faults: None,
     }
 }
