@@ -10,6 +10,7 @@ pub mod config;
 pub mod email;
 pub mod errors;
 pub mod graph;
+pub mod http;
 pub mod mapping;
 pub mod model;
 pub mod phone;

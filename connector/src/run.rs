@@ -30,6 +30,31 @@ const BATCH: usize = 256;
 /// Where the time comes from: the binary passes the wall clock, tests a fixed one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// The provider and Graph clients, sharing one HTTP client and one retry policy.
+fn clients(
+    config: &Config,
+    http: &reqwest::Client,
+    retry: &Arc<RetryPolicy>,
+) -> (ProviderClient, GraphClient) {
+    let provider = ProviderClient::new(
+        http.clone(),
+        &config.provider_url,
+        &config.provider_username,
+        config.provider_password.clone(),
+        retry.clone(),
+    );
+    let graph = GraphClient::new(
+        http.clone(),
+        &config.graph_url,
+        &config.login_url,
+        &config.tenant,
+        &config.client_id,
+        config.client_secret.clone(),
+        retry.clone(),
+    );
+    (provider, graph)
+}
+
 /// When the daily run after `now` starts, at `at` (UTC).
 pub fn next_daily_run(now: DateTime<Utc>, at: chrono::NaiveTime) -> DateTime<Utc> {
     let today = now.date_naive().and_time(at).and_utc();
@@ -57,6 +82,7 @@ struct ItemResult {
 /// The connector, set up from its configuration.
 pub struct Connector {
     config: Config,
+    http: reqwest::Client,
     provider: ProviderClient,
     graph: GraphClient,
     store: Store,
@@ -65,7 +91,7 @@ pub struct Connector {
     retry: Arc<RetryPolicy>,
     clock: Clock,
     options: Options,
-    targets: Mutex<HashMap<String, Option<Target>>>,
+    targets: Mutex<HashMap<String, Arc<OnceCell<Option<Target>>>>>,
     folders: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
     progress: Progress,
 }
@@ -111,27 +137,13 @@ impl Connector {
             Duration::from_millis(500),
             Duration::from_secs(60),
         ));
-        let provider = ProviderClient::new(
-            http.clone(),
-            &config.provider_url,
-            &config.provider_username,
-            config.provider_password.clone(),
-            retry.clone(),
-        );
-        let graph = GraphClient::new(
-            http,
-            &config.graph_url,
-            &config.login_url,
-            &config.tenant,
-            &config.client_id,
-            config.client_secret.clone(),
-            retry.clone(),
-        );
+        let (provider, graph) = clients(&config, &http, &retry);
         let options = Options {
             phone_address_domain: config.phone_address_domain.clone(),
         };
         Ok(Self {
             config,
+            http,
             provider,
             graph,
             store,
@@ -152,22 +164,7 @@ impl Connector {
         let retry = Arc::new(
             RetryPolicy::new(self.config.max_attempts, base, max).with_retry_after_cap(max),
         );
-        self.provider = ProviderClient::new(
-            reqwest::Client::new(),
-            &self.config.provider_url,
-            &self.config.provider_username,
-            self.config.provider_password.clone(),
-            retry.clone(),
-        );
-        self.graph = GraphClient::new(
-            reqwest::Client::new(),
-            &self.config.graph_url,
-            &self.config.login_url,
-            &self.config.tenant,
-            &self.config.client_id,
-            self.config.client_secret.clone(),
-            retry.clone(),
-        );
+        (self.provider, self.graph) = clients(&self.config, &self.http, &retry);
         self.retry = retry;
         self
     }
@@ -562,12 +559,21 @@ impl Connector {
     }
 
     /// Whether an address is a valid Microsoft 365 user with a mailbox; asked of Graph
-    /// once per run.
+    /// once per run, even when several items ask at the same time.
     async fn target(&self, address: &str) -> Result<Option<Target>, GraphError> {
-        let key = address.to_ascii_lowercase();
-        if let Some(known) = self.targets.lock().expect("lock poisoned").get(&key) {
-            return Ok(known.clone());
-        }
+        let cell = self
+            .targets
+            .lock()
+            .expect("lock poisoned")
+            .entry(address.to_ascii_lowercase())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.look_up(address))
+            .await
+            .cloned()
+    }
+
+    async fn look_up(&self, address: &str) -> Result<Option<Target>, GraphError> {
         let found = match self.graph.user(address).await? {
             None => None,
             Some(user) => match self
@@ -586,10 +592,6 @@ impl Connector {
         if found.is_none() {
             tracing::info!(address, "not a Microsoft 365 user with a mailbox");
         }
-        self.targets
-            .lock()
-            .expect("lock poisoned")
-            .insert(key, found.clone());
         Ok(found)
     }
 
@@ -634,14 +636,8 @@ impl Connector {
             .clone();
         let now = || (self.clock)();
         if state == Some(DeliveryState::Attempted)
-            && let Some(graph_id) = self
-                .graph
-                .find_message(user_id, &message.message_id)
-                .await?
+            && self.found_in_mailbox(item, key, user_id, message).await?
         {
-            self.store
-                .mark_delivered(&item.id, key, &graph_id, now())
-                .map_err(DeliverError::State)?;
             return Ok(false);
         }
         for attempt in 1..=self.retry.max_attempts {
@@ -659,14 +655,7 @@ impl Connector {
                     // It may have landed: look before sending it again.
                     self.retry.count_retry();
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    if let Some(graph_id) = self
-                        .graph
-                        .find_message(user_id, &message.message_id)
-                        .await?
-                    {
-                        self.store
-                            .mark_delivered(&item.id, key, &graph_id, now())
-                            .map_err(DeliverError::State)?;
+                    if self.found_in_mailbox(item, key, user_id, message).await? {
                         return Ok(true);
                     }
                 }
@@ -674,6 +663,30 @@ impl Connector {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// Looks for the message by its Message-ID in the mailbox; if it is there, records
+    /// the delivery.
+    async fn found_in_mailbox(
+        &self,
+        item: &Item,
+        key: &str,
+        user_id: &str,
+        message: &email::Email,
+    ) -> Result<bool, DeliverError> {
+        match self
+            .graph
+            .find_message(user_id, &message.message_id)
+            .await?
+        {
+            Some(graph_id) => {
+                self.store
+                    .mark_delivered(&item.id, key, &graph_id, (self.clock)())
+                    .map_err(DeliverError::State)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// `connector check`: logs in to both sides and says where each registered employee's

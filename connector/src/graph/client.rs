@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::wire;
+use crate::http::path_segment as segment;
 use crate::retry::{RetryPolicy, retry_after, transient};
 use crate::secret::Secret;
 
@@ -84,18 +85,6 @@ pub struct GraphClient {
     token: Arc<Mutex<Option<Token>>>,
     mailboxes: Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>>,
     retry: Arc<RetryPolicy>,
-}
-
-/// A path segment, percent-encoded (an `@` is kept, as Graph accepts it).
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'@' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An OData string literal: quotes doubled.

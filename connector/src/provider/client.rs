@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::wire;
+use crate::http::path_segment;
 use crate::retry::{RetryPolicy, retry_after, transient};
 use crate::secret::Secret;
 
@@ -254,7 +255,7 @@ impl ProviderClient {
         sha256: &str,
         dest: &Path,
     ) -> Result<(), ProviderError> {
-        let url = format!("{}/api/v1/attachments/{}", self.base, urlencode(id));
+        let url = format!("{}/api/v1/attachments/{}", self.base, path_segment(id));
         let mut problem = String::new();
         for attempt in 1..=self.retry.max_attempts {
             if attempt > 1 {
@@ -340,15 +341,4 @@ async fn error_of(response: reqwest::Response) -> ProviderError {
             request_id: String::new(),
         },
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
