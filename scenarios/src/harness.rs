@@ -75,7 +75,9 @@ impl Fakes {
             AdminToken::disabled(),
         )?;
         let (provider_url, a) = serve(mock_telemessage::router(provider.clone())).await?;
-        let (mailbox_url, b) = serve(wrap_mailbox(mock_mailbox::router(mailbox.clone()))).await?;
+        let mailbox_router =
+            time_passes_while_throttled(mock_mailbox::router(mailbox.clone()), clock.clone());
+        let (mailbox_url, b) = serve(wrap_mailbox(mailbox_router)).await?;
         Ok(Self {
             provider,
             mailbox,
@@ -192,6 +194,30 @@ impl Fakes {
         fakes.tenant = scenario.tenant_domain.clone();
         Ok(fakes)
     }
+}
+
+/// The fakes' clock stands still between requests. A throttled client is told how long
+/// to wait (`Retry-After`) and waits, scaled down in tests; this layer makes that much
+/// time pass for the fakes too, so throttling windows end as they would.
+fn time_passes_while_throttled(router: Router, clock: ManualClock) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let clock = clock.clone();
+            async move {
+                let response = next.run(request).await;
+                if response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS
+                    && let Some(seconds) = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<f64>().ok())
+                {
+                    clock.advance(chrono::TimeDelta::milliseconds((seconds * 1000.0) as i64));
+                }
+                response
+            }
+        },
+    ))
 }
 
 /// A fresh, empty directory under the system's temporary directory.
