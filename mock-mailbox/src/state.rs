@@ -163,7 +163,8 @@ impl Mailbox {
         Ok(folder)
     }
 
-    fn store(
+    /// Stores a message that arrived as MIME.
+    pub fn import(
         &mut self,
         folder_id: &str,
         mime: Vec<u8>,
@@ -183,6 +184,19 @@ impl Mailbox {
         };
         self.messages.insert(id, message.clone());
         message
+    }
+
+    /// Deletes a message: gone, or kept as recoverable under Litigation Hold.
+    pub fn delete(&mut self, id: &str) -> bool {
+        match self.messages.remove(id) {
+            Some(message) => {
+                if self.user.litigation_hold {
+                    self.recoverable.push(message);
+                }
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -719,31 +733,4 @@ pub fn decode_mime(body: &[u8]) -> Result<(Vec<u8>, Summary), MimeError> {
     let mime = STANDARD.decode(&compact).map_err(|_| MimeError::Base64)?;
     let summary = summarise(&mime)?;
     Ok((mime, summary))
-}
-
-impl Mailbox {
-    /// Stores a message that arrived as MIME.
-    pub fn import(
-        &mut self,
-        folder_id: &str,
-        mime: Vec<u8>,
-        summary: Summary,
-        is_draft: bool,
-        now: DateTime<Utc>,
-    ) -> StoredMessage {
-        self.store(folder_id, mime, summary, is_draft, now)
-    }
-
-    /// Deletes a message: gone, or kept as recoverable under Litigation Hold.
-    pub fn delete(&mut self, id: &str) -> bool {
-        match self.messages.remove(id) {
-            Some(message) => {
-                if self.user.litigation_hold {
-                    self.recoverable.push(message);
-                }
-                true
-            }
-            None => false,
-        }
-    }
 }
