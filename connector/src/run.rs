@@ -169,14 +169,6 @@ impl Connector {
         self
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn mapping(&self) -> Option<&MappingFile> {
-        self.mapping.as_ref()
-    }
-
     /// Imports everything archived up to `until`, from the end of the last window (or
     /// `since`, to take a window again; deliveries already made are not repeated).
     pub async fn run(

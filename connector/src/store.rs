@@ -289,18 +289,6 @@ impl Store {
             .map(|_| ())
         })
     }
-
-    /// How many deliveries are recorded as done (for checks and tests).
-    pub fn delivered_count(&self) -> Result<u64, ConnectorError> {
-        self.with(|db| {
-            db.query_row(
-                "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .map(|n| n as u64)
-    }
 }
 
 #[cfg(test)]
