@@ -86,6 +86,12 @@ struct ImportSection {
     concurrency: usize,
     page_size: u32,
     max_attempts: u32,
+    /// The largest listing page the connector reads (bytes).
+    max_page_bytes: u64,
+    /// A held item (one that failed when its window closed) is tried by this many runs...
+    held_runs: u32,
+    /// ...or for this many days, whichever ends first; then it needs a person.
+    held_days: u32,
 }
 
 impl Default for ImportSection {
@@ -97,6 +103,9 @@ impl Default for ImportSection {
             concurrency: 8,
             page_size: 500,
             max_attempts: 6,
+            max_page_bytes: 64 * 1024 * 1024,
+            held_runs: 5,
+            held_days: 7,
         }
     }
 }
@@ -122,9 +131,13 @@ pub struct Config {
     pub provider_url: String,
     pub provider_username: String,
     pub provider_password: Secret,
+    /// Where the password comes from, for messages: `provider.password_env (NAME)`.
+    pub provider_password_from: String,
     pub tenant: String,
     pub client_id: String,
     pub client_secret: Secret,
+    /// Where the client secret comes from, for messages.
+    pub client_secret_from: String,
     pub graph_url: String,
     pub login_url: String,
     pub automatic_mapping: bool,
@@ -135,17 +148,23 @@ pub struct Config {
     pub concurrency: usize,
     pub page_size: u32,
     pub max_attempts: u32,
+    pub max_page_bytes: u64,
+    pub held_runs: u32,
+    pub held_days: u32,
     pub state_dir: PathBuf,
     pub daily_at: chrono::NaiveTime,
 }
 
+/// Reads a secret from the environment variable or the file the configuration names,
+/// and says where it came from (for messages: never the value).
 fn secret(
     path: &Path,
+    section: &str,
     what: &str,
     env: Option<&str>,
     file: Option<&Path>,
     inline: bool,
-) -> Result<Secret, ConnectorError> {
+) -> Result<(Secret, String), ConnectorError> {
     let fail = |reason: String| ConnectorError::Config {
         path: path.display().to_string(),
         reason,
@@ -157,13 +176,31 @@ fn secret(
     }
     match (env, file) {
         (Some(var), None) => std::env::var(var)
-            .map(|v| Secret::new(v.trim_end_matches(['\r', '\n'])))
-            .map_err(|_| fail(format!("{what}_env names {var}, which is not set"))),
+            .map(|v| {
+                (
+                    Secret::new(v.trim_end_matches(['\r', '\n'])),
+                    format!("{section}.{what}_env (the environment variable {var})"),
+                )
+            })
+            .map_err(|_| {
+                fail(format!(
+                    "{section}.{what}_env names {var}, which is not set"
+                ))
+            }),
         (None, Some(file)) => std::fs::read_to_string(file)
-            .map(|v| Secret::new(v.trim_end_matches(['\r', '\n'])))
-            .map_err(|e| fail(format!("{what}_file {}: {e}", file.display()))),
-        (None, None) => Err(fail(format!("give {what}_env or {what}_file"))),
-        (Some(_), Some(_)) => Err(fail(format!("give {what}_env or {what}_file, not both"))),
+            .map(|v| {
+                (
+                    Secret::new(v.trim_end_matches(['\r', '\n'])),
+                    format!("{section}.{what}_file (the file {})", file.display()),
+                )
+            })
+            .map_err(|e| fail(format!("{section}.{what}_file {}: {e}", file.display()))),
+        (None, None) => Err(fail(format!(
+            "give {section}.{what}_env or {section}.{what}_file"
+        ))),
+        (Some(_), Some(_)) => Err(fail(format!(
+            "give {section}.{what}_env or {section}.{what}_file, not both"
+        ))),
     }
 }
 
@@ -182,7 +219,7 @@ impl Config {
             path: path.display().to_string(),
             reason,
         };
-        let file: File = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+        let file: File = toml::from_str(text).map_err(|e| fail(toml_error(text, &e)))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -193,15 +230,17 @@ impl Config {
         };
         let p = &file.provider;
         let m = &file.microsoft365;
-        let provider_password = secret(
+        let (provider_password, provider_password_from) = secret(
             path,
+            "provider",
             "password",
             p.password_env.as_deref(),
             p.password_file.as_deref().map(resolve).as_deref(),
             p.password.is_some(),
         )?;
-        let client_secret = secret(
+        let (client_secret, client_secret_from) = secret(
             path,
+            "microsoft365",
             "client_secret",
             m.client_secret_env.as_deref(),
             m.client_secret_file.as_deref().map(resolve).as_deref(),
@@ -216,6 +255,22 @@ impl Config {
                 "import.concurrency must be at least 1 and import.page_size 1 to 1000".into(),
             ));
         }
+        if import.max_page_bytes < 64 * 1024 || import.held_runs == 0 || import.held_days == 0 {
+            return Err(fail(
+                "import.max_page_bytes must be at least 65536, import.held_runs and import.held_days at least 1".into(),
+            ));
+        }
+        for (key, url) in [
+            ("provider.url", &p.url),
+            ("microsoft365.graph_url", &m.graph_url),
+            ("microsoft365.login_url", &m.login_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(fail(format!(
+                    "{key} must be an http:// or https:// URL (found {url:?})"
+                )));
+            }
+        }
         let daily_at = chrono::NaiveTime::parse_from_str(&file.schedule.daily_at_utc, "%H:%M")
             .map_err(|_| {
                 fail(format!(
@@ -227,9 +282,11 @@ impl Config {
             provider_url: p.url.clone(),
             provider_username: p.username.clone(),
             provider_password,
+            provider_password_from,
             tenant: m.tenant.clone(),
             client_id: m.client_id.clone(),
             client_secret,
+            client_secret_from,
             graph_url: m.graph_url.clone(),
             login_url: m.login_url.clone(),
             automatic_mapping: file.mapping.automatic,
@@ -240,10 +297,139 @@ impl Config {
             concurrency: import.concurrency,
             page_size: import.page_size,
             max_attempts: import.max_attempts.max(1),
+            max_page_bytes: import.max_page_bytes,
+            held_runs: import.held_runs,
+            held_days: import.held_days,
             state_dir: resolve(&file.state_dir),
             daily_at,
         })
     }
+}
+
+/// The state directory a configuration file names, read without its secrets (for
+/// commands that only look at the state, such as `connector held`).
+pub fn state_dir_of(path: &Path) -> Result<PathBuf, ConnectorError> {
+    let fail = |reason: String| ConnectorError::Config {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let file: File = toml::from_str(&text).map_err(|e| fail(toml_error(&text, &e)))?;
+    Ok(if file.state_dir.is_absolute() {
+        file.state_dir
+    } else {
+        path.parent().unwrap_or(Path::new("")).join(file.state_dir)
+    })
+}
+
+/// Every key the file may hold, for error messages.
+const KEYS: &[&str] = &[
+    "provider",
+    "microsoft365",
+    "mapping",
+    "import",
+    "schedule",
+    "state_dir",
+    "url",
+    "username",
+    "password_env",
+    "password_file",
+    "password",
+    "tenant",
+    "client_id",
+    "client_secret_env",
+    "client_secret_file",
+    "client_secret",
+    "graph_url",
+    "login_url",
+    "automatic",
+    "csv",
+    "folder",
+    "size_limit_bytes",
+    "phone_address_domain",
+    "concurrency",
+    "page_size",
+    "max_attempts",
+    "max_page_bytes",
+    "held_runs",
+    "held_days",
+    "daily_at_utc",
+];
+
+/// A TOML error as file position, key and problem, never with the text of the line: the
+/// line may hold a secret written where it does not belong, and values are scrubbed
+/// from the parser's message for the same reason.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut place = String::new();
+    let mut key: Option<String> = None;
+    if let Some(span) = e.span() {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        place = format!("line {line}, column {column}");
+        let section = before
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && l.ends_with(']'))
+            .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+        let this_line = text.lines().nth(line - 1).unwrap_or("");
+        let bare = this_line.split('=').next().unwrap_or("").trim();
+        let is_key = !bare.is_empty()
+            && bare.len() <= 64
+            && this_line.contains('=')
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if is_key {
+            key = Some(match section {
+                Some(s) if !s.is_empty() => format!("{s}.{bare}"),
+                _ => bare.to_owned(),
+            });
+        }
+    }
+    let own_key = key
+        .as_deref()
+        .and_then(|k| k.rsplit('.').next())
+        .unwrap_or("");
+    let message = scrub_values(e.message().trim(), own_key);
+    match (place.is_empty(), key) {
+        (true, _) => message,
+        (false, Some(k)) => format!("{place}, key {k}: {message}"),
+        (false, None) => format!("{place}: {message}"),
+    }
+}
+
+/// The parser's message with every quoted value replaced by `…`; quoted key names
+/// (of the schema, or the key of the line) are kept.
+fn scrub_values(message: &str, own_key: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find(quote) {
+            Some(end) => {
+                let inner = &after[..end];
+                out.push(quote);
+                if KEYS.contains(&inner) || (!own_key.is_empty() && inner == own_key) {
+                    out.push_str(inner);
+                } else {
+                    out.push('…');
+                }
+                out.push(quote);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push(quote);
+                out.push('…');
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace('\n', "; ")
 }
 
 #[cfg(test)]

@@ -21,6 +21,14 @@ use crate::phone::digits;
 pub const MESSAGE_ID_HOST: &str = "whatsapp-archiver.invalid";
 /// Longest subject Exchange keeps.
 pub const MAX_SUBJECT: usize = 255;
+/// Longest display name written in `From`/`To` (characters); the full name stays in the body.
+pub const MAX_NAME: usize = 128;
+/// Longest value of an `X-WhatsApp-*` header (characters), ids and group names included.
+pub const MAX_HEADER_VALUE: usize = 256;
+/// Most addresses written in `To`; every participant stays listed in the body.
+pub const MAX_RECIPIENTS: usize = 500;
+/// The marker that says a value was cut.
+pub const CUT: &str = "…[cut]";
 
 /// Settings that shape messages.
 #[derive(Debug, Clone)]
@@ -116,6 +124,19 @@ pub fn clean(value: &str) -> String {
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A value for an `X-WhatsApp-*` header: one line, at most [`MAX_HEADER_VALUE`]
+/// characters; a longer one is cut and ends with the marker and the SHA-256 of the whole
+/// value, so that a reviewer can still match it with the archive.
+pub fn header_value(value: &str) -> String {
+    let value = clean(value);
+    if value.chars().count() <= MAX_HEADER_VALUE {
+        return value;
+    }
+    let tail = format!("{CUT} sha256={}", hex(&Sha256::digest(value.as_bytes())));
+    let keep = MAX_HEADER_VALUE.saturating_sub(tail.chars().count());
+    value.chars().take(keep).collect::<String>() + &tail
+}
+
 /// A file name safe to offer: no path, no control characters, no quotes, not empty.
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
@@ -152,15 +173,62 @@ pub fn safe_content_type(value: &str) -> String {
     }
 }
 
+/// `value` cut to `max` characters, with the marker at the end, if it is longer.
+pub fn cap(value: &str, max: usize) -> String {
+    if value.chars().count() <= max {
+        value.to_owned()
+    } else {
+        let keep = max.saturating_sub(CUT.chars().count());
+        let mut cut: String = value.chars().take(keep).collect();
+        cut.push_str(CUT);
+        cut
+    }
+}
+
 fn display_name(p: &Participant) -> String {
-    clean(&format!("{} {}", p.name, digits(&p.phone)))
+    let name = cap(&clean(&p.name), MAX_NAME);
+    clean(&format!("{name} {}", digits(&p.phone)))
+}
+
+/// A line of the body with every control character shown as its visible symbol (U+2400
+/// and on), so that data never starts a line of its own and no part carries raw control
+/// bytes. Tabs stay.
+pub fn visible(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '\t' => c,
+            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
+            '\u{7f}' => '\u{2421}',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+/// Lines of free text (a message, a caption), each made [`visible`].
+fn text_lines(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split('\n')
+        .map(|l| visible(l.strip_suffix('\r').unwrap_or(l)))
+}
+
+/// The time written as `Date`: when the item was sent, unless that is outside what a
+/// mail date can say (before 1970 or after 9999), when the archive time stands in.
+pub fn date_of(item: &Item) -> DateTime<Utc> {
+    use chrono::Datelike;
+    if (1970..=9999).contains(&item.sent_at.year()) {
+        item.sent_at
+    } else {
+        item.archived_at
+    }
 }
 
 /// The address written for a participant: their email property, or one made from the
 /// phone number under the configured domain.
 pub fn participant_address(p: &Participant, options: &Options) -> String {
     match p.user_email.as_deref().map(str::trim) {
-        Some(e) if is_email(e) => e.to_lowercase(),
+        // A header can carry only an ASCII address; another is kept in the body.
+        Some(e) if is_email(e) && e.is_ascii() => e.to_lowercase(),
         _ => {
             let digits: String = p.phone.chars().filter(char::is_ascii_digit).collect();
             let local = if digits.is_empty() {
@@ -178,7 +246,15 @@ fn time(t: DateTime<Utc>) -> String {
 }
 
 fn who(p: &Participant) -> String {
-    format!("{} ({})", p.name, p.phone)
+    match p.user_email.as_deref().map(str::trim) {
+        Some(e) if !e.is_ascii() => format!(
+            "{} ({}, {})",
+            visible(&p.name),
+            visible(&p.phone),
+            visible(e)
+        ),
+        _ => format!("{} ({})", visible(&p.name), visible(&p.phone)),
+    }
 }
 
 fn to_label(item: &Item) -> String {
@@ -259,13 +335,27 @@ fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<Strin
             item.to.iter().map(who).collect::<Vec<_>>().join(", ")
         ),
         match (&item.conversation.name, item.conversation.is_group) {
-            (Some(name), true) => format!("Conversation: {name} (group)"),
-            (None, true) => format!("Conversation: group {}", item.conversation.id),
+            (Some(name), true) => format!("Conversation: {} (group)", visible(name)),
+            (None, true) => format!("Conversation: group {}", visible(&item.conversation.id)),
             _ => "Conversation: direct".into(),
         },
-        format!("Sent: {}", time(item.sent_at)),
+        if date_of(item) == item.sent_at {
+            format!("Sent: {}", time(item.sent_at))
+        } else {
+            format!(
+                "Sent: {} according to the archive, which no mail date can say; the Date header gives the archive time instead",
+                item.sent_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        },
         format!("Archived: {}", time(item.archived_at)),
     ];
+    if item.to.len() > MAX_RECIPIENTS {
+        lines.push(format!(
+            "The To header lists the first {MAX_RECIPIENTS} of {} recipients; all are listed above.",
+            item.to.len()
+        ));
+    }
     if let Some(d) = &item.deleted {
         lines.push(format!(
             "DELETED {} at {}. The original content is kept below.",
@@ -291,17 +381,17 @@ fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<Strin
     }
     lines.push(String::new());
     match &item.content {
-        Content::Text { text } => lines.extend(text.lines().map(str::to_owned)),
+        Content::Text { text } => lines.extend(text_lines(text)),
         Content::Media { kind, caption, attachment } => {
             lines.push(format!("{} {} ({} bytes)", capitalise(kind.label()), safe_file_name(&attachment.file_name), attachment.size));
             if let Some(c) = caption {
-                lines.extend(c.lines().map(str::to_owned));
+                lines.extend(text_lines(c));
             }
         }
         Content::Document { caption, attachment } => {
             lines.push(format!("Document {} ({} bytes)", safe_file_name(&attachment.file_name), attachment.size));
             if let Some(c) = caption {
-                lines.extend(c.lines().map(str::to_owned));
+                lines.extend(text_lines(c));
             }
         }
         Content::Location { latitude, longitude, name, address } => {
@@ -319,8 +409,8 @@ fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<Strin
         Content::Reaction { target_id, emoji: Some(e) } => lines.push(format!("Reacted {e} to message {target_id}")),
         Content::Reaction { target_id, emoji: None } => lines.push(format!("Removed their reaction to message {target_id}")),
         Content::Edit { target_id, text } => {
-            lines.push(format!("Edited message {target_id}. New text:"));
-            lines.extend(text.lines().map(str::to_owned));
+            lines.push(format!("Edited message {}. New text:", visible(target_id)));
+            lines.extend(text_lines(text));
         }
         Content::Deletion { target_id, scope } => lines.push(format!(
             "Deleted message {target_id} {} at {}. The original was archived before the deletion and is kept unchanged.",
@@ -369,7 +459,8 @@ fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<Strin
             reason.sentence(limit)
         ));
     }
-    lines
+    // Whatever a line holds from the archive, it stays one line.
+    lines.iter().map(|l| visible(l)).collect()
 }
 
 fn capitalise(s: &str) -> String {
@@ -512,13 +603,14 @@ pub fn convert(
         .to(Address::new_list(
             item.to
                 .iter()
+                .take(MAX_RECIPIENTS)
                 .map(|p| {
                     Address::new_address(Some(display_name(p)), participant_address(p, options))
                 })
                 .collect(),
         ))
         .subject(subject(item))
-        .date(item.sent_at.timestamp())
+        .date(date_of(item).timestamp())
         .message_id(bare(&id));
     let reference = item
         .content
@@ -530,7 +622,7 @@ pub fn convert(
             .in_reply_to(MessageId::new(target_id.clone()))
             .references(MessageId::new(target_id));
     }
-    let x = |v: &str| Text::new(clean(v));
+    let x = |v: &str| Text::new(header_value(v));
     builder = builder
         .header("X-WhatsApp-Item-Id", x(&item.id))
         .header("X-WhatsApp-Kind", x(item.content.kind()))

@@ -1,28 +1,114 @@
 //! The connector's failures that stop a run (bad data from outside is not one of them:
-//! it becomes a skipped item with a reason).
+//! it becomes a skipped item with a reason), and the exit status each one gives.
+//!
+//! Each message says its cause once: variants that wrap another error print it and do
+//! not also offer it as a `source`, so a printed chain never repeats itself.
 
 use crate::graph::GraphError;
 use crate::mapping::MappingError;
 use crate::provider::ProviderError;
+
+/// The exit statuses of the `connector` binary, one meaning each.
+pub mod exit {
+    /// Every item of the run is delivered or skipped with a reason.
+    pub const SUCCESS: u8 = 0;
+    /// An error no other status covers (the state database or the staging directory
+    /// could not be used): the run stopped, and nothing was lost.
+    pub const INTERNAL: u8 = 1;
+    /// A bad command line or configuration (mapping file included): fix it and run again.
+    pub const USAGE: u8 = 2;
+    /// A service could not be reached, or refused to log in: nothing was imported.
+    pub const SERVICE: u8 = 3;
+    /// The run finished, but some deliveries failed (they are held and tried again by the
+    /// next runs) or some items need a person (`connector held list`).
+    pub const INCOMPLETE: u8 = 4;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
     /// The configuration file is missing, unreadable or wrong.
     #[error("configuration {path}: {reason}")]
     Config { path: String, reason: String },
+    /// The command line asks for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
     /// The mapping file is refused, with every bad line.
-    #[error(transparent)]
-    Mapping(#[from] MappingError),
-    /// The provider could not be used (login refused, unreachable after retries).
+    #[error("{0}")]
+    Mapping(MappingError),
+    /// The provider could not be used (refused a request, unreachable after retries).
     #[error("provider: {0}")]
-    Provider(#[from] ProviderError),
-    /// Microsoft 365 could not be used (sign-in refused, unreachable after retries).
+    Provider(ProviderError),
+    /// Microsoft 365 could not be used (refused a request, unreachable after retries).
     #[error("Microsoft 365: {0}")]
-    Graph(#[from] GraphError),
+    Graph(GraphError),
+    /// A service did not answer at the address a setting gives.
+    #[error("cannot reach {service} at {url} (setting {setting}): {cause}")]
+    Unreachable {
+        service: &'static str,
+        setting: &'static str,
+        url: String,
+        cause: String,
+    },
+    /// A service refused a secret; it is remembered (as a digest) and not tried again
+    /// until the setting holds another value.
+    #[error(
+        "{service} refused the {what} ({code}){when}. Put the right value in {setting}; the connector does not try this one again until it changes, so the account cannot be locked out by repeated runs"
+    )]
+    SecretRefused {
+        service: &'static str,
+        what: &'static str,
+        code: String,
+        /// Empty when refused just now; else " on <date>, and this run did not try it".
+        when: String,
+        /// Where the value comes from: `provider.password_env (NAME)`, ...
+        setting: String,
+    },
+    /// The provider locked the account (too many refused logins, by anyone).
+    #[error(
+        "the provider has locked the account {username} ({message}); wait until it is unlocked, check {setting}, then run again"
+    )]
+    Locked {
+        username: String,
+        message: String,
+        setting: String,
+    },
     /// The state database could not be read or written.
     #[error("state database {path}: {reason}")]
     State { path: String, reason: String },
-    /// The staging directory could not be used.
+    /// The staging directory (or the quarantine) could not be used.
     #[error("staging directory {path}: {reason}")]
     Staging { path: String, reason: String },
+}
+
+impl From<MappingError> for ConnectorError {
+    fn from(e: MappingError) -> Self {
+        Self::Mapping(e)
+    }
+}
+
+impl From<ProviderError> for ConnectorError {
+    fn from(e: ProviderError) -> Self {
+        Self::Provider(e)
+    }
+}
+
+impl From<GraphError> for ConnectorError {
+    fn from(e: GraphError) -> Self {
+        Self::Graph(e)
+    }
+}
+
+impl ConnectorError {
+    /// The exit status this error gives (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config { .. } | Self::Usage(_) | Self::Mapping(_) => exit::USAGE,
+            Self::Provider(_)
+            | Self::Graph(_)
+            | Self::Unreachable { .. }
+            | Self::SecretRefused { .. }
+            | Self::Locked { .. } => exit::SERVICE,
+            Self::State { .. } | Self::Staging { .. } => exit::INTERNAL,
+        }
+    }
 }

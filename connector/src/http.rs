@@ -13,6 +13,37 @@ pub fn path_segment(s: &str) -> String {
         .collect()
 }
 
+/// What went wrong with a request, for a person: the error and its causes, each said
+/// once, without the URL (which may carry a cursor or an id the log does not need).
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let top = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else if e.is_builder() {
+        "the request could not be built".to_owned()
+    } else if e.is_body() || e.is_decode() {
+        "the answer's body could not be read".to_owned()
+    } else {
+        "the request failed".to_owned()
+    };
+    parts.push(top);
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty()
+            && !parts
+                .iter()
+                .any(|p| p.contains(&text) || text.contains(p.as_str()))
+        {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use connector::errors::exit;
+use connector::store::Store;
 use connector::{Config, Connector, RunReport};
 
 /// Imports WhatsApp items archived by TeleMessage into each participant's Microsoft 365
@@ -15,6 +17,13 @@ use connector::{Config, Connector, RunReport};
 /// Secrets are never given on the command line or in the configuration file: the
 /// configuration names an environment variable or a file for each. Logs go to stderr
 /// (RUST_LOG sets the level).
+///
+/// Exit status: 0 success (every item delivered or skipped with a reason); 1 an internal
+/// error (state database or staging directory unusable; nothing is lost); 2 a usage or
+/// configuration error (command line, configuration file, mapping file); 3 a service
+/// could not be reached or refused to log in (nothing imported); 4 the run finished but
+/// some deliveries failed (their items are held and the next runs try them again) or
+/// some items need a person (`connector held list`).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -27,9 +36,13 @@ enum Command {
     /// One import run: every item archived since the end of the last run (the previous
     /// 24 hours the first time), missed days included, day by day.
     ///
-    /// Exit status: 0 when every item is delivered or skipped with a reason; 2 when some
-    /// delivery failed (the window stays open and the next run finishes it); 1 on an error
-    /// that stopped the run.
+    /// Items earlier runs could not deliver are tried first. Every window closes whatever
+    /// one item does: an item whose delivery fails is held and tried again by the next
+    /// runs (import.held_runs runs or import.held_days days), then needs a person.
+    ///
+    /// Exit status: 0 success; 1 internal error; 2 usage or configuration error; 3 a
+    /// service unreachable or refusing the login; 4 some deliveries failed or some items
+    /// need a person.
     Run {
         /// Configuration file (TOML); see docs/examples/connector.toml.
         #[arg(long)]
@@ -51,13 +64,51 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Runs every day at the configured time (schedule.daily_at_utc), until stopped.
+    /// Runs every day at the configured time (schedule.daily_at_utc), until stopped. The
+    /// configuration and its secrets are read again before each run, so a corrected
+    /// password is taken without a restart.
     Schedule {
         #[arg(long)]
         config: PathBuf,
         /// Directory for one JSON report per run.
         #[arg(long)]
         report_dir: Option<PathBuf>,
+    },
+    /// The held list: items whose delivery failed when their window closed. Lists them,
+    /// puts items that need a person back to be tried by the next run, or gives up on
+    /// them (recorded, with the reason, as a skip `given_up`). Needs no secrets.
+    Held {
+        #[command(subcommand)]
+        action: HeldAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HeldAction {
+    /// Lists every held item: id, runs failed, since when, last error, and whether it
+    /// needs a person.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Puts items back to be tried by the next run (all that need a person when no id is
+    /// given), counting their runs from zero.
+    Retry {
+        #[arg(long)]
+        config: PathBuf,
+        /// Item ids; none means every item that needs a person.
+        item_ids: Vec<String>,
+    },
+    /// Gives up on items: they leave the held list and are recorded as skipped
+    /// (`given_up`) with the reason, which an auditor will read.
+    GiveUp {
+        #[arg(long)]
+        config: PathBuf,
+        /// Why (for the audit trail).
+        #[arg(long)]
+        reason: String,
+        #[arg(required = true)]
+        item_ids: Vec<String>,
     },
 }
 
@@ -67,9 +118,28 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-11-23T00:00:00Z: {e}"))
 }
 
-fn connector(config: &std::path::Path) -> anyhow::Result<Connector> {
+/// An error for the command line: what to print and the exit status.
+#[derive(Debug)]
+enum CliError {
+    Connector(connector::ConnectorError),
+    Other(anyhow::Error),
+}
+
+impl From<connector::ConnectorError> for CliError {
+    fn from(e: connector::ConnectorError) -> Self {
+        Self::Connector(e)
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+fn connector(config: &std::path::Path) -> Result<Connector, connector::ConnectorError> {
     let config = Config::load(config)?;
-    Ok(Connector::new(config, Arc::new(Utc::now))?)
+    Connector::new(config, Arc::new(Utc::now))
 }
 
 fn write_report(report: &RunReport, path: &std::path::Path) -> anyhow::Result<()> {
@@ -78,7 +148,112 @@ fn write_report(report: &RunReport, path: &std::path::Path) -> anyhow::Result<()
         .with_context(|| format!("writing the report {}", path.display()))
 }
 
-async fn main_inner() -> anyhow::Result<ExitCode> {
+fn held(action: HeldAction) -> Result<ExitCode, CliError> {
+    let config = match &action {
+        HeldAction::List { config }
+        | HeldAction::Retry { config, .. }
+        | HeldAction::GiveUp { config, .. } => config,
+    };
+    let state_dir = connector::config::state_dir_of(config)?;
+    let store = Store::open(&state_dir.join("state.sqlite"))?;
+    let now = Utc::now();
+    match action {
+        HeldAction::List { .. } => {
+            let held = store.held()?;
+            if held.is_empty() {
+                println!("no held items: every item is delivered or skipped with a reason");
+            }
+            for h in &held {
+                println!(
+                    "{}\t{}\truns {}\tsince {}\t{}",
+                    h.item_id,
+                    if h.needs_person {
+                        "NEEDS A PERSON"
+                    } else {
+                        "waiting"
+                    },
+                    h.runs,
+                    h.first_failed_at.to_rfc3339(),
+                    h.last_error
+                );
+            }
+            let waiting = held.iter().filter(|h| h.needs_person).count();
+            Ok(if waiting == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(exit::INCOMPLETE)
+            })
+        }
+        HeldAction::Retry { item_ids, .. } => {
+            let ids: Vec<String> = if item_ids.is_empty() {
+                store
+                    .held()?
+                    .into_iter()
+                    .filter(|h| h.needs_person)
+                    .map(|h| h.item_id)
+                    .collect()
+            } else {
+                item_ids
+            };
+            let mut unknown = Vec::new();
+            for id in &ids {
+                if store.retry_held(id, now)? {
+                    println!("{id}: the next run tries it again");
+                } else {
+                    unknown.push(id.clone());
+                }
+            }
+            if unknown.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(connector::ConnectorError::Usage(format!(
+                    "not on the held list: {}",
+                    unknown.join(", ")
+                ))
+                .into())
+            }
+        }
+        HeldAction::GiveUp {
+            reason, item_ids, ..
+        } => {
+            if reason.trim().is_empty() {
+                return Err(connector::ConnectorError::Usage(
+                    "--reason must say why (an auditor will read it)".into(),
+                )
+                .into());
+            }
+            let held = store.held()?;
+            let mut unknown = Vec::new();
+            for id in &item_ids {
+                let Some(h) = held.iter().find(|h| &h.item_id == id) else {
+                    unknown.push(id.clone());
+                    continue;
+                };
+                let detail = format!(
+                    "given up by a person on {}: {}; it had failed in {} run(s), last: {}",
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    reason.trim(),
+                    h.runs,
+                    h.last_error
+                );
+                store.record_skip(id, "given_up", &detail, h.window_id, now)?;
+                store.release(id)?;
+                println!("{id}: given up and recorded as skipped (given_up)");
+            }
+            if unknown.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(connector::ConnectorError::Usage(format!(
+                    "not on the held list: {}",
+                    unknown.join(", ")
+                ))
+                .into())
+            }
+        }
+    }
+}
+
+async fn main_inner() -> Result<ExitCode, CliError> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -96,7 +271,7 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             Ok(if outcome.complete {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(2)
+                ExitCode::from(exit::INCOMPLETE)
             })
         }
         Command::Check { config } => {
@@ -106,8 +281,9 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Held { action } => held(action),
         Command::Schedule { config, report_dir } => {
-            let connector = connector(&config)?;
+            // Checked once at start, so a broken configuration fails at once.
             let at = Config::load(&config)?.daily_at;
             loop {
                 let now = Utc::now();
@@ -117,7 +293,11 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                     () = tokio::time::sleep((next - now).to_std().unwrap_or_default()) => {}
                     _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
                 }
-                match connector.run(Utc::now(), None).await {
+                let outcome = match connector(&config) {
+                    Ok(c) => c.run(Utc::now(), None).await,
+                    Err(e) => Err(e),
+                };
+                match outcome {
                     Ok(outcome) => {
                         tracing::info!("run finished:\n{}", outcome.summary());
                         if let Some(dir) = &report_dir {
@@ -130,7 +310,8 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                             }
                         }
                     }
-                    // A failed run leaves its window open; tomorrow's run takes it again.
+                    // Nothing is lost: the next run starts where the last closed window
+                    // ended. A refused secret is not sent again until it changes.
                     Err(e) => tracing::error!("run failed: {e}"),
                 }
             }
@@ -148,9 +329,13 @@ async fn main() -> ExitCode {
         .init();
     match main_inner().await {
         Ok(code) => code,
-        Err(e) => {
+        Err(CliError::Connector(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+        Err(CliError::Other(e)) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit::INTERNAL)
         }
     }
 }

@@ -59,12 +59,18 @@ impl MappingFile {
         };
         let text = String::from_utf8_lossy(bytes);
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        if let Some(line) = unterminated_quote(text) {
+            return Err(fail(vec![LineError {
+                line,
+                reason: "a quoted value starts on this line and its closing quote is missing (a quote inside a quoted value is written twice: \"\")".into(),
+            }]));
+        }
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .trim(csv::Trim::All)
             .from_reader(text.as_bytes());
-        let headers = reader.headers().map_err(|e| {
+        let headers = reader.headers().cloned().map_err(|e| {
             fail(vec![LineError {
                 line: 1,
                 reason: format!("cannot read the header row: {e}"),
@@ -105,6 +111,18 @@ impl MappingFile {
             };
             let line = record.position().map_or(0, |p| p.line());
             if record.iter().all(str::is_empty) {
+                continue;
+            }
+            if record.len() != headers.len() {
+                errors.push(LineError {
+                    line,
+                    reason: format!(
+                        "{} columns where the header row has {} ({}); quote a value that contains a comma",
+                        record.len(),
+                        headers.len(),
+                        headers.iter().collect::<Vec<_>>().join(", ")
+                    ),
+                });
                 continue;
             }
             let raw_phone = record.get(phone_col).unwrap_or_default();
@@ -161,6 +179,33 @@ impl MappingFile {
     pub fn is_empty(&self) -> bool {
         self.by_phone.is_empty()
     }
+}
+
+/// The line on which a quoted CSV value opens and never closes, if any. A quote opens a
+/// quoted value only at the start of a field (after spaces); inside one, `""` is a quote.
+fn unterminated_quote(text: &str) -> Option<u64> {
+    let mut line = 1u64;
+    let mut opened_at: Option<u64> = None;
+    let mut field_start = true;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            line += 1;
+        }
+        match opened_at {
+            Some(_) if c == '"' => {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                } else {
+                    opened_at = None;
+                }
+            }
+            Some(_) => {}
+            None if c == '"' && field_start => opened_at = Some(line),
+            None => field_start = matches!(c, ',' | '\n' | '\r') || (field_start && c == ' '),
+        }
+    }
+    opened_at
 }
 
 /// Where one participant's copy goes, and why.
@@ -261,6 +306,30 @@ mod tests {
 
     /// The precedence table: CSV entry (valid / not a user / none) × email property
     /// (valid / not a user / absent), with automatic mapping on.
+    #[test]
+    fn wrong_column_counts_and_unterminated_quotes_are_numbered_errors() {
+        let err =
+            file("Mobile,Email\n+16174354634,alice@contoso.example,extra,more\n").unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].line, 2);
+        assert!(
+            err.errors[0]
+                .reason
+                .starts_with("4 columns where the header row has 2"),
+            "{err}"
+        );
+        let err = file("Mobile,Email\n+16174354634,alice@contoso.example\n\"+12124325249,bob@contoso.example\n+447700900123,d@contoso.example\n")
+            .unwrap_err();
+        assert_eq!(err.errors[0].line, 3, "{err}");
+        assert!(
+            err.errors[0].reason.contains("closing quote is missing"),
+            "{err}"
+        );
+        // Quotes that close, with a doubled quote inside, are fine.
+        assert!(unterminated_quote("a,\"b \"\"x\"\", c\"\n").is_none());
+        assert_eq!(unterminated_quote("a,\"b \"\" c\n"), Some(1));
+    }
+
     #[test]
     fn precedence_table() {
         let csv = file("phone,email\n+16174354634,csv-valid@contoso.example\n+16174354635,csv-nonuser@contoso.example\n").unwrap();

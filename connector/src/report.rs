@@ -27,6 +27,17 @@ pub struct Failure {
     pub error: String,
 }
 
+/// An item on the held list: it failed when its window closed and is tried again by the
+/// next runs, or (in `needs_person`) no longer by itself.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HeldItem {
+    pub item_id: String,
+    /// Runs in which it failed.
+    pub runs: u32,
+    pub first_failed_at: DateTime<Utc>,
+    pub last_error: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RunReport {
     /// From the start of the first window worked on to the end of the last.
@@ -39,9 +50,18 @@ pub struct RunReport {
     /// Deliveries found already done (an earlier run, or a lost answer looked up).
     pub already_delivered: u64,
     pub skipped: Vec<Skip>,
+    /// Deliveries that failed in this run; their items are held for the next runs.
     pub failed: Vec<Failure>,
+    /// Items the provider sent that could not be read, kept byte for byte under the
+    /// state directory (each is also in `skipped` as `invalid_item`).
+    pub quarantined: Vec<crate::store::Quarantined>,
+    /// Items waiting to be tried again by the next runs.
+    pub held: Vec<HeldItem>,
+    /// Items that failed in too many runs, or for too long: a person must look
+    /// (`connector held list`, `retry`, `give-up`). Listed on every run until then.
+    pub needs_person: Vec<HeldItem>,
     pub retries: u64,
-    /// Every window worked on was closed.
+    /// Nothing failed in this run and no item needs a person.
     pub complete: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -56,6 +76,26 @@ pub struct WindowOutcome {
 }
 
 impl RunReport {
+    /// An empty report of a run that started at `started_at`.
+    pub fn new(started_at: DateTime<Utc>) -> Self {
+        Self {
+            window: None,
+            windows: Vec::new(),
+            items_fetched: 0,
+            deliveries: 0,
+            already_delivered: 0,
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            quarantined: Vec::new(),
+            held: Vec::new(),
+            needs_person: Vec::new(),
+            retries: 0,
+            complete: true,
+            started_at,
+            finished_at: started_at,
+        }
+    }
+
     /// A few lines for a person.
     pub fn summary(&self) -> String {
         let mut lines = Vec::new();
@@ -92,10 +132,33 @@ impl RunReport {
                 f.error
             ));
         }
+        for q in &self.quarantined {
+            lines.push(format!(
+                "  quarantined item {} of window {}: {}",
+                q.position, q.window_id, q.file
+            ));
+        }
+        if !self.held.is_empty() {
+            lines.push(format!(
+                "  held for the next runs: {} item(s) that could not be delivered yet",
+                self.held.len()
+            ));
+        }
+        for h in &self.needs_person {
+            lines.push(format!(
+                "  NEEDS A PERSON: item {} failed in {} run(s) since {}: {}",
+                h.item_id,
+                h.runs,
+                h.first_failed_at.to_rfc3339(),
+                h.last_error
+            ));
+        }
         lines.push(if self.complete {
-            "complete: every item of the window(s) is delivered or skipped".into()
+            "complete: every item of the window(s) is delivered or skipped with a reason".into()
+        } else if self.needs_person.is_empty() {
+            "INCOMPLETE: some deliveries failed; their items are held and the next runs try them again".into()
         } else {
-            "INCOMPLETE: the window stays open and the next run finishes it".into()
+            "INCOMPLETE: some items need a person: see `connector held list --config ...`".into()
         });
         lines.join("\n")
     }

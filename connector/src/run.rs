@@ -17,11 +17,12 @@ use crate::mapping::{self, MappingFile};
 use crate::model::Item;
 use crate::progress::Progress;
 use crate::provider::{ProviderClient, ProviderError, wire};
-use crate::report::{Failure, RunReport, Skip, Window as ReportWindow, WindowOutcome};
+use crate::report::{Failure, HeldItem, RunReport, Skip, Window as ReportWindow, WindowOutcome};
 use crate::retry::RetryPolicy;
+use crate::secret::Secret;
 use crate::size;
 use crate::stage::Staging;
-use crate::store::{DeliveryState, Staged, Store, Window};
+use crate::store::{DeliveryState, Held, Quarantined, Staged, Store, Window};
 
 /// The longest window one pass takes; a longer gap (missed days) is caught up day by day.
 pub const MAX_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -42,7 +43,8 @@ fn clients(
         &config.provider_username,
         config.provider_password.clone(),
         retry.clone(),
-    );
+    )
+    .with_max_page_bytes(config.max_page_bytes);
     let graph = GraphClient::new(
         http.clone(),
         &config.graph_url,
@@ -171,32 +173,40 @@ impl Connector {
 
     /// Imports everything archived up to `until`, from the end of the last window (or
     /// `since`, to take a window again; deliveries already made are not repeated).
+    ///
+    /// Items an earlier run could not deliver (the held list) are tried first. Every
+    /// window then closes whatever one item does: an item that fails is held for the
+    /// next runs, so the next days are always fetched.
     pub async fn run(
         &self,
         until: DateTime<Utc>,
         since: Option<DateTime<Utc>>,
     ) -> Result<RunReport, ConnectorError> {
         let started_at = (self.clock)();
-        self.provider.login().await?;
-        self.graph.sign_in().await?;
-        let mut report = RunReport {
-            window: None,
-            windows: Vec::new(),
-            items_fetched: 0,
-            deliveries: 0,
-            already_delivered: 0,
-            skipped: Vec::new(),
-            failed: Vec::new(),
-            retries: 0,
-            complete: true,
-            started_at,
-            finished_at: started_at,
-        };
+        if until > started_at {
+            return Err(ConnectorError::Usage(format!(
+                "--until {} is in the future (now is {}): a window can only close on items that exist",
+                until.to_rfc3339(),
+                started_at.to_rfc3339()
+            )));
+        }
+        if let Some(since) = since
+            && since >= until
+        {
+            return Err(ConnectorError::Usage(format!(
+                "--since {} is not before --until {}",
+                since.to_rfc3339(),
+                until.to_rfc3339()
+            )));
+        }
+        self.log_in().await?;
+        let mut report = RunReport::new(started_at);
+        self.retry_held(&mut report).await?;
         let mut next_start = match since {
             Some(s) => s,
             None => self.store.last_until()?.unwrap_or(until - MAX_WINDOW),
         };
-        // A window an earlier run left open is finished first, as it was.
+        // A window an earlier run left open (a crash) is finished first, as it was.
         let mut pending = self.store.open_window()?;
         loop {
             let window = match pending.take() {
@@ -211,13 +221,13 @@ impl Connector {
             };
             next_start = next_start.max(window.until);
             tracing::info!(since = %window.since, until = %window.until, "window");
-            let (items, closed) = self.process_window(&window, &mut report).await?;
+            let items = self.process_window(&window, &mut report).await?;
             report.items_fetched += items;
             report.windows.push(WindowOutcome {
                 since: window.since,
                 until: window.until,
                 items,
-                closed,
+                closed: true,
             });
             report.window = Some(ReportWindow {
                 since: report
@@ -229,64 +239,315 @@ impl Connector {
                     .as_ref()
                     .map_or(window.until, |w| w.until.max(window.until)),
             });
-            if !closed {
-                report.complete = false;
-                break;
-            }
         }
         self.progress.finish();
+        for held in self.store.held()? {
+            let entry = HeldItem {
+                item_id: held.item_id.clone(),
+                runs: held.runs,
+                first_failed_at: held.first_failed_at,
+                last_error: held.last_error.clone(),
+            };
+            if held.needs_person {
+                tracing::error!(
+                    item = %held.item_id,
+                    runs = held.runs,
+                    since = %held.first_failed_at,
+                    error = %held.last_error,
+                    "NEEDS A PERSON: this item could not be archived; see `connector held list`"
+                );
+                report.needs_person.push(entry);
+            } else {
+                report.held.push(entry);
+            }
+        }
+        report.complete = report.failed.is_empty() && report.needs_person.is_empty();
         report.retries = self.retry.retries();
         report.finished_at = (self.clock)();
         Ok(report)
     }
 
+    /// Logs in to both services. A secret the service refused before is not sent again
+    /// (the provider locks an account after a few refusals) until the setting changes;
+    /// a refusal now is remembered, as an argon2 digest only.
+    async fn log_in(&self) -> Result<(), ConnectorError> {
+        let c = &self.config;
+        let provider_key = format!("{}\0{}", c.provider_url, c.provider_username);
+        let provider_secret =
+            Secret::new(format!("{provider_key}\0{}", c.provider_password.expose()));
+        self.refused_before(
+            "provider.password",
+            &provider_secret,
+            "the provider",
+            "password",
+            &c.provider_password_from,
+        )?;
+        match self.provider.login().await {
+            Ok(_) => self.store.clear_refused_secret("provider.password")?,
+            Err(ProviderError::Login { code, message, .. }) if code == "invalid_credentials" => {
+                self.remember_refusal("provider.password", &provider_secret, &code)?;
+                tracing::error!(username = %c.provider_username, %message, "the provider refused the password");
+                return Err(ConnectorError::SecretRefused {
+                    service: "the provider",
+                    what: "password",
+                    code,
+                    when: String::new(),
+                    setting: c.provider_password_from.clone(),
+                });
+            }
+            Err(ProviderError::Login { code, message, .. }) if code == "account_locked" => {
+                return Err(ConnectorError::Locked {
+                    username: c.provider_username.clone(),
+                    message,
+                    setting: c.provider_password_from.clone(),
+                });
+            }
+            Err(ProviderError::Transport(cause)) => {
+                return Err(ConnectorError::Unreachable {
+                    service: "the provider",
+                    setting: "provider.url",
+                    url: c.provider_url.clone(),
+                    cause,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let graph_secret = Secret::new(format!(
+            "{}\0{}\0{}\0{}",
+            c.login_url,
+            c.tenant,
+            c.client_id,
+            c.client_secret.expose()
+        ));
+        self.refused_before(
+            "microsoft365.client_secret",
+            &graph_secret,
+            "Microsoft 365",
+            "client secret",
+            &c.client_secret_from,
+        )?;
+        match self.graph.sign_in().await {
+            Ok(()) => self
+                .store
+                .clear_refused_secret("microsoft365.client_secret")?,
+            Err(GraphError::Token { error, description })
+                if matches!(error.as_str(), "invalid_client" | "unauthorized_client") =>
+            {
+                self.remember_refusal("microsoft365.client_secret", &graph_secret, &error)?;
+                tracing::error!(client_id = %c.client_id, %description, "Microsoft 365 refused the application's sign-in");
+                return Err(ConnectorError::SecretRefused {
+                    service: "Microsoft 365",
+                    what: "client secret",
+                    code: error,
+                    when: String::new(),
+                    setting: c.client_secret_from.clone(),
+                });
+            }
+            Err(GraphError::Transport(cause)) => {
+                return Err(ConnectorError::Unreachable {
+                    service: "the Microsoft 365 sign-in",
+                    setting: "microsoft365.login_url",
+                    url: c.login_url.clone(),
+                    cause,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    fn refused_before(
+        &self,
+        key: &str,
+        secret: &Secret,
+        service: &'static str,
+        what: &'static str,
+        setting: &str,
+    ) -> Result<(), ConnectorError> {
+        if let Some((digest, code, at)) = self.store.refused_secret(key)?
+            && secret.matches(&digest)
+        {
+            return Err(ConnectorError::SecretRefused {
+                service,
+                what,
+                code,
+                when: format!(
+                    " on {}, and this run did not send it again",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                setting: setting.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn remember_refusal(
+        &self,
+        key: &str,
+        secret: &Secret,
+        code: &str,
+    ) -> Result<(), ConnectorError> {
+        match secret.digest() {
+            Some(digest) => self
+                .store
+                .record_refused_secret(key, &digest, code, (self.clock)()),
+            None => {
+                tracing::warn!("no randomness for a salt: the refused secret is not remembered");
+                Ok(())
+            }
+        }
+    }
+
+    /// Tries again the items earlier runs could not deliver. One that is delivered or
+    /// skipped with a reason leaves the list; one that fails again counts a run, and after
+    /// `import.held_runs` runs or `import.held_days` days it needs a person.
+    async fn retry_held(&self, report: &mut RunReport) -> Result<(), ConnectorError> {
+        let held: Vec<Held> = self
+            .store
+            .held()?
+            .into_iter()
+            .filter(|h| !h.needs_person)
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(items = held.len(), "trying held items again");
+        let mut windows = std::collections::BTreeSet::new();
+        for h in held {
+            windows.insert(h.window_id);
+            let window = Window {
+                id: h.window_id,
+                since: h.first_failed_at,
+                until: h.first_failed_at,
+                fetched: true,
+            };
+            let staged = Staged {
+                seq: 0,
+                item_id: h.item_id.clone(),
+                json: h.json.clone(),
+            };
+            let r = self.process_item(&window, staged).await?;
+            report.deliveries += r.delivered;
+            report.already_delivered += r.already;
+            report.skipped.extend(r.skips);
+            if r.failures.is_empty() {
+                self.store.release(&h.item_id)?;
+                tracing::info!(item = %h.item_id, "held item archived");
+                continue;
+            }
+            let error = r
+                .failures
+                .iter()
+                .map(|f| f.error.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.store
+                .hold(&h.item_id, &h.json, h.window_id, &error, (self.clock)())?;
+            self.maybe_needs_person(&h.item_id, h.runs + 1, h.first_failed_at)?;
+            report.failed.extend(r.failures);
+        }
+        for id in windows {
+            self.staging.clear(id)?;
+        }
+        Ok(())
+    }
+
+    /// Marks a held item as needing a person once it has failed in enough runs or for
+    /// long enough.
+    fn maybe_needs_person(
+        &self,
+        item_id: &str,
+        runs: u32,
+        first_failed_at: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        let age = (self.clock)() - first_failed_at;
+        if runs >= self.config.held_runs
+            || age >= chrono::TimeDelta::days(i64::from(self.config.held_days))
+        {
+            self.store.mark_needs_person(item_id)?;
+        }
+        Ok(())
+    }
+
+    /// Works through one window and closes it. Answers how many items it had.
     async fn process_window(
         &self,
         window: &Window,
         report: &mut RunReport,
-    ) -> Result<(u64, bool), ConnectorError> {
-        // Items without an id are counted (and skipped) as they are fetched.
+    ) -> Result<u64, ConnectorError> {
+        // Items that could not be read are counted (and quarantined) as they are fetched.
         let mut items = if window.fetched {
-            0
+            self.store.quarantine_of_window(window.id)?.len() as u64
         } else {
-            self.fetch(window, report).await?
+            self.fetch(window).await?
         };
         let mut after = 0;
-        let mut failures = 0usize;
+        let mut failed: Vec<(Staged, String)> = Vec::new();
         loop {
             let batch = self.store.staged_after(window.id, after, BATCH)?;
             let Some(last) = batch.last() else { break };
             after = last.seq;
-            let results: Vec<Result<ItemResult, ConnectorError>> =
+            let results: Vec<Result<(Staged, ItemResult), ConnectorError>> =
                 futures_util::stream::iter(batch)
-                    .map(|staged| self.process_item(window, staged))
+                    .map(|staged| async move {
+                        let r = self.process_item(window, staged.clone()).await?;
+                        Ok((staged, r))
+                    })
                     .buffer_unordered(self.config.concurrency)
                     .collect()
                     .await;
             for result in results {
-                let r = result?;
+                let (staged, r) = result?;
                 items += 1;
                 report.deliveries += r.delivered;
                 report.already_delivered += r.already;
-                failures += r.failures.len();
-                report.skipped.extend(r.skips);
+                if !r.failures.is_empty() {
+                    let error = r
+                        .failures
+                        .iter()
+                        .map(|f| f.error.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    failed.push((staged, error));
+                }
                 report.failed.extend(r.failures);
             }
         }
-        let closed = failures == 0;
-        if closed {
-            self.staging.clear(window.id)?;
-            self.store.finish_window(window, (self.clock)())?;
+        // The window closes whatever one item does: what failed is held for later runs.
+        let now = (self.clock)();
+        for (staged, error) in &failed {
+            self.store
+                .hold(&staged.item_id, &staged.json, window.id, error, now)?;
+            self.maybe_needs_person(&staged.item_id, 1, now)?;
+            tracing::warn!(item = %staged.item_id, %error, "held for the next runs");
         }
-        Ok((items, closed))
+        self.staging.clear(window.id)?;
+        self.store.finish_window(window, now)?;
+        // The report of a window comes from the state: skips recorded by an earlier,
+        // interrupted run of the same window are in it too.
+        for s in self.store.skips_of_window(window.id)? {
+            let skip = Skip {
+                item_id: s.item_id,
+                reason: s.reason,
+                detail: s.detail,
+            };
+            if !report.skipped.contains(&skip) {
+                report.skipped.push(skip);
+            }
+        }
+        report
+            .quarantined
+            .extend(self.store.quarantine_of_window(window.id)?);
+        Ok(items)
     }
 
-    /// Lists the whole window and stages every item as received; answers how many items
-    /// had no id (skipped at once, as they cannot be staged).
-    async fn fetch(&self, window: &Window, report: &mut RunReport) -> Result<u64, ConnectorError> {
+    /// Lists the whole window and stages every readable item as received. An item that
+    /// cannot be read (not JSON the parser accepts, no id, off the schema) is kept byte
+    /// for byte in the quarantine and skipped as `invalid_item`. Answers how many were.
+    async fn fetch(&self, window: &Window) -> Result<u64, ConnectorError> {
         let mut cursor: Option<String> = None;
         let mut staged = 0u64;
-        let mut without_id = 0u64;
+        let mut unreadable = 0u64;
         let mut position = 0u64;
         loop {
             let page = self
@@ -300,34 +561,20 @@ impl Connector {
                 .await?;
             for raw in page.items {
                 position += 1;
-                match raw
-                    .get("id")
-                    .and_then(serde_json::Value::as_str)
-                    .filter(|id| !id.trim().is_empty())
-                {
-                    Some(id) => {
-                        self.store.stage(window.id, id, &raw.to_string())?;
+                let text = raw.get();
+                let id = wire::raw_item_id(text);
+                let readable = wire::read_item_text(text);
+                match (id, readable) {
+                    (Some(id), Ok(_)) => {
+                        self.store.stage(window.id, &id, text)?;
                         staged += 1;
                     }
-                    None => {
-                        let id = format!(
-                            "(no id: item {position} of window {})",
-                            window.since.to_rfc3339()
-                        );
-                        let skip = Skip {
-                            item_id: id,
-                            reason: "invalid_item".into(),
-                            detail: "the item has no id".into(),
-                        };
-                        self.store.record_skip(
-                            &skip.item_id,
-                            &skip.reason,
-                            &skip.detail,
-                            window.id,
-                            (self.clock)(),
-                        )?;
-                        report.skipped.push(skip);
-                        without_id += 1;
+                    (id, readable) => {
+                        let reason = readable
+                            .err()
+                            .unwrap_or_else(|| "the item has no id".to_owned());
+                        self.quarantine(window, position, id, &reason, text)?;
+                        unreadable += 1;
                     }
                 }
             }
@@ -337,8 +584,43 @@ impl Connector {
             }
         }
         self.store.mark_fetched(window.id)?;
-        tracing::info!(items = staged, without_id, "window staged");
-        Ok(without_id)
+        tracing::info!(items = staged, unreadable, "window staged");
+        Ok(unreadable)
+    }
+
+    /// Keeps an unreadable item's bytes in the quarantine and records it as skipped.
+    fn quarantine(
+        &self,
+        window: &Window,
+        position: u64,
+        id: Option<String>,
+        reason: &str,
+        raw: &str,
+    ) -> Result<(), ConnectorError> {
+        let file = self
+            .staging
+            .quarantine(window.since, position, raw.as_bytes())?;
+        let now = (self.clock)();
+        let record = Quarantined {
+            window_id: window.id,
+            position,
+            item_id: id.clone(),
+            reason: reason.to_owned(),
+            file: file.display().to_string(),
+        };
+        self.store.record_quarantine(&record, now)?;
+        let item_id = id.unwrap_or_else(|| {
+            format!(
+                "(unreadable: item {position} of window {})",
+                window.since.to_rfc3339()
+            )
+        });
+        // Bounded: an enormous reason (the parser quotes what it read) is cut.
+        let detail = format!("{}; kept as {}", email::cap(reason, 300), file.display());
+        self.store
+            .record_skip(&item_id, "invalid_item", &detail, window.id, now)?;
+        tracing::warn!(item = %email::cap(&item_id, 120), position, reason = %email::cap(reason, 300), "unreadable item quarantined");
+        Ok(())
     }
 
     fn skip(
@@ -373,9 +655,7 @@ impl Connector {
             .items
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.progress.tick();
-        let raw: serde_json::Value =
-            serde_json::from_str(&staged.json).unwrap_or(serde_json::Value::Null);
-        let item = match wire::read_item(&raw) {
+        let item = match wire::read_item_text(&staged.json) {
             Ok(item) => item,
             Err(reason) => {
                 self.skip(window, &mut result, &staged.item_id, "invalid_item", reason)?;
@@ -685,12 +965,11 @@ impl Connector {
     /// copies would go, importing nothing.
     pub async fn check(&self) -> Result<Vec<String>, ConnectorError> {
         let mut lines = Vec::new();
-        self.provider.login().await?;
+        self.log_in().await?;
         lines.push(format!(
             "provider: logged in to {} as {}",
             self.config.provider_url, self.config.provider_username
         ));
-        self.graph.sign_in().await?;
         lines.push(format!(
             "Microsoft 365: signed in to tenant {} as application {}",
             self.config.tenant, self.config.client_id

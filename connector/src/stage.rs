@@ -11,6 +11,7 @@ use crate::errors::ConnectorError;
 #[derive(Debug, Clone)]
 pub struct Staging {
     root: PathBuf,
+    quarantine: PathBuf,
 }
 
 fn private_dir(path: &Path) -> Result<(), ConnectorError> {
@@ -32,7 +33,10 @@ impl Staging {
         private_dir(state_dir)?;
         let root = state_dir.join("staging");
         private_dir(&root)?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            quarantine: state_dir.join("quarantine"),
+        })
     }
 
     fn window_dir(&self, window: i64) -> PathBuf {
@@ -49,6 +53,34 @@ impl Staging {
             .map(|b| format!("{b:02x}"))
             .collect();
         Ok(dir.join(name))
+    }
+
+    /// Keeps the bytes of an item that could not be read, as the provider sent them, in
+    /// the quarantine (private like the staging area; never deleted by the connector).
+    /// Named by the window's start and the item's place in its listing.
+    pub fn quarantine(
+        &self,
+        window_since: chrono::DateTime<chrono::Utc>,
+        position: u64,
+        bytes: &[u8],
+    ) -> Result<PathBuf, ConnectorError> {
+        private_dir(&self.quarantine)?;
+        let path = self.quarantine.join(format!(
+            "{}-item-{position:06}.json",
+            window_since.format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        let fail = |e: std::io::Error| ConnectorError::Staging {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        std::fs::write(&path, bytes).map_err(fail)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(fail)?;
+        }
+        Ok(path)
     }
 
     /// Deletes what a window staged.

@@ -48,7 +48,65 @@ CREATE TABLE IF NOT EXISTS skips (
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (item_id, reason)
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    window_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    item_id TEXT,
+    reason TEXT NOT NULL,
+    file TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (window_id, position)
+);
+CREATE TABLE IF NOT EXISTS held (
+    item_id TEXT PRIMARY KEY,
+    json TEXT NOT NULL,
+    window_id INTEGER NOT NULL,
+    first_failed_at TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    needs_person INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS refused_secrets (
+    setting TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    code TEXT NOT NULL,
+    refused_at TEXT NOT NULL
+);
 ";
+
+/// An item that could not be delivered when its window closed: kept here (its JSON as
+/// received) and tried again by the next runs, until it is delivered, skipped with a
+/// reason, or declared to need a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub item_id: String,
+    pub json: String,
+    pub window_id: i64,
+    pub first_failed_at: DateTime<Utc>,
+    /// Runs in which it failed.
+    pub runs: u32,
+    pub last_error: String,
+    pub needs_person: bool,
+}
+
+/// An item the provider sent that could not be read, kept byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    pub window_id: i64,
+    /// Its place in the window's listing, from 1.
+    pub position: u64,
+    pub item_id: Option<String>,
+    pub reason: String,
+    pub file: String,
+}
+
+/// A skip as the state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipRecord {
+    pub item_id: String,
+    pub reason: String,
+    pub detail: String,
+}
 
 /// Where one delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +325,197 @@ impl Store {
             db.execute(
                 "UPDATE deliveries SET state = 'delivered', graph_id = ?3, updated_at = ?4 WHERE item_id = ?1 AND mailbox = ?2",
                 params![item_id, mailbox, graph_id, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every skip recorded for a window, whichever run recorded it.
+    pub fn skips_of_window(&self, window: i64) -> Result<Vec<SkipRecord>, ConnectorError> {
+        self.with(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT item_id, reason, detail FROM skips WHERE window_id = ?1 ORDER BY recorded_at, item_id, reason",
+            )?;
+            let rows = stmt.query_map(params![window], |r| {
+                Ok(SkipRecord {
+                    item_id: r.get(0)?,
+                    reason: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Records an unreadable item kept in the quarantine; the same place twice (a
+    /// window listed again after a crash) is one record.
+    pub fn record_quarantine(
+        &self,
+        q: &Quarantined,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO quarantine (window_id, position, item_id, reason, file, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(window_id, position) DO UPDATE SET item_id = excluded.item_id, reason = excluded.reason, file = excluded.file",
+                params![q.window_id, q.position as i64, q.item_id, q.reason, q.file, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The quarantine records of a window, in listing order.
+    pub fn quarantine_of_window(&self, window: i64) -> Result<Vec<Quarantined>, ConnectorError> {
+        self.with(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT window_id, position, item_id, reason, file FROM quarantine WHERE window_id = ?1 ORDER BY position",
+            )?;
+            let rows = stmt.query_map(params![window], |r| {
+                Ok(Quarantined {
+                    window_id: r.get(0)?,
+                    position: r.get::<_, i64>(1)? as u64,
+                    item_id: r.get(2)?,
+                    reason: r.get(3)?,
+                    file: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Puts a failed item on the held list, or counts one more failed run for it. Answers
+    /// the record as it now stands.
+    pub fn hold(
+        &self,
+        item_id: &str,
+        json: &str,
+        window: i64,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO held (item_id, json, window_id, first_failed_at, runs, last_error) VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT(item_id) DO UPDATE SET runs = held.runs + 1, last_error = excluded.last_error",
+                params![item_id, json, window, ts(now), error],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Marks a held item as needing a person: it is no longer tried by itself.
+    pub fn mark_needs_person(&self, item_id: &str) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE held SET needs_person = 1 WHERE item_id = ?1",
+                params![item_id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Removes an item from the held list (delivered, skipped with a reason, or given up).
+    pub fn release(&self, item_id: &str) -> Result<bool, ConnectorError> {
+        self.with(|db| {
+            db.execute("DELETE FROM held WHERE item_id = ?1", params![item_id])
+                .map(|n| n > 0)
+        })
+    }
+
+    /// Puts an item that needs a person back on the list to be tried by the next run, as
+    /// if it had just failed for the first time.
+    pub fn retry_held(&self, item_id: &str, now: DateTime<Utc>) -> Result<bool, ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE held SET needs_person = 0, runs = 0, first_failed_at = ?2 WHERE item_id = ?1",
+                params![item_id, ts(now)],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// The held items, oldest first.
+    pub fn held(&self) -> Result<Vec<Held>, ConnectorError> {
+        self.with(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT item_id, json, window_id, first_failed_at, runs, last_error, needs_person FROM held ORDER BY first_failed_at, item_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Held {
+                    item_id: r.get(0)?,
+                    json: r.get(1)?,
+                    window_id: r.get(2)?,
+                    first_failed_at: parse_ts(&r.get::<_, String>(3)?),
+                    runs: r.get::<_, i64>(4)? as u32,
+                    last_error: r.get(5)?,
+                    needs_person: r.get::<_, i64>(6)? != 0,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The staged JSON of one item of a window.
+    pub fn staged_json(
+        &self,
+        window: i64,
+        item_id: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT json FROM staged WHERE window_id = ?1 AND item_id = ?2",
+                params![window, item_id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// The digest of a secret the service refused for `setting`, if one is recorded.
+    pub fn refused_secret(
+        &self,
+        setting: &str,
+    ) -> Result<Option<(String, String, DateTime<Utc>)>, ConnectorError> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT digest, code, refused_at FROM refused_secrets WHERE setting = ?1",
+                params![setting],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        parse_ts(&r.get::<_, String>(2)?),
+                    ))
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Remembers that the secret of `setting` was refused, as a digest only.
+    pub fn record_refused_secret(
+        &self,
+        setting: &str,
+        digest: &str,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO refused_secrets (setting, digest, code, refused_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(setting) DO UPDATE SET digest = excluded.digest, code = excluded.code, refused_at = excluded.refused_at",
+                params![setting, digest, code, ts(now)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Forgets a refusal: the secret of `setting` was accepted.
+    pub fn clear_refused_secret(&self, setting: &str) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "DELETE FROM refused_secrets WHERE setting = ?1",
+                params![setting],
             )
             .map(|_| ())
         })

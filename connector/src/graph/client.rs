@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::wire;
-use crate::http::path_segment as segment;
+use crate::http::{describe, path_segment as segment};
 use crate::retry::{RetryPolicy, retry_after, transient};
 use crate::secret::Secret;
 
@@ -85,6 +85,9 @@ pub struct GraphClient {
     token: Arc<Mutex<Option<Token>>>,
     mailboxes: Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>>,
     retry: Arc<RetryPolicy>,
+    /// Set once the identity platform refuses the client secret: it is never sent again
+    /// by this client.
+    refused: Arc<std::sync::Mutex<Option<(String, String)>>>,
 }
 
 /// An OData string literal: quotes doubled.
@@ -112,6 +115,7 @@ impl GraphClient {
             token: Arc::default(),
             mailboxes: Arc::default(),
             retry,
+            refused: Arc::default(),
         }
     }
 
@@ -122,6 +126,9 @@ impl GraphClient {
             && Instant::now() < t.refresh_after
         {
             return Ok(t.value.clone());
+        }
+        if let Some((error, description)) = self.refused.lock().expect("lock poisoned").clone() {
+            return Err(GraphError::Token { error, description });
         }
         let url = format!("{}/{}/oauth2/v2.0/token", self.login, segment(&self.tenant));
         let form = [
@@ -143,11 +150,11 @@ impl GraphClient {
                 }
                 Ok(r) => break r,
                 Err(e) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(error = %e.without_url(), "token request failed; retrying");
+                    tracing::warn!(error = %describe(&e), "token request failed; retrying");
                     self.retry.count_retry();
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
                 }
-                Err(e) => return Err(GraphError::Transport(e.without_url().to_string())),
+                Err(e) => return Err(GraphError::Transport(describe(&e))),
             }
         };
         if !response.status().is_success() {
@@ -162,6 +169,13 @@ impl GraphClient {
                 .next()
                 .unwrap_or_default()
                 .to_owned();
+            if matches!(
+                refused.error.as_str(),
+                "invalid_client" | "unauthorized_client"
+            ) {
+                *self.refused.lock().expect("lock poisoned") =
+                    Some((refused.error.clone(), description.clone()));
+            }
             return Err(GraphError::Token {
                 error: refused.error,
                 description,
@@ -250,11 +264,11 @@ impl GraphClient {
                 }
                 Ok(r) => return Err(api_error(r).await),
                 Err(e) if retry_uncertain && attempt < self.retry.max_attempts => {
-                    tracing::warn!(error = %e.without_url(), attempt, mailbox, "Graph request failed; retrying");
+                    tracing::warn!(error = %describe(&e), attempt, mailbox, "Graph request failed; retrying");
                     self.retry.count_retry();
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
                 }
-                Err(e) => return Err(GraphError::Transport(e.without_url().to_string())),
+                Err(e) => return Err(GraphError::Transport(describe(&e))),
             }
         }
     }

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::wire;
-use crate::http::path_segment;
+use crate::http::{describe, path_segment};
 use crate::retry::{RetryPolicy, retry_after, transient};
 use crate::secret::Secret;
 
@@ -33,6 +33,8 @@ pub enum ProviderError {
     },
     #[error("cannot reach the provider: {0}")]
     Transport(String),
+    #[error("a listing page is larger than the {limit}-byte bound (import.max_page_bytes)")]
+    PageTooLarge { limit: u64 },
     #[error("the provider's answer could not be read: {0}")]
     Decode(String),
     #[error("attachment {id}: {problem}")]
@@ -59,6 +61,10 @@ pub struct ProviderClient {
     password: Secret,
     session: Arc<Mutex<Option<Session>>>,
     retry: Arc<RetryPolicy>,
+    /// Set once the provider refuses the credentials: they are never sent again by this
+    /// client (the provider locks an account after a few refusals).
+    refused: Arc<std::sync::Mutex<Option<(String, String)>>>,
+    max_page_bytes: u64,
 }
 
 impl ProviderClient {
@@ -76,7 +82,15 @@ impl ProviderClient {
             password,
             session: Arc::default(),
             retry,
+            refused: Arc::default(),
+            max_page_bytes: 64 * 1024 * 1024,
         }
+    }
+
+    /// The largest listing page read; a larger one is an error, not an allocation.
+    pub fn with_max_page_bytes(mut self, limit: u64) -> Self {
+        self.max_page_bytes = limit;
+        self
     }
 
     /// Logs in (again), replacing the current token.
@@ -86,6 +100,13 @@ impl ProviderClient {
     }
 
     async fn login_locked(&self, session: &mut Option<Session>) -> Result<Secret, ProviderError> {
+        if let Some((code, message)) = self.refused.lock().expect("lock poisoned").clone() {
+            return Err(ProviderError::Login {
+                username: self.username.clone(),
+                code,
+                message,
+            });
+        }
         let body =
             serde_json::json!({"username": self.username, "password": self.password.expose()});
         let mut attempt = 0;
@@ -99,13 +120,13 @@ impl ProviderClient {
                 .await;
             let response = match sent {
                 Ok(r) => r,
-                Err(e) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(error = %e, attempt, "provider login failed to send; retrying");
+                Err(e) if attempt < self.retry.max_attempts && !e.is_builder() => {
+                    tracing::warn!(error = %describe(&e), attempt, "provider login failed to send; retrying");
                     self.retry.count_retry();
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
                     continue;
                 }
-                Err(e) => return Err(ProviderError::Transport(e.without_url().to_string())),
+                Err(e) => return Err(ProviderError::Transport(describe(&e))),
             };
             let status = response.status();
             if status.is_success() {
@@ -135,11 +156,17 @@ impl ProviderClient {
             }
             let error = error_of(response).await;
             return Err(match error {
-                ProviderError::Api { code, message, .. } => ProviderError::Login {
-                    username: self.username.clone(),
-                    code,
-                    message,
-                },
+                ProviderError::Api { code, message, .. } => {
+                    if code == "invalid_credentials" {
+                        *self.refused.lock().expect("lock poisoned") =
+                            Some((code.clone(), message.clone()));
+                    }
+                    ProviderError::Login {
+                        username: self.username.clone(),
+                        code,
+                        message,
+                    }
+                }
                 other => other,
             });
         }
@@ -191,12 +218,14 @@ impl ProviderClient {
                     tokio::time::sleep(wait).await;
                 }
                 Ok(r) => return Err(error_of(r).await),
-                Err(e) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(error = %e.without_url(), attempt, "provider request failed; retrying");
+                // A request that cannot be built (an id too long for a URL) fails the same
+                // way every time: it is not retried.
+                Err(e) if attempt < self.retry.max_attempts && !e.is_builder() => {
+                    tracing::warn!(error = %describe(&e), attempt, "provider request failed; retrying");
                     self.retry.count_retry();
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
                 }
-                Err(e) => return Err(ProviderError::Transport(e.without_url().to_string())),
+                Err(e) => return Err(ProviderError::Transport(describe(&e))),
             }
         }
     }
@@ -238,10 +267,21 @@ impl ProviderClient {
         let response = self
             .get(&format!("{}/api/v1/items", self.base), &query)
             .await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ProviderError::Transport(e.to_string()))?;
+        let limit = self.max_page_bytes;
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(ProviderError::PageTooLarge { limit });
+        }
+        let mut bytes = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ProviderError::Transport(describe(&e)))?;
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(ProviderError::PageTooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        // Only the envelope is read here; each item stays raw, so that one unreadable
+        // item cannot make the page unreadable.
         serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::Decode(format!("a listing page: {e}")))
     }
@@ -291,7 +331,7 @@ impl ProviderClient {
                             })?;
                     }
                     Err(e) => {
-                        broken = Some(format!("transfer broke: {}", e.without_url()));
+                        broken = Some(format!("transfer broke: {}", describe(&e)));
                         break;
                     }
                 }

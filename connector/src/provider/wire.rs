@@ -26,12 +26,32 @@ pub struct ErrorDetail {
     pub request_id: String,
 }
 
-/// A page of a listing. Items stay raw JSON here, so that one unreadable item does not
-/// make the page unreadable.
+/// A page of a listing. Items stay raw JSON text here (only skipped over, not parsed),
+/// so that one unreadable item (a lone surrogate escape, nesting deeper than the
+/// parser's limit) does not make the page unreadable.
 #[derive(Debug, Deserialize)]
 pub struct Page {
-    pub items: Vec<serde_json::Value>,
+    pub items: Vec<Box<serde_json::value::RawValue>>,
     pub next_cursor: Option<String>,
+}
+
+/// The id of a raw item, when at least that much of it can be read: only `id` is
+/// parsed, every other field is skipped over. `None` when there is no readable id.
+pub fn raw_item_id(raw: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct JustId {
+        id: Option<Box<serde_json::value::RawValue>>,
+    }
+    let just: JustId = serde_json::from_str(raw).ok()?;
+    let id: String = serde_json::from_str(just.id?.get()).ok()?;
+    (!id.trim().is_empty()).then_some(id)
+}
+
+/// Reads one raw item's text into the model, or says why it cannot be read.
+pub fn read_item_text(raw: &str) -> Result<model::Item, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("is not readable JSON: {e}"))?;
+    read_item(&value)
 }
 
 #[derive(Debug, Deserialize)]
