@@ -53,13 +53,20 @@ pub enum OmitReason {
     /// Its bytes could not be fetched with the size and SHA-256 the provider gave
     /// (reported as `attachment_unverifiable`).
     Unverifiable,
+    /// The provider gave it an id too long for any request to carry, so it cannot be
+    /// asked for (reported as `attachment_unverifiable`).
+    Unreachable,
 }
+
+/// The longest attachment id the connector asks the provider for (bytes); a longer one
+/// cannot be carried by a request URL.
+pub const MAX_ATTACHMENT_ID: usize = 2048;
 
 impl OmitReason {
     pub fn code(self) -> &'static str {
         match self {
             Self::TooLarge => "attachment_too_large",
-            Self::Unverifiable => "attachment_unverifiable",
+            Self::Unverifiable | Self::Unreachable => "attachment_unverifiable",
         }
     }
 
@@ -67,6 +74,7 @@ impl OmitReason {
         match self {
             Self::TooLarge => format!("it is larger than the {limit}-byte import limit"),
             Self::Unverifiable => "its bytes could not be fetched intact from the archive (size or SHA-256 did not match)".into(),
+            Self::Unreachable => format!("the archive gave it an id longer than {MAX_ATTACHMENT_ID} bytes, which no request can carry"),
         }
     }
 }
@@ -132,7 +140,8 @@ pub fn header_value(value: &str) -> String {
     if value.chars().count() <= MAX_HEADER_VALUE {
         return value;
     }
-    let tail = format!("{CUT} sha256={}", hex(&Sha256::digest(value.as_bytes())));
+    // ASCII, so that the header needs no encoding to be read.
+    let tail = format!("...[cut] sha256={}", hex(&Sha256::digest(value.as_bytes())));
     let keep = MAX_HEADER_VALUE.saturating_sub(tail.chars().count());
     value.chars().take(keep).collect::<String>() + &tail
 }

@@ -784,6 +784,9 @@ impl Connector {
         if !size::attachment_fits(att.size, self.config.size_limit) {
             return Ok(Some(Err(OmitReason::TooLarge)));
         }
+        if att.id.len() > email::MAX_ATTACHMENT_ID {
+            return Ok(Some(Err(OmitReason::Unreachable)));
+        }
         let path = self.staging.attachment(window.id, &att.id)?;
         if let Ok(bytes) = tokio::fs::read(&path).await
             && bytes.len() as u64 == att.size

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MimeHeaders};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -54,7 +54,22 @@ pub enum MimeError {
 
 /// Reads a MIME message. A message with no header at all is not one.
 pub fn summarise(mime: &[u8]) -> Result<Summary, MimeError> {
-    let parsed = MessageParser::default()
+    // Headers mail-parser does not know (X-...) are read as unstructured text, so their
+    // values are decoded (RFC 2047) and unfolded as a reader sees them.
+    // (`default_header_text` applies only to a parser with an explicit header map, so
+    // the map the default parser uses is spelled out.)
+    let parsed = MessageParser::new()
+        .with_mime_headers()
+        .with_date_headers()
+        .with_address_headers()
+        .with_message_ids()
+        .header_text(HeaderName::Subject)
+        .header_text(HeaderName::Comments)
+        .header_comma_separated(HeaderName::Keywords)
+        .header_comma_separated(HeaderName::ContentLanguage)
+        .header_received(HeaderName::Received)
+        .header_raw(HeaderName::MimeVersion)
+        .default_header_text()
         .parse(mime)
         .ok_or(MimeError::NotMime)?;
     if parsed.headers().is_empty() || !looks_like_headers(mime) {

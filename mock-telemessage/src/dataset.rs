@@ -30,8 +30,23 @@ pub struct Dataset {
     /// data). Each needs only a string `id` and an RFC 3339 `archived_at`.
     #[serde(default)]
     pub raw_items: Vec<Value>,
+    /// Items served as the exact JSON text given, for data no JSON value can hold as it
+    /// came (a lone surrogate escape, nesting deeper than a parser's limit). The text must
+    /// be one JSON value syntactically; it is never parsed into a value.
+    #[serde(default)]
+    pub raw_text_items: Vec<RawTextItem>,
     #[serde(default)]
     pub faults: Faults,
+}
+
+/// An item given as raw JSON text, with the `id` and `archived_at` the fake files it by
+/// (the text itself may not say them readably).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTextItem {
+    pub id: String,
+    pub archived_at: DateTime<Utc>,
+    pub json: String,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -41,6 +56,7 @@ impl std::fmt::Debug for Dataset {
             .field("employees", &self.employees.len())
             .field("items", &self.items.len())
             .field("raw_items", &self.raw_items.len())
+            .field("raw_text_items", &self.raw_text_items.len())
             .field("faults", &self.faults)
             .finish()
     }
@@ -200,7 +216,28 @@ impl Dataset {
                 )));
             }
         }
-        prepare_items(&self.items, &self.raw_items, &mut HashSet::new())
+        let mut seen = HashSet::new();
+        let mut prepared = prepare_items(&self.items, &self.raw_items, &mut seen)?;
+        for (index, raw) in self.raw_text_items.iter().enumerate() {
+            let fail = |reason: String| DatasetError::Item {
+                place: format!("raw_text_items[{index}] (id {})", raw.id),
+                reason,
+            };
+            if !seen.insert(raw.id.clone()) {
+                return Err(fail(format!("item id {} is used more than once", raw.id)));
+            }
+            let json = RawValue::from_string(raw.json.clone()).map_err(|e| {
+                fail(format!(
+                    "`json` must be one JSON value, syntactically (it is served as written): {e}"
+                ))
+            })?;
+            prepared.items.push(PreparedItem {
+                id: raw.id.clone(),
+                archived_at: raw.archived_at,
+                json,
+            });
+        }
+        Ok(prepared)
     }
 }
 

@@ -813,6 +813,7 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
         size_limit: 10 * 1024 * 1024,
         items,
         raw_items,
+        raw_text_items: Vec::new(),
         runs,
         provider_faults: None,
         mailbox_faults: None,

@@ -166,6 +166,7 @@ impl Fakes {
             "employees": scenario.employees,
             "items": scenario.items,
             "raw_items": scenario.raw_items,
+            "raw_text_items": scenario.raw_text_items,
         });
         if let Some(faults) = &scenario.provider_faults {
             dataset["faults"] = faults.clone();

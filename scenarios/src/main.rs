@@ -137,9 +137,10 @@ fn print_table(reports: &[ScenarioReport]) {
             ("wrong field", &r.field_errors),
         ] {
             for f in list.iter().take(15) {
+                // An id can be enormous (hostile data): show its start and its length.
+                let id = scenarios::reconcile::short(&f.item_id);
                 println!(
-                    "  {what}: item {} {}: {}",
-                    f.item_id,
+                    "  {what}: item {id} {}: {}",
                     f.mailbox.as_deref().unwrap_or(""),
                     f.detail
                 );
@@ -150,7 +151,7 @@ fn print_table(reports: &[ScenarioReport]) {
         }
         if r.connector_failures > 0 {
             println!(
-                "  the connector's last run reported {} failed deliveries",
+                "  the connector's last run left {} deliveries failed, items held or items needing a person",
                 r.connector_failures
             );
         }
@@ -165,7 +166,7 @@ async fn run_files(files: &[PathBuf]) -> anyhow::Result<Vec<ScenarioReport>> {
         eprintln!(
             "running {} ({} items, {} run(s))",
             scenario.name,
-            scenario.items.len() + scenario.raw_items.len(),
+            scenario.source_items(),
             scenario.runs.len()
         );
         let work = scenarios::harness::temp_dir(&format!("scenario-{}", scenario.name));

@@ -31,6 +31,15 @@ pub struct User {
     pub mailbox: bool,
 }
 
+/// An item served as exact JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTextItem {
+    pub id: String,
+    pub archived_at: DateTime<Utc>,
+    pub json: String,
+}
+
 /// One connector run: up to `until`, from the end of the last run (or `since`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +83,12 @@ pub struct Scenario {
     /// Items the provider serves that do not follow the schema.
     #[serde(default)]
     pub raw_items: Vec<Value>,
+    /// Items the provider serves as exact JSON text (`{id, archived_at, json}`): data no
+    /// JSON value can hold as it came, such as a lone surrogate escape or nesting deeper
+    /// than a parser's limit. Each must be skipped as `invalid_item` under its `id` and
+    /// kept, byte for byte, in the connector's quarantine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw_text_items: Vec<RawTextItem>,
     pub runs: Vec<RunSpec>,
     /// Seeded faults of the fake provider (its dataset's `faults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +139,11 @@ impl Scenario {
             None => serde_json::to_value(self).expect("a scenario serialises"),
         };
         serde_json::to_string_pretty(&value).expect("a scenario serialises") + "\n"
+    }
+
+    /// Every source item: schema items, raw items and raw text items.
+    pub fn source_items(&self) -> usize {
+        self.items.len() + self.raw_items.len() + self.raw_text_items.len()
     }
 
     /// The time after the last run, when the scenario is over.

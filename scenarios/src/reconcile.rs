@@ -71,8 +71,24 @@ fn header<'a>(m: &'a InspectedMessage, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Every message of every mailbox, by the item id it carries.
+/// Every message of every mailbox, by the item id it carries. An id too long for its
+/// header is written cut, ending with the SHA-256 of the whole id (docs/email-format.md);
+/// it is matched back to the source item through that digest.
 pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> Landed {
+    use sha2::Digest;
+    let long_ids: BTreeMap<String, String> = scenario
+        .items
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .filter(|id| id.chars().count() > 256)
+        .map(|id| {
+            let digest: String = sha2::Sha256::digest(id.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (digest, id.to_owned())
+        })
+        .collect();
     let mut out: Landed = BTreeMap::new();
     for user in &scenario.users {
         for m in mailbox
@@ -80,7 +96,13 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> Landed {
             .unwrap_or_default()
         {
             let id = header(&m, "X-WhatsApp-Item-Id")
-                .map(str::to_owned)
+                .map(|h| match h.rsplit_once("sha256=") {
+                    Some((_, digest)) if h.contains("[cut] sha256=") => long_ids
+                        .get(digest.trim())
+                        .cloned()
+                        .unwrap_or_else(|| h.to_owned()),
+                    _ => h.to_owned(),
+                })
                 .unwrap_or_else(|| m.internet_message_id.clone().unwrap_or_default());
             out.entry(id)
                 .or_default()
@@ -170,6 +192,16 @@ fn check_fields(
                 fail("the omitted attachment has no X-WhatsApp-Omitted-Attachment note".into());
             }
         }
+        Attachment::Unreachable => {
+            if !m.attachments.is_empty() {
+                fail("an attachment whose id no request can carry cannot have been fetched".into());
+            }
+            if header(m, "X-WhatsApp-Omitted-Attachment")
+                .is_none_or(|h| !h.contains("attachment_unverifiable"))
+            {
+                fail("the unreachable attachment has no X-WhatsApp-Omitted-Attachment note".into());
+            }
+        }
         Attachment::None => {}
     }
 }
@@ -189,11 +221,15 @@ pub fn reconcile(
             *skipped_by_reason.entry(s.reason.clone()).or_default() += 1;
         }
     }
-    let connector_failures = reports.last().map_or(0, |r| r.failed.len());
+    // What the last run left undone: failed deliveries, items still held for later runs,
+    // and items that need a person.
+    let connector_failures = reports
+        .last()
+        .map_or(0, |r| r.failed.len() + r.held.len() + r.needs_person.len());
     let mut r = ScenarioReport {
         name: scenario.name.clone(),
         seed: scenario.seed,
-        source_items: scenario.items.len() + scenario.raw_items.len(),
+        source_items: scenario.source_items(),
         expected_deliveries: expected.deliveries(),
         found_deliveries: 0,
         missing: Vec::new(),
@@ -257,8 +293,10 @@ pub fn reconcile(
             } => (mailboxes, attachment, fields),
         };
         for reason in &reasons {
-            let allowed = *reason == "attachment_too_large"
-                && matches!(attachment, Attachment::Omitted { .. });
+            let allowed = (*reason == "attachment_too_large"
+                && matches!(attachment, Attachment::Omitted { .. }))
+                || (*reason == "attachment_unverifiable"
+                    && matches!(attachment, Attachment::Unreachable));
             if !allowed {
                 r.wrongly_skipped.push(finding(
                     None,
@@ -269,8 +307,10 @@ pub fn reconcile(
                 ));
             }
         }
-        if matches!(attachment, Attachment::Omitted { .. })
-            && !reasons.contains("attachment_too_large")
+        if (matches!(attachment, Attachment::Omitted { .. })
+            && !reasons.contains("attachment_too_large"))
+            || (matches!(attachment, Attachment::Unreachable)
+                && !reasons.contains("attachment_unverifiable"))
         {
             r.wrongly_skipped.push(finding(
                 None,
@@ -345,10 +385,69 @@ pub fn reconcile(
             }
         }
     }
+    check_quarantine(scenario, reports, &mut r.wrongly_skipped);
     if r.problems() > 0 || connector_failures > 0 {
         r.verdict = Verdict::Fail;
     }
     r
+}
+
+/// Every item the provider sent that cannot be read must be kept, exactly as sent, in the
+/// connector's quarantine: nothing the provider sent is lost, even when it is unreadable.
+fn check_quarantine(scenario: &Scenario, reports: &[RunReport], out: &mut Vec<Finding>) {
+    let sent = scenario
+        .raw_text_items
+        .iter()
+        .map(|r| (r.id.clone(), r.json.clone()))
+        .chain(scenario.raw_items.iter().map(|v| {
+            (
+                v["id"].as_str().unwrap_or_default().to_owned(),
+                v.to_string(),
+            )
+        }));
+    for (id, text) in sent {
+        let kept = reports
+            .iter()
+            .flat_map(|r| &r.quarantined)
+            .find(|q| q.item_id.as_deref() == Some(id.as_str()));
+        let problem = match kept {
+            None => Some("is not in the quarantine of any run report".to_owned()),
+            Some(q) => match std::fs::read(&q.file) {
+                Ok(bytes) if bytes == text.as_bytes() => None,
+                Ok(bytes) => Some(format!(
+                    "its quarantine file {} holds {} bytes that differ from the {} the provider sent",
+                    q.file,
+                    bytes.len(),
+                    text.len()
+                )),
+                Err(e) => Some(format!(
+                    "its quarantine file {} cannot be read: {e}",
+                    q.file
+                )),
+            },
+        };
+        if let Some(problem) = problem {
+            out.push(Finding {
+                item_id: id,
+                mailbox: None,
+                detail: format!("unreadable item {problem} (bad input is kept, never lost)"),
+            });
+        }
+    }
+}
+
+/// A value for a person to read: as it is up to 80 characters, else its start and its
+/// length (hostile data can carry ids and names of tens of thousands of characters).
+pub fn short(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= 80 {
+        value.to_owned()
+    } else {
+        format!(
+            "{}...({n} characters)",
+            value.chars().take(60).collect::<String>()
+        )
+    }
 }
 
 /// A stable, readable summary of what landed, per mailbox: for snapshots.
@@ -369,8 +468,8 @@ pub fn outcome_summary(landed: &Landed) -> String {
             lines.entry(mailbox.clone()).or_default().push(format!(
                 "  {} | {} | {} | {}{}",
                 m.folder,
-                item_id,
-                m.subject,
+                short(item_id),
+                short(&m.subject),
                 if attachments.is_empty() {
                     "-".into()
                 } else {

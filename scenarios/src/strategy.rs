@@ -148,6 +148,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         size_limit: LIMIT,
         items,
         raw_items: Vec::new(),
+        raw_text_items: Vec::new(),
         runs: vec![RunSpec {
             until: start() + TimeDelta::days(1),
             since: None,

@@ -1,67 +1,99 @@
 //! Every recorded scenario passes, and what lands is snapshot: per mailbox, the folder and
 //! a stable summary of each message (for large scenarios, counts and a digest), so that
 //! any change in what lands shows up in review.
+//!
+//! One test per scenario, so that one failure does not hide another; a failing scenario
+//! prints its findings before any snapshot is compared.
 
 use std::path::PathBuf;
 
 use scenarios::{Scenario, Verdict};
 use sha2::{Digest, Sha256};
 
-fn recorded() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("recorded");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
+fn recorded_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("recorded")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_recorded_scenario_passes_and_its_outcome_is_snapshot() {
-    let mut failures = Vec::new();
-    for file in recorded() {
-        let scenario = Scenario::load(&file).unwrap();
-        let work = scenarios::harness::temp_dir(&format!("replay-{}", scenario.name));
-        let replay = format!("cargo run --release -p scenarios -- run {}", file.display());
-        let outcome = scenarios::runner::run(&scenario, &work, replay)
-            .await
-            .unwrap();
-        std::fs::remove_dir_all(&work).unwrap();
-        if outcome.report.verdict == Verdict::Fail {
-            failures.push(serde_json::to_string_pretty(&outcome.report).unwrap());
-        }
-        let summary = scenarios::reconcile::outcome_summary(&outcome.landed);
-        let snapshot = if summary.lines().count() > 400 {
-            let digest: String = Sha256::digest(summary.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let mut counts: Vec<String> = summary
-                .lines()
-                .filter(|l| !l.starts_with("  "))
-                .map(str::to_owned)
-                .collect();
-            counts.push(format!("digest of the full listing: {digest}"));
-            counts.join("\n")
-        } else {
-            summary
-        };
-        let skips: Vec<String> = outcome
-            .report
-            .skipped_by_reason
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        insta::assert_snapshot!(
-            scenario.name.clone(),
-            format!("skipped: {}\n\n{snapshot}", skips.join(", "))
-        );
-    }
+async fn replay(name: &str) {
+    let file = recorded_dir().join(format!("{name}.json"));
+    let scenario = Scenario::load(&file).unwrap();
+    let work = scenarios::harness::temp_dir(&format!("replay-{name}"));
+    let replay = format!("cargo run --release -p scenarios -- run scenarios/recorded/{name}.json");
+    let outcome = scenarios::runner::run(&scenario, &work, replay)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
     assert!(
-        failures.is_empty(),
-        "failing scenarios:\n{}",
-        failures.join("\n")
+        outcome.report.verdict == Verdict::Pass,
+        "{name} fails:\n{}",
+        serde_json::to_string_pretty(&outcome.report).unwrap()
     );
+    let summary = scenarios::reconcile::outcome_summary(&outcome.landed);
+    let snapshot = if summary.lines().count() > 400 {
+        let digest: String = Sha256::digest(summary.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut counts: Vec<String> = summary
+            .lines()
+            .filter(|l| !l.starts_with("  "))
+            .map(str::to_owned)
+            .collect();
+        counts.push(format!("digest of the full listing: {digest}"));
+        counts.join("\n")
+    } else {
+        summary
+    };
+    let skips: Vec<String> = outcome
+        .report
+        .skipped_by_reason
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    insta::assert_snapshot!(
+        scenario.name.clone(),
+        format!("skipped: {}\n\n{snapshot}", skips.join(", "))
+    );
+}
+
+macro_rules! replays {
+    ($($test:ident => $name:literal,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                replay($name).await;
+            }
+        )*
+
+        /// A scenario file without a test here would never be replayed.
+        #[test]
+        fn every_recorded_file_has_its_test() {
+            let listed: std::collections::BTreeSet<&str> = [$($name),*].into();
+            let mut on_disk = std::collections::BTreeSet::new();
+            for entry in std::fs::read_dir(recorded_dir()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x == "json") {
+                    on_disk.insert(path.file_stem().unwrap().to_string_lossy().into_owned());
+                }
+            }
+            let on_disk: std::collections::BTreeSet<&str> =
+                on_disk.iter().map(String::as_str).collect();
+            assert_eq!(on_disk, listed, "add a line to `replays!` for each recorded scenario");
+        }
+    };
+}
+
+replays! {
+    day_50_employees => "day-50-employees",
+    faults_lost_answers => "faults-lost-answers",
+    hostile_provider_data => "hostile-provider-data",
+    missed_day => "missed-day",
+    rule_automatic_mapping_off => "rule-automatic-mapping-off",
+    rule_calls => "rule-calls",
+    rule_capture_modes_and_kinds => "rule-capture-modes-and-kinds",
+    rule_deletions_edits_reactions => "rule-deletions-edits-reactions",
+    rule_distinct_mailboxes_and_folder => "rule-distinct-mailboxes-and-folder",
+    rule_invalid_items => "rule-invalid-items",
+    rule_mapping_precedence => "rule-mapping-precedence",
+    rule_size_boundaries => "rule-size-boundaries",
 }
