@@ -171,7 +171,7 @@ fn secret(
     };
     if inline {
         return Err(fail(format!(
-            "{what} must not be written in the configuration file; name an environment variable ({what}_env) or a file ({what}_file) that holds it"
+            "{section}.{what} must not be written in the configuration file; name an environment variable ({section}.{what}_env) or a file ({section}.{what}_file) that holds it"
         )));
     }
     match (env, file) {
@@ -413,7 +413,10 @@ fn scrub_values(message: &str, own_key: &str) -> String {
             Some(end) => {
                 let inner = &after[..end];
                 out.push(quote);
-                if KEYS.contains(&inner) || (!own_key.is_empty() && inner == own_key) {
+                let punctuation =
+                    inner.chars().count() <= 2 && !inner.chars().any(char::is_alphanumeric);
+                if KEYS.contains(&inner) || (!own_key.is_empty() && inner == own_key) || punctuation
+                {
                     out.push_str(inner);
                 } else {
                     out.push('…');
