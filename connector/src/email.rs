@@ -195,8 +195,14 @@ pub fn cap(value: &str, max: usize) -> String {
 }
 
 fn display_name(p: &Participant) -> String {
-    let name = cap(&clean(&p.name), MAX_NAME);
-    clean(&format!("{name} {}", digits(&p.phone)))
+    cap(
+        &clean(&format!(
+            "{} {}",
+            cap(&clean(&p.name), MAX_NAME),
+            digits(&p.phone)
+        )),
+        MAX_NAME + 20,
+    )
 }
 
 /// A line of the body with every control character shown as its visible symbol (U+2400
@@ -236,11 +242,13 @@ pub fn date_of(item: &Item) -> DateTime<Utc> {
 /// phone number under the configured domain.
 pub fn participant_address(p: &Participant, options: &Options) -> String {
     match p.user_email.as_deref().map(str::trim) {
-        // A header can carry only an ASCII address; another is kept in the body.
-        Some(e) if is_email(e) && e.is_ascii() => e.to_lowercase(),
+        // A header can carry only an ASCII address of at most 254 characters (RFC 5321);
+        // another is kept in the body.
+        Some(e) if is_email(e) && e.is_ascii() && e.len() <= 254 => e.to_lowercase(),
         _ => {
             let digits: String = p.phone.chars().filter(char::is_ascii_digit).collect();
-            let local = if digits.is_empty() {
+            // E.164 numbers have at most 15 digits; anything longer is not a number.
+            let local = if digits.is_empty() || digits.len() > 15 {
                 "unknown".to_owned()
             } else {
                 digits

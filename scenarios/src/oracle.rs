@@ -116,6 +116,7 @@ fn looks_like_email(s: &str) -> bool {
                 && domain.contains('.')
                 && !s.contains(char::is_whitespace)
                 && s.is_ascii()
+                && s.len() <= 254
         }
         None => false,
     }
@@ -200,10 +201,11 @@ pub fn expected(s: &Scenario) -> Expected {
         let from = &item["from"];
         let sender = match from["user_email"].as_str().map(str::trim) {
             Some(e) if looks_like_email(e) => e.to_lowercase(),
-            _ => format!(
-                "{}@whatsapp.invalid",
-                &digits_of(from["phone"].as_str().unwrap_or_default())[1..]
-            ),
+            // A number of more than 15 digits (E.164's most) is no number.
+            _ => match &digits_of(from["phone"].as_str().unwrap_or_default())[1..] {
+                d if d.is_empty() || d.len() > 15 => "unknown@whatsapp.invalid".to_owned(),
+                d => format!("{d}@whatsapp.invalid"),
+            },
         };
         let fields = Fields {
             sender,
