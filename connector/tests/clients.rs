@@ -466,3 +466,85 @@ async fn a_broken_connection_is_retried() {
     assert!(retry.retries() >= 1);
     server.abort();
 }
+
+#[tokio::test]
+async fn a_page_is_read_apart_from_its_items_and_bounded_in_size() {
+    let server = MockServer::start().await;
+    provider_login(&server, 1).await;
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let body = format!(
+        r#"{{"window": {{}}, "items": [{{"id": "half-emoji", "text": "\ud83d"}}, {{"id": "deep", "x": {deep}}}, {{"id": "fine"}}], "next_cursor": null}}"#
+    );
+    Mock::given(method("GET"))
+        .and(path("/api/v1/items"))
+        .and(query_param("page_size", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/items"))
+        .and(query_param("page_size", "500"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            format!(
+                r#"{{"items": [{{"id": "{}"}}], "next_cursor": null}}"#,
+                "x".repeat(100_000)
+            ),
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let client = provider(&server, fast_retries()).with_max_page_bytes(70_000);
+    let (since, until) = (t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"));
+    // One unreadable item does not make the page unreadable; each is read on its own.
+    let page = client.page(since, until, None, 3).await.unwrap();
+    let ids: Vec<Option<String>> = page
+        .items
+        .iter()
+        .map(|i| connector::provider::wire::raw_item_id(i.get()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            Some("half-emoji".into()),
+            Some("deep".into()),
+            Some("fine".into())
+        ]
+    );
+    let half = connector::provider::wire::read_item_text(page.items[0].get()).unwrap_err();
+    assert!(half.contains("not readable JSON"), "{half}");
+    let deep = connector::provider::wire::read_item_text(page.items[1].get()).unwrap_err();
+    assert!(deep.contains("recursion limit"), "{deep}");
+    // A page larger than the bound is an error, not an allocation.
+    let err = client.page(since, until, None, 500).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            connector::provider::ProviderError::PageTooLarge { limit: 70_000 }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_download_longer_than_announced_is_cut_off() {
+    let server = MockServer::start().await;
+    provider_login(&server, 1).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/attachments/att-long"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; 4096]))
+        .mount(&server)
+        .await;
+    let dir = std::env::temp_dir().join(format!("connector-dl-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dest = dir.join("att");
+    let err = provider(&server, fast_retries())
+        .download("att-long", 16, &"0".repeat(64), &dest)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("more than the 16 bytes announced"),
+        "{err}"
+    );
+    assert!(!dest.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
