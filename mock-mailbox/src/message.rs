@@ -21,6 +21,8 @@ pub struct AttachmentSummary {
     pub name: String,
     pub content_type: String,
     pub size: usize,
+    /// SHA-256 of the decoded content, lowercase hex.
+    pub sha256: String,
 }
 
 /// What the fake knows of a message besides its bytes.
@@ -121,6 +123,13 @@ pub fn summarise(mime: &[u8]) -> Result<Summary, MimeError> {
                 })
                 .unwrap_or_else(|| "application/octet-stream".into()),
             size: part.contents().len(),
+            sha256: {
+                use sha2::Digest;
+                sha2::Sha256::digest(part.contents())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            },
         })
         .collect();
     Ok(Summary {

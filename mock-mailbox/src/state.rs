@@ -266,7 +266,12 @@ pub struct InspectedMessage {
     pub is_draft: bool,
     pub size: usize,
     pub attachments: Vec<AttachmentSummary>,
+    /// Every header, name and decoded value, in order.
     pub headers: Vec<(String, String)>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// The plain-text body, decoded.
+    pub body_text: String,
     /// Deleted while the mailbox was on Litigation Hold, kept as a recoverable item.
     pub recoverable: bool,
 }
@@ -663,6 +668,9 @@ impl State {
             size: m.mime.len(),
             attachments: m.summary.attachments.clone(),
             headers: m.summary.headers.clone(),
+            in_reply_to: m.summary.in_reply_to.clone(),
+            references: m.summary.references.clone(),
+            body_text: m.summary.body_text.clone(),
             recoverable,
         };
         let mut all: Vec<_> = mailbox.messages.values().map(|m| view(m, false)).collect();

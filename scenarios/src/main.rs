@@ -75,7 +75,7 @@ enum Command {
 
 fn print_table(reports: &[ScenarioReport]) {
     println!(
-        "{:<34} {:>6} {:>8} {:>6} {:>7} {:>4} {:>10} {:>9} {:>10} {:>6}  verdict",
+        "{:<34} {:>6} {:>8} {:>6} {:>7} {:>4} {:>10} {:>9} {:>10} {:>6} {:>7}  verdict",
         "scenario",
         "items",
         "expected",
@@ -85,11 +85,12 @@ fn print_table(reports: &[ScenarioReport]) {
         "unexpected",
         "misplaced",
         "wrong-skip",
-        "fields"
+        "fields",
+        "content"
     );
     for r in reports {
         println!(
-            "{:<34} {:>6} {:>8} {:>6} {:>7} {:>4} {:>10} {:>9} {:>10} {:>6}  {}",
+            "{:<34} {:>6} {:>8} {:>6} {:>7} {:>4} {:>10} {:>9} {:>10} {:>6} {:>7}  {}",
             r.name,
             r.source_items,
             r.expected_deliveries,
@@ -100,6 +101,7 @@ fn print_table(reports: &[ScenarioReport]) {
             r.misplaced.len(),
             r.wrongly_skipped.len(),
             r.field_errors.len(),
+            r.content_errors.len(),
             match r.verdict {
                 Verdict::Pass => "pass",
                 Verdict::Fail => "FAIL",
@@ -135,6 +137,7 @@ fn print_table(reports: &[ScenarioReport]) {
             ("misplaced", &r.misplaced),
             ("wrongly skipped", &r.wrongly_skipped),
             ("wrong field", &r.field_errors),
+            ("wrong content", &r.content_errors),
         ] {
             for f in list.iter().take(15) {
                 // An id can be enormous (hostile data): show its start and its length.

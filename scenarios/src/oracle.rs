@@ -19,17 +19,89 @@ use crate::model::Scenario;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fields {
     pub sender: String,
-    pub recipients: usize,
+    /// The addresses of `To`, in order.
+    pub recipients: Vec<String>,
     pub sent_at: Option<DateTime<Utc>>,
     /// The subject must start with `DELETED` (deleted before export, or a deletion).
     pub deleted_marker: bool,
+    /// `<local@whatsapp-archiver.invalid>`, from the item id alone.
+    pub message_id: String,
+    /// The earlier item's Message-ID (without `<>`) that `In-Reply-To` and `References`
+    /// must give: for a reply, an edit, a reaction or a deletion.
+    pub references: Option<String>,
+    /// Lines the plain-text body must contain: the item's text or caption, each line with
+    /// its control characters shown as symbols.
+    pub text: Vec<String>,
+    /// `X-WhatsApp-*` headers and the exact value each must have.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The host of every Message-ID (docs/email-format.md).
+const MESSAGE_ID_HOST: &str = "whatsapp-archiver.invalid";
+
+/// The Message-ID docs/email-format.md gives an item id: the id itself if it is made of
+/// `A-Z a-z 0-9 . _ -` only (at most 200 bytes, no leading `x-`, no leading, trailing or
+/// doubled dot); else `x-` and its bytes in hex; beyond 200 bytes `x-sha256-` and the hex
+/// SHA-256 of its bytes.
+pub fn message_id_of(item_id: &str) -> String {
+    use sha2::Digest;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let plain_chars = item_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    let local = if item_id.len() > 200 {
+        format!(
+            "x-sha256-{}",
+            hex(&sha2::Sha256::digest(item_id.as_bytes()))
+        )
+    } else if plain_chars
+        && !item_id.is_empty()
+        && !item_id.starts_with("x-")
+        && !item_id.starts_with('.')
+        && !item_id.ends_with('.')
+        && !item_id.contains("..")
+    {
+        item_id.to_owned()
+    } else {
+        format!("x-{}", hex(item_id.as_bytes()))
+    };
+    format!("<{local}@{MESSAGE_ID_HOST}>")
+}
+
+/// A line of text as the body shows it: control characters as their symbols (U+2400 and
+/// on; DEL as U+2421; other control characters as U+FFFD), tabs kept.
+pub fn shown(line: &str) -> String {
+    line.chars()
+        .map(|c| match c {
+            '\t' => c,
+            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
+            '\u{7f}' => '\u{2421}',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+/// The address a header gives a participant: their email property if it can be written
+/// in a header (ASCII, at most 254 characters), else one made of their number's digits
+/// (`unknown` when there are none or more than E.164's 15).
+fn header_address(p: &Value) -> String {
+    match p["user_email"].as_str().map(str::trim) {
+        Some(e) if looks_like_email(e) => e.to_lowercase(),
+        _ => match &digits_of(p["phone"].as_str().unwrap_or_default())[1..] {
+            d if d.is_empty() || d.len() > 15 => "unknown@whatsapp.invalid".to_owned(),
+            d => format!("{d}@whatsapp.invalid"),
+        },
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attachment {
     None,
+    /// Attached, with exactly the provider's bytes (their SHA-256, lowercase hex).
     Present {
         size: u64,
+        sha256: String,
     },
     Omitted {
         size: u64,
@@ -198,18 +270,75 @@ pub fn expected(s: &Scenario) -> Expected {
             continue;
         }
         let kind = item["type"].as_str().unwrap_or_default();
-        let from = &item["from"];
-        let sender = match from["user_email"].as_str().map(str::trim) {
-            Some(e) if looks_like_email(e) => e.to_lowercase(),
-            // A number of more than 15 digits (E.164's most) is no number.
-            _ => match &digits_of(from["phone"].as_str().unwrap_or_default())[1..] {
-                d if d.is_empty() || d.len() > 15 => "unknown@whatsapp.invalid".to_owned(),
-                d => format!("{d}@whatsapp.invalid"),
-            },
+        let text_of = |v: &Value| -> Vec<String> {
+            v.as_str()
+                .map(|t| {
+                    t.split('\n')
+                        .map(|l| shown(l.strip_suffix('\r').unwrap_or(l)))
+                        .filter(|l| !l.trim().is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
         };
+        let mut text = text_of(&item["text"]);
+        text.extend(text_of(&item[kind]["caption"]));
+        text.extend(text_of(&item["edit"]["text"]));
+        let target = item[kind]["target_id"]
+            .as_str()
+            .filter(|_| matches!(kind, "reaction" | "edit" | "deletion"))
+            .or(item["context"]["reply_to"].as_str());
+        let header_value = |v: &str| {
+            // Values a header shows as they are: no control character, no run of
+            // spaces, not cut.
+            (v.chars().count() <= 256
+                && !v.chars().any(char::is_control)
+                && v.trim() == v
+                && !v.contains("  "))
+            .then(|| v.to_owned())
+        };
+        let mut headers = vec![
+            ("X-WhatsApp-Kind", kind.to_owned()),
+            (
+                "X-WhatsApp-Capture-Mode",
+                item["capture_mode"].as_str().unwrap_or_default().to_owned(),
+            ),
+            (
+                "X-WhatsApp-Conversation-Type",
+                item["conversation"]["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        ];
+        if let Some(at) = item["archived_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        {
+            headers.push((
+                "X-WhatsApp-Archived-At",
+                at.to_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+        }
+        if let Some(v) = header_value(&id) {
+            headers.push(("X-WhatsApp-Item-Id", v));
+        }
+        if let Some(v) = item["conversation"]["id"].as_str().and_then(header_value) {
+            headers.push(("X-WhatsApp-Conversation-Id", v));
+        }
         let fields = Fields {
-            sender,
-            recipients: item["to"].as_array().map_or(0, Vec::len),
+            sender: header_address(&item["from"]),
+            recipients: item["to"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(500)
+                .map(header_address)
+                .collect(),
+            message_id: message_id_of(&id),
+            references: target.map(|t| message_id_of(t).trim_matches(['<', '>']).to_owned()),
+            text,
+            headers,
             // RFC 5322 dates have whole seconds; a send time no mail date can say (before
             // 1970, after 9999, or not a time) gives way to the archive time.
             sent_at: {
@@ -230,15 +359,27 @@ pub fn expected(s: &Scenario) -> Expected {
             + item[kind]["caption"].as_str().map_or(0, str::len) as u64
             + item["edit"]["text"].as_str().map_or(0, str::len) as u64;
         let attachment_size = item[kind]["attachment"]["size"].as_u64();
-        let attachment_id_len = item[kind]["attachment"]["id"].as_str().map_or(0, str::len);
+        let att = &item[kind]["attachment"];
+        let attachment_id_len = att["id"].as_str().map_or(0, str::len);
+        // The provider's SHA-256: as the item gives it, else that of the bytes its seed
+        // makes (what the fake provider serves).
+        let sha256 = att["sha256"]
+            .as_str()
+            .map(str::to_lowercase)
+            .unwrap_or_else(|| {
+                mock_telemessage::attachment::sha256_hex(
+                    att["seed"].as_u64().unwrap_or_default(),
+                    att["size"].as_u64().unwrap_or_default(),
+                )
+            });
         let attachment = match attachment_size {
             None => Attachment::None,
             Some(size) if size > s.size_limit => Attachment::Omitted { size },
             Some(_) if attachment_id_len > 2048 => Attachment::Unreachable,
-            Some(size) => Attachment::Present { size },
+            Some(size) => Attachment::Present { size, sha256 },
         };
         let carried = match attachment {
-            Attachment::Present { size } => base64_size(size),
+            Attachment::Present { size, .. } => base64_size(size),
             _ => 0,
         };
         // Text goes in twice (plain and HTML); encodings can triple it; headers and

@@ -42,6 +42,9 @@ pub struct ScenarioReport {
     pub misplaced: Vec<Finding>,
     pub wrongly_skipped: Vec<Finding>,
     pub field_errors: Vec<Finding>,
+    /// A delivered copy whose content differs from the item: text, attachment bytes,
+    /// Message-ID, references, X-WhatsApp headers, the omission note, 7-bit headers.
+    pub content_errors: Vec<Finding>,
     pub skipped_by_reason: BTreeMap<String, usize>,
     pub expected_skips_by_reason: BTreeMap<String, usize>,
     pub connector_failures: usize,
@@ -58,11 +61,21 @@ impl ScenarioReport {
             + self.misplaced.len()
             + self.wrongly_skipped.len()
             + self.field_errors.len()
+            + self.content_errors.len()
     }
 }
 
-/// Where each item landed: item id → (mailbox, message).
-pub type Landed = BTreeMap<String, Vec<(String, InspectedMessage)>>;
+/// One delivered copy: the mailbox, what the mailbox's inspection view shows of it, and
+/// its exact bytes.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub mailbox: String,
+    pub message: InspectedMessage,
+    pub mime: std::sync::Arc<Vec<u8>>,
+}
+
+/// Where each item landed: item id → its copies.
+pub type Landed = BTreeMap<String, Vec<Copy>>;
 
 fn header<'a>(m: &'a InspectedMessage, name: &str) -> Option<&'a str> {
     m.headers
@@ -73,8 +86,9 @@ fn header<'a>(m: &'a InspectedMessage, name: &str) -> Option<&'a str> {
 
 /// Every message of every mailbox, by the item id it carries. An id too long for its
 /// header is written cut, ending with the SHA-256 of the whole id (docs/email-format.md);
-/// it is matched back to the source item through that digest.
-pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> Landed {
+/// it is matched back to the source item through that digest. A mailbox the inspection
+/// view cannot show is an error, never an empty mailbox.
+pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Result<Landed> {
     use sha2::Digest;
     let long_ids: BTreeMap<String, String> = scenario
         .items
@@ -90,11 +104,15 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> Landed {
         })
         .collect();
     let mut out: Landed = BTreeMap::new();
-    for user in &scenario.users {
-        for m in mailbox
-            .inspect_messages(&user.upn, true)
-            .unwrap_or_default()
-        {
+    // A user without a mailbox has nothing to show, and nothing can land there.
+    for user in scenario.users.iter().filter(|u| u.mailbox) {
+        let messages = mailbox.inspect_messages(&user.upn, true).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the mock mailbox cannot show the mailbox of {}: its contents cannot be reconciled",
+                user.upn
+            )
+        })?;
+        for m in messages {
             let id = header(&m, "X-WhatsApp-Item-Id")
                 .map(|h| match h.rsplit_once("sha256=") {
                     Some((_, digest)) if h.contains("[cut] sha256=") => long_ids
@@ -104,12 +122,21 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> Landed {
                     _ => h.to_owned(),
                 })
                 .unwrap_or_else(|| m.internet_message_id.clone().unwrap_or_default());
-            out.entry(id)
-                .or_default()
-                .push((user.upn.to_lowercase(), m));
+            let mime = mailbox.inspect_mime(&user.upn, &m.id).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the mock mailbox lost the bytes of message {} in {}",
+                    m.id,
+                    user.upn
+                )
+            })?;
+            out.entry(id).or_default().push(Copy {
+                mailbox: user.upn.to_lowercase(),
+                message: m,
+                mime,
+            });
         }
     }
-    out
+    Ok(out)
 }
 
 /// The rule behind a skip reason, for people reading a failure.
@@ -123,86 +150,150 @@ fn rule_of(reason: &str) -> &'static str {
     }
 }
 
-fn check_fields(
+/// Checks one delivered copy: the envelope fields (sender, recipients, date, deletion
+/// marker, attachment presence) into `fields_out`, and what the message carries (text,
+/// attachment bytes, Message-ID, references, X-WhatsApp headers, the omission note, a
+/// 7-bit header block) into `content_out`.
+fn check_copy(
     item_id: &str,
-    mailbox: &str,
-    m: &InspectedMessage,
+    copy: &Copy,
     fields: &Fields,
     attachment: &Attachment,
     unverifiable_ok: bool,
-    out: &mut Vec<Finding>,
+    fields_out: &mut Vec<Finding>,
+    content_out: &mut Vec<Finding>,
 ) {
-    let mut fail = |detail: String| {
-        out.push(Finding {
-            item_id: item_id.to_owned(),
-            mailbox: Some(mailbox.to_owned()),
-            detail,
-        })
+    let m = &copy.message;
+    let finding = |detail: String| Finding {
+        item_id: item_id.to_owned(),
+        mailbox: Some(copy.mailbox.clone()),
+        detail,
     };
+    let mut field = |detail: String| fields_out.push(finding(detail));
     let sender = m
         .from
         .as_ref()
         .map(|f| f.address.to_lowercase())
         .unwrap_or_default();
     if sender != fields.sender {
-        fail(format!(
+        field(format!(
             "sender is {sender}, the rules say {}",
             fields.sender
         ));
     }
-    if m.to.len() != fields.recipients {
-        fail(format!(
-            "{} recipients, the item has {}",
-            m.to.len(),
-            fields.recipients
+    let recipients: Vec<String> = m.to.iter().map(|t| t.address.to_lowercase()).collect();
+    if recipients != fields.recipients {
+        field(format!(
+            "To is [{}], the item's recipients are [{}]",
+            recipients.join(", "),
+            fields.recipients.join(", ")
         ));
     }
     if fields.sent_at.is_some() && m.date != fields.sent_at {
-        fail(format!(
+        field(format!(
             "Date {:?} is not the send time {:?}",
             m.date, fields.sent_at
         ));
     }
     if fields.deleted_marker != m.subject.starts_with("DELETED") {
-        fail(format!(
+        field(format!(
             "subject {:?}: the deletion marker must be there exactly for deleted messages",
-            m.subject
+            short(&m.subject)
         ));
     }
+    let omission = header(m, "X-WhatsApp-Omitted-Attachment");
+    let noted_in_body = m.body_text.contains("[Attachment left out:");
+    let mut content = |detail: String| content_out.push(finding(detail));
     match attachment {
-        Attachment::Present { size } => {
-            let left_out_unverified = unverifiable_ok
-                && header(m, "X-WhatsApp-Omitted-Attachment")
-                    .is_some_and(|h| h.contains("attachment_unverifiable"));
-            if !left_out_unverified && !m.attachments.iter().any(|a| a.size as u64 == *size) {
-                fail(format!(
-                    "the {size}-byte attachment is missing (10 MiB rule: it fits)"
-                ));
+        Attachment::Present { size, sha256 } => {
+            let left_out_unverified =
+                unverifiable_ok && omission.is_some_and(|h| h.contains("attachment_unverifiable"));
+            if !left_out_unverified {
+                match m.attachments.iter().find(|a| a.size as u64 == *size) {
+                    None => field(format!(
+                        "the {size}-byte attachment is missing (10 MiB rule: it fits)"
+                    )),
+                    Some(a) if a.sha256 != *sha256 => content(format!(
+                        "attachment {} has SHA-256 {}, the provider's bytes have {sha256}: its content changed on the way",
+                        short(&a.name),
+                        a.sha256
+                    )),
+                    Some(_) => {}
+                }
             }
         }
         Attachment::Omitted { size } => {
             if !m.attachments.is_empty() {
-                fail(format!(
+                field(format!(
                     "a {size}-byte attachment is above the limit and must be left out"
                 ));
             }
-            if header(m, "X-WhatsApp-Omitted-Attachment")
-                .is_none_or(|h| !h.contains("attachment_too_large"))
-            {
-                fail("the omitted attachment has no X-WhatsApp-Omitted-Attachment note".into());
+            if omission.is_none_or(|h| !h.contains("attachment_too_large")) {
+                field("the omitted attachment has no X-WhatsApp-Omitted-Attachment note".into());
+            }
+            if !noted_in_body {
+                content("the body does not say that the attachment was left out".into());
             }
         }
         Attachment::Unreachable => {
             if !m.attachments.is_empty() {
-                fail("an attachment whose id no request can carry cannot have been fetched".into());
+                field(
+                    "an attachment whose id no request can carry cannot have been fetched".into(),
+                );
             }
-            if header(m, "X-WhatsApp-Omitted-Attachment")
-                .is_none_or(|h| !h.contains("attachment_unverifiable"))
-            {
-                fail("the unreachable attachment has no X-WhatsApp-Omitted-Attachment note".into());
+            if omission.is_none_or(|h| !h.contains("attachment_unverifiable")) {
+                field(
+                    "the unreachable attachment has no X-WhatsApp-Omitted-Attachment note".into(),
+                );
+            }
+            if !noted_in_body {
+                content("the body does not say that the attachment was left out".into());
             }
         }
         Attachment::None => {}
+    }
+    if m.internet_message_id.as_deref() != Some(fields.message_id.as_str()) {
+        content(format!(
+            "Message-ID is {:?}; the item id gives {} (the same in every mailbox and run)",
+            m.internet_message_id.as_deref().map(short),
+            short(&fields.message_id)
+        ));
+    }
+    let expected_refs: Vec<String> = fields.references.iter().cloned().collect();
+    if m.in_reply_to != expected_refs || m.references != expected_refs {
+        content(format!(
+            "In-Reply-To {:?} and References {:?}; the rules say {:?}",
+            m.in_reply_to, m.references, expected_refs
+        ));
+    }
+    for line in &fields.text {
+        if !m.body_text.contains(line.as_str()) {
+            content(format!("the body lacks the item's text {:?}", short(line)));
+            break;
+        }
+    }
+    for (name, value) in &fields.headers {
+        match header(m, name) {
+            Some(v) if v == value => {}
+            found => content(format!(
+                "{name} is {:?}, the item says {:?}",
+                found.map(short),
+                short(value)
+            )),
+        }
+    }
+    let head_end = copy
+        .mime
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(copy.mime.len());
+    if let Some(pos) = copy.mime[..head_end].iter().position(|&b| {
+        !b.is_ascii() || (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
+    }) {
+        content(format!(
+            "header byte {pos} is {:#04x}: every header must be 7-bit, without control characters",
+            copy.mime[pos]
+        ));
     }
 }
 
@@ -238,6 +329,7 @@ pub fn reconcile(
         misplaced: Vec::new(),
         wrongly_skipped: Vec::new(),
         field_errors: Vec::new(),
+        content_errors: Vec::new(),
         skipped_by_reason,
         expected_skips_by_reason: expected.skips_by_reason(),
         connector_failures,
@@ -255,12 +347,12 @@ pub fn reconcile(
         };
         let (mailboxes, attachment, fields) = match outcome {
             Outcome::Skip { reason } => {
-                for (mailbox, m) in copies {
+                for c in copies {
                     r.unexpected.push(finding(
-                        Some(mailbox),
+                        Some(&c.mailbox),
                         format!(
                             "landed in {} although the rules skip it as {reason}{}",
-                            m.folder,
+                            c.message.folder,
                             rule_of(reason)
                         ),
                     ));
@@ -318,14 +410,10 @@ pub fn reconcile(
             ));
         }
         for mailbox in mailboxes {
-            let here: Vec<&InspectedMessage> = copies
+            let here: Vec<&Copy> = copies.iter().filter(|c| &c.mailbox == mailbox).collect();
+            let in_folder: Vec<&&Copy> = here
                 .iter()
-                .filter(|(m, _)| m == mailbox)
-                .map(|(_, m)| m)
-                .collect();
-            let in_folder: Vec<&&InspectedMessage> = here
-                .iter()
-                .filter(|m| m.folder == FOLDER && !m.recoverable)
+                .filter(|c| c.message.folder == FOLDER && !c.message.recoverable)
                 .collect();
             match in_folder.len() {
                 0 if here.is_empty() => r
@@ -336,7 +424,7 @@ pub fn reconcile(
                     )),
                 0 => r.misplaced.push(finding(
                     Some(mailbox),
-                    format!("in folder {:?}, not {FOLDER:?}", here[0].folder),
+                    format!("in folder {:?}, not {FOLDER:?}", here[0].message.folder),
                 )),
                 n => {
                     r.found_deliveries += 1;
@@ -344,15 +432,17 @@ pub fn reconcile(
                         r.duplicates
                             .push(finding(Some(mailbox), format!("{n} copies; an item lands once per mailbox, whatever the retries or crashes")));
                     }
-                    check_fields(
-                        item_id,
-                        mailbox,
-                        in_folder[0],
-                        fields,
-                        attachment,
-                        expected.downloads_may_fail,
-                        &mut r.field_errors,
-                    );
+                    for copy in &in_folder {
+                        check_copy(
+                            item_id,
+                            copy,
+                            fields,
+                            attachment,
+                            expected.downloads_may_fail,
+                            &mut r.field_errors,
+                            &mut r.content_errors,
+                        );
+                    }
                 }
             }
             if here.len() > in_folder.len() && !in_folder.is_empty() {
@@ -362,13 +452,13 @@ pub fn reconcile(
                 ));
             }
         }
-        for (mailbox, m) in copies {
-            if !mailboxes.contains(mailbox) {
+        for c in copies {
+            if !mailboxes.contains(&c.mailbox) {
                 r.unexpected.push(finding(
-                    Some(mailbox),
+                    Some(&c.mailbox),
                     format!(
                         "landed in {} ({}) although the mapping rule (S7-S9: file first, then email property) maps no participant there",
-                        mailbox, m.folder
+                        c.mailbox, c.message.folder
                     ),
                 ));
             }
@@ -376,10 +466,10 @@ pub fn reconcile(
     }
     for (item_id, copies) in landed {
         if !expected.items.contains_key(item_id) {
-            for (mailbox, _) in copies {
+            for c in copies {
                 r.unexpected.push(Finding {
                     item_id: item_id.clone(),
-                    mailbox: Some(mailbox.clone()),
+                    mailbox: Some(c.mailbox.clone()),
                     detail: "no such source item".into(),
                 });
             }
@@ -450,43 +540,57 @@ pub fn short(value: &str) -> String {
     }
 }
 
-/// A stable, readable summary of what landed, per mailbox: for snapshots.
-pub fn outcome_summary(landed: &Landed) -> String {
+/// A stable, readable outcome of a scenario, one line per source item, sorted by id: the
+/// mailboxes it landed in (folder named when it is not the archive folder) and what it
+/// carried, or why it was skipped. For snapshots: any change in what lands is a changed
+/// line a reviewer can read.
+pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
     let mut lines: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (item_id, copies) in landed {
-        for (mailbox, m) in copies {
-            let attachments: Vec<String> = m
-                .attachments
-                .iter()
-                .map(|a| format!("{} ({} bytes)", a.name, a.size))
-                .collect();
-            let note = if header(m, "X-WhatsApp-Omitted-Attachment").is_some() {
-                " [attachment omitted]"
-            } else {
-                ""
-            };
-            lines.entry(mailbox.clone()).or_default().push(format!(
-                "  {} | {} | {} | {}{}",
-                m.folder,
-                short(item_id),
-                short(&m.subject),
-                if attachments.is_empty() {
-                    "-".into()
+        let mut places: Vec<String> = copies
+            .iter()
+            .map(|c| {
+                if c.message.folder == FOLDER {
+                    c.mailbox.clone()
                 } else {
-                    attachments.join(", ")
-                },
-                note
-            ));
+                    format!("{} ({})", c.mailbox, c.message.folder)
+                }
+            })
+            .collect();
+        places.sort();
+        let first = &copies[0].message;
+        let mut carried: Vec<String> = first
+            .attachments
+            .iter()
+            .map(|a| format!("{} {}B {}", short(&a.name), a.size, &a.sha256[..12]))
+            .collect();
+        if let Some(h) = header(first, "X-WhatsApp-Omitted-Attachment") {
+            let reason = h.rsplit("reason=").next().unwrap_or_default();
+            carried.push(format!("attachment omitted ({reason})"));
         }
+        let carried = if carried.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", carried.join(", "))
+        };
+        lines
+            .entry(short(item_id))
+            .or_default()
+            .push(format!("-> {}{carried}", places.join(", ")));
+    }
+    let mut skips = BTreeSet::new();
+    for s in reports.iter().flat_map(|r| &r.skipped) {
+        skips.insert((short(&s.item_id), s.reason.clone()));
+    }
+    for (id, reason) in skips {
+        lines
+            .entry(id)
+            .or_default()
+            .push(format!("skipped {reason}"));
     }
     let mut out = String::new();
-    for (mailbox, mut entries) in lines {
-        entries.sort();
-        out.push_str(&format!("{mailbox} ({} messages)\n", entries.len()));
-        for e in entries {
-            out.push_str(&e);
-            out.push('\n');
-        }
+    for (id, parts) in lines {
+        out.push_str(&format!("{id}: {}\n", parts.join("; ")));
     }
     out
 }

@@ -47,7 +47,7 @@ pub async fn run(scenario: &Scenario, work: &Path, replay: String) -> anyhow::Re
         runs.push(connector.run(spec.until, spec.since).await?);
     }
     let expected = oracle::expected(scenario);
-    let landed = reconcile::landed(scenario, &fakes.mailbox);
+    let landed = reconcile::landed(scenario, &fakes.mailbox)?;
     let report = reconcile::reconcile(scenario, &expected, &landed, &runs, replay);
     Ok(Outcome {
         report,
