@@ -247,24 +247,33 @@ pub fn candidates(
     out
 }
 
-/// Applies the rule, given which addresses are valid Microsoft 365 users.
-pub fn resolve(
+/// Applies the rule to one participant. `look_up` says whether an address is a valid
+/// Microsoft 365 user with a mailbox, answering what it found (the connector asks Graph;
+/// tests answer from a table): the rule itself does no I/O. Answers where the copy goes
+/// and why, with what `look_up` found there.
+pub async fn resolve<T, E, Fut>(
     phone_e164: Option<&str>,
     user_email: Option<&str>,
     csv: Option<&MappingFile>,
     automatic: bool,
-    is_valid_user: impl Fn(&str) -> bool,
-) -> Resolution {
+    // An owned address rather than an async closure over `&str`: the run's futures must
+    // stay `Send`, which async closures borrowing their argument cannot yet promise.
+    mut look_up: impl FnMut(String) -> Fut,
+) -> Result<(Resolution, Option<T>), E>
+where
+    Fut: std::future::Future<Output = Result<Option<T>, E>>,
+{
     for (from_csv, address) in candidates(phone_e164, user_email, csv, automatic) {
-        if is_valid_user(&address) {
-            return if from_csv {
+        if let Some(found) = look_up(address.clone()).await? {
+            let resolution = if from_csv {
                 Resolution::Csv(address)
             } else {
                 Resolution::EmailProperty(address)
             };
+            return Ok((resolution, Some(found)));
         }
     }
-    Resolution::None
+    Ok((Resolution::None, None))
 }
 
 #[cfg(test)]
@@ -330,6 +339,25 @@ mod tests {
         assert_eq!(unterminated_quote("a,\"b \"\" c\n"), Some(1));
     }
 
+    /// The rule with a validity table instead of Graph.
+    fn resolve_with(
+        phone: Option<&str>,
+        prop: Option<&str>,
+        csv: Option<&MappingFile>,
+        automatic: bool,
+        valid: impl Fn(&str) -> bool,
+    ) -> Resolution {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(resolve(phone, prop, csv, automatic, |a: String| {
+            let found = valid(&a).then_some(());
+            async move { Ok::<_, ()>(found) }
+        }))
+        .unwrap()
+        .0
+    }
+
     #[test]
     fn precedence_table() {
         let csv = file("phone,email\n+16174354634,csv-valid@contoso.example\n+16174354635,csv-nonuser@contoso.example\n").unwrap();
@@ -373,19 +401,19 @@ mod tests {
         ];
         for (phone, prop, expected) in table {
             assert_eq!(
-                resolve(phone, prop, Some(&csv), true, valid),
+                resolve_with(phone, prop, Some(&csv), true, valid),
                 expected,
                 "{phone:?} {prop:?}"
             );
         }
         // Automatic mapping off: only the CSV counts.
         assert_eq!(
-            resolve(csv_bad, valid_prop, Some(&csv), false, valid),
+            resolve_with(csv_bad, valid_prop, Some(&csv), false, valid),
             Resolution::None
         );
         // No CSV at all: only the property counts.
         assert_eq!(
-            resolve(csv_valid, valid_prop, None, true, valid),
+            resolve_with(csv_valid, valid_prop, None, true, valid),
             Resolution::EmailProperty("prop-valid@contoso.example".into())
         );
     }

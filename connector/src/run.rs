@@ -820,17 +820,15 @@ impl Connector {
         &self,
         participant: &crate::model::Participant,
     ) -> Result<Option<Target>, GraphError> {
-        for (_, address) in mapping::candidates(
+        let (_, target) = mapping::resolve(
             Some(&participant.phone),
             participant.user_email.as_deref(),
             self.mapping.as_ref(),
             self.config.automatic_mapping,
-        ) {
-            if let Some(target) = self.target(&address).await? {
-                return Ok(Some(target));
-            }
-        }
-        Ok(None)
+            |address: String| async move { self.target(&address).await },
+        )
+        .await?;
+        Ok(target)
     }
 
     /// Whether an address is a valid Microsoft 365 user with a mailbox; asked of Graph

@@ -149,19 +149,30 @@ async fn provider_503_is_retried_and_a_refused_login_is_an_error_without_the_pas
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/v1/auth/token"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"code": "unavailable", "message": "try again", "request_id": "r0"}}),
+        ))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/auth/token"))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"code": "invalid_credentials", "message": "the username or password is wrong", "request_id": "r"}})))
         .expect(1)
         .mount(&server)
         .await;
-    let err = provider(&server, fast_retries())
-        .login()
-        .await
-        .unwrap_err()
-        .to_string();
+    let retry = fast_retries();
+    let client = provider(&server, retry.clone());
+    let err = client.login().await.unwrap_err().to_string();
+    assert_eq!(retry.retries(), 1, "the 503 was retried once");
     assert!(
         err.contains("invalid_credentials") && !err.contains("pw\""),
         "{err}"
     );
+    // A refused password is not sent again by the same client (the second 401 mock
+    // expects exactly one call).
+    assert!(client.login().await.is_err());
 }
 
 #[tokio::test]

@@ -39,11 +39,11 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
     for answer in [&wrong, &unknown] {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
         assert_eq!(answer.error_code(), "invalid_credentials");
-        assert_eq!(
-            answer.json()["error"]["message"],
-            wrong.json()["error"]["message"]
-        );
     }
+    // Nothing tells an attacker whether the username exists.
+    let message = wrong.json()["error"]["message"].clone();
+    assert!(message.as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(unknown.json()["error"]["message"], message);
 }
 
 #[tokio::test]

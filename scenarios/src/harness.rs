@@ -61,6 +61,17 @@ impl Fakes {
         now: DateTime<Utc>,
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
+        Self::start_wrapped(dataset, directory, now, |r| r, wrap_mailbox).await
+    }
+
+    /// As [`Fakes::start`], with a layer around the provider's router too.
+    pub async fn start_wrapped(
+        dataset: &mock_telemessage::Dataset,
+        directory: &mock_mailbox::Directory,
+        now: DateTime<Utc>,
+        wrap_provider: impl FnOnce(Router) -> Router,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
         let clock = ManualClock::new(now);
         let provider = mock_telemessage::State::new(
             dataset,
@@ -74,7 +85,8 @@ impl Fakes {
             mock_mailbox::Config::default(),
             AdminToken::disabled(),
         )?;
-        let (provider_url, a) = serve(mock_telemessage::router(provider.clone())).await?;
+        let (provider_url, a) =
+            serve(wrap_provider(mock_telemessage::router(provider.clone()))).await?;
         let mailbox_router =
             time_passes_while_throttled(mock_mailbox::router(mailbox.clone()), clock.clone());
         let (mailbox_url, b) = serve(wrap_mailbox(mailbox_router)).await?;
@@ -136,11 +148,20 @@ impl Fakes {
         let mut all = Vec::new();
         for tenant in self.mailbox.tenants() {
             for user in &tenant.users {
-                for m in self
+                // A user without a mailbox has nothing to show; one with a mailbox the
+                // view cannot show is a broken harness, never an empty mailbox.
+                let Some(messages) = self
                     .mailbox
                     .inspect_messages(&user.user_principal_name, true)
-                    .unwrap_or_default()
-                {
+                else {
+                    assert!(
+                        !user.mailbox_enabled,
+                        "the mock mailbox cannot show {}",
+                        user.user_principal_name
+                    );
+                    continue;
+                };
+                for m in messages {
                     all.push((
                         user.user_principal_name.clone(),
                         m.folder.clone(),

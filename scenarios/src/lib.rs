@@ -8,6 +8,7 @@
 
 pub mod generate;
 pub mod harness;
+pub mod keep_mail;
 pub mod model;
 pub mod oracle;
 pub mod reconcile;

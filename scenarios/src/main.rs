@@ -30,13 +30,22 @@ enum Command {
         /// Write the scenario reports (JSON) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write every delivered message as an .eml file (exact bytes) under
+        /// DIR/<scenario>/<mailbox>/.
+        #[arg(long, value_name = "DIR")]
+        keep_mail: Option<PathBuf>,
     },
     /// Runs the given scenario files.
     Run {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Write the scenario reports (JSON) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write every delivered message as an .eml file (exact bytes) under
+        /// DIR/<scenario>/<mailbox>/.
+        #[arg(long, value_name = "DIR")]
+        keep_mail: Option<PathBuf>,
     },
     /// Writes a generated scenario file: parameters and a seed, expanded the same way on
     /// every machine.
@@ -162,7 +171,10 @@ fn print_table(reports: &[ScenarioReport]) {
     }
 }
 
-async fn run_files(files: &[PathBuf]) -> anyhow::Result<Vec<ScenarioReport>> {
+async fn run_files(
+    files: &[PathBuf],
+    keep_mail: Option<&Path>,
+) -> anyhow::Result<Vec<ScenarioReport>> {
     let mut reports = Vec::new();
     for file in files {
         let scenario = Scenario::load(file)?;
@@ -175,10 +187,15 @@ async fn run_files(files: &[PathBuf]) -> anyhow::Result<Vec<ScenarioReport>> {
         let work = scenarios::harness::temp_dir(&format!("scenario-{}", scenario.name));
         let replay = format!("cargo run --release -p scenarios -- run {}", file.display());
         let started = std::time::Instant::now();
-        let outcome = scenarios::runner::run(&scenario, &work, replay)
-            .await
-            .with_context(|| format!("running {}", file.display()))?;
+        let outcome = scenarios::runner::run(&scenario, &work, replay).await;
+        // The work directory holds the connector's state and staged data: removed
+        // whether the run succeeded or not.
         let _ = std::fs::remove_dir_all(&work);
+        let outcome = outcome.with_context(|| format!("running {}", file.display()))?;
+        if let Some(dir) = keep_mail {
+            let n = scenarios::keep_mail::write(&outcome.landed, dir, &scenario.name)?;
+            eprintln!("  {n} messages kept under {}", dir.display());
+        }
         let retries: u64 = outcome.runs.iter().map(|r| r.retries).sum();
         eprintln!(
             "  {} deliveries in {:.1}s ({} retries)",
@@ -216,7 +233,11 @@ fn finish(reports: &[ScenarioReport], report: Option<&Path>) -> anyhow::Result<E
 
 async fn main_inner() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Replay { dir, report } => {
+        Command::Replay {
+            dir,
+            report,
+            keep_mail,
+        } => {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .with_context(|| format!("reading {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -226,11 +247,15 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             if files.is_empty() {
                 anyhow::bail!("no scenario files in {}", dir.display());
             }
-            let reports = run_files(&files).await?;
+            let reports = run_files(&files, keep_mail.as_deref()).await?;
             finish(&reports, report.as_deref())
         }
-        Command::Run { files, report } => {
-            let reports = run_files(&files).await?;
+        Command::Run {
+            files,
+            report,
+            keep_mail,
+        } => {
+            let reports = run_files(&files, keep_mail.as_deref()).await?;
             finish(&reports, report.as_deref())
         }
         Command::Generate {

@@ -42,12 +42,13 @@ fn random_scenarios_reconcile() {
         let name = format!("found-by-property-{}", std::process::id());
         minimal.name = name.clone();
         minimal.description = format!("shrunk by the property test from a failure: {reason}");
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("recorded")
-            .join(format!("{name}.json"));
+        // Written outside the source tree: a test never changes the repository. A person
+        // who wants to keep the case copies it into scenarios/recorded/ (and adds it to
+        // the replay test's list).
+        let path = std::env::temp_dir().join(format!("{name}.json"));
         std::fs::write(&path, minimal.to_file_json()).unwrap();
         panic!(
-            "a random scenario failed; the shrunk case is saved as {} (replay: cargo run --release -p scenarios -- run {0})\n{reason}",
+            "a random scenario failed; the shrunk case is saved as {} (replay: cargo run --release -p scenarios -- run {0}; to keep it, copy it into scenarios/recorded/)\n{reason}",
             path.display()
         );
     }

@@ -67,7 +67,7 @@ async fn a_stale_password_is_sent_once_and_never_locks_the_account() {
         .await
         .unwrap();
     assert!(report.complete, "{}", report.summary());
-    assert_eq!(report.items_fetched, 17);
+    assert_eq!(report.items_fetched, 18);
     std::fs::remove_dir_all(&state).unwrap();
 }
 
