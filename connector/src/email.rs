@@ -56,6 +56,10 @@ pub enum OmitReason {
     /// The provider gave it an id too long for any request to carry, so it cannot be
     /// asked for (reported as `attachment_unverifiable`).
     Unreachable,
+    /// It fits the limit on its own, but the message carrying it (base64 makes it a
+    /// third larger) would not: the rest of the item is imported without it (reported
+    /// as `attachment_omitted_to_fit`).
+    ToFit,
 }
 
 /// The longest attachment id the connector asks the provider for (bytes); a longer one
@@ -67,6 +71,7 @@ impl OmitReason {
         match self {
             Self::TooLarge => "attachment_too_large",
             Self::Unverifiable | Self::Unreachable => "attachment_unverifiable",
+            Self::ToFit => "attachment_omitted_to_fit",
         }
     }
 
@@ -75,6 +80,7 @@ impl OmitReason {
             Self::TooLarge => format!("it is larger than the {limit}-byte import limit"),
             Self::Unverifiable => "its bytes could not be fetched intact from the archive (size or SHA-256 did not match)".into(),
             Self::Unreachable => format!("the archive gave it an id longer than {MAX_ATTACHMENT_ID} bytes, which no request can carry"),
+            Self::ToFit => format!("the message carrying it would be larger than the {limit}-byte import limit (encoding makes a file about a third larger), so the message is imported without it"),
         }
     }
 }

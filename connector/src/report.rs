@@ -13,8 +13,8 @@ pub struct Window {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Skip {
     pub item_id: String,
-    /// `unmapped`, `attachment_too_large`, `attachment_unverifiable`, `item_too_large` or
-    /// `invalid_item`.
+    /// `unmapped`, `attachment_too_large`, `attachment_omitted_to_fit`,
+    /// `attachment_unverifiable`, `item_too_large`, `invalid_item` or `given_up`.
     pub reason: String,
     pub detail: String,
 }

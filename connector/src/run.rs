@@ -704,8 +704,30 @@ impl Connector {
         if pending.is_empty() {
             return Ok(result);
         }
+        // The size plan, before anything is downloaded: a file that fits on its own but
+        // whose message could not (base64 makes it a third larger) is left out, and the
+        // rest of the item is imported.
+        let limit = self.config.size_limit;
+        let carry = match item.content.attachment() {
+            Some(att) if size::attachment_fits(att.size, limit) => {
+                let frame = email::convert(
+                    &item,
+                    Some(AttachmentBody::Bytes(&[])),
+                    &self.options,
+                    limit,
+                );
+                let text_part = email::safe_content_type(&att.content_type).starts_with("text/");
+                size::attachment_can_fit(frame.mime.len(), att.size, text_part, limit)
+            }
+            _ => true,
+        };
         // The message, with its attachment staged and verified (or left out, and why).
-        let bytes = match self.attachment(window, &item).await {
+        let fetched = if carry {
+            self.attachment(window, &item).await
+        } else {
+            Ok(Some(Err(OmitReason::ToFit)))
+        };
+        let bytes = match fetched {
             Ok(b) => b,
             Err(e) => {
                 result.failures.push(Failure {
@@ -721,7 +743,18 @@ impl Connector {
             Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
             None => None,
         };
-        let message = email::convert(&item, body, &self.options, self.config.size_limit);
+        let mut message = email::convert(&item, body, &self.options, limit);
+        if !size::message_fits(message.mime.len(), limit)
+            && matches!(body, Some(AttachmentBody::Bytes(_)))
+        {
+            // Only a text part can get here (its encoding was not known in advance).
+            message = email::convert(
+                &item,
+                Some(AttachmentBody::Omitted(OmitReason::ToFit)),
+                &self.options,
+                limit,
+            );
+        }
         if !size::message_fits(message.mime.len(), self.config.size_limit) {
             self.skip(
                 window,

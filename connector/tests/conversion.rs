@@ -406,3 +406,37 @@ fn the_same_item_always_gives_the_same_bytes() {
     let (_, b) = convert_golden("media-image");
     assert_eq!(a, b);
 }
+
+/// The size plan decided before a download is exact for binary attachments: the message
+/// with the part present but empty, plus the file's base64 length, is the message.
+#[test]
+fn the_size_plan_before_download_is_exact() {
+    for name in ["document", "media-image", "media-voice-note"] {
+        for size in [0usize, 1, 2, 3, 56, 57, 58, 1000, 65_537, 400_001] {
+            let mut item = golden(name);
+            if let Content::Media { attachment, .. } | Content::Document { attachment, .. } =
+                &mut item.content
+            {
+                attachment.size = size as u64;
+            }
+            let bytes = small_bytes(size);
+            let frame = convert(
+                &item,
+                Some(AttachmentBody::Bytes(&[])),
+                &Options::default(),
+                LIMIT,
+            );
+            let full = convert(
+                &item,
+                Some(AttachmentBody::Bytes(&bytes)),
+                &Options::default(),
+                LIMIT,
+            );
+            assert_eq!(
+                frame.mime.len() as u64 + connector::size::base64_mime_len(size as u64),
+                full.mime.len() as u64,
+                "{name} with {size} bytes"
+            );
+        }
+    }
+}

@@ -109,6 +109,16 @@ pub enum Attachment {
     /// Its id is longer than a request can carry (over 2,048 bytes): left out, with a
     /// note, and reported as `attachment_unverifiable`.
     Unreachable,
+    /// It fits the limit on its own, but its message surely would not: left out, with a
+    /// note, and reported as `attachment_omitted_to_fit`; the rest is imported.
+    OmittedToFit {
+        size: u64,
+    },
+    /// Near the limit once encoded: carried intact, or left out to fit as above.
+    PresentOrOmittedToFit {
+        size: u64,
+        sha256: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +173,13 @@ impl Expected {
                     attachment: Attachment::Unreachable,
                     ..
                 } => *out.entry("attachment_unverifiable".to_owned()).or_default() += 1,
+                Outcome::Deliver {
+                    attachment: Attachment::OmittedToFit { .. },
+                    ..
+                } => {
+                    *out.entry("attachment_omitted_to_fit".to_owned())
+                        .or_default() += 1
+                }
                 _ => {}
             }
         }
@@ -378,14 +395,27 @@ pub fn expected(s: &Scenario) -> Expected {
             Some(_) if attachment_id_len > 2048 => Attachment::Unreachable,
             Some(size) => Attachment::Present { size, sha256 },
         };
-        let carried = match attachment {
-            Attachment::Present { size, .. } => base64_size(size),
-            _ => 0,
-        };
         // Text goes in twice (plain and HTML); encodings can triple it; headers and
         // the fixed lines stay under 64 KiB.
-        let surely_larger = carried + 2 * text_len > s.size_limit;
-        let surely_smaller = carried + 6 * text_len + 64 * 1024 <= s.size_limit;
+        let surely_larger = |carried: u64| carried + 2 * text_len > s.size_limit;
+        let surely_smaller = |carried: u64| carried + 6 * text_len + 64 * 1024 <= s.size_limit;
+        // A file that fits on its own but not in its message (base64 makes it a third
+        // larger) is left out, and the rest of the item is imported.
+        let attachment = match attachment {
+            Attachment::Present { size, .. } if surely_larger(base64_size(size)) => {
+                Attachment::OmittedToFit { size }
+            }
+            Attachment::Present { size, sha256 } if !surely_smaller(base64_size(size)) => {
+                Attachment::PresentOrOmittedToFit { size, sha256 }
+            }
+            other => other,
+        };
+        // Only a message too large without any attachment is imported nowhere.
+        let surely_larger = surely_larger(0);
+        let surely_smaller = surely_smaller(match &attachment {
+            Attachment::Present { size, .. } => base64_size(*size),
+            _ => 0,
+        });
         let outcome = if surely_larger {
             Outcome::Skip {
                 reason: "item_too_large",

@@ -145,6 +145,9 @@ fn rule_of(reason: &str) -> &'static str {
         "unmapped" => " (S10: no participant maps to a valid Microsoft 365 user)",
         "item_too_large" => " (S11: the message is above 10 MiB)",
         "attachment_too_large" => " (S11: the attachment is above 10 MiB)",
+        "attachment_omitted_to_fit" => {
+            " (S11: the attachment fits, its message would not; the rest is imported)"
+        }
         "invalid_item" => " (bad data is reported, not imported)",
         _ => "",
     }
@@ -233,6 +236,41 @@ fn check_copy(
             }
             if !noted_in_body {
                 content("the body does not say that the attachment was left out".into());
+            }
+        }
+        Attachment::OmittedToFit { size } => {
+            if !m.attachments.is_empty() {
+                field(format!(
+                    "a {size}-byte attachment whose message would exceed the limit must be left out"
+                ));
+            }
+            if omission.is_none_or(|h| !h.contains("attachment_omitted_to_fit")) {
+                field(
+                    "the attachment left out to fit has no X-WhatsApp-Omitted-Attachment note"
+                        .into(),
+                );
+            }
+            if !noted_in_body {
+                content("the body does not say that the attachment was left out".into());
+            }
+        }
+        Attachment::PresentOrOmittedToFit { size, sha256 } => {
+            let left_out = omission.is_some_and(|h| h.contains("attachment_omitted_to_fit"));
+            match m.attachments.iter().find(|a| a.size as u64 == *size) {
+                None if left_out => {
+                    if !noted_in_body {
+                        content("the body does not say that the attachment was left out".into());
+                    }
+                }
+                None => field(format!(
+                    "the {size}-byte attachment is neither carried nor noted as left out to fit"
+                )),
+                Some(a) if a.sha256 != *sha256 => content(format!(
+                    "attachment {} has SHA-256 {}, the provider's bytes have {sha256}: its content changed on the way",
+                    short(&a.name),
+                    a.sha256
+                )),
+                Some(_) => {}
             }
         }
         Attachment::Unreachable => {
@@ -388,7 +426,12 @@ pub fn reconcile(
             let allowed = (*reason == "attachment_too_large"
                 && matches!(attachment, Attachment::Omitted { .. }))
                 || (*reason == "attachment_unverifiable"
-                    && matches!(attachment, Attachment::Unreachable));
+                    && matches!(attachment, Attachment::Unreachable))
+                || (*reason == "attachment_omitted_to_fit"
+                    && matches!(
+                        attachment,
+                        Attachment::OmittedToFit { .. } | Attachment::PresentOrOmittedToFit { .. }
+                    ));
             if !allowed {
                 r.wrongly_skipped.push(finding(
                     None,
@@ -403,6 +446,8 @@ pub fn reconcile(
             && !reasons.contains("attachment_too_large"))
             || (matches!(attachment, Attachment::Unreachable)
                 && !reasons.contains("attachment_unverifiable"))
+            || (matches!(attachment, Attachment::OmittedToFit { .. })
+                && !reasons.contains("attachment_omitted_to_fit"))
         {
             r.wrongly_skipped.push(finding(
                 None,

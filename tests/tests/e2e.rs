@@ -612,3 +612,90 @@ async fn the_whole_message_limit_holds_to_the_byte() {
         std::fs::remove_dir_all(&state).unwrap();
     }
 }
+
+/// A file that fits the limit on its own but not in its message is left out, never
+/// downloaded, and the rest of the item (its caption, who, when) is imported with a note.
+#[tokio::test]
+async fn a_file_too_big_for_its_message_is_left_out_and_the_text_is_kept() {
+    let downloads = Arc::new(AtomicU64::new(0));
+    let count = downloads.clone();
+    let count_downloads = move |router: Router| {
+        router.layer(middleware::from_fn(move |request: Request, next: Next| {
+            let count = count.clone();
+            async move {
+                if request.uri().path().starts_with("/api/v1/attachments/") {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                next.run(request).await
+            }
+        }))
+    };
+    let limit = 100_000u64;
+    let doc = json!({"caption": "Signed contract attached, please countersign today",
+        "attachment": {"id": "att-90k", "file_name": "contract.pdf", "content_type": "application/pdf", "size": 90_000, "seed": 5}});
+    let raw = item(
+        "fits-alone",
+        "2026-11-22T10:00:00Z",
+        participant(
+            "+16174354634",
+            "Alice Archer",
+            Some("alice.archer@contoso.example"),
+        ),
+        vec![participant(
+            "+12124325249",
+            "Bob Baker",
+            Some("bob.baker@contoso.example"),
+        )],
+        ("document", doc),
+    );
+    let dataset = json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": [raw],
+    });
+    let fakes = Fakes::start_wrapped(
+        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        count_downloads,
+        |r| r,
+    )
+    .await
+    .unwrap();
+    let state = temp_dir("omitted-to-fit");
+    let mut config = fakes.config(&state, None);
+    config.size_limit = limit;
+    let report = Connector::new(config, fixed_clock(t(NOW)))
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    assert!(report.complete, "{}", report.summary());
+    assert_eq!(report.deliveries, 2);
+    let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(reasons, ["attachment_omitted_to_fit"]);
+    assert_eq!(
+        downloads.load(Ordering::SeqCst),
+        0,
+        "a file that cannot fit is not downloaded"
+    );
+    for mailbox in ["alice.archer@contoso.example", "bob.baker@contoso.example"] {
+        let m = &fakes.mailbox.inspect_messages(mailbox, false).unwrap()[0];
+        assert!(m.attachments.is_empty());
+        assert!((m.size as u64) <= limit);
+        assert!(
+            m.body_text
+                .contains("Signed contract attached, please countersign today")
+        );
+        assert!(
+            m.body_text
+                .contains("[Attachment left out: contract.pdf (90000 bytes)")
+        );
+        assert!(
+            m.headers
+                .iter()
+                .any(|(n, v)| n == "X-WhatsApp-Omitted-Attachment"
+                    && v.contains("reason=attachment_omitted_to_fit"))
+        );
+    }
+    std::fs::remove_dir_all(&state).unwrap();
+}
