@@ -1,4 +1,4 @@
-//! The 10 MB rule of the seed (S11), as mission.md settles it: 10 MiB = 10,485,760 bytes,
+//! The 10 MB rule (S11), as docs/rules.md settles it: 10 MiB = 10,485,760 bytes,
 //! and exactly that many bytes passes.
 
 /// The default limit, in bytes.
