@@ -148,6 +148,19 @@ fn write_report(report: &RunReport, path: &std::path::Path) -> anyhow::Result<()
         .with_context(|| format!("writing the report {}", path.display()))
 }
 
+/// Success, or a usage error naming the ids that are not on the held list.
+fn all_known(unknown: &[String]) -> Result<ExitCode, CliError> {
+    if unknown.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(connector::ConnectorError::Usage(format!(
+            "not on the held list: {}",
+            unknown.join(", ")
+        ))
+        .into())
+    }
+}
+
 fn held(action: HeldAction) -> Result<ExitCode, CliError> {
     let config = match &action {
         HeldAction::List { config }
@@ -203,15 +216,7 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
                     unknown.push(id.clone());
                 }
             }
-            if unknown.is_empty() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Err(connector::ConnectorError::Usage(format!(
-                    "not on the held list: {}",
-                    unknown.join(", ")
-                ))
-                .into())
-            }
+            all_known(&unknown)
         }
         HeldAction::GiveUp {
             reason, item_ids, ..
@@ -240,15 +245,7 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
                 store.release(id)?;
                 println!("{id}: given up and recorded as skipped (given_up)");
             }
-            if unknown.is_empty() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Err(connector::ConnectorError::Usage(format!(
-                    "not on the held list: {}",
-                    unknown.join(", ")
-                ))
-                .into())
-            }
+            all_known(&unknown)
         }
     }
 }

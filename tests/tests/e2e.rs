@@ -543,13 +543,10 @@ async fn check_says_where_each_employee_goes_and_imports_nothing() {
     std::fs::remove_dir_all(&state).unwrap();
 }
 
-/// The whole-message limit holds to the byte, through a real run: a limit equal to the
-/// message's exact converted length imports it; one byte less skips it as item_too_large.
-#[tokio::test]
-async fn the_whole_message_limit_holds_to_the_byte() {
-    let text = "A long message that sits exactly at the limit. ".repeat(200);
-    let raw = item(
-        "at-the-limit",
+/// An item from Alice to Bob, archived on the example day.
+fn alice_to_bob(id: &str, body: (&str, Value)) -> Value {
+    item(
+        id,
         "2026-11-22T10:00:00Z",
         participant(
             "+16174354634",
@@ -561,8 +558,16 @@ async fn the_whole_message_limit_holds_to_the_byte() {
             "Bob Baker",
             Some("bob.baker@contoso.example"),
         )],
-        ("text", json!(text)),
-    );
+        body,
+    )
+}
+
+/// The whole-message limit holds to the byte, through a real run: a limit equal to the
+/// message's exact converted length imports it; one byte less skips it as item_too_large.
+#[tokio::test]
+async fn the_whole_message_limit_holds_to_the_byte() {
+    let text = "A long message that sits exactly at the limit. ".repeat(200);
+    let raw = alice_to_bob("at-the-limit", ("text", json!(text)));
     // The exact length, from the connector's own conversion of the same item.
     let parsed = connector::provider::wire::read_item(&raw).unwrap();
     let length = connector::email::convert(
@@ -633,21 +638,7 @@ async fn a_file_too_big_for_its_message_is_left_out_and_the_text_is_kept() {
     let limit = 100_000u64;
     let doc = json!({"caption": "Signed contract attached, please countersign today",
         "attachment": {"id": "att-90k", "file_name": "contract.pdf", "content_type": "application/pdf", "size": 90_000, "seed": 5}});
-    let raw = item(
-        "fits-alone",
-        "2026-11-22T10:00:00Z",
-        participant(
-            "+16174354634",
-            "Alice Archer",
-            Some("alice.archer@contoso.example"),
-        ),
-        vec![participant(
-            "+12124325249",
-            "Bob Baker",
-            Some("bob.baker@contoso.example"),
-        )],
-        ("document", doc),
-    );
+    let raw = alice_to_bob("fits-alone", ("document", doc));
     let dataset = json!({
         "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
         "items": [raw],
