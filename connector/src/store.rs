@@ -455,22 +455,6 @@ impl Store {
         })
     }
 
-    /// The staged JSON of one item of a window.
-    pub fn staged_json(
-        &self,
-        window: i64,
-        item_id: &str,
-    ) -> Result<Option<String>, ConnectorError> {
-        self.with(|db| {
-            db.query_row(
-                "SELECT json FROM staged WHERE window_id = ?1 AND item_id = ?2",
-                params![window, item_id],
-                |r| r.get(0),
-            )
-            .optional()
-        })
-    }
-
     /// The digest of a secret the service refused for `setting`, if one is recorded.
     pub fn refused_secret(
         &self,
