@@ -227,10 +227,11 @@ pub fn visible(value: &str) -> String {
         .collect()
 }
 
-/// Lines of free text (a message, a caption), each made [`visible`].
+/// Lines of free text (a message, a caption). `body_lines` makes every line [`visible`]
+/// at its end, these included.
 fn text_lines(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split('\n')
-        .map(|l| visible(l.strip_suffix('\r').unwrap_or(l)))
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
 }
 
 /// The time written as `Date`: when the item was sent, unless that is outside what a
