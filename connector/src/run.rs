@@ -272,28 +272,24 @@ impl Connector {
     /// a refusal now is remembered, as an argon2 digest only.
     async fn log_in(&self) -> Result<(), ConnectorError> {
         let c = &self.config;
-        let provider_key = format!("{}\0{}", c.provider_url, c.provider_username);
-        let provider_secret =
-            Secret::new(format!("{provider_key}\0{}", c.provider_password.expose()));
-        self.refused_before(
-            "provider.password",
-            &provider_secret,
-            "the provider",
-            "password",
-            &c.provider_password_from,
-        )?;
+        let provider = Credential {
+            key: "provider.password",
+            bound: Secret::new(format!(
+                "{}\0{}\0{}",
+                c.provider_url,
+                c.provider_username,
+                c.provider_password.expose()
+            )),
+            service: "the provider",
+            what: "password",
+            setting: &c.provider_password_from,
+        };
+        self.refused_before(&provider)?;
         match self.provider.login().await {
-            Ok(_) => self.store.clear_refused_secret("provider.password")?,
+            Ok(_) => self.store.clear_refused_secret(provider.key)?,
             Err(ProviderError::Login { code, message, .. }) if code == "invalid_credentials" => {
-                self.remember_refusal("provider.password", &provider_secret, &code)?;
                 tracing::error!(username = %c.provider_username, %message, "the provider refused the password");
-                return Err(ConnectorError::SecretRefused {
-                    service: "the provider",
-                    what: "password",
-                    code,
-                    when: String::new(),
-                    setting: c.provider_password_from.clone(),
-                });
+                return Err(self.refused_now(&provider, code)?);
             }
             Err(ProviderError::Login { code, message, .. }) if code == "account_locked" => {
                 return Err(ConnectorError::Locked {
@@ -312,36 +308,27 @@ impl Connector {
             }
             Err(e) => return Err(e.into()),
         }
-        let graph_secret = Secret::new(format!(
-            "{}\0{}\0{}\0{}",
-            c.login_url,
-            c.tenant,
-            c.client_id,
-            c.client_secret.expose()
-        ));
-        self.refused_before(
-            "microsoft365.client_secret",
-            &graph_secret,
-            "Microsoft 365",
-            "client secret",
-            &c.client_secret_from,
-        )?;
+        let application = Credential {
+            key: "microsoft365.client_secret",
+            bound: Secret::new(format!(
+                "{}\0{}\0{}\0{}",
+                c.login_url,
+                c.tenant,
+                c.client_id,
+                c.client_secret.expose()
+            )),
+            service: "Microsoft 365",
+            what: "client secret",
+            setting: &c.client_secret_from,
+        };
+        self.refused_before(&application)?;
         match self.graph.sign_in().await {
-            Ok(()) => self
-                .store
-                .clear_refused_secret("microsoft365.client_secret")?,
+            Ok(()) => self.store.clear_refused_secret(application.key)?,
             Err(GraphError::Token { error, description })
                 if matches!(error.as_str(), "invalid_client" | "unauthorized_client") =>
             {
-                self.remember_refusal("microsoft365.client_secret", &graph_secret, &error)?;
                 tracing::error!(client_id = %c.client_id, %description, "Microsoft 365 refused the application's sign-in");
-                return Err(ConnectorError::SecretRefused {
-                    service: "Microsoft 365",
-                    what: "client secret",
-                    code: error,
-                    when: String::new(),
-                    setting: c.client_secret_from.clone(),
-                });
+                return Err(self.refused_now(&application, error)?);
             }
             Err(GraphError::Transport(cause)) => {
                 return Err(ConnectorError::Unreachable {
@@ -356,46 +343,38 @@ impl Connector {
         Ok(())
     }
 
-    fn refused_before(
-        &self,
-        key: &str,
-        secret: &Secret,
-        service: &'static str,
-        what: &'static str,
-        setting: &str,
-    ) -> Result<(), ConnectorError> {
-        if let Some((digest, code, at)) = self.store.refused_secret(key)?
-            && secret.matches(&digest)
+    /// Stops before sending a secret that the service already refused.
+    fn refused_before(&self, credential: &Credential<'_>) -> Result<(), ConnectorError> {
+        if let Some((digest, code, at)) = self.store.refused_secret(credential.key)?
+            && credential.bound.matches(&digest)
         {
-            return Err(ConnectorError::SecretRefused {
-                service,
-                what,
+            return Err(credential.refused(
                 code,
-                when: format!(
+                format!(
                     " on {}, and this run did not send it again",
                     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
-                setting: setting.to_owned(),
-            });
+            ));
         }
         Ok(())
     }
 
-    fn remember_refusal(
+    /// Remembers a refusal just received (as a digest) and answers the error to stop with.
+    fn refused_now(
         &self,
-        key: &str,
-        secret: &Secret,
-        code: &str,
-    ) -> Result<(), ConnectorError> {
-        match secret.digest() {
-            Some(digest) => self
-                .store
-                .record_refused_secret(key, &digest, code, (self.clock)()),
+        credential: &Credential<'_>,
+        code: String,
+    ) -> Result<ConnectorError, ConnectorError> {
+        match credential.bound.digest() {
+            Some(digest) => {
+                self.store
+                    .record_refused_secret(credential.key, &digest, &code, (self.clock)())?
+            }
             None => {
-                tracing::warn!("no randomness for a salt: the refused secret is not remembered");
-                Ok(())
+                tracing::warn!("no randomness for a salt: the refused secret is not remembered")
             }
         }
+        Ok(credential.refused(code, String::new()))
     }
 
     /// Tries again the items earlier runs could not deliver. One that is delivered or
@@ -1049,6 +1028,29 @@ impl Connector {
             "next run starts at: {from}; registered employees without a mailbox: {unmapped}"
         ));
         Ok(lines)
+    }
+}
+
+/// A secret as a refusal of it is remembered: the state key, the secret bound to what it
+/// was for (service address, account), and what a person is told.
+struct Credential<'a> {
+    key: &'static str,
+    bound: Secret,
+    service: &'static str,
+    what: &'static str,
+    /// Where the value comes from: `provider.password_env (NAME)`, ...
+    setting: &'a str,
+}
+
+impl Credential<'_> {
+    fn refused(&self, code: String, when: String) -> ConnectorError {
+        ConnectorError::SecretRefused {
+            service: self.service,
+            what: self.what,
+            code,
+            when,
+            setting: self.setting.to_owned(),
+        }
     }
 }
 
