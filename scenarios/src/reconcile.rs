@@ -207,87 +207,86 @@ fn check_copy(
     let omission = header(m, "X-WhatsApp-Omitted-Attachment");
     let noted_in_body = m.body_text.contains("[Attachment left out:");
     let mut content = |detail: String| content_out.push(finding(detail));
+    // The file is carried, with the provider's bytes. Answers whether a file of that size
+    // is there at all.
+    let carried = |size: u64, sha256: &str, content: &mut dyn FnMut(String)| match m
+        .attachments
+        .iter()
+        .find(|a| a.size as u64 == size)
+    {
+        None => false,
+        Some(a) => {
+            if a.sha256 != sha256 {
+                content(format!(
+                    "attachment {} has SHA-256 {}, the provider's bytes have {sha256}: its content changed on the way",
+                    short(&a.name),
+                    a.sha256
+                ));
+            }
+            true
+        }
+    };
+    // The file is left out for `reason`: not attached, named in the header, said in the body.
+    let left_out = |reason: &str,
+                    attached: String,
+                    no_header: &str,
+                    field: &mut dyn FnMut(String),
+                    content: &mut dyn FnMut(String)| {
+        if !m.attachments.is_empty() {
+            field(attached);
+        }
+        if omission.is_none_or(|h| !h.contains(reason)) {
+            field(no_header.into());
+        }
+        if !noted_in_body {
+            content("the body does not say that the attachment was left out".into());
+        }
+    };
     match attachment {
         Attachment::Present { size, sha256 } => {
             let left_out_unverified =
                 unverifiable_ok && omission.is_some_and(|h| h.contains("attachment_unverifiable"));
-            if !left_out_unverified {
-                match m.attachments.iter().find(|a| a.size as u64 == *size) {
-                    None => field(format!(
-                        "the {size}-byte attachment is missing (10 MiB rule: it fits)"
-                    )),
-                    Some(a) if a.sha256 != *sha256 => content(format!(
-                        "attachment {} has SHA-256 {}, the provider's bytes have {sha256}: its content changed on the way",
-                        short(&a.name),
-                        a.sha256
-                    )),
-                    Some(_) => {}
-                }
-            }
-        }
-        Attachment::Omitted { size } => {
-            if !m.attachments.is_empty() {
+            if !left_out_unverified && !carried(*size, sha256, &mut content) {
                 field(format!(
-                    "a {size}-byte attachment is above the limit and must be left out"
+                    "the {size}-byte attachment is missing (10 MiB rule: it fits)"
                 ));
             }
-            if omission.is_none_or(|h| !h.contains("attachment_too_large")) {
-                field("the omitted attachment has no X-WhatsApp-Omitted-Attachment note".into());
-            }
-            if !noted_in_body {
-                content("the body does not say that the attachment was left out".into());
-            }
         }
-        Attachment::OmittedToFit { size } => {
-            if !m.attachments.is_empty() {
-                field(format!(
-                    "a {size}-byte attachment whose message would exceed the limit must be left out"
-                ));
-            }
-            if omission.is_none_or(|h| !h.contains("attachment_omitted_to_fit")) {
-                field(
-                    "the attachment left out to fit has no X-WhatsApp-Omitted-Attachment note"
-                        .into(),
-                );
-            }
-            if !noted_in_body {
-                content("the body does not say that the attachment was left out".into());
-            }
-        }
+        Attachment::Omitted { size } => left_out(
+            "attachment_too_large",
+            format!("a {size}-byte attachment is above the limit and must be left out"),
+            "the omitted attachment has no X-WhatsApp-Omitted-Attachment note",
+            &mut field,
+            &mut content,
+        ),
+        Attachment::OmittedToFit { size } => left_out(
+            "attachment_omitted_to_fit",
+            format!(
+                "a {size}-byte attachment whose message would exceed the limit must be left out"
+            ),
+            "the attachment left out to fit has no X-WhatsApp-Omitted-Attachment note",
+            &mut field,
+            &mut content,
+        ),
         Attachment::PresentOrOmittedToFit { size, sha256 } => {
-            let left_out = omission.is_some_and(|h| h.contains("attachment_omitted_to_fit"));
-            match m.attachments.iter().find(|a| a.size as u64 == *size) {
-                None if left_out => {
-                    if !noted_in_body {
-                        content("the body does not say that the attachment was left out".into());
-                    }
+            let noted = omission.is_some_and(|h| h.contains("attachment_omitted_to_fit"));
+            if !carried(*size, sha256, &mut content) {
+                if !noted {
+                    field(format!(
+                        "the {size}-byte attachment is neither carried nor noted as left out to fit"
+                    ));
+                } else if !noted_in_body {
+                    content("the body does not say that the attachment was left out".into());
                 }
-                None => field(format!(
-                    "the {size}-byte attachment is neither carried nor noted as left out to fit"
-                )),
-                Some(a) if a.sha256 != *sha256 => content(format!(
-                    "attachment {} has SHA-256 {}, the provider's bytes have {sha256}: its content changed on the way",
-                    short(&a.name),
-                    a.sha256
-                )),
-                Some(_) => {}
             }
         }
-        Attachment::Unreachable => {
-            if !m.attachments.is_empty() {
-                field(
-                    "an attachment whose id no request can carry cannot have been fetched".into(),
-                );
-            }
-            if omission.is_none_or(|h| !h.contains("attachment_unverifiable")) {
-                field(
-                    "the unreachable attachment has no X-WhatsApp-Omitted-Attachment note".into(),
-                );
-            }
-            if !noted_in_body {
-                content("the body does not say that the attachment was left out".into());
-            }
-        }
+        Attachment::Unreachable => left_out(
+            "attachment_unverifiable",
+            "an attachment whose id no request can carry cannot have been fetched".into(),
+            "the unreachable attachment has no X-WhatsApp-Omitted-Attachment note",
+            &mut field,
+            &mut content,
+        ),
         Attachment::None => {}
     }
     if m.internet_message_id.as_deref() != Some(fields.message_id.as_str()) {
