@@ -562,6 +562,39 @@ fn alice_to_bob(id: &str, body: (&str, Value)) -> Value {
     )
 }
 
+/// Both fakes: the provider serving one item (its router wrapped by `wrap_provider`),
+/// Microsoft 365 the example directory.
+async fn fakes_serving(item: Value, wrap_provider: impl FnOnce(Router) -> Router) -> Fakes {
+    let dataset = json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": [item],
+    });
+    Fakes::start_wrapped(
+        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        wrap_provider,
+        |r| r,
+    )
+    .await
+    .unwrap()
+}
+
+/// One run of the example day with the size limit set to `limit`.
+async fn run_with_limit(
+    fakes: &Fakes,
+    state: &std::path::Path,
+    limit: u64,
+) -> connector::RunReport {
+    let mut config = fakes.config(state, None);
+    config.size_limit = limit;
+    Connector::new(config, fixed_clock(t(NOW)))
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap()
+}
+
 /// The whole-message limit holds to the byte, through a real run: a limit equal to the
 /// message's exact converted length imports it; one byte less skips it as item_too_large.
 #[tokio::test]
@@ -579,27 +612,9 @@ async fn the_whole_message_limit_holds_to_the_byte() {
     .mime
     .len() as u64;
     for (limit, lands) in [(length, true), (length - 1, false)] {
-        let dataset = json!({
-            "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
-            "items": [raw.clone()],
-        });
-        let fakes = Fakes::start(
-            &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
-            &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json"))
-                .unwrap(),
-            t(NOW),
-            |r| r,
-        )
-        .await
-        .unwrap();
+        let fakes = fakes_serving(raw.clone(), |r| r).await;
         let state = temp_dir(&format!("limit-{limit}"));
-        let mut config = fakes.config(&state, None);
-        config.size_limit = limit;
-        let report = Connector::new(config, fixed_clock(t(NOW)))
-            .unwrap()
-            .run(t(UNTIL), None)
-            .await
-            .unwrap();
+        let report = run_with_limit(&fakes, &state, limit).await;
         let skipped: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
         if lands {
             assert_eq!(report.deliveries, 2, "limit {limit} = the message's length");
@@ -639,27 +654,9 @@ async fn a_file_too_big_for_its_message_is_left_out_and_the_text_is_kept() {
     let doc = json!({"caption": "Signed contract attached, please countersign today",
         "attachment": {"id": "att-90k", "file_name": "contract.pdf", "content_type": "application/pdf", "size": 90_000, "seed": 5}});
     let raw = alice_to_bob("fits-alone", ("document", doc));
-    let dataset = json!({
-        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
-        "items": [raw],
-    });
-    let fakes = Fakes::start_wrapped(
-        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
-        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
-        t(NOW),
-        count_downloads,
-        |r| r,
-    )
-    .await
-    .unwrap();
+    let fakes = fakes_serving(raw, count_downloads).await;
     let state = temp_dir("omitted-to-fit");
-    let mut config = fakes.config(&state, None);
-    config.size_limit = limit;
-    let report = Connector::new(config, fixed_clock(t(NOW)))
-        .unwrap()
-        .run(t(UNTIL), None)
-        .await
-        .unwrap();
+    let report = run_with_limit(&fakes, &state, limit).await;
     assert!(report.complete, "{}", report.summary());
     assert_eq!(report.deliveries, 2);
     let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
