@@ -1,16 +1,16 @@
 //! The run report (`--report FILE`, JSON; fields promised in interfaces.md).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Window {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
 }
 
 /// An item, or part of one, that was not imported, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Skip {
     pub item_id: String,
     /// `unmapped`, `attachment_too_large`, `attachment_omitted_to_fit`,
@@ -20,7 +20,7 @@ pub struct Skip {
 }
 
 /// A delivery that could not be made in this run; its window stays open.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Failure {
     pub item_id: String,
     pub mailbox: Option<String>,
@@ -29,7 +29,7 @@ pub struct Failure {
 
 /// An item on the held list: it failed when its window closed and is tried again by the
 /// next runs, or (in `needs_person`) no longer by itself.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HeldItem {
     pub item_id: String,
     /// Runs in which it failed.
@@ -38,7 +38,7 @@ pub struct HeldItem {
     pub last_error: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunReport {
     /// From the start of the first window worked on to the end of the last.
     pub window: Option<Window>,
@@ -61,13 +61,46 @@ pub struct RunReport {
     /// (`connector held list`, `retry`, `give-up`). Listed on every run until then.
     pub needs_person: Vec<HeldItem>,
     pub retries: u64,
+    /// Answers `429 Too Many Requests` from Graph, and the time spent waiting on their
+    /// `Retry-After` (milliseconds, summed over every request that waited).
+    #[serde(default)]
+    pub throttled: u64,
+    #[serde(default)]
+    pub retry_after_wait_ms: u64,
+    /// How long each delivery took from the moment its item was staged, ready to send,
+    /// to the mailbox's answer: the wait in the queue counts, so a stall shows.
+    #[serde(default)]
+    pub delivery_latency: Option<Latency>,
     /// Nothing failed in this run and no item needs a person.
     pub complete: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A latency distribution, in milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Latency {
+    /// Reads the distribution off a histogram of milliseconds; `None` if it is empty.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self {
+            count: h.len(),
+            p50_ms: h.value_at_quantile(0.50),
+            p95_ms: h.value_at_quantile(0.95),
+            p99_ms: h.value_at_quantile(0.99),
+            max_ms: h.max(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WindowOutcome {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
@@ -90,6 +123,9 @@ impl RunReport {
             held: Vec::new(),
             needs_person: Vec::new(),
             retries: 0,
+            throttled: 0,
+            retry_after_wait_ms: 0,
+            delivery_latency: None,
             complete: true,
             started_at,
             finished_at: started_at,

@@ -1,5 +1,5 @@
 //! When and how long to wait before trying a request again: `Retry-After` when the
-//! server gives it (429, 503), else exponential backoff with full jitter, up to a number
+//! server gives it (429, 503), else exponential backoff with equal jitter (a random wait in the upper half of the step), up to a number
 //! of attempts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,8 @@ pub struct RetryPolicy {
     /// The longest `Retry-After` obeyed as given (longer ones are cut to this).
     pub retry_after_cap: Duration,
     retries: AtomicU64,
+    throttled: AtomicU64,
+    waited_ms: AtomicU64,
 }
 
 impl RetryPolicy {
@@ -24,6 +26,8 @@ impl RetryPolicy {
             max_delay,
             retry_after_cap: Duration::from_secs(600),
             retries: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            waited_ms: AtomicU64::new(0),
         }
     }
 
@@ -43,7 +47,7 @@ impl RetryPolicy {
             .base_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let cap = exp.min(self.max_delay);
-        // Full jitter: anywhere in [cap/2, cap], so that many clients do not retry together.
+        // Equal jitter: anywhere in [cap/2, cap], so that many clients do not retry together.
         let mut raw = [0u8; 8];
         let fraction = match getrandom::fill(&mut raw) {
             Ok(()) => (u64::from_le_bytes(raw) >> 11) as f64 / (1u64 << 53) as f64,
@@ -58,6 +62,21 @@ impl RetryPolicy {
 
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Counts a `429` and the wait it asked for.
+    pub fn count_throttled(&self, wait: Duration) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        self.waited_ms
+            .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// `429`s seen and milliseconds waited on them.
+    pub fn throttled(&self) -> (u64, u64) {
+        (
+            self.throttled.load(Ordering::Relaxed),
+            self.waited_ms.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -96,6 +96,53 @@ pub struct Connector {
     targets: Mutex<HashMap<String, Arc<OnceCell<Option<Target>>>>>,
     folders: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
     progress: Progress,
+    latency: Latencies,
+}
+
+/// When each staged item became ready to send, and how long its deliveries took from
+/// then: measured from readiness, not from sending, so time spent queued counts.
+#[derive(Debug)]
+struct Latencies {
+    /// When this run started: the readiness of items staged by an earlier run.
+    run_started: Mutex<Instant>,
+    ready: Mutex<HashMap<String, Instant>>,
+    histogram: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self {
+            run_started: Mutex::new(Instant::now()),
+            ready: Mutex::default(),
+            // Milliseconds, 3 significant figures, growing as needed.
+            histogram: Mutex::new(hdrhistogram::Histogram::new(3).expect("3 significant figures")),
+        }
+    }
+}
+
+impl Latencies {
+    fn staged(&self, item_id: &str) {
+        self.ready
+            .lock()
+            .expect("lock poisoned")
+            .insert(item_id.to_owned(), Instant::now());
+    }
+
+    fn delivered(&self, item_id: &str) {
+        let since = self
+            .ready
+            .lock()
+            .expect("lock poisoned")
+            .get(item_id)
+            .copied()
+            .unwrap_or_else(|| *self.run_started.lock().expect("lock poisoned"));
+        let ms = since.elapsed().as_millis() as u64;
+        let _ = self.histogram.lock().expect("lock poisoned").record(ms);
+    }
+
+    fn done_with(&self, item_id: &str) {
+        self.ready.lock().expect("lock poisoned").remove(item_id);
+    }
 }
 
 impl std::fmt::Debug for Connector {
@@ -157,6 +204,7 @@ impl Connector {
             targets: Mutex::default(),
             folders: Mutex::default(),
             progress: Progress::default(),
+            latency: Latencies::default(),
         })
     }
 
@@ -199,6 +247,7 @@ impl Connector {
                 until.to_rfc3339()
             )));
         }
+        *self.latency.run_started.lock().expect("lock poisoned") = Instant::now();
         self.log_in().await?;
         let mut report = RunReport::new(started_at);
         self.retry_held(&mut report).await?;
@@ -263,6 +312,9 @@ impl Connector {
         }
         report.complete = report.failed.is_empty() && report.needs_person.is_empty();
         report.retries = self.retry.retries();
+        (report.throttled, report.retry_after_wait_ms) = self.retry.throttled();
+        report.delivery_latency =
+            crate::report::Latency::of(&self.latency.histogram.lock().expect("lock poisoned"));
         report.finished_at = (self.clock)();
         Ok(report)
     }
@@ -477,6 +529,7 @@ impl Connector {
                     .await;
             for result in results {
                 let (staged, r) = result?;
+                self.latency.done_with(&staged.item_id);
                 items += 1;
                 report.deliveries += r.delivered;
                 report.already_delivered += r.already;
@@ -546,6 +599,7 @@ impl Connector {
                 match (id, readable) {
                     (Some(id), Ok(_)) => {
                         self.store.stage(window.id, &id, text)?;
+                        self.latency.staged(&id);
                         staged += 1;
                     }
                     (id, readable) => {
@@ -763,6 +817,7 @@ impl Connector {
         for (key, target, state) in pending {
             match self.deliver(&item, &message, &key, &target, state).await {
                 Ok(true) => {
+                    self.latency.delivered(&item.id);
                     result.delivered += 1;
                     self.progress
                         .deliveries

@@ -90,7 +90,7 @@ pub struct Held {
 }
 
 /// An item the provider sent that could not be read, kept byte for byte.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Quarantined {
     pub window_id: i64,
     /// Its place in the window's listing, from 1.

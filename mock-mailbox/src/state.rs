@@ -218,6 +218,7 @@ struct Inner {
     tokens_issued: AtomicU64,
     token_failures: AtomicU64,
     faults_injected: AtomicU64,
+    imports: AtomicU64,
 }
 
 /// The token endpoint's form.
@@ -289,6 +290,8 @@ pub struct Counters {
     pub tokens_issued: u64,
     pub token_failures: u64,
     pub faults_injected: u64,
+    /// Messages stored by `importMime`.
+    pub imports: u64,
     pub requests: u64,
     pub throttled: u64,
     pub bytes_received: u64,
@@ -336,6 +339,7 @@ impl State {
             tokens_issued: AtomicU64::new(0),
             token_failures: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
+            imports: AtomicU64::new(0),
         })))
     }
 
@@ -596,6 +600,11 @@ impl State {
         fault
     }
 
+    /// Counts a stored import.
+    pub fn count_import(&self) {
+        self.0.imports.fetch_add(1, Ordering::Relaxed);
+    }
+
     // ---- inspection ----
 
     fn any_mailbox(&self, reference: &str) -> Option<Arc<Mutex<Mailbox>>> {
@@ -698,6 +707,7 @@ impl State {
             tokens_issued: self.0.tokens_issued.load(Ordering::Relaxed),
             token_failures: self.0.token_failures.load(Ordering::Relaxed),
             faults_injected: self.0.faults_injected.load(Ordering::Relaxed),
+            imports: self.0.imports.load(Ordering::Relaxed),
             requests: sum(|u| u.requests),
             throttled: sum(|u| u.throttled),
             bytes_received: sum(|u| u.bytes_received),
@@ -725,6 +735,7 @@ impl State {
             &self.0.tokens_issued,
             &self.0.token_failures,
             &self.0.faults_injected,
+            &self.0.imports,
         ] {
             c.store(0, Ordering::Relaxed);
         }

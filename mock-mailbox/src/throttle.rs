@@ -30,6 +30,19 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// No limit at all: what the machine can take (load tests' `--throttling off`).
+    pub fn unlimited() -> Self {
+        Self {
+            requests_per_window: u64::MAX,
+            request_window: Duration::minutes(10),
+            concurrent_requests: u32::MAX,
+            upload_bytes_per_window: u64::MAX,
+            upload_window: Duration::minutes(5),
+        }
+    }
+}
+
 /// Which limit a request ran into, and how many seconds until it may retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {

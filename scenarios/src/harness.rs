@@ -8,7 +8,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use connector::Config;
 use connector::secret::Secret;
-use mock_common::{AdminToken, ManualClock};
+use mock_common::{AdminToken, ManualClock, SharedClock};
 
 /// Where the example files live.
 pub fn examples() -> PathBuf {
@@ -73,23 +73,59 @@ impl Fakes {
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
         let clock = ManualClock::new(now);
+        let shared: SharedClock = Arc::new(clock.clone());
+        let throttled_clock = clock.clone();
+        Self::launch(
+            dataset,
+            directory,
+            shared,
+            mock_mailbox::Config::default(),
+            clock,
+            wrap_provider,
+            move |r| wrap_mailbox(time_passes_while_throttled(r, throttled_clock)),
+        )
+        .await
+    }
+
+    /// Both fakes on the system's clock, the mailbox with the given settings (its
+    /// throttling limits, say): for load tests, where time passes for real.
+    pub async fn start_live(
+        dataset: &mock_telemessage::Dataset,
+        directory: &mock_mailbox::Directory,
+        mailbox: mock_mailbox::Config,
+    ) -> anyhow::Result<Self> {
+        Self::launch(
+            dataset,
+            directory,
+            Arc::new(mock_common::SystemClock),
+            mailbox,
+            ManualClock::new(Utc::now()),
+            |r| r,
+            |r| r,
+        )
+        .await
+    }
+
+    async fn launch(
+        dataset: &mock_telemessage::Dataset,
+        directory: &mock_mailbox::Directory,
+        shared: SharedClock,
+        mailbox_config: mock_mailbox::Config,
+        clock: ManualClock,
+        wrap_provider: impl FnOnce(Router) -> Router,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
         let provider = mock_telemessage::State::new(
             dataset,
-            Arc::new(clock.clone()),
+            shared.clone(),
             mock_telemessage::Config::default(),
             AdminToken::disabled(),
         )?;
-        let mailbox = mock_mailbox::State::new(
-            directory,
-            Arc::new(clock.clone()),
-            mock_mailbox::Config::default(),
-            AdminToken::disabled(),
-        )?;
+        let mailbox =
+            mock_mailbox::State::new(directory, shared, mailbox_config, AdminToken::disabled())?;
         let (provider_url, a) =
             serve(wrap_provider(mock_telemessage::router(provider.clone()))).await?;
-        let mailbox_router =
-            time_passes_while_throttled(mock_mailbox::router(mailbox.clone()), clock.clone());
-        let (mailbox_url, b) = serve(wrap_mailbox(mailbox_router)).await?;
+        let (mailbox_url, b) = serve(wrap_mailbox(mock_mailbox::router(mailbox.clone()))).await?;
         Ok(Self {
             provider,
             mailbox,
@@ -182,45 +218,54 @@ impl Fakes {
         scenario: &crate::Scenario,
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
-        let mut dataset = serde_json::json!({
-            "accounts": [{"username": PROVIDER_USER, "password": PROVIDER_PASSWORD}],
-            "employees": scenario.employees,
-            "items": scenario.items,
-            "raw_items": scenario.raw_items,
-            "raw_text_items": scenario.raw_text_items,
-        });
-        if let Some(faults) = &scenario.provider_faults {
-            dataset["faults"] = faults.clone();
-        }
-        let users: Vec<serde_json::Value> = scenario
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                serde_json::json!({
-                    "id": format!("00000000-0000-4000-8000-{:012x}", i + 1),
-                    "userPrincipalName": u.upn, "mail": u.upn, "displayName": u.name, "mailboxEnabled": u.mailbox,
-                })
-            })
-            .collect();
-        let directory = serde_json::json!({"tenants": [{
-            "id": "5c3a1d2e-0000-4000-8000-00000000c0de",
-            "domain": scenario.tenant_domain,
-            "applications": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                              "permissions": ["User.Read.All", "Mail.ReadWrite", "Mail-Advanced.ReadWrite.All"]}],
-            "users": users,
-        }]});
-        let mut directory = directory;
-        if let Some(faults) = &scenario.mailbox_faults {
-            directory["faults"] = faults.clone();
-        }
-        let dataset = mock_telemessage::Dataset::from_json(&dataset.to_string())?;
-        let directory = mock_mailbox::Directory::from_json(&directory.to_string())?;
+        let (dataset, directory) = fixtures(scenario)?;
         let now = scenario.end() + chrono::TimeDelta::hours(1);
         let mut fakes = Self::start(&dataset, &directory, now, wrap_mailbox).await?;
         fakes.tenant = scenario.tenant_domain.clone();
         Ok(fakes)
     }
+}
+
+/// A scenario as the fakes load it: the provider's dataset (its employees and items)
+/// and the Microsoft 365 directory (its users in one tenant), with the example
+/// credentials.
+pub fn fixtures(
+    scenario: &crate::Scenario,
+) -> anyhow::Result<(mock_telemessage::Dataset, mock_mailbox::Directory)> {
+    let mut dataset = serde_json::json!({
+        "accounts": [{"username": PROVIDER_USER, "password": PROVIDER_PASSWORD}],
+        "employees": scenario.employees,
+        "items": scenario.items,
+        "raw_items": scenario.raw_items,
+        "raw_text_items": scenario.raw_text_items,
+    });
+    if let Some(faults) = &scenario.provider_faults {
+        dataset["faults"] = faults.clone();
+    }
+    let users: Vec<serde_json::Value> = scenario
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            serde_json::json!({
+                "id": format!("00000000-0000-4000-8000-{:012x}", i + 1),
+                "userPrincipalName": u.upn, "mail": u.upn, "displayName": u.name, "mailboxEnabled": u.mailbox,
+            })
+        })
+        .collect();
+    let mut directory = serde_json::json!({"tenants": [{
+        "id": "5c3a1d2e-0000-4000-8000-00000000c0de",
+        "domain": scenario.tenant_domain,
+        "applications": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                          "permissions": ["User.Read.All", "Mail.ReadWrite", "Mail-Advanced.ReadWrite.All"]}],
+        "users": users,
+    }]});
+    if let Some(faults) = &scenario.mailbox_faults {
+        directory["faults"] = faults.clone();
+    }
+    let dataset = mock_telemessage::Dataset::from_json(&dataset.to_string())?;
+    let directory = mock_mailbox::Directory::from_json(&directory.to_string())?;
+    Ok((dataset, directory))
 }
 
 /// The fakes' clock stands still between requests. A throttled client is told how long

@@ -9,6 +9,7 @@
 pub mod generate;
 pub mod harness;
 pub mod keep_mail;
+pub mod load;
 pub mod model;
 pub mod oracle;
 pub mod reconcile;

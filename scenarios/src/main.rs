@@ -77,6 +77,49 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Load-tests the daily import: generates a day from the seed, measures the fastest a
+    /// raw client can post to the fake mailbox (the ceiling), then the connector on the
+    /// same fakes, reconciles every item, and reports the rates, their ratio, latency,
+    /// throttling, memory and CPU. Exits 0 only if nothing was lost or duplicated.
+    Load {
+        #[arg(long, default_value_t = 200)]
+        employees: usize,
+        #[arg(long, default_value_t = 100)]
+        external_contacts: usize,
+        #[arg(long, default_value_t = 20_000)]
+        items_per_day: usize,
+        #[arg(long, default_value_t = 1)]
+        days: u32,
+        /// text: no attachments; realistic: the generator's mix of files.
+        #[arg(long, value_enum, default_value = "realistic")]
+        mix: scenarios::load::Mix,
+        /// off: no limit; graph: Exchange Online's per-mailbox defaults.
+        #[arg(long, value_enum, default_value = "off")]
+        throttling: scenarios::load::Throttling,
+        /// Share of Graph requests that fail (503, or a lost import answer), seeded.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// process: the connector binary as a child (its own memory and CPU figures).
+        #[arg(long, value_enum, default_value = "process")]
+        connector: scenarios::load::ConnectorMode,
+        /// The connector binary (default: the one beside this program, built if absent).
+        #[arg(long, value_name = "PATH")]
+        connector_bin: Option<PathBuf>,
+        /// Requests in flight, for the connector and the raw client alike.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Requests the raw client sends in phase 1 (default: one per item, 1,000 to 20,000).
+        #[arg(long)]
+        ceiling_requests: Option<u64>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Midnight (UTC, RFC 3339) of the first day (default: days before today's).
+        #[arg(long)]
+        start: Option<DateTime<Utc>>,
+        /// Write the report (JSON) to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Starts both fakes loaded with a scenario, prints their URLs and a ready connector
     /// configuration, and runs until interrupted.
     Serve { file: PathBuf },
@@ -295,6 +338,66 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 scenario.items.len()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Load {
+            employees,
+            external_contacts,
+            items_per_day,
+            days,
+            mix,
+            throttling,
+            fault_rate,
+            connector,
+            connector_bin,
+            concurrency,
+            ceiling_requests,
+            seed,
+            start,
+            report,
+        } => {
+            let start = start.unwrap_or_else(|| {
+                let today = Utc::now()
+                    .date_naive()
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc();
+                today - chrono::TimeDelta::days(i64::from(days))
+            });
+            let params = scenarios::load::LoadParams {
+                employees,
+                external_contacts,
+                items_per_day,
+                days,
+                mix,
+                throttling,
+                fault_rate,
+                connector,
+                connector_bin,
+                concurrency,
+                seed,
+                ceiling_requests: ceiling_requests
+                    .unwrap_or((items_per_day as u64 * u64::from(days)).clamp(1_000, 20_000)),
+                start,
+            };
+            params.check()?;
+            if let Some(path) = &report {
+                // Refused now rather than after an hour of load.
+                std::fs::write(path, b"")
+                    .with_context(|| format!("the report {} cannot be written", path.display()))?;
+            }
+            let work = scenarios::harness::temp_dir("load");
+            let outcome = scenarios::load::run(&params, &work).await;
+            let _ = std::fs::remove_dir_all(&work);
+            let outcome = outcome?;
+            println!("{}", outcome.table());
+            if let Some(path) = &report {
+                std::fs::write(path, serde_json::to_string_pretty(&outcome)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(if outcome.verdict == Verdict::Pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Serve { file } => {
             let scenario = Scenario::load(&file)?;

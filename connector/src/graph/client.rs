@@ -260,6 +260,9 @@ impl GraphClient {
                         "Graph asked to wait; retrying"
                     );
                     self.retry.count_retry();
+                    if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                        self.retry.count_throttled(wait);
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 Ok(r) => return Err(api_error(r).await),

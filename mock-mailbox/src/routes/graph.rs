@@ -394,17 +394,21 @@ pub async fn import_mime(
         body.len() as u64,
         true,
     )?;
+    // Decoded and parsed before the mailbox is locked: a mailbox takes several imports
+    // at once, as Exchange does.
+    let folder_id = call
+        .mailbox()
+        .folder(&folder)
+        .ok_or_else(GraphError::item_not_found)?
+        .id
+        .clone();
+    let (mime, summary) = decode_mime(&body).map_err(mime_error)?;
     let (stored, upn) = {
         let mut mailbox = call.mailbox();
-        let folder_id = mailbox
-            .folder(&folder)
-            .ok_or_else(GraphError::item_not_found)?
-            .id
-            .clone();
-        let (mime, summary) = decode_mime(&body).map_err(mime_error)?;
         let stored = mailbox.import(&folder_id, mime, summary, false, state.now());
         (stored, mailbox.user.user_principal_name.clone())
     };
+    state.count_import();
     tracing::debug!(mailbox = %upn, message = %stored.id, "message imported");
     if call.fault == Some(Fault::LoseImportResponse) {
         return Err(GraphError::new(

@@ -1,0 +1,249 @@
+//! Phase 1, the ceiling: a raw client with no connector logic posts `importMime` to the
+//! fake mailbox, messages of the day's size mix, as many in flight as the connector may
+//! have and at most 4 per mailbox (Graph's rule). Its rate is what this machine gets out
+//! of this fake, measured in the same run as the connector.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::LoadParams;
+use super::day::attachment_of;
+use super::usage::{Bucket, Sampler};
+use crate::harness::{CLIENT_ID, CLIENT_SECRET, Fakes};
+use crate::model::Scenario;
+
+/// Graph's limit of requests in flight per mailbox.
+pub const PER_MAILBOX: usize = 4;
+/// How many distinct message shapes are sampled from the day.
+const TEMPLATES: usize = 256;
+
+/// What phase 1 measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CeilingFigures {
+    pub requests: u64,
+    pub stored: u64,
+    pub failed: u64,
+    pub wall_seconds: f64,
+    pub per_second: f64,
+    /// Mean size of a message as posted (base64 of the MIME).
+    pub mean_posted_bytes: u64,
+    pub latency: Option<connector::report::Latency>,
+    pub throttled: u64,
+    pub retry_after_wait_ms: u64,
+    pub buckets: Vec<Bucket>,
+}
+
+/// Runs the ceiling phase against `fakes`' mailbox.
+pub async fn run(
+    fakes: &Fakes,
+    scenario: &Scenario,
+    p: &LoadParams,
+) -> anyhow::Result<CeilingFigures> {
+    let templates = Arc::new(templates(scenario));
+    let mailboxes: Arc<Vec<(String, Semaphore)>> = Arc::new(
+        scenario
+            .users
+            .iter()
+            .filter(|u| u.mailbox)
+            .map(|u| (u.upn.clone(), Semaphore::new(PER_MAILBOX)))
+            .collect(),
+    );
+    anyhow::ensure!(!mailboxes.is_empty(), "the day has no mailbox to post to");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(p.concurrency * 2)
+        .build()?;
+    let token = token(&http, &fakes.mailbox_url, &fakes.tenant).await?;
+    let shared = Arc::new(Shared {
+        next: AtomicU64::new(0),
+        stored: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        throttled: AtomicU64::new(0),
+        waited_ms: AtomicU64::new(0),
+        posted_bytes: AtomicU64::new(0),
+        latency: std::sync::Mutex::new(
+            hdrhistogram::Histogram::new(3).expect("3 significant figures"),
+        ),
+    });
+    let sampler = Sampler::start("ceiling", fakes.mailbox.clone(), p.ceiling_requests);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..p.concurrency {
+        let (http, token, templates, mailboxes, shared) = (
+            http.clone(),
+            token.clone(),
+            templates.clone(),
+            mailboxes.clone(),
+            shared.clone(),
+        );
+        let base = fakes.mailbox_url.clone();
+        let total = p.ceiling_requests;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let k = shared.next.fetch_add(1, Ordering::Relaxed);
+                if k >= total {
+                    return;
+                }
+                let ready = Instant::now();
+                let (upn, lane) = &mailboxes[(k % mailboxes.len() as u64) as usize];
+                let _permit = lane.acquire().await.expect("never closed");
+                let template = &templates[(k % templates.len() as u64) as usize];
+                let mut mime = format!("Message-ID: <ceiling-{k}@load.invalid>\r\n").into_bytes();
+                mime.extend_from_slice(template);
+                let body = STANDARD.encode(&mime);
+                shared
+                    .posted_bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                let url = format!("{base}/beta/users/{upn}/mailFolders/inbox/importMime");
+                post(&http, &url, &token, body, &shared).await;
+                let ms = ready.elapsed().as_millis() as u64;
+                let _ = shared.latency.lock().expect("lock").record(ms);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.context("a ceiling worker")?;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let buckets = sampler.finish().await;
+    let stored = shared.stored.load(Ordering::Relaxed);
+    Ok(CeilingFigures {
+        requests: p.ceiling_requests,
+        stored,
+        failed: shared.failed.load(Ordering::Relaxed),
+        wall_seconds: wall,
+        per_second: stored as f64 / wall.max(1e-9),
+        mean_posted_bytes: shared.posted_bytes.load(Ordering::Relaxed) / p.ceiling_requests.max(1),
+        latency: connector::report::Latency::of(&shared.latency.lock().expect("lock")),
+        throttled: shared.throttled.load(Ordering::Relaxed),
+        retry_after_wait_ms: shared.waited_ms.load(Ordering::Relaxed),
+        buckets,
+    })
+}
+
+#[derive(Debug)]
+struct Shared {
+    next: AtomicU64,
+    stored: AtomicU64,
+    failed: AtomicU64,
+    throttled: AtomicU64,
+    waited_ms: AtomicU64,
+    posted_bytes: AtomicU64,
+    latency: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+/// Posts one import; waits as told on 429 and 503 and tries again, up to 10 times.
+async fn post(http: &reqwest::Client, url: &str, token: &str, body: String, shared: &Shared) {
+    for _ in 0..10 {
+        let answer = http
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "text/plain")
+            .body(body.clone())
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().is_success() => {
+                shared.stored.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(r) if r.status() == 429 || r.status() == 503 => {
+                let wait = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map_or(Duration::from_millis(100), Duration::from_secs_f64);
+                if r.status() == 429 {
+                    shared.throttled.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .waited_ms
+                        .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+                }
+                tokio::time::sleep(wait).await;
+            }
+            _ => break,
+        }
+    }
+    shared.failed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An application token from the fake's token endpoint.
+async fn token(http: &reqwest::Client, base: &str, tenant: &str) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Token {
+        access_token: String,
+    }
+    let answer = http
+        .post(format!("{base}/{tenant}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await?
+        .error_for_status()
+        .context("the fake mailbox refused the ceiling client's token request")?;
+    Ok(answer.json::<Token>().await?.access_token)
+}
+
+/// MIME messages (without their Message-ID line) shaped like items sampled evenly
+/// across the day: the text, a metadata block of about the connector's size, and the
+/// item's file when the size rule lets it in.
+fn templates(scenario: &Scenario) -> Vec<Vec<u8>> {
+    let items = &scenario.items;
+    let n = items.len().clamp(1, TEMPLATES);
+    let step = (items.len() / n).max(1);
+    (0..n)
+        .filter_map(|i| items.get(i * step))
+        .map(|item| template(item, scenario.size_limit))
+        .collect()
+}
+
+fn template(item: &serde_json::Value, limit: u64) -> Vec<u8> {
+    let text = item["text"].as_str().unwrap_or("(no text)");
+    let mut mime = String::from(
+        "From: \"Load Client\" <load@whatsapp.invalid>\r\nTo: <someone@contoso.example>\r\n\
+         Subject: WhatsApp load ceiling\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_load\"\r\n\r\n\
+         --=_load\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+    );
+    mime.push_str(text);
+    mime.push_str("\r\n\r\n");
+    // The connector's metadata block: conversation, sender, recipients, times, capture.
+    mime.push_str(&"Metadata of the conversation and its participants.\r\n".repeat(10));
+    if let Some((seed, size)) =
+        attachment_of(item).filter(|(_, size)| connector::size::attachment_fits(*size, limit))
+    {
+        let mut bytes = Vec::with_capacity(size as usize);
+        let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
+        while let Some(chunk) = stream.next_chunk() {
+            bytes.extend_from_slice(&chunk);
+        }
+        let encoded = STANDARD.encode(&bytes);
+        let mut part = String::from(
+            "--=_load\r\nContent-Type: application/octet-stream\r\n\
+             Content-Disposition: attachment; filename=\"file.bin\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n",
+        );
+        for line in encoded.as_bytes().chunks(76) {
+            part.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            part.push_str("\r\n");
+        }
+        // As the connector does: a file that would push the message over the limit
+        // is left out.
+        if connector::size::message_fits(mime.len() + part.len() + 16, limit) {
+            mime.push_str(&part);
+        }
+    }
+    mime.push_str("--=_load--\r\n");
+    mime.into_bytes()
+}

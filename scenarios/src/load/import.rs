@@ -1,0 +1,249 @@
+//! Phase 2, the import: the connector takes the day from the fake provider into the fake
+//! mailbox, one run per scheduled daily run, as a child process (its own memory and CPU)
+//! or in this process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use connector::RunReport;
+use serde::Serialize;
+
+use super::usage::{Bucket, Rusage, Sampler};
+use super::{ConnectorMode, LoadParams};
+use crate::harness::{CLIENT_ID, CLIENT_SECRET, Fakes, PROVIDER_PASSWORD, PROVIDER_USER};
+use crate::model::Scenario;
+
+/// What phase 2 measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportFigures {
+    pub runs: usize,
+    pub wall_seconds: f64,
+    pub items_fetched: u64,
+    pub deliveries: u64,
+    pub already_delivered: u64,
+    pub per_second: f64,
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    pub failed: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub retry_after_wait_ms: u64,
+    /// Per connector run: from an item being staged (ready to send) to its mailbox's
+    /// answer, so that time spent queued counts.
+    pub latency: Vec<connector::report::Latency>,
+    /// The connector's own CPU and peak memory (a child process); `None` when it ran in
+    /// this process, whose figures are the fakes'.
+    pub connector: Option<Rusage>,
+    pub buckets: Vec<Bucket>,
+    #[serde(skip)]
+    pub reports: Vec<RunReport>,
+}
+
+impl ImportFigures {
+    /// The connector's run reports, as the reconciliation reads them.
+    pub fn runs(&self) -> &[RunReport] {
+        &self.reports
+    }
+}
+
+/// Runs the connector for each of the day's runs. `expected` is a rough count of
+/// deliveries, for progress lines.
+pub async fn run(
+    fakes: &Fakes,
+    scenario: &Scenario,
+    p: &LoadParams,
+    work: &Path,
+    expected: usize,
+) -> anyhow::Result<ImportFigures> {
+    let state = work.join("state");
+    std::fs::create_dir_all(&state)?;
+    let mapping = match &scenario.mapping_csv {
+        Some(text) => {
+            let path = work.join("mapping.csv");
+            std::fs::write(&path, text)?;
+            Some(path)
+        }
+        None => None,
+    };
+    let binary = match p.connector {
+        ConnectorMode::Process => Some(connector_binary(p.connector_bin.as_deref())?),
+        ConnectorMode::InProcess => None,
+    };
+    let sampler = Sampler::start("import", fakes.mailbox.clone(), expected as u64);
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    for (n, spec) in scenario.runs.iter().enumerate() {
+        let report = match &binary {
+            Some(bin) => {
+                let config = write_config(fakes, scenario, p, work, &state, mapping.as_deref())?;
+                let out = work.join(format!("report-{n}.json"));
+                spawn(bin, &config, spec.until, &out, work).await?
+            }
+            None => {
+                let mut config = fakes.config(&state, mapping.clone());
+                config.size_limit = scenario.size_limit;
+                config.automatic_mapping = scenario.automatic_mapping;
+                config.concurrency = p.concurrency;
+                config.page_size = 1000;
+                connector::Connector::new(config, Arc::new(chrono::Utc::now))?
+                    .run(spec.until, spec.since)
+                    .await?
+            }
+        };
+        reports.push(report);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let buckets = sampler.finish().await;
+    let mut skipped_by_reason = BTreeMap::new();
+    for s in reports.iter().flat_map(|r| &r.skipped) {
+        *skipped_by_reason.entry(s.reason.clone()).or_insert(0) += 1;
+    }
+    let sum = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let deliveries = sum(|r| r.deliveries);
+    Ok(ImportFigures {
+        runs: reports.len(),
+        wall_seconds: wall,
+        items_fetched: sum(|r| r.items_fetched),
+        deliveries,
+        already_delivered: sum(|r| r.already_delivered),
+        per_second: deliveries as f64 / wall.max(1e-9),
+        skipped_by_reason,
+        failed: sum(|r| r.failed.len() as u64),
+        retries: sum(|r| r.retries),
+        throttled: sum(|r| r.throttled),
+        retry_after_wait_ms: sum(|r| r.retry_after_wait_ms),
+        latency: reports
+            .iter()
+            .filter_map(|r| r.delivery_latency.clone())
+            .collect(),
+        connector: binary.as_ref().map(|_| Rusage::children()),
+        buckets,
+        reports,
+    })
+}
+
+/// The `connector` binary: the one given, or the one built beside this program (built
+/// now, with the same profile, if it is not there yet).
+fn connector_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        anyhow::ensure!(
+            path.is_file(),
+            "--connector-bin {}: no such file",
+            path.display()
+        );
+        return Ok(path.to_path_buf());
+    }
+    let me = std::env::current_exe().context("finding this program's own path")?;
+    let dir = me.parent().context("this program's directory")?;
+    let beside = dir.join(format!("connector{}", std::env::consts::EXE_SUFFIX));
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    let cargo = std::env::var_os("CARGO").context(format!(
+        "no connector binary at {}: build it (cargo build --release -p connector) or pass --connector-bin",
+        beside.display()
+    ))?;
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    eprintln!(
+        "load: building the connector (cargo build{} -p connector)",
+        if release { " --release" } else { "" }
+    );
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-p", "connector"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build -p connector")?;
+    anyhow::ensure!(status.success(), "cargo build -p connector failed");
+    anyhow::ensure!(
+        beside.is_file(),
+        "cargo built the connector, but not at {}: pass --connector-bin",
+        beside.display()
+    );
+    Ok(beside)
+}
+
+/// The connector's configuration file for the fakes. Secrets go by environment only.
+fn write_config(
+    fakes: &Fakes,
+    scenario: &Scenario,
+    p: &LoadParams,
+    work: &Path,
+    state: &Path,
+    mapping: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    let toml_str = |s: &str| serde_json::to_string(s).expect("a string serialises");
+    let mapping = match mapping {
+        Some(path) => format!("csv = {}\n", toml_str(&path.display().to_string())),
+        None => String::new(),
+    };
+    let text = format!(
+        "state_dir = {}\n\n[provider]\nurl = {}\nusername = {}\npassword_env = \"TELEMESSAGE_PASSWORD\"\n\n\
+         [microsoft365]\ntenant = {}\nclient_id = {}\nclient_secret_env = \"M365_CLIENT_SECRET\"\n\
+         graph_url = {}\nlogin_url = {}\n\n[mapping]\nautomatic = {}\n{mapping}\n\
+         [import]\nsize_limit_bytes = {}\nconcurrency = {}\npage_size = 1000\n",
+        toml_str(&state.display().to_string()),
+        toml_str(&fakes.provider_url),
+        toml_str(PROVIDER_USER),
+        toml_str(&fakes.tenant),
+        toml_str(CLIENT_ID),
+        toml_str(&fakes.mailbox_url),
+        toml_str(&fakes.mailbox_url),
+        scenario.automatic_mapping,
+        scenario.size_limit,
+        p.concurrency,
+    );
+    let path = work.join("connector.toml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Runs `connector run` as a child and reads its report. Its log goes to a file in the
+/// work directory; the end of it is shown if the run fails.
+async fn spawn(
+    bin: &Path,
+    config: &Path,
+    until: chrono::DateTime<chrono::Utc>,
+    report: &Path,
+    work: &Path,
+) -> anyhow::Result<RunReport> {
+    let log_path = work.join("connector.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let status = tokio::process::Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--until")
+        .arg(until.to_rfc3339())
+        .arg("--report")
+        .arg(report)
+        .env("TELEMESSAGE_PASSWORD", PROVIDER_PASSWORD)
+        .env("M365_CLIENT_SECRET", CLIENT_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .await
+        .with_context(|| format!("starting {}", bin.display()))?;
+    // 0: complete; 4: the run ended with deliveries failed or held (still a report).
+    if !(status.success() || status.code() == Some(4)) {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        anyhow::bail!(
+            "the connector exited with {status}; the end of its log ({}):\n{}",
+            log_path.display(),
+            tail.join("\n")
+        );
+    }
+    let text = std::fs::read_to_string(report)
+        .with_context(|| format!("reading the connector's report {}", report.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("reading the connector's report {}", report.display()))
+}

@@ -1,0 +1,193 @@
+//! `scenarios load`: how fast the connector imports a generated day, measured against
+//! the fastest a raw client gets out of the same fake mailbox in the same run.
+//!
+//! - [`day`] makes the day (the generator, then the traffic mix);
+//! - [`ceiling`] is phase 1, a raw `importMime` client with no connector logic;
+//! - [`import`] is phase 2, the connector (a child process, or in this process);
+//! - [`usage`] reads CPU and peak memory, and samples throughput while a phase runs;
+//! - [`report`] is what is printed and written.
+
+pub mod ceiling;
+pub mod day;
+pub mod import;
+pub mod report;
+pub mod usage;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::harness::Fakes;
+use crate::{oracle, reconcile};
+pub use report::LoadReport;
+
+/// What goes into the day's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mix {
+    /// Every item as text: no attachment anywhere.
+    Text,
+    /// The generator's mix: about a third of items carry a file (images, voice notes,
+    /// documents, a few videos over the size limit).
+    Realistic,
+}
+
+/// How the fake mailbox throttles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Throttling {
+    /// No limit: what the machine can do.
+    Off,
+    /// Exchange Online's per-mailbox defaults: 10,000 requests per 10 minutes, 4 in
+    /// flight, 150 MB of uploads per 5 minutes.
+    Graph,
+}
+
+/// Where the connector runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectorMode {
+    /// The `connector` binary as a child process: its memory and CPU are its own.
+    Process,
+    /// The connector library inside this process (its figures mix with the fakes').
+    InProcess,
+}
+
+/// The parameters of a load run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadParams {
+    pub employees: usize,
+    pub external_contacts: usize,
+    pub items_per_day: usize,
+    pub days: u32,
+    pub mix: Mix,
+    pub throttling: Throttling,
+    /// Share of Graph requests answered 503 (half of it as lost import answers).
+    pub fault_rate: f64,
+    pub connector: ConnectorMode,
+    #[serde(skip)]
+    pub connector_bin: Option<PathBuf>,
+    /// Requests in flight, for the connector and the raw client alike.
+    pub concurrency: usize,
+    pub seed: u64,
+    /// How many requests the raw client sends in phase 1.
+    pub ceiling_requests: u64,
+    /// Midnight (UTC) of the first day; the day is in the past so that every item exists.
+    pub start: DateTime<Utc>,
+}
+
+impl LoadParams {
+    /// Refuses what cannot make a load run, before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let mut wrong = Vec::new();
+        if self.employees == 0 {
+            wrong.push("--employees must be at least 1".to_owned());
+        }
+        if self.items_per_day == 0 {
+            wrong.push("--items-per-day must be at least 1".to_owned());
+        }
+        if self.days == 0 {
+            wrong.push("--days must be at least 1".to_owned());
+        }
+        if self.concurrency == 0 || self.concurrency > 1024 {
+            wrong.push("--concurrency must be 1 to 1024".to_owned());
+        }
+        if self.ceiling_requests == 0 {
+            wrong.push("--ceiling-requests must be at least 1".to_owned());
+        }
+        if !(0.0..=0.5).contains(&self.fault_rate) {
+            wrong.push("--fault-rate must be between 0 and 0.5".to_owned());
+        }
+        let end = self.start + chrono::TimeDelta::days(i64::from(self.days));
+        if end > Utc::now() {
+            wrong.push(format!(
+                "the last day ends at {}, in the future: the connector only imports items that exist (use an earlier --start)",
+                end.to_rfc3339()
+            ));
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", wrong.join("\n"))
+        }
+    }
+}
+
+/// Runs both phases and the reconciliation. `progress` receives a line now and then.
+pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadReport> {
+    p.check()?;
+    let started = Instant::now();
+    let t = Instant::now();
+    let scenario = day::make(p)?;
+    let deliveries_hint = scenario.items.len();
+    eprintln!(
+        "load: generated {} items for {} employees over {} day(s) in {:.1}s ({:?} mix)",
+        scenario.items.len(),
+        p.employees,
+        p.days,
+        t.elapsed().as_secs_f64(),
+        p.mix
+    );
+    let (dataset, directory) = crate::harness::fixtures(&scenario)?;
+    let mut config = mock_mailbox::Config::default();
+    if p.throttling == Throttling::Off {
+        config.limits = mock_mailbox::throttle::Limits::unlimited();
+    }
+    let mut fakes = Fakes::start_live(&dataset, &directory, config).await?;
+    fakes.tenant = scenario.tenant_domain.clone();
+    drop(dataset);
+    drop(directory);
+
+    eprintln!(
+        "load: phase 1, the ceiling: {} raw importMime requests at concurrency {}",
+        p.ceiling_requests, p.concurrency
+    );
+    let self_before = usage::Rusage::own();
+    let ceiling = ceiling::run(&fakes, &scenario, p).await?;
+    let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
+    fakes.mailbox.reset();
+
+    eprintln!(
+        "load: phase 2, the import: the connector ({}) at concurrency {}",
+        match p.connector {
+            ConnectorMode::Process => "child process",
+            ConnectorMode::InProcess => "in this process",
+        },
+        p.concurrency
+    );
+    let self_before = usage::Rusage::own();
+    let imported = import::run(&fakes, &scenario, p, work, deliveries_hint).await?;
+    let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
+
+    eprintln!("load: reconciling every item against every mailbox");
+    let t = Instant::now();
+    let expected = oracle::expected(&scenario);
+    let landed = reconcile::landed(&scenario, &fakes.mailbox).context("reading what landed")?;
+    let reconciliation = reconcile::reconcile(
+        &scenario,
+        &expected,
+        &landed,
+        imported.runs(),
+        "scenarios load (same parameters)".into(),
+    );
+    drop(landed);
+    let reconcile_seconds = t.elapsed().as_secs_f64();
+    let counters = fakes.mailbox.counters();
+    let own = usage::Rusage::own();
+    Ok(report::LoadReport::new(report::Parts {
+        params: p.clone(),
+        scenario: &scenario,
+        ceiling,
+        imported,
+        reconciliation,
+        reconcile_seconds,
+        counters,
+        fakes_ceiling_cpu,
+        fakes_import_cpu,
+        runner_peak_rss_bytes: own.max_rss_bytes,
+        total_seconds: started.elapsed().as_secs_f64(),
+    }))
+}

@@ -1,0 +1,357 @@
+//! The load report: printed as a table, written as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::LoadParams;
+use super::ceiling::CeilingFigures;
+use super::import::ImportFigures;
+use super::usage::{Cpu, Rusage};
+use crate::model::Scenario;
+use crate::reconcile::{ScenarioReport, Verdict};
+
+/// Everything a load run measured.
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub params: LoadParams,
+    pub cores: usize,
+    pub day: Day,
+    pub ceiling: CeilingFigures,
+    pub import: ImportFigures,
+    /// The connector's deliveries per second over the raw client's stored messages per
+    /// second, in the same run against the same fake.
+    pub ratio: f64,
+    pub mailboxes: MailboxUse,
+    pub resources: Resources,
+    pub accounting: Accounting,
+    pub reconciliation: Reconciliation,
+    /// `pass` only if the reconciliation found nothing lost, duplicated or wrong.
+    pub verdict: Verdict,
+    pub total_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Day {
+    pub items: usize,
+    pub employees: usize,
+    pub mailboxes: usize,
+    pub expected_deliveries: usize,
+    pub description: String,
+}
+
+/// Requests per mailbox in phase 2, and the share of Graph's per-mailbox budgets
+/// (10,000 requests per 10 minutes, 150 MB per 5 minutes) the busiest one used.
+#[derive(Debug, Serialize)]
+pub struct MailboxUse {
+    pub mailboxes_used: usize,
+    pub requests_min: u64,
+    pub requests_median: u64,
+    pub requests_max: u64,
+    pub throttled: u64,
+    pub max_request_budget_share: f64,
+    pub max_upload_budget_share: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Resources {
+    /// The connector child process (`None` when it ran in this process).
+    pub connector: Option<Rusage>,
+    /// This process: both fakes, the generator, the raw client and the reconciliation.
+    pub runner_peak_rss_bytes: u64,
+    pub fakes_cpu_ceiling: Cpu,
+    pub fakes_cpu_import: Cpu,
+}
+
+/// The day's accounting, in the shape of Microsoft's connector logs: items from the
+/// provider; deliveries available after fan-out to mailboxes, and where each went.
+#[derive(Debug, Serialize)]
+pub struct Accounting {
+    pub items_from_provider: usize,
+    pub items_fetched: u64,
+    pub deliveries_planned: usize,
+    pub delivered: u64,
+    pub already_delivered: u64,
+    pub failed: u64,
+    /// Items skipped (whole, or their file), by reason.
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    /// delivered + already delivered + failed = deliveries planned, and every item was
+    /// fetched.
+    pub adds_up: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reconciliation {
+    pub expected: usize,
+    pub found: usize,
+    pub missing: usize,
+    pub duplicates: usize,
+    pub unexpected: usize,
+    pub misplaced: usize,
+    pub wrongly_skipped: usize,
+    pub field_errors: usize,
+    pub content_errors: usize,
+    pub seconds: f64,
+    /// The first findings, for a person to start from.
+    pub first_findings: Vec<String>,
+}
+
+/// What [`LoadReport::new`] is made from.
+#[derive(Debug)]
+pub struct Parts<'a> {
+    pub params: LoadParams,
+    pub scenario: &'a Scenario,
+    pub ceiling: CeilingFigures,
+    pub imported: ImportFigures,
+    pub reconciliation: ScenarioReport,
+    pub reconcile_seconds: f64,
+    pub counters: mock_mailbox::state::Counters,
+    pub fakes_ceiling_cpu: Cpu,
+    pub fakes_import_cpu: Cpu,
+    pub runner_peak_rss_bytes: u64,
+    pub total_seconds: f64,
+}
+
+impl LoadReport {
+    pub fn new(p: Parts<'_>) -> Self {
+        let r = &p.reconciliation;
+        let wall = p.imported.wall_seconds.max(1e-9);
+        let graph = mock_mailbox::throttle::Limits::default();
+        let request_budget = graph.requests_per_window as f64
+            * (wall / graph.request_window.as_seconds_f64()).max(1.0);
+        let upload_budget = graph.upload_bytes_per_window as f64
+            * (wall / graph.upload_window.as_seconds_f64()).max(1.0);
+        let mut requests: Vec<u64> = p
+            .counters
+            .per_application_mailbox
+            .iter()
+            .map(|u| u.usage.requests)
+            .collect();
+        requests.sort_unstable();
+        let max_bytes = p
+            .counters
+            .per_application_mailbox
+            .iter()
+            .map(|u| u.usage.bytes_received)
+            .max()
+            .unwrap_or(0);
+        let mailboxes = MailboxUse {
+            mailboxes_used: requests.len(),
+            requests_min: requests.first().copied().unwrap_or(0),
+            requests_median: requests.get(requests.len() / 2).copied().unwrap_or(0),
+            requests_max: requests.last().copied().unwrap_or(0),
+            throttled: p.counters.throttled,
+            max_request_budget_share: requests.last().copied().unwrap_or(0) as f64 / request_budget,
+            max_upload_budget_share: max_bytes as f64 / upload_budget,
+        };
+        let i = &p.imported;
+        let accounting = Accounting {
+            items_from_provider: p.scenario.source_items(),
+            items_fetched: i.items_fetched,
+            deliveries_planned: r.expected_deliveries,
+            delivered: i.deliveries,
+            already_delivered: i.already_delivered,
+            failed: i.failed,
+            skipped_by_reason: i.skipped_by_reason.clone(),
+            adds_up: i.deliveries + i.already_delivered + i.failed == r.expected_deliveries as u64
+                && i.items_fetched == p.scenario.source_items() as u64,
+        };
+        let first_findings = [
+            ("missing", &r.missing),
+            ("duplicate", &r.duplicates),
+            ("unexpected", &r.unexpected),
+            ("misplaced", &r.misplaced),
+            ("wrongly skipped", &r.wrongly_skipped),
+            ("wrong field", &r.field_errors),
+            ("wrong content", &r.content_errors),
+        ]
+        .iter()
+        .flat_map(|(what, list)| {
+            list.iter().take(5).map(move |f| {
+                format!(
+                    "{what}: item {} {}: {}",
+                    crate::reconcile::short(&f.item_id),
+                    f.mailbox.as_deref().unwrap_or(""),
+                    f.detail
+                )
+            })
+        })
+        .collect();
+        let reconciliation = Reconciliation {
+            expected: r.expected_deliveries,
+            found: r.found_deliveries,
+            missing: r.missing.len(),
+            duplicates: r.duplicates.len(),
+            unexpected: r.unexpected.len(),
+            misplaced: r.misplaced.len(),
+            wrongly_skipped: r.wrongly_skipped.len(),
+            field_errors: r.field_errors.len(),
+            content_errors: r.content_errors.len(),
+            seconds: p.reconcile_seconds,
+            first_findings,
+        };
+        let verdict = if r.verdict == Verdict::Pass && accounting.adds_up {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            day: Day {
+                items: p.scenario.source_items(),
+                employees: p.params.employees,
+                mailboxes: p.scenario.users.iter().filter(|u| u.mailbox).count(),
+                expected_deliveries: r.expected_deliveries,
+                description: p.scenario.description.clone(),
+            },
+            ratio: p.imported.per_second / p.ceiling.per_second.max(1e-9),
+            params: p.params,
+            ceiling: p.ceiling,
+            resources: Resources {
+                connector: p.imported.connector,
+                runner_peak_rss_bytes: p.runner_peak_rss_bytes,
+                fakes_cpu_ceiling: p.fakes_ceiling_cpu,
+                fakes_cpu_import: p.fakes_import_cpu,
+            },
+            import: p.imported,
+            mailboxes,
+            accounting,
+            reconciliation,
+            verdict,
+            total_seconds: p.total_seconds,
+        }
+    }
+
+    /// The report for a person, on the terminal.
+    pub fn table(&self) -> String {
+        let mut out = Vec::new();
+        let mb = |b: u64| format!("{:.0} MB", b as f64 / 1e6);
+        let lat = |l: Option<&connector::report::Latency>| match l {
+            Some(l) => format!(
+                "p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+                l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+            ),
+            None => "none".into(),
+        };
+        let c = &self.ceiling;
+        let i = &self.import;
+        out.push(format!("day          {}", self.day.description));
+        out.push(format!(
+            "             {} items, {} mailboxes, {} deliveries expected; {:?} mix, throttling {:?}, concurrency {}, {} cores",
+            self.day.items,
+            self.day.mailboxes,
+            self.day.expected_deliveries,
+            self.params.mix,
+            self.params.throttling,
+            self.params.concurrency,
+            self.cores
+        ));
+        out.push(format!(
+            "ceiling      {} stored of {} posted in {:.1}s: {:.0}/s (mean {} bytes posted); latency {}; 429s {}",
+            c.stored,
+            c.requests,
+            c.wall_seconds,
+            c.per_second,
+            c.mean_posted_bytes,
+            lat(c.latency.as_ref()),
+            c.throttled
+        ));
+        out.push(format!(
+            "import       {} deliveries in {:.1}s: {:.0}/s; latency (from ready) {}",
+            i.deliveries,
+            i.wall_seconds,
+            i.per_second,
+            lat(i.latency.iter().max_by_key(|l| l.p99_ms))
+        ));
+        out.push(format!(
+            "             retries {}, 429s {} ({:.1}s waited on Retry-After), failed {}",
+            i.retries,
+            i.throttled,
+            i.retry_after_wait_ms as f64 / 1000.0,
+            i.failed
+        ));
+        out.push(format!(
+            "ratio        connector / ceiling = {:.1} %",
+            self.ratio * 100.0
+        ));
+        let m = &self.mailboxes;
+        out.push(format!(
+            "mailboxes    {} used; requests min {} / median {} / max {}; busiest used {:.1} % of Graph's request budget and {:.1} % of its upload budget",
+            m.mailboxes_used,
+            m.requests_min,
+            m.requests_median,
+            m.requests_max,
+            m.max_request_budget_share * 100.0,
+            m.max_upload_budget_share * 100.0
+        ));
+        let r = &self.resources;
+        match &r.connector {
+            Some(cn) => out.push(format!(
+                "connector    peak RSS {}, CPU {:.1}s user + {:.1}s system",
+                mb(cn.max_rss_bytes),
+                cn.user_seconds,
+                cn.system_seconds
+            )),
+            None => out
+                .push("connector    ran in this process (its figures are in the runner's)".into()),
+        }
+        out.push(format!(
+            "fakes        peak RSS {} (this process, with the generator and reconciliation); CPU ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
+            mb(r.runner_peak_rss_bytes),
+            r.fakes_cpu_ceiling.user_seconds,
+            r.fakes_cpu_ceiling.system_seconds,
+            r.fakes_cpu_import.user_seconds,
+            r.fakes_cpu_import.system_seconds
+        ));
+        let a = &self.accounting;
+        let skips: Vec<String> = a
+            .skipped_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        out.push(format!(
+            "accounting   items from provider {}, fetched {}; deliveries planned {} = delivered {} + already there {} + failed {}: {}",
+            a.items_from_provider,
+            a.items_fetched,
+            a.deliveries_planned,
+            a.delivered,
+            a.already_delivered,
+            a.failed,
+            if a.adds_up { "adds up" } else { "DOES NOT ADD UP" }
+        ));
+        out.push(format!(
+            "             skipped items: {}",
+            if skips.is_empty() {
+                "none".into()
+            } else {
+                skips.join(", ")
+            }
+        ));
+        let rc = &self.reconciliation;
+        out.push(format!(
+            "reconcile    {} of {} found; missing {}, duplicates {}, unexpected {}, misplaced {}, wrongly skipped {}, fields {}, content {} ({:.1}s)",
+            rc.found,
+            rc.expected,
+            rc.missing,
+            rc.duplicates,
+            rc.unexpected,
+            rc.misplaced,
+            rc.wrongly_skipped,
+            rc.field_errors,
+            rc.content_errors,
+            rc.seconds
+        ));
+        for f in &rc.first_findings {
+            out.push(format!("             {f}"));
+        }
+        out.push(format!(
+            "verdict      {} ({:.0}s in all)",
+            match self.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL: the load run lost, duplicated or misdelivered something",
+            },
+            self.total_seconds
+        ));
+        out.join("\n")
+    }
+}

@@ -1,0 +1,137 @@
+//! CPU time and peak memory (getrusage), and throughput sampled while a phase runs.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// A process's (or its waited-for children's) CPU time and peak resident set.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Rusage {
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+    pub max_rss_bytes: u64,
+}
+
+/// CPU time spent in a span.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Cpu {
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+}
+
+impl Rusage {
+    fn read(who: nix::sys::resource::UsageWho) -> Self {
+        match nix::sys::resource::getrusage(who) {
+            Ok(u) => {
+                let secs = |t: nix::sys::time::TimeVal| {
+                    t.tv_sec() as f64 + t.tv_usec() as f64 / 1_000_000.0
+                };
+                Self {
+                    user_seconds: secs(u.user_time()),
+                    system_seconds: secs(u.system_time()),
+                    // Linux reports kilobytes.
+                    max_rss_bytes: u64::try_from(u.max_rss()).unwrap_or(0) * 1024,
+                }
+            }
+            Err(_) => Self::default(),
+        }
+    }
+
+    /// This process.
+    pub fn own() -> Self {
+        Self::read(nix::sys::resource::UsageWho::RUSAGE_SELF)
+    }
+
+    /// Every child this process has waited for: CPU summed, peak memory the largest.
+    pub fn children() -> Self {
+        Self::read(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+    }
+
+    pub fn cpu_since(&self, before: &Self) -> Cpu {
+        Cpu {
+            user_seconds: self.user_seconds - before.user_seconds,
+            system_seconds: self.system_seconds - before.system_seconds,
+        }
+    }
+}
+
+/// Deliveries in one 10-second span of a phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bucket {
+    /// Seconds from the start of the phase.
+    pub from_second: u64,
+    pub deliveries: u64,
+    pub per_second: f64,
+}
+
+/// The span of each bucket.
+pub const BUCKET: Duration = Duration::from_secs(10);
+
+/// Counts messages stored by the fake mailbox once a second, and prints a progress line
+/// every [`BUCKET`].
+#[derive(Debug)]
+pub struct Sampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<Bucket>>,
+}
+
+impl Sampler {
+    /// `expected` is a rough total, for the progress line.
+    pub fn start(label: &'static str, mailbox: mock_mailbox::State, expected: u64) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let base = mailbox.counters().imports;
+            let mut buckets = Vec::new();
+            let mut bucket_start = base;
+            let mut tick = tokio::time::interval(BUCKET);
+            tick.tick().await;
+            loop {
+                let done = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                let now = mailbox.counters().imports;
+                let span = if done {
+                    started.elapsed().as_secs_f64() - (buckets.len() as f64 * BUCKET.as_secs_f64())
+                } else {
+                    BUCKET.as_secs_f64()
+                };
+                let deliveries = now.saturating_sub(bucket_start);
+                if !done || deliveries > 0 {
+                    buckets.push(Bucket {
+                        from_second: buckets.len() as u64 * BUCKET.as_secs(),
+                        deliveries,
+                        per_second: if span > 0.0 {
+                            deliveries as f64 / span
+                        } else {
+                            0.0
+                        },
+                    });
+                }
+                bucket_start = now;
+                if done {
+                    return buckets;
+                }
+                eprintln!(
+                    "  {label}: {:>9} messages stored{}, {:>8.0}/s over the last {}s, {:.0}s in",
+                    now - base,
+                    if expected > 0 {
+                        format!(" (~{:.0}%)", (now - base) as f64 * 100.0 / expected as f64)
+                    } else {
+                        String::new()
+                    },
+                    deliveries as f64 / BUCKET.as_secs_f64(),
+                    BUCKET.as_secs(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+        Self { stop, task }
+    }
+
+    pub async fn finish(self) -> Vec<Bucket> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
