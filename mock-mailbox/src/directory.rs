@@ -128,6 +128,8 @@ pub enum DirectoryError {
     Invalid { tenant: String, reason: String },
     #[error("faults: {0}")]
     Faults(String),
+    #[error("the message store cannot be made: {0}")]
+    Store(String),
 }
 
 impl Directory {

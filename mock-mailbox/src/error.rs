@@ -54,6 +54,15 @@ impl GraphError {
         )
     }
 
+    /// Graph's answer when the service itself fails (here: the message store).
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ErrorInternalServerError",
+            "An internal server error occurred. The operation failed.",
+        )
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self

@@ -12,6 +12,7 @@ pub mod odata;
 pub mod routes;
 pub mod search;
 pub mod state;
+pub mod store;
 pub mod throttle;
 
 pub use directory::{Directory, DirectoryError};

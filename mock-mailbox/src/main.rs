@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use mock_mailbox::store::Storage;
 use mock_mailbox::{Config, Directory, Limits, State, router};
 
 /// A faithful fake of the Microsoft identity platform's token endpoint and the Microsoft
@@ -35,6 +36,13 @@ struct Args {
     /// Bytes one application may upload to one mailbox per 5 minutes.
     #[arg(long, default_value_t = 150 * 1024 * 1024)]
     upload_bytes_per_window: u64,
+    /// Keep message bytes in files under this directory (each distinct message once)
+    /// rather than under a temporary directory removed at exit.
+    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    store: Option<PathBuf>,
+    /// Keep message bytes in memory (quicker for small tests; a big day will not fit).
+    #[arg(long)]
+    in_memory: bool,
     /// File holding the admin token for the /admin inspection API. Without it (or
     /// MOCK_MAILBOX_ADMIN_TOKEN), the inspection API refuses every request.
     #[arg(long)]
@@ -57,6 +65,11 @@ async fn main() -> anyhow::Result<()> {
             concurrent_requests: args.concurrent_requests,
             upload_bytes_per_window: args.upload_bytes_per_window,
             ..Limits::default()
+        },
+        storage: if args.in_memory {
+            Storage::Memory
+        } else {
+            Storage::Disk { dir: args.store }
         },
     };
     let state = State::new(

@@ -187,23 +187,27 @@ fn unfold(raw: &str) -> String {
 pub struct StoredMessage {
     pub id: String,
     pub folder_id: String,
-    pub mime: Arc<Vec<u8>>,
-    pub summary: Arc<Summary>,
+    /// The bytes and what was read from them, shared by every copy of the same bytes.
+    pub content: Arc<crate::store::Content>,
     pub is_draft: bool,
     pub created: DateTime<Utc>,
     pub change_key: String,
 }
 
 impl StoredMessage {
+    pub fn summary(&self) -> &Summary {
+        &self.content.summary
+    }
+
     /// When Graph says it was received: the `Date` header, else the import time.
     pub fn received(&self) -> DateTime<Utc> {
-        self.summary.date.unwrap_or(self.created)
+        self.summary().date.unwrap_or(self.created)
     }
 
     /// The Graph `message` resource. `internetMessageHeaders` appears only when selected,
     /// as in Graph.
     pub fn to_graph(&self, with_headers: bool) -> Map<String, Value> {
-        let s = &self.summary;
+        let s = self.summary();
         let email = |m: &Mailbox| json!({"emailAddress": {"name": m.name, "address": m.address}});
         let many = |l: &[Mailbox]| Value::Array(l.iter().map(email).collect());
         let (content_type, content) = match &s.body_html {

@@ -121,7 +121,7 @@ impl Term {
     }
 
     fn matches(&self, m: &StoredMessage) -> bool {
-        let s = &m.summary;
+        let s = m.summary();
         let people = |list: &[Mailbox], v: &str| {
             list.iter()
                 .any(|p| p.name.to_lowercase().contains(v) || p.address.to_lowercase().contains(v))

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::directory::{Directory, DirectoryError, Faults, Tenant, User};
 use crate::error::{GraphError, TokenError};
-use crate::message::{AttachmentSummary, MimeError, StoredMessage, Summary, summarise};
+use crate::message::{AttachmentSummary, MimeError, StoredMessage};
 use crate::throttle::{Limits, Permit, Throttle, Throttled, Usage};
 use mock_common::{AdminToken, Lookup, Sessions, SharedClock};
 
@@ -22,6 +22,8 @@ use mock_common::{AdminToken, Lookup, Sessions, SharedClock};
 pub struct Config {
     pub token_lifetime: Duration,
     pub limits: Limits,
+    /// Where message bytes are kept.
+    pub storage: crate::store::Storage,
 }
 
 impl Default for Config {
@@ -29,6 +31,7 @@ impl Default for Config {
         Self {
             token_lifetime: Duration::seconds(3599),
             limits: Limits::default(),
+            storage: crate::store::Storage::default(),
         }
     }
 }
@@ -167,8 +170,7 @@ impl Mailbox {
     pub fn import(
         &mut self,
         folder_id: &str,
-        mime: Vec<u8>,
-        summary: Summary,
+        content: Arc<crate::store::Content>,
         is_draft: bool,
         now: DateTime<Utc>,
     ) -> StoredMessage {
@@ -177,8 +179,7 @@ impl Mailbox {
             change_key: URL_SAFE_NO_PAD.encode(format!("ck{}", self.next)),
             id: id.clone(),
             folder_id: folder_id.to_owned(),
-            mime: Arc::new(mime),
-            summary: Arc::new(summary),
+            content,
             is_draft,
             created: now,
         };
@@ -214,6 +215,7 @@ struct Inner {
     sessions: Sessions<AppSession>,
     mailboxes: RwLock<HashMap<String, Arc<Mutex<Mailbox>>>>,
     throttle: Throttle,
+    store: crate::store::Store,
     fault_rolls: AtomicU64,
     tokens_issued: AtomicU64,
     token_failures: AtomicU64,
@@ -326,6 +328,8 @@ impl State {
             })
             .collect();
         let throttle = Throttle::new(config.limits.clone());
+        let store = crate::store::Store::new(&config.storage)
+            .map_err(|e| DirectoryError::Store(e.to_string()))?;
         Ok(Self(Arc::new(Inner {
             clock,
             config,
@@ -335,6 +339,7 @@ impl State {
             sessions: Sessions::default(),
             mailboxes: RwLock::new(mailboxes),
             throttle,
+            store,
             fault_rolls: AtomicU64::new(0),
             tokens_issued: AtomicU64::new(0),
             token_failures: AtomicU64::new(0),
@@ -600,6 +605,11 @@ impl State {
         fault
     }
 
+    /// Where message bytes are kept.
+    pub fn store(&self) -> &crate::store::Store {
+        &self.0.store
+    }
+
     /// Counts a stored import.
     pub fn count_import(&self) {
         self.0.imports.fetch_add(1, Ordering::Relaxed);
@@ -666,20 +676,20 @@ impl State {
             } else {
                 folder_name(&m.folder_id)
             },
-            internet_message_id: m.summary.internet_message_id.clone(),
-            subject: m.summary.subject.clone(),
-            from: m.summary.from.clone(),
-            to: m.summary.to.clone(),
-            cc: m.summary.cc.clone(),
-            date: m.summary.date,
+            internet_message_id: m.summary().internet_message_id.clone(),
+            subject: m.summary().subject.clone(),
+            from: m.summary().from.clone(),
+            to: m.summary().to.clone(),
+            cc: m.summary().cc.clone(),
+            date: m.summary().date,
             imported_at: m.created,
             is_draft: m.is_draft,
-            size: m.mime.len(),
-            attachments: m.summary.attachments.clone(),
-            headers: m.summary.headers.clone(),
-            in_reply_to: m.summary.in_reply_to.clone(),
-            references: m.summary.references.clone(),
-            body_text: m.summary.body_text.clone(),
+            size: m.content.len,
+            attachments: m.summary().attachments.clone(),
+            headers: m.summary().headers.clone(),
+            in_reply_to: m.summary().in_reply_to.clone(),
+            references: m.summary().references.clone(),
+            body_text: m.summary().body_text.clone(),
             recoverable,
         };
         let mut all: Vec<_> = mailbox.messages.values().map(|m| view(m, false)).collect();
@@ -689,15 +699,20 @@ impl State {
         Some(all)
     }
 
-    /// The exact bytes of a stored message (recoverable ones too).
-    pub fn inspect_mime(&self, user: &str, message_id: &str) -> Option<Arc<Vec<u8>>> {
+    /// A stored message's content (recoverable ones too): its exact bytes with
+    /// [`Content::mime`](crate::store::Content::mime).
+    pub fn inspect_content(
+        &self,
+        user: &str,
+        message_id: &str,
+    ) -> Option<Arc<crate::store::Content>> {
         let mailbox = self.any_mailbox(user)?;
         let mailbox = mailbox.lock().expect("lock poisoned");
         mailbox
             .messages
             .get(message_id)
             .or_else(|| mailbox.recoverable.iter().find(|m| m.id == message_id))
-            .map(|m| m.mime.clone())
+            .map(|m| m.content.clone())
     }
 
     pub fn counters(&self) -> Counters {
@@ -742,14 +757,12 @@ impl State {
     }
 }
 
-/// Decodes an import body (base64, white space ignored) and reads the MIME.
-pub fn decode_mime(body: &[u8]) -> Result<(Vec<u8>, Summary), MimeError> {
+/// Decodes an import body (base64, white space ignored).
+pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, MimeError> {
     let compact: Vec<u8> = body
         .iter()
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    let mime = STANDARD.decode(&compact).map_err(|_| MimeError::Base64)?;
-    let summary = summarise(&mime)?;
-    Ok((mime, summary))
+    STANDARD.decode(&compact).map_err(|_| MimeError::Base64)
 }

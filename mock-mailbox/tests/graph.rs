@@ -429,7 +429,7 @@ async fn get_and_delete_a_message_and_litigation_hold_keeps_it() {
     let kept = fake.state.inspect_messages(BOB, true).unwrap();
     assert_eq!(kept.len(), 1, "on hold: kept as a recoverable item");
     assert!(kept[0].recoverable);
-    assert!(fake.state.inspect_mime(BOB, &kept[0].id).is_some());
+    assert!(fake.state.inspect_content(BOB, &kept[0].id).is_some());
 }
 
 #[tokio::test]

@@ -175,3 +175,47 @@ async fn search_covers_the_documented_kql_subset() {
 fn mime_dated(id: &str, subject: &str, date: &str) -> Vec<u8> {
     format!("From: Bob Baker <bob@contoso.example>\r\nTo: Alice <alice@contoso.example>\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\n\r\nSee you there\r\n").into_bytes()
 }
+
+#[tokio::test]
+async fn on_disk_the_same_message_in_two_mailboxes_is_one_file_and_comes_back_exactly() {
+    let fake = fake_with(mock_mailbox::Config {
+        storage: mock_mailbox::store::Storage::Disk { dir: None },
+        ..mock_mailbox::Config::default()
+    });
+    let dir = fake.state.store().path().unwrap().to_path_buf();
+    let token = fake.token().await;
+    let (mime, _) = whatsapp_like();
+    let mut ids = Vec::new();
+    for user in [ALICE, BOB] {
+        let created = fake.import(&token, user, "inbox", &mime).await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        ids.push(created.json()["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        fake.state.store().bytes_written(),
+        mime.len() as u64,
+        "one copy of the bytes"
+    );
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    for (user, id) in [ALICE, BOB].iter().zip(&ids) {
+        let value = fake
+            .get(&token, &format!("/v1.0/users/{user}/messages/{id}/$value"))
+            .await;
+        assert_eq!(value.status, StatusCode::OK);
+        assert_eq!(value.body, mime, "byte for byte from disk");
+    }
+    // The inspection view reads the same bytes, and the summary is shared.
+    let alice = fake.state.inspect_messages(ALICE, false).unwrap();
+    assert_eq!(alice[0].size, mime.len());
+    assert_eq!(
+        fake.state
+            .inspect_content(BOB, &ids[1])
+            .unwrap()
+            .mime()
+            .unwrap(),
+        mime
+    );
+    drop(fake);
+    assert!(!dir.exists(), "the fake removes the store it made");
+}

@@ -54,7 +54,11 @@ pub fn write(landed: &Landed, dir: &Path, scenario: &str) -> anyhow::Result<usiz
                 n += 1;
                 path = folder.join(format!("{}.copy-{n}.eml", file_name(&id)));
             }
-            std::fs::write(&path, copy.mime.as_slice())
+            let mime = copy
+                .content
+                .mime()
+                .map_err(|e| anyhow::anyhow!("reading back {id} in {}: {e}", copy.mailbox))?;
+            std::fs::write(&path, mime)
                 .map_err(|e| anyhow::anyhow!("--keep-mail {}: {e}", path.display()))?;
             written += 1;
         }

@@ -66,12 +66,13 @@ impl ScenarioReport {
 }
 
 /// One delivered copy: the mailbox, what the mailbox's inspection view shows of it, and
-/// its exact bytes.
+/// its content in the fake's store (exact bytes with `content.mime()`, read when asked:
+/// a big day's bytes are not all held at once).
 #[derive(Debug, Clone)]
 pub struct Copy {
     pub mailbox: String,
     pub message: InspectedMessage,
-    pub mime: std::sync::Arc<Vec<u8>>,
+    pub content: std::sync::Arc<mock_mailbox::store::Content>,
 }
 
 /// Where each item landed: item id → its copies.
@@ -122,7 +123,7 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Res
                     _ => h.to_owned(),
                 })
                 .unwrap_or_else(|| m.internet_message_id.clone().unwrap_or_default());
-            let mime = mailbox.inspect_mime(&user.upn, &m.id).ok_or_else(|| {
+            let content = mailbox.inspect_content(&user.upn, &m.id).ok_or_else(|| {
                 anyhow::anyhow!(
                     "the mock mailbox lost the bytes of message {} in {}",
                     m.id,
@@ -132,7 +133,7 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Res
             out.entry(id).or_default().push(Copy {
                 mailbox: user.upn.to_lowercase(),
                 message: m,
-                mime,
+                content,
             });
         }
     }
@@ -319,18 +320,18 @@ fn check_copy(
             )),
         }
     }
-    let head_end = copy
-        .mime
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(copy.mime.len());
-    if let Some(pos) = copy.mime[..head_end].iter().position(|&b| {
-        !b.is_ascii() || (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
-    }) {
-        content(format!(
-            "header byte {pos} is {:#04x}: every header must be 7-bit, without control characters",
-            copy.mime[pos]
-        ));
+    match copy.content.head() {
+        Ok(head) => {
+            if let Some(pos) = head.iter().position(|&b| {
+                !b.is_ascii() || (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
+            }) {
+                content(format!(
+                    "header byte {pos} is {:#04x}: every header must be 7-bit, without control characters",
+                    head[pos]
+                ));
+            }
+        }
+        Err(e) => content(format!("the message's bytes cannot be read back: {e}")),
     }
 }
 

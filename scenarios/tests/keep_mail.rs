@@ -26,7 +26,7 @@ async fn every_delivered_copy_is_kept_byte_for_byte() {
                 .join(format!("{}.eml", id.trim_matches(['<', '>'])));
             assert_eq!(
                 std::fs::read(&path).unwrap(),
-                *copy.mime,
+                copy.content.mime().unwrap(),
                 "{}",
                 path.display()
             );

@@ -86,14 +86,14 @@ pub async fn mime(
     Path((user, message)): Path<(String, String)>,
 ) -> Result<Response, GraphError> {
     admin_only(&state, &headers)?;
-    let mime = state
-        .inspect_mime(&user, &message)
+    let content = state
+        .inspect_content(&user, &message)
         .ok_or_else(GraphError::item_not_found)?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "message/rfc822")],
-        mime.as_ref().clone(),
-    )
-        .into_response())
+    let mime = content.mime().map_err(|e| {
+        tracing::error!(error = %e, "a stored message cannot be read back");
+        GraphError::internal()
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "message/rfc822")], mime).into_response())
 }
 
 pub async fn counters(

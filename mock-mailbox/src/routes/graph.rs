@@ -16,7 +16,7 @@ use crate::error::GraphError;
 use crate::message::{MimeError, StoredMessage};
 use crate::odata::Query;
 use crate::search::Search;
-use crate::state::{AppSession, Fault, Folder, Mailbox, State, decode_mime, permission};
+use crate::state::{AppSession, Fault, Folder, Mailbox, State, decode_base64, permission};
 use crate::throttle::Permit;
 
 type Answer = Result<Response, GraphError>;
@@ -145,7 +145,7 @@ fn folder_json(mailbox: &Mailbox, folder: &Folder) -> Map<String, Value> {
         .messages
         .values()
         .filter(|m| m.folder_id == folder.id)
-        .map(|m| m.mime.len())
+        .map(|m| m.content.len)
         .sum();
     let mut m = Map::new();
     m.insert("id".into(), json!(folder.id));
@@ -335,6 +335,18 @@ pub async fn create_folder(
     Ok(created(Value::Object(m)))
 }
 
+/// Decodes a base64 MIME body and keeps it in the message store.
+fn keep(state: &State, body: &[u8]) -> Result<std::sync::Arc<crate::store::Content>, GraphError> {
+    let mime = decode_base64(body).map_err(mime_error)?;
+    state.store().put(mime).map_err(|e| match e {
+        crate::store::StoreError::Mime(e) => mime_error(e),
+        crate::store::StoreError::Io(e) => {
+            tracing::error!(error = %e, "the message store cannot write");
+            GraphError::internal()
+        }
+    })
+}
+
 fn mime_error(e: MimeError) -> GraphError {
     match e {
         MimeError::Base64 => GraphError::new(
@@ -402,10 +414,10 @@ pub async fn import_mime(
         .ok_or_else(GraphError::item_not_found)?
         .id
         .clone();
-    let (mime, summary) = decode_mime(&body).map_err(mime_error)?;
+    let content = keep(&state, &body)?;
     let (stored, upn) = {
         let mut mailbox = call.mailbox();
-        let stored = mailbox.import(&folder_id, mime, summary, false, state.now());
+        let stored = mailbox.import(&folder_id, content, false, state.now());
         (stored, mailbox.user.user_principal_name.clone())
     };
     state.count_import();
@@ -447,14 +459,16 @@ async fn create_draft_in(
             "This fake creates messages from MIME only: send the base64 MIME with Content-Type: text/plain.",
         ));
     }
-    let mut mailbox = call.mailbox();
-    let folder_id = mailbox
+    let folder_id = call
+        .mailbox()
         .folder(folder.as_deref().unwrap_or("drafts"))
         .ok_or_else(GraphError::item_not_found)?
         .id
         .clone();
-    let (mime, summary) = decode_mime(&body).map_err(mime_error)?;
-    let stored = mailbox.import(&folder_id, mime, summary, true, state.now());
+    let content = keep(&state, &body)?;
+    let stored = call
+        .mailbox()
+        .import(&folder_id, content, true, state.now());
     Ok(created(message_entity(&root, &user, &stored, None)))
 }
 
@@ -518,7 +532,7 @@ async fn list_in(
         .filter(|m| {
             wanted_id
                 .as_deref()
-                .is_none_or(|w| m.summary.internet_message_id.as_deref() == Some(w))
+                .is_none_or(|w| m.summary().internet_message_id.as_deref() == Some(w))
         })
         .filter(|m| search.as_ref().is_none_or(|s| s.matches(m)))
         .collect();
@@ -602,7 +616,11 @@ pub async fn get_mime(
         .messages
         .get(&message)
         .ok_or_else(GraphError::item_not_found)?;
-    let mut response = found.mime.as_ref().clone().into_response();
+    let bytes = found.content.mime().map_err(|e| {
+        tracing::error!(error = %e, "a stored message cannot be read back");
+        GraphError::internal()
+    })?;
+    let mut response = bytes.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

@@ -132,7 +132,11 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         p.mix
     );
     let (dataset, directory) = crate::harness::fixtures(&scenario)?;
-    let mut config = mock_mailbox::Config::default();
+    // Message bytes on disk, each distinct message once: a big day does not fit in RAM.
+    let mut config = mock_mailbox::Config {
+        storage: mock_mailbox::store::Storage::Disk { dir: None },
+        ..mock_mailbox::Config::default()
+    };
     if p.throttling == Throttling::Off {
         config.limits = mock_mailbox::throttle::Limits::unlimited();
     }
@@ -159,6 +163,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         p.concurrency
     );
     let self_before = usage::Rusage::own();
+    let disk_before = fakes.mailbox.store().bytes_written();
     let imported = import::run(&fakes, &scenario, p, work, deliveries_hint).await?;
     let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
 
@@ -176,6 +181,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     drop(landed);
     let reconcile_seconds = t.elapsed().as_secs_f64();
     let counters = fakes.mailbox.counters();
+    let mailbox_disk_bytes = fakes.mailbox.store().bytes_written() - disk_before;
     let own = usage::Rusage::own();
     Ok(report::LoadReport::new(report::Parts {
         params: p.clone(),
@@ -188,6 +194,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         fakes_ceiling_cpu,
         fakes_import_cpu,
         runner_peak_rss_bytes: own.max_rss_bytes,
+        mailbox_disk_bytes,
         total_seconds: started.elapsed().as_secs_f64(),
     }))
 }

@@ -59,6 +59,8 @@ pub struct Resources {
     pub connector: Option<Rusage>,
     /// This process: both fakes, the generator, the raw client and the reconciliation.
     pub runner_peak_rss_bytes: u64,
+    /// Bytes the fake mailbox wrote to its store in phase 2 (each distinct message once).
+    pub mailbox_disk_bytes: u64,
     pub fakes_cpu_ceiling: Cpu,
     pub fakes_cpu_import: Cpu,
 }
@@ -109,6 +111,7 @@ pub struct Parts<'a> {
     pub fakes_ceiling_cpu: Cpu,
     pub fakes_import_cpu: Cpu,
     pub runner_peak_rss_bytes: u64,
+    pub mailbox_disk_bytes: u64,
     pub total_seconds: f64,
 }
 
@@ -210,6 +213,7 @@ impl LoadReport {
             resources: Resources {
                 connector: p.imported.connector,
                 runner_peak_rss_bytes: p.runner_peak_rss_bytes,
+                mailbox_disk_bytes: p.mailbox_disk_bytes,
                 fakes_cpu_ceiling: p.fakes_ceiling_cpu,
                 fakes_cpu_import: p.fakes_import_cpu,
             },
@@ -296,8 +300,9 @@ impl LoadReport {
                 .push("connector    ran in this process (its figures are in the runner's)".into()),
         }
         out.push(format!(
-            "fakes        peak RSS {} (this process, with the generator and reconciliation); CPU ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
+            "fakes        peak RSS {} (this process, with the generator and reconciliation), mailbox store {} on disk; CPU ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
             mb(r.runner_peak_rss_bytes),
+            mb(r.mailbox_disk_bytes),
             r.fakes_cpu_ceiling.user_seconds,
             r.fakes_cpu_ceiling.system_seconds,
             r.fakes_cpu_import.user_seconds,

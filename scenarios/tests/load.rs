@@ -1,0 +1,112 @@
+//! `scenarios load` at a small size, in this process: both phases run, every item
+//! reconciles, the accounting adds up, and the report carries every field scripts read.
+//! (Speed is reported by the command, never asserted here.)
+
+use scenarios::load::{ConnectorMode, LoadParams, Mix, Throttling};
+use scenarios::reconcile::Verdict;
+
+fn params(mix: Mix) -> LoadParams {
+    LoadParams {
+        employees: 12,
+        external_contacts: 10,
+        items_per_day: 300,
+        days: 1,
+        mix,
+        throttling: Throttling::Graph,
+        fault_rate: 0.0,
+        connector: ConnectorMode::InProcess,
+        connector_bin: None,
+        concurrency: 4,
+        seed: 11,
+        ceiling_requests: 200,
+        start: scenarios::harness::t("2026-11-20T00:00:00Z"),
+    }
+}
+
+/// Every key path of a JSON value, arrays read through their first element.
+fn paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let p = format!("{prefix}.{k}");
+                out.push(p.clone());
+                paths(v, &p, out);
+            }
+        }
+        serde_json::Value::Array(list) => {
+            if let Some(first) = list.first() {
+                paths(first, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
+    let work = scenarios::harness::temp_dir("load-test");
+    let report = scenarios::load::run(&params(Mix::Realistic), &work)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+    assert_eq!(
+        report.verdict,
+        Verdict::Pass,
+        "{:#?}",
+        report.reconciliation
+    );
+    let a = &report.accounting;
+    assert!(a.adds_up);
+    assert_eq!(a.items_from_provider, report.day.items);
+    assert_eq!(
+        a.delivered + a.already_delivered + a.failed,
+        a.deliveries_planned as u64
+    );
+    assert!(a.delivered > 300, "every item fans out to its mailboxes");
+    assert_eq!(report.ceiling.stored, 200, "every raw request was stored");
+    assert_eq!(report.import.deliveries, a.delivered);
+    assert!(report.ratio > 0.0);
+    let latency = &report.import.latency[0];
+    assert_eq!(latency.count, a.delivered, "one latency per delivery");
+    assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
+    assert!(
+        report.resources.mailbox_disk_bytes > 0,
+        "the fake kept the bytes on disk"
+    );
+    // The shape scripts rely on.
+    let json = serde_json::to_value(&report).unwrap();
+    let mut keys = Vec::new();
+    paths(&json, "", &mut keys);
+    insta::assert_snapshot!(keys.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_mix_carries_no_file_and_still_reconciles() {
+    let work = scenarios::harness::temp_dir("load-test-text");
+    let report = scenarios::load::run(&params(Mix::Text), &work)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert!(
+        !report
+            .accounting
+            .skipped_by_reason
+            .keys()
+            .any(|k| k.starts_with("attachment")),
+        "{:?}",
+        report.accounting.skipped_by_reason
+    );
+}
+
+#[test]
+fn bad_parameters_are_refused_before_anything_starts() {
+    let mut p = params(Mix::Text);
+    p.employees = 0;
+    p.items_per_day = 0;
+    p.start = chrono::Utc::now();
+    let e = p.check().unwrap_err().to_string();
+    assert!(e.contains("--employees must be at least 1"), "{e}");
+    assert!(e.contains("--items-per-day must be at least 1"), "{e}");
+    assert!(e.contains("in the future"), "{e}");
+}
