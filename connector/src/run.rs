@@ -26,6 +26,7 @@ use crate::store::{DeliveryState, Held, Quarantined, Staged, Store, Window};
 
 /// The longest window one pass takes; a longer gap (missed days) is caught up day by day.
 pub const MAX_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// Staged items read from the state at a time.
 const BATCH: usize = 256;
 
 /// Where the time comes from: the binary passes the wall clock, tests a fixed one.
@@ -206,6 +207,13 @@ impl Connector {
             progress: Progress::default(),
             latency: Latencies::default(),
         })
+    }
+
+    /// How deliveries are grouped into transactions (tests commit rarely, so that a
+    /// crash loses as much as it can).
+    pub fn with_group_commit(mut self, group: crate::store::GroupCommit) -> Self {
+        self.store = self.store.with_group_commit(group);
+        self
     }
 
     /// Faster retries, for tests against fakes that inject faults: backoff and
@@ -451,6 +459,7 @@ impl Connector {
                 since: h.first_failed_at,
                 until: h.first_failed_at,
                 fetched: true,
+                fresh: false,
             };
             let staged = Staged {
                 seq: 0,
@@ -512,38 +521,47 @@ impl Connector {
         } else {
             self.fetch(window).await?
         };
-        let mut after = 0;
         let mut failed: Vec<(Staged, String)> = Vec::new();
+        // Staged items are read a page at a time and worked on at most `concurrency` at
+        // once, with no batch barrier: an item that waits (a mailbox's Retry-After) holds
+        // one place, never the others.
+        let mut queue = std::collections::VecDeque::new();
+        let mut after = 0i64;
+        let mut listed_all = false;
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
         loop {
-            let batch = self.store.staged_after(window.id, after, BATCH)?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            let results: Vec<Result<(Staged, ItemResult), ConnectorError>> =
-                futures_util::stream::iter(batch)
-                    .map(|staged| async move {
-                        let r = self.process_item(window, staged.clone()).await?;
-                        Ok((staged, r))
-                    })
-                    .buffer_unordered(self.config.concurrency)
-                    .collect()
-                    .await;
-            for result in results {
-                let (staged, r) = result?;
-                self.latency.done_with(&staged.item_id);
-                items += 1;
-                report.deliveries += r.delivered;
-                report.already_delivered += r.already;
-                if !r.failures.is_empty() {
-                    let error = r
-                        .failures
-                        .iter()
-                        .map(|f| f.error.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    failed.push((staged, error));
+            while in_flight.len() < self.config.concurrency {
+                if queue.is_empty() && !listed_all {
+                    let page = self.store.staged_after(window.id, after, BATCH)?;
+                    match page.last() {
+                        Some(last) => after = last.seq,
+                        None => listed_all = true,
+                    }
+                    queue.extend(page);
                 }
-                report.failed.extend(r.failures);
+                match queue.pop_front() {
+                    Some(staged) => in_flight.push(self.work_on(window, staged)),
+                    None => break,
+                }
             }
+            let Some(result) = in_flight.next().await else {
+                break;
+            };
+            let (staged, r) = result?;
+            self.latency.done_with(&staged.item_id);
+            items += 1;
+            report.deliveries += r.delivered;
+            report.already_delivered += r.already;
+            if !r.failures.is_empty() {
+                let error = r
+                    .failures
+                    .iter()
+                    .map(|f| f.error.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                failed.push((staged, error));
+            }
+            report.failed.extend(r.failures);
         }
         // The window closes whatever one item does: what failed is held for later runs.
         let now = (self.clock)();
@@ -573,6 +591,15 @@ impl Connector {
         Ok(items)
     }
 
+    async fn work_on(
+        &self,
+        window: &Window,
+        staged: Staged,
+    ) -> Result<(Staged, ItemResult), ConnectorError> {
+        let r = self.process_item(window, staged.clone()).await?;
+        Ok((staged, r))
+    }
+
     /// Lists the whole window and stages every readable item as received. An item that
     /// cannot be read (not JSON the parser accepts, no id, off the schema) is kept byte
     /// for byte in the quarantine and skipped as `invalid_item`. Answers how many were.
@@ -591,17 +618,14 @@ impl Connector {
                     self.config.page_size,
                 )
                 .await?;
-            for raw in page.items {
+            let mut readable_items = Vec::with_capacity(page.items.len());
+            for raw in &page.items {
                 position += 1;
                 let text = raw.get();
                 let id = wire::raw_item_id(text);
                 let readable = wire::read_item_text(text);
                 match (id, readable) {
-                    (Some(id), Ok(_)) => {
-                        self.store.stage(window.id, &id, text)?;
-                        self.latency.staged(&id);
-                        staged += 1;
-                    }
+                    (Some(id), Ok(_)) => readable_items.push((id, text)),
                     (id, readable) => {
                         let reason = readable
                             .err()
@@ -611,6 +635,12 @@ impl Connector {
                     }
                 }
             }
+            // One transaction a page.
+            self.store.stage_page(window.id, &readable_items)?;
+            for (id, _) in &readable_items {
+                self.latency.staged(id);
+            }
+            staged += readable_items.len() as u64;
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => break,
@@ -815,7 +845,14 @@ impl Connector {
             )?;
         }
         for (key, target, state) in pending {
-            match self.deliver(&item, &message, &key, &target, state).await {
+            // A delivery with no record is known never to have been sent only in a window
+            // this run began; anywhere else (a window a crash left open, a held item) its
+            // record may have been lost with an uncommitted group: look first.
+            let look_first = state == Some(DeliveryState::Attempted) || !window.fresh;
+            match self
+                .deliver(&item, &message, &key, &target, look_first)
+                .await
+            {
                 Ok(true) => {
                     self.latency.delivered(&item.id);
                     result.delivered += 1;
@@ -952,7 +989,7 @@ impl Connector {
         message: &email::Email,
         key: &str,
         target: &Target,
-        state: Option<DeliveryState>,
+        look_first: bool,
     ) -> Result<bool, DeliverError> {
         let user_id = &target.user.id;
         let folder = self
@@ -975,19 +1012,15 @@ impl Connector {
             .await?
             .clone();
         let now = || (self.clock)();
-        if state == Some(DeliveryState::Attempted)
-            && self.found_in_mailbox(item, key, user_id, message).await?
-        {
+        let address = &target.user.user_principal_name;
+        if look_first && self.found_in_mailbox(item, key, target, message).await? {
             return Ok(false);
         }
         for attempt in 1..=self.retry.max_attempts {
-            self.store
-                .mark_attempted(&item.id, key, &target.user.user_principal_name, now())
-                .map_err(DeliverError::State)?;
             match self.graph.import(user_id, &folder, &message.mime).await {
                 Ok(graph_id) => {
                     self.store
-                        .mark_delivered(&item.id, key, &graph_id, now())
+                        .mark_delivered(&item.id, key, address, &graph_id, now())
                         .map_err(DeliverError::State)?;
                     return Ok(true);
                 }
@@ -995,7 +1028,7 @@ impl Connector {
                     // It may have landed: look before sending it again.
                     self.retry.count_retry();
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    if self.found_in_mailbox(item, key, user_id, message).await? {
+                    if self.found_in_mailbox(item, key, target, message).await? {
                         return Ok(true);
                     }
                 }
@@ -1011,17 +1044,23 @@ impl Connector {
         &self,
         item: &Item,
         key: &str,
-        user_id: &str,
+        target: &Target,
         message: &email::Email,
     ) -> Result<bool, DeliverError> {
         match self
             .graph
-            .find_message(user_id, &message.message_id)
+            .find_message(&target.user.id, &message.message_id)
             .await?
         {
             Some(graph_id) => {
                 self.store
-                    .mark_delivered(&item.id, key, &graph_id, (self.clock)())
+                    .mark_delivered(
+                        &item.id,
+                        key,
+                        &target.user.user_principal_name,
+                        &graph_id,
+                        (self.clock)(),
+                    )
                     .map_err(DeliverError::State)?;
                 Ok(true)
             }

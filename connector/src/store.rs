@@ -12,7 +12,7 @@ use crate::errors::ConnectorError;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = FULL;
+PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS windows (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -111,7 +111,8 @@ pub struct SkipRecord {
 /// Where one delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
-    /// The import was sent; its outcome is not known (a crash or a lost answer).
+    /// The import was sent; its outcome is not known (written by earlier versions, which
+    /// recorded every attempt).
     Attempted,
     Delivered,
 }
@@ -123,6 +124,34 @@ pub struct Window {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub fetched: bool,
+    /// Begun by this run. Only in such a window is a delivery with no record known never
+    /// to have been sent: in any other (a window an earlier run left open, a held item)
+    /// it is looked up in the mailbox before its first send.
+    pub fresh: bool,
+}
+
+/// How deliveries are committed: many to a transaction, at least every `max_delay`.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    pub max_records: usize,
+    pub max_delay: std::time::Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            max_records: 512,
+            max_delay: std::time::Duration::from_millis(200),
+        }
+    }
+}
+
+/// Deliveries made and not yet committed.
+#[derive(Debug)]
+struct Pending {
+    records: Vec<(String, String, String, String, String)>,
+    known: std::collections::HashSet<(String, String)>,
+    since: std::time::Instant,
 }
 
 /// A staged item: its place in the listing and its JSON as received.
@@ -137,6 +166,9 @@ pub struct Staged {
 pub struct Store {
     db: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Locked before `db` whenever both are.
+    pending: Arc<Mutex<Pending>>,
+    group: GroupCommit,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -160,7 +192,50 @@ impl Store {
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
             path: path.to_path_buf(),
+            pending: Arc::new(Mutex::new(Pending {
+                records: Vec::new(),
+                known: Default::default(),
+                since: std::time::Instant::now(),
+            })),
+            group: GroupCommit::default(),
         })
+    }
+
+    /// How many deliveries go to one transaction, and how long one may wait.
+    pub fn with_group_commit(mut self, group: GroupCommit) -> Self {
+        self.group = group;
+        self
+    }
+
+    /// Commits the deliveries made so far in one transaction.
+    pub fn flush(&self) -> Result<(), ConnectorError> {
+        let mut pending = self.pending.lock().expect("state lock poisoned");
+        self.flush_locked(&mut pending)
+    }
+
+    fn flush_locked(&self, pending: &mut Pending) -> Result<(), ConnectorError> {
+        pending.since = std::time::Instant::now();
+        if pending.records.is_empty() {
+            return Ok(());
+        }
+        self.with(|db| {
+            let tx = db.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO deliveries (item_id, mailbox, address, state, graph_id, updated_at)
+                     VALUES (?1, ?2, ?3, 'delivered', ?4, ?5)
+                     ON CONFLICT(item_id, mailbox) DO UPDATE SET state = 'delivered',
+                        graph_id = excluded.graph_id, updated_at = excluded.updated_at",
+                )?;
+                for (item, mailbox, address, graph_id, at) in &pending.records {
+                    stmt.execute(params![item, mailbox, address, graph_id, at])?;
+                }
+            }
+            tx.commit()
+        })?;
+        pending.records.clear();
+        pending.known.clear();
+        Ok(())
     }
 
     fn with<T>(
@@ -197,6 +272,7 @@ impl Store {
                         since: parse_ts(&r.get::<_, String>(1)?),
                         until: parse_ts(&r.get::<_, String>(2)?),
                         fetched: r.get::<_, i64>(3)? != 0,
+                        fresh: false,
                     })
                 },
             )
@@ -222,18 +298,25 @@ impl Store {
             since,
             until,
             fetched: false,
+            fresh: true,
         })
     }
 
-    /// Stages one item as received; an item already staged is left as it is.
-    pub fn stage(&self, window: i64, item_id: &str, json: &str) -> Result<(), ConnectorError> {
+    /// Stages a page of items as received, in one transaction; an item already staged is
+    /// left as it is.
+    pub fn stage_page(&self, window: i64, items: &[(String, &str)]) -> Result<(), ConnectorError> {
         self.with(|db| {
-            db.execute(
-                "INSERT OR IGNORE INTO staged (window_id, seq, item_id, json)
-                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM staged WHERE window_id = ?1), ?2, ?3)",
-                params![window, item_id, json],
-            )
-            .map(|_| ())
+            let tx = db.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO staged (window_id, seq, item_id, json)
+                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM staged WHERE window_id = ?1), ?2, ?3)",
+                )?;
+                for (item_id, json) in items {
+                    stmt.execute(params![window, item_id, json])?;
+                }
+            }
+            tx.commit()
         })
     }
 
@@ -262,7 +345,10 @@ impl Store {
     }
 
     /// Closes a window: records its end as the new start and drops its staged items.
+    /// Every delivery made is committed first: a closed window never has an unrecorded
+    /// delivery.
     pub fn finish_window(&self, window: &Window, now: DateTime<Utc>) -> Result<(), ConnectorError> {
+        self.flush()?;
         self.with(|db| {
             let tx = db.unchecked_transaction()?;
             tx.execute("UPDATE windows SET done = 1, closed_at = ?2 WHERE id = ?1", params![window.id, ts(now)])?;
@@ -281,6 +367,15 @@ impl Store {
         item_id: &str,
         mailbox: &str,
     ) -> Result<Option<DeliveryState>, ConnectorError> {
+        if self
+            .pending
+            .lock()
+            .expect("state lock poisoned")
+            .known
+            .contains(&(item_id.to_owned(), mailbox.to_owned()))
+        {
+            return Ok(Some(DeliveryState::Delivered));
+        }
         self.with(|db| {
             db.query_row(
                 "SELECT state FROM deliveries WHERE item_id = ?1 AND mailbox = ?2",
@@ -296,38 +391,34 @@ impl Store {
         })
     }
 
-    /// Written before the import is sent, so that a crash leaves a trace to look up.
-    pub fn mark_attempted(
-        &self,
-        item_id: &str,
-        mailbox: &str,
-        address: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), ConnectorError> {
-        self.with(|db| {
-            db.execute(
-                "INSERT INTO deliveries (item_id, mailbox, address, state, updated_at) VALUES (?1, ?2, ?3, 'attempted', ?4)
-                 ON CONFLICT(item_id, mailbox) DO UPDATE SET updated_at = excluded.updated_at WHERE deliveries.state != 'delivered'",
-                params![item_id, mailbox, address, ts(now)],
-            )
-            .map(|_| ())
-        })
-    }
-
+    /// Records a delivery. It is committed with others (group commit): a crash may lose
+    /// the last ones, which is why a delivery with no record, outside a window this run
+    /// began, is looked up before it is sent.
     pub fn mark_delivered(
         &self,
         item_id: &str,
         mailbox: &str,
+        address: &str,
         graph_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), ConnectorError> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE deliveries SET state = 'delivered', graph_id = ?3, updated_at = ?4 WHERE item_id = ?1 AND mailbox = ?2",
-                params![item_id, mailbox, graph_id, ts(now)],
-            )
-            .map(|_| ())
-        })
+        let mut pending = self.pending.lock().expect("state lock poisoned");
+        pending.records.push((
+            item_id.to_owned(),
+            mailbox.to_owned(),
+            address.to_owned(),
+            graph_id.to_owned(),
+            ts(now),
+        ));
+        pending
+            .known
+            .insert((item_id.to_owned(), mailbox.to_owned()));
+        if pending.records.len() >= self.group.max_records
+            || pending.since.elapsed() >= self.group.max_delay
+        {
+            self.flush_locked(&mut pending)?;
+        }
+        Ok(())
     }
 
     /// Every skip recorded for a window, whichever run recorded it.
@@ -393,6 +484,7 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), ConnectorError> {
+        self.flush()?;
         self.with(|db| {
             db.execute(
                 "INSERT INTO held (item_id, json, window_id, first_failed_at, runs, last_error) VALUES (?1, ?2, ?3, ?4, 1, ?5)
@@ -416,6 +508,8 @@ impl Store {
 
     /// Removes an item from the held list (delivered, skipped with a reason, or given up).
     pub fn release(&self, item_id: &str) -> Result<bool, ConnectorError> {
+        // Its deliveries are committed before it leaves the list.
+        self.flush()?;
         self.with(|db| {
             db.execute("DELETE FROM held WHERE item_id = ?1", params![item_id])
                 .map(|n| n > 0)
@@ -538,19 +632,47 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.sqlite");
         let now = t("2026-11-23T02:00:00Z");
+        let never = GroupCommit {
+            max_records: usize::MAX,
+            max_delay: std::time::Duration::MAX,
+        };
         {
-            let store = Store::open(&path).unwrap();
+            let store = Store::open(&path).unwrap().with_group_commit(never);
             assert_eq!(store.last_until().unwrap(), None);
             let w = store
                 .begin_window(t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"), now)
                 .unwrap();
-            store.stage(w.id, "wa-2", "{}").unwrap();
-            store.stage(w.id, "wa-1", "{}").unwrap();
-            store.stage(w.id, "wa-2", "{\"again\":1}").unwrap();
-            store.mark_attempted("wa-2", "m1", "a@x", now).unwrap();
+            assert!(w.fresh);
+            store
+                .stage_page(w.id, &[("wa-2".into(), "{}"), ("wa-1".into(), "{}")])
+                .unwrap();
+            store
+                .stage_page(w.id, &[("wa-2".into(), "{\"again\":1}")])
+                .unwrap();
+            store
+                .mark_delivered("wa-1", "m1", "a@x", "AAMk0", now)
+                .unwrap();
+            assert_eq!(
+                store.delivery("wa-1", "m1").unwrap(),
+                Some(DeliveryState::Delivered),
+                "an uncommitted delivery is known to its run"
+            );
+            // Dropped without a commit: a crash.
         }
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&path).unwrap().with_group_commit(GroupCommit {
+            max_records: 2,
+            max_delay: std::time::Duration::MAX,
+        });
         let w = store.open_window().unwrap().unwrap();
+        assert!(
+            !w.fresh,
+            "a window left open is not fresh: its deliveries are looked up"
+        );
+        assert_eq!(
+            store.delivery("wa-1", "m1").unwrap(),
+            None,
+            "the crash lost the uncommitted delivery"
+        );
         let staged = store.staged_after(w.id, 0, 10).unwrap();
         assert_eq!(
             staged
@@ -560,18 +682,30 @@ mod tests {
             ["wa-2", "wa-1"]
         );
         assert_eq!(staged[0].json, "{}", "restaging keeps the first copy");
+        store
+            .mark_delivered("wa-2", "m1", "a@x", "AAMk1", now)
+            .unwrap();
+        store
+            .mark_delivered("wa-2", "m2", "b@x", "AAMk2", now)
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
         assert_eq!(
-            store.delivery("wa-2", "m1").unwrap(),
-            Some(DeliveryState::Attempted)
-        );
-        store.mark_delivered("wa-2", "m1", "AAMk1", now).unwrap();
-        store.mark_attempted("wa-2", "m1", "a@x", now).unwrap();
-        assert_eq!(
-            store.delivery("wa-2", "m1").unwrap(),
+            store.delivery("wa-2", "m2").unwrap(),
             Some(DeliveryState::Delivered),
-            "a delivery is never un-done"
+            "a full group is committed"
         );
+        store
+            .mark_delivered("wa-1", "m1", "a@x", "AAMk0", now)
+            .unwrap();
         store.finish_window(&w, now).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.delivery("wa-1", "m1").unwrap(),
+            Some(DeliveryState::Delivered),
+            "closing a window commits its deliveries first"
+        );
         assert_eq!(store.last_until().unwrap(), Some(t("2026-11-23T00:00:00Z")));
         assert_eq!(store.open_window().unwrap(), None);
         assert!(store.staged_after(w.id, 0, 10).unwrap().is_empty());

@@ -271,7 +271,14 @@ async fn a_run_killed_at_any_request_and_resumed_delivers_exactly_what_the_rules
             let point = CrashPoint::new(at);
             let fakes = example_fakes(&point).await;
             let state = temp_dir(&format!("crash-{concurrency}-{at}"));
-            let doomed = connector(&fakes, &state, concurrency);
+            // Deliveries are committed in groups: every third one, or (odd points) not
+            // before the window closes, so that the crash always loses some records and
+            // the resumed run must look them up rather than send them again.
+            let group = connector::store::GroupCommit {
+                max_records: if at % 2 == 0 { 3 } else { usize::MAX },
+                max_delay: Duration::MAX,
+            };
+            let doomed = connector(&fakes, &state, concurrency).with_group_commit(group);
             let mut run = tokio::spawn(async move { doomed.run(t(UNTIL), None).await });
             tokio::select! {
                 () = point.crashed.notified() => {

@@ -116,13 +116,14 @@ impl LoadParams {
     }
 }
 
-/// Runs both phases and the reconciliation. `progress` receives a line now and then.
+/// Runs both phases and the reconciliation, with progress lines on stderr.
 pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadReport> {
     p.check()?;
     let started = Instant::now();
     let t = Instant::now();
     let scenario = day::make(p)?;
-    let deliveries_hint = scenario.items.len();
+    // What must happen, worked out before anything runs (the progress lines use it).
+    let expected = oracle::expected(&scenario);
     eprintln!(
         "load: generated {} items for {} employees over {} day(s) in {:.1}s ({:?} mix)",
         scenario.items.len(),
@@ -164,12 +165,11 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     );
     let self_before = usage::Rusage::own();
     let disk_before = fakes.mailbox.store().bytes_written();
-    let imported = import::run(&fakes, &scenario, p, work, deliveries_hint).await?;
+    let imported = import::run(&fakes, &scenario, p, work, expected.deliveries()).await?;
     let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
 
     eprintln!("load: reconciling every item against every mailbox");
     let t = Instant::now();
-    let expected = oracle::expected(&scenario);
     let landed = reconcile::landed(&scenario, &fakes.mailbox).context("reading what landed")?;
     let reconciliation = reconcile::reconcile(
         &scenario,
