@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use crate::config::Config;
 use crate::email::{self, AttachmentBody, OmitReason, Options};
 use crate::errors::ConnectorError;
-use crate::graph::{FolderLookup, GraphClient, GraphError, UserRef};
+use crate::graph::{FolderLookup, GraphClient, GraphError, ImportBody, UserRef};
 use crate::mapping::{self, MappingFile};
 use crate::model::Item;
 use crate::progress::Progress;
@@ -844,13 +844,15 @@ impl Connector {
                 ),
             )?;
         }
+        // Encoded once, sent to every mailbox and on every attempt.
+        let body = ImportBody::encode(&message.mime);
         for (key, target, state) in pending {
             // A delivery with no record is known never to have been sent only in a window
             // this run began; anywhere else (a window a crash left open, a held item) its
             // record may have been lost with an uncommitted group: look first.
             let look_first = state == Some(DeliveryState::Attempted) || !window.fresh;
             match self
-                .deliver(&item, &message, &key, &target, look_first)
+                .deliver(&item, &message, &body, &key, &target, look_first)
                 .await
             {
                 Ok(true) => {
@@ -987,6 +989,7 @@ impl Connector {
         &self,
         item: &Item,
         message: &email::Email,
+        body: &ImportBody,
         key: &str,
         target: &Target,
         look_first: bool,
@@ -1017,7 +1020,7 @@ impl Connector {
             return Ok(false);
         }
         for attempt in 1..=self.retry.max_attempts {
-            match self.graph.import(user_id, &folder, &message.mime).await {
+            match self.graph.import(user_id, &folder, body).await {
                 Ok(graph_id) => {
                     self.store
                         .mark_delivered(&item.id, key, address, &graph_id, now())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use connector::graph::{FolderLookup, GraphClient};
+use connector::graph::{FolderLookup, GraphClient, ImportBody};
 use connector::provider::ProviderClient;
 use connector::retry::RetryPolicy;
 use connector::secret::Secret;
@@ -398,13 +398,13 @@ async fn an_import_is_retried_on_429_but_not_blindly_on_a_5xx() {
     let client = graph(&server, fast_retries());
     assert_eq!(
         client
-            .import("u1", "F1", b"From: a@b.c\r\n\r\nhi")
+            .import("u1", "F1", &ImportBody::encode(b"From: a@b.c\r\n\r\nhi"))
             .await
             .unwrap(),
         "M1"
     );
     let err = client
-        .import("u1", "F1", b"From: a@b.c\r\n\r\nhi")
+        .import("u1", "F1", &ImportBody::encode(b"From: a@b.c\r\n\r\nhi"))
         .await
         .unwrap_err();
     assert!(

@@ -74,6 +74,26 @@ struct Token {
     refresh_after: Instant,
 }
 
+/// A message as `importMime` takes it: its MIME in base64, encoded once and shared by
+/// every mailbox and every attempt (cloning it copies no bytes).
+#[derive(Debug, Clone)]
+pub struct ImportBody(bytes::Bytes);
+
+impl ImportBody {
+    pub fn encode(mime: &[u8]) -> Self {
+        Self(bytes::Bytes::from(STANDARD.encode(mime)))
+    }
+
+    /// The length as sent.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
@@ -378,12 +398,12 @@ impl GraphClient {
         }
     }
 
-    /// Imports a finished message from MIME into a folder; answers Graph's message id.
+    /// Imports a finished message into a folder; answers Graph's message id.
     pub async fn import(
         &self,
         user_id: &str,
         folder_id: &str,
-        mime: &[u8],
+        body: &ImportBody,
     ) -> Result<String, GraphError> {
         let url = format!(
             "{}/beta/users/{}/mailFolders/{}/importMime",
@@ -391,12 +411,11 @@ impl GraphClient {
             segment(user_id),
             segment(folder_id)
         );
-        let body = STANDARD.encode(mime);
         let response = self
             .send_with(user_id, false, |http, token| {
                 http.post(&url)
                     .header("content-type", "text/plain")
-                    .body(body.clone())
+                    .body(body.0.clone())
                     .bearer_auth(token)
             })
             .await?;

@@ -4,4 +4,4 @@
 pub mod client;
 pub mod wire;
 
-pub use client::{FolderLookup, GraphClient, GraphError, UserRef};
+pub use client::{FolderLookup, GraphClient, GraphError, ImportBody, UserRef};

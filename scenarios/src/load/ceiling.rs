@@ -1,7 +1,9 @@
 //! Phase 1, the ceiling: a raw client with no connector logic posts `importMime` to the
 //! fake mailbox, messages of the day's size mix, as many in flight as the connector may
-//! have and at most 4 per mailbox (Graph's rule). Its rate is what this machine gets out
-//! of this fake, measured in the same run as the connector.
+//! have and at most 4 per mailbox (Graph's rule). Each message goes to as many mailboxes
+//! as the day's items do on average (its fan-out), so the fake stores as many distinct
+//! messages per request as it does for the connector. Its rate is what this machine gets
+//! out of this fake, measured in the same run as the connector.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,11 +43,14 @@ pub struct CeilingFigures {
 }
 
 /// Runs the ceiling phase against `fakes`' mailbox.
+/// `fanout` is the day's mean number of mailboxes per item.
 pub async fn run(
     fakes: &Fakes,
     scenario: &Scenario,
     p: &LoadParams,
+    fanout: f64,
 ) -> anyhow::Result<CeilingFigures> {
+    let fanout = fanout.max(1.0);
     let templates = Arc::new(templates(scenario));
     let mailboxes: Arc<Vec<(String, Semaphore)>> = Arc::new(
         scenario
@@ -71,7 +76,12 @@ pub async fn run(
             hdrhistogram::Histogram::new(3).expect("3 significant figures"),
         ),
     });
-    let sampler = Sampler::start("ceiling", fakes.mailbox.clone(), p.ceiling_requests);
+    let sampler = Sampler::start(
+        "ceiling",
+        fakes.mailbox.clone(),
+        p.ceiling_requests,
+        Default::default(),
+    );
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..p.concurrency {
@@ -93,8 +103,10 @@ pub async fn run(
                 let ready = Instant::now();
                 let (upn, lane) = &mailboxes[(k % mailboxes.len() as u64) as usize];
                 let _permit = lane.acquire().await.expect("never closed");
-                let template = &templates[(k % templates.len() as u64) as usize];
-                let mut mime = format!("Message-ID: <ceiling-{k}@load.invalid>\r\n").into_bytes();
+                // Consecutive requests carry the same message to different mailboxes.
+                let m = (k as f64 / fanout) as u64;
+                let template = &templates[(m % templates.len() as u64) as usize];
+                let mut mime = format!("Message-ID: <ceiling-{m}@load.invalid>\r\n").into_bytes();
                 mime.extend_from_slice(template);
                 let body = STANDARD.encode(&mime);
                 shared

@@ -72,7 +72,13 @@ pub async fn run(
         ConnectorMode::Process => Some(connector_binary(p.connector_bin.as_deref())?),
         ConnectorMode::InProcess => None,
     };
-    let sampler = Sampler::start("import", fakes.mailbox.clone(), expected as u64);
+    let child = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let sampler = Sampler::start(
+        "import",
+        fakes.mailbox.clone(),
+        expected as u64,
+        child.clone(),
+    );
     let started = Instant::now();
     let mut reports = Vec::new();
     for (n, spec) in scenario.runs.iter().enumerate() {
@@ -80,7 +86,7 @@ pub async fn run(
             Some(bin) => {
                 let config = write_config(fakes, scenario, p, work, &state, mapping.as_deref())?;
                 let out = work.join(format!("report-{n}.json"));
-                spawn(bin, &config, spec.until, &out, work).await?
+                spawn(bin, &config, spec.until, &out, work, &child).await?
             }
             None => {
                 let mut config = fakes.config(&state, mapping.clone());
@@ -209,13 +215,14 @@ async fn spawn(
     until: chrono::DateTime<chrono::Utc>,
     report: &Path,
     work: &Path,
+    pid: &std::sync::atomic::AtomicU32,
 ) -> anyhow::Result<RunReport> {
     let log_path = work.join("connector.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)?;
-    let status = tokio::process::Command::new(bin)
+    let mut child = tokio::process::Command::new(bin)
         .arg("run")
         .arg("--config")
         .arg(config)
@@ -228,9 +235,15 @@ async fn spawn(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
-        .status()
-        .await
+        .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
+    pid.store(
+        child.id().unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let status = child.wait().await;
+    pid.store(0, std::sync::atomic::Ordering::Relaxed);
+    let status = status.with_context(|| format!("waiting for {}", bin.display()))?;
     // 0: complete; 4: the run ended with deliveries failed or held (still a report).
     if !(status.success() || status.code() == Some(4)) {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();

@@ -151,7 +151,8 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         p.ceiling_requests, p.concurrency
     );
     let self_before = usage::Rusage::own();
-    let ceiling = ceiling::run(&fakes, &scenario, p).await?;
+    let fanout = expected.deliveries() as f64 / scenario.items.len().max(1) as f64;
+    let ceiling = ceiling::run(&fakes, &scenario, p, fanout).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     fakes.mailbox.reset();
 

@@ -62,6 +62,17 @@ pub struct Bucket {
     pub from_second: u64,
     pub deliveries: u64,
     pub per_second: f64,
+    /// The connector child's resident memory at the end of the span (Linux), if it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector_rss_bytes: Option<u64>,
+}
+
+/// The resident memory of a process now, from /proc (Linux only).
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// The span of each bucket.
@@ -77,7 +88,13 @@ pub struct Sampler {
 
 impl Sampler {
     /// `expected` is a rough total, for the progress line.
-    pub fn start(label: &'static str, mailbox: mock_mailbox::State, expected: u64) -> Self {
+    /// `child` is the connector's process id once it runs (0 before).
+    pub fn start(
+        label: &'static str,
+        mailbox: mock_mailbox::State,
+        expected: u64,
+        child: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    ) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let started = Instant::now();
@@ -98,6 +115,8 @@ impl Sampler {
                     BUCKET.as_secs_f64()
                 };
                 let deliveries = now.saturating_sub(bucket_start);
+                let pid = child.load(std::sync::atomic::Ordering::Relaxed);
+                let rss = (pid != 0).then(|| rss_of(pid)).flatten();
                 if !done || deliveries > 0 {
                     buckets.push(Bucket {
                         from_second: buckets.len() as u64 * BUCKET.as_secs(),
@@ -107,6 +126,7 @@ impl Sampler {
                         } else {
                             0.0
                         },
+                        connector_rss_bytes: rss,
                     });
                 }
                 bucket_start = now;
@@ -114,7 +134,7 @@ impl Sampler {
                     return buckets;
                 }
                 eprintln!(
-                    "  {label}: {:>9} messages stored{}, {:>8.0}/s over the last {}s, {:.0}s in",
+                    "  {label}: {:>9} messages stored{}, {:>8.0}/s over the last {}s, {:.0}s in{}",
                     now - base,
                     if expected > 0 {
                         format!(" (~{:.0}%)", (now - base) as f64 * 100.0 / expected as f64)
@@ -123,7 +143,11 @@ impl Sampler {
                     },
                     deliveries as f64 / BUCKET.as_secs_f64(),
                     BUCKET.as_secs(),
-                    started.elapsed().as_secs_f64()
+                    started.elapsed().as_secs_f64(),
+                    rss.map_or(String::new(), |r| format!(
+                        ", connector RSS {:.0} MB",
+                        r as f64 / 1e6
+                    ))
                 );
             }
         });
