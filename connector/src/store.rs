@@ -376,13 +376,11 @@ impl Store {
         {
             return Ok(Some(DeliveryState::Delivered));
         }
+        // Asked for every item and mailbox: the statement is prepared once.
         self.with(|db| {
-            db.query_row(
-                "SELECT state FROM deliveries WHERE item_id = ?1 AND mailbox = ?2",
-                params![item_id, mailbox],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
+            db.prepare_cached("SELECT state FROM deliveries WHERE item_id = ?1 AND mailbox = ?2")?
+                .query_row(params![item_id, mailbox], |r| r.get::<_, String>(0))
+                .optional()
         })
         .map(|s| match s.as_deref() {
             Some("delivered") => Some(DeliveryState::Delivered),
@@ -608,11 +606,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), ConnectorError> {
         self.with(|db| {
-            db.execute(
+            db.prepare_cached(
                 "INSERT INTO skips (item_id, reason, detail, window_id, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(item_id, reason) DO UPDATE SET detail = excluded.detail, recorded_at = excluded.recorded_at",
-                params![item_id, reason, detail, window, ts(now)],
-            )
+            )?
+            .execute(params![item_id, reason, detail, window, ts(now)])
             .map(|_| ())
         })
     }
