@@ -71,10 +71,21 @@ pub struct RunReport {
     /// to the mailbox's answer: the wait in the queue counts, so a stall shows.
     #[serde(default)]
     pub delivery_latency: Option<Latency>,
+    /// The connector process's peak resident memory so far (Linux: VmHWM), in bytes.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
     /// Nothing failed in this run and no item needs a person.
     pub complete: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+}
+
+/// This process's peak resident memory, from /proc (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// A latency distribution, in milliseconds.
@@ -126,6 +137,7 @@ impl RunReport {
             throttled: 0,
             retry_after_wait_ms: 0,
             delivery_latency: None,
+            peak_rss_bytes: None,
             complete: true,
             started_at,
             finished_at: started_at,

@@ -323,6 +323,7 @@ impl Connector {
         (report.throttled, report.retry_after_wait_ms) = self.retry.throttled();
         report.delivery_latency =
             crate::report::Latency::of(&self.latency.histogram.lock().expect("lock poisoned"));
+        report.peak_rss_bytes = crate::report::peak_rss_bytes();
         report.finished_at = (self.clock)();
         Ok(report)
     }

@@ -119,6 +119,9 @@ enum Command {
         /// Write the report (JSON) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write the report as a self-contained HTML page with charts to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Starts both fakes loaded with a scenario, prints their URLs and a ready connector
     /// configuration, and runs until interrupted.
@@ -354,6 +357,7 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             seed,
             start,
             report,
+            html,
         } => {
             let start = start.unwrap_or_else(|| {
                 let today = Utc::now()
@@ -379,7 +383,7 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 start,
             };
             params.check()?;
-            if let Some(path) = &report {
+            for path in report.iter().chain(&html) {
                 // Refused now rather than after an hour of load.
                 std::fs::write(path, b"")
                     .with_context(|| format!("the report {} cannot be written", path.display()))?;
@@ -391,6 +395,10 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             println!("{}", outcome.table());
             if let Some(path) = &report {
                 std::fs::write(path, serde_json::to_string_pretty(&outcome)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &html {
+                std::fs::write(path, scenarios::load::html::page(&outcome)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(if outcome.verdict == Verdict::Pass {

@@ -73,6 +73,14 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
         report.resources.mailbox_disk_bytes > 0,
         "the fake kept the bytes on disk"
     );
+    // The page: self-contained (nothing fetched), with its four charts and the verdict.
+    let page = scenarios::load::html::page(&report).unwrap();
+    assert_eq!(page.matches("<svg").count(), 4, "four charts");
+    assert!(page.contains("PASS: every item reconciled"));
+    assert!(page.contains(&format!("{:.1} %", report.ratio * 100.0)));
+    for outside in ["src=\"http", "href=\"http", "<script", "@import", "url("] {
+        assert!(!page.contains(outside), "the page must not load {outside}");
+    }
     // The shape scripts rely on.
     let json = serde_json::to_value(&report).unwrap();
     let mut keys = Vec::new();

@@ -34,8 +34,8 @@ pub struct ImportFigures {
     /// Per connector run: from an item being staged (ready to send) to its mailbox's
     /// answer, so that time spent queued counts.
     pub latency: Vec<connector::report::Latency>,
-    /// The connector's own CPU and peak memory (a child process); `None` when it ran in
-    /// this process, whose figures are the fakes'.
+    /// The connector's own CPU (getrusage of the child) and peak memory (VmHWM, from its
+    /// report); `None` when it ran in this process, whose figures are the fakes'.
     pub connector: Option<Rusage>,
     pub buckets: Vec<Bucket>,
     #[serde(skip)]
@@ -125,7 +125,16 @@ pub async fn run(
             .iter()
             .filter_map(|r| r.delivery_latency.clone())
             .collect(),
-        connector: binary.as_ref().map(|_| Rusage::children()),
+        // CPU from getrusage. Peak memory from the connector's own report: a child's
+        // getrusage peak also counts the copy of this process it was forked from.
+        connector: binary.as_ref().map(|_| Rusage {
+            max_rss_bytes: reports
+                .iter()
+                .filter_map(|r| r.peak_rss_bytes)
+                .max()
+                .unwrap_or(0),
+            ..Rusage::children()
+        }),
         buckets,
         reports,
     })

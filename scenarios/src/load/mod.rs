@@ -5,10 +5,11 @@
 //! - [`ceiling`] is phase 1, a raw `importMime` client with no connector logic;
 //! - [`import`] is phase 2, the connector (a child process, or in this process);
 //! - [`usage`] reads CPU and peak memory, and samples throughput while a phase runs;
-//! - [`report`] is what is printed and written.
+//! - [`report`] is what is printed and written as JSON, [`html`] the page with charts.
 
 pub mod ceiling;
 pub mod day;
+pub mod html;
 pub mod import;
 pub mod report;
 pub mod usage;

@@ -51,6 +51,18 @@ pub struct MailboxUse {
     pub throttled: u64,
     pub max_request_budget_share: f64,
     pub max_upload_budget_share: f64,
+    /// Every mailbox, the busiest (by upload share) first.
+    pub per_mailbox: Vec<MailboxShare>,
+}
+
+/// One mailbox's use of Graph's budgets over phase 2.
+#[derive(Debug, Serialize)]
+pub struct MailboxShare {
+    pub mailbox: String,
+    pub requests: u64,
+    pub upload_bytes: u64,
+    pub request_share: f64,
+    pub upload_share: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,6 +150,19 @@ impl LoadReport {
             .map(|u| u.usage.bytes_received)
             .max()
             .unwrap_or(0);
+        let mut per_mailbox: Vec<MailboxShare> = p
+            .counters
+            .per_application_mailbox
+            .iter()
+            .map(|u| MailboxShare {
+                mailbox: u.mailbox.clone(),
+                requests: u.usage.requests,
+                upload_bytes: u.usage.bytes_received,
+                request_share: u.usage.requests as f64 / request_budget,
+                upload_share: u.usage.bytes_received as f64 / upload_budget,
+            })
+            .collect();
+        per_mailbox.sort_by(|a, b| b.upload_share.total_cmp(&a.upload_share));
         let mailboxes = MailboxUse {
             mailboxes_used: requests.len(),
             requests_min: requests.first().copied().unwrap_or(0),
@@ -146,6 +171,7 @@ impl LoadReport {
             throttled: p.counters.throttled,
             max_request_budget_share: requests.last().copied().unwrap_or(0) as f64 / request_budget,
             max_upload_budget_share: max_bytes as f64 / upload_budget,
+            per_mailbox,
         };
         let i = &p.imported;
         let accounting = Accounting {

@@ -1,0 +1,237 @@
+//! `scenarios load --html FILE`: the report as one self-contained page (inline SVG charts
+//! drawn with plotters, inline CSS, no script, nothing fetched).
+
+use plotters::prelude::*;
+
+use super::report::LoadReport;
+use crate::reconcile::Verdict;
+
+const WIDTH: u32 = 760;
+const HEIGHT: u32 = 300;
+
+/// The whole page.
+pub fn page(r: &LoadReport) -> anyhow::Result<String> {
+    let verdict = match r.verdict {
+        Verdict::Pass => {
+            "<p class=\"pass\">PASS: every item reconciled, the accounting adds up</p>"
+        }
+        Verdict::Fail => {
+            "<p class=\"fail\">FAIL: the run lost, duplicated or misdelivered something</p>"
+        }
+    };
+    let charts = [
+        (
+            "Throughput",
+            "Stored messages per second in each 10-second span: the raw client (ceiling) and the connector (import).",
+            throughput(r)?,
+        ),
+        (
+            "Latency",
+            "Percentiles in milliseconds. Import: from an item being staged, ready to send, to its mailbox's answer.",
+            latency(r)?,
+        ),
+        (
+            "Mailboxes",
+            "Share of Graph's per-mailbox budgets each mailbox used in the import (10,000 requests per 10 minutes, 150 MB per 5 minutes), busiest first.",
+            budgets(r)?,
+        ),
+        (
+            "Connector memory",
+            "Resident memory of the connector process at the end of each 10-second span.",
+            memory(r)?,
+        ),
+    ];
+    let mut out = String::new();
+    out.push_str(&format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Load test: {}</title>\n<style>{CSS}</style></head><body>\n\
+         <h1>Load test of the daily import</h1>\n<p>{}</p>\n{verdict}\n\
+         <p class=\"ratio\">Connector / ceiling: <b>{:.1} %</b> \
+         ({:.0} deliveries/s against {:.0} messages/s)</p>\n<pre>{}</pre>\n",
+        escape(&r.day.description),
+        escape(&r.day.description),
+        r.ratio * 100.0,
+        r.import.per_second,
+        r.ceiling.per_second,
+        escape(&r.table()),
+    ));
+    for (title, caption, svg) in charts {
+        out.push_str(&format!(
+            "<section><h2>{title}</h2><p>{caption}</p>{svg}</section>\n"
+        ));
+    }
+    out.push_str("</body></html>\n");
+    Ok(out)
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;\
+padding:0 1rem;color:#1b1b1b}pre{background:#f4f4f4;padding:1rem;overflow-x:auto;\
+font-size:.8rem}.pass{color:#0a6b2d;font-weight:bold}.fail{color:#b00020;font-weight:bold}\
+.ratio{font-size:1.2rem}section{margin:2rem 0}svg{max-width:100%;height:auto}";
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Draws into an SVG string; plotters' errors become anyhow's.
+fn svg(
+    draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let mut buf = String::new();
+    {
+        let area = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+        area.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+        draw(&area)?;
+        area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(buf)
+}
+
+/// A named, coloured line.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+fn lines(
+    x_min: f64,
+    caption_y: &str,
+    caption_x: &str,
+    series: &[Series],
+) -> anyhow::Result<String> {
+    let x_max = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|(x, _)| *x))
+        .fold(1.0f64, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|(_, y)| *y))
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    svg(|area| {
+        let e = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x_min..x_max, 0f64..y_max)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc(caption_x)
+            .y_desc(caption_y)
+            .draw()
+            .map_err(|x| e(&x))?;
+        for (name, color, points) in series {
+            let color = *color;
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|x| e(&x))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x))?;
+        Ok(())
+    })
+}
+
+fn throughput(r: &LoadReport) -> anyhow::Result<String> {
+    let points = |b: &[super::usage::Bucket]| -> Vec<(f64, f64)> {
+        b.iter()
+            .map(|b| (b.from_second as f64 + 5.0, b.per_second))
+            .collect()
+    };
+    lines(
+        0.0,
+        "per second",
+        "seconds into the phase",
+        &[
+            ("ceiling (raw client)", BLUE, points(&r.ceiling.buckets)),
+            ("import (connector)", RED, points(&r.import.buckets)),
+        ],
+    )
+}
+
+fn latency(r: &LoadReport) -> anyhow::Result<String> {
+    let points = |l: Option<&connector::report::Latency>| -> Vec<(f64, f64)> {
+        l.map(|l| {
+            vec![
+                (50.0, l.p50_ms as f64),
+                (95.0, l.p95_ms as f64),
+                (99.0, l.p99_ms as f64),
+                (100.0, l.max_ms as f64),
+            ]
+        })
+        .unwrap_or_default()
+    };
+    lines(
+        45.0,
+        "milliseconds",
+        "percentile (100 = max)",
+        &[
+            ("ceiling", BLUE, points(r.ceiling.latency.as_ref())),
+            (
+                "import",
+                RED,
+                points(r.import.latency.iter().max_by_key(|l| l.p99_ms)),
+            ),
+        ],
+    )
+}
+
+fn budgets(r: &LoadReport) -> anyhow::Result<String> {
+    let mut requests: Vec<f64> = r
+        .mailboxes
+        .per_mailbox
+        .iter()
+        .map(|m| m.request_share * 100.0)
+        .collect();
+    requests.sort_by(|a, b| b.total_cmp(a));
+    let uploads: Vec<f64> = r
+        .mailboxes
+        .per_mailbox
+        .iter()
+        .map(|m| m.upload_share * 100.0)
+        .collect();
+    let ranked = |v: &[f64]| -> Vec<(f64, f64)> {
+        v.iter()
+            .enumerate()
+            .map(|(i, y)| (i as f64 + 1.0, *y))
+            .collect()
+    };
+    lines(
+        0.0,
+        "% of the budget",
+        "mailboxes, busiest first",
+        &[
+            ("uploads", RED, ranked(&uploads)),
+            ("requests", BLUE, ranked(&requests)),
+        ],
+    )
+}
+
+fn memory(r: &LoadReport) -> anyhow::Result<String> {
+    let points: Vec<(f64, f64)> = r
+        .import
+        .buckets
+        .iter()
+        .filter_map(|b| {
+            b.connector_rss_bytes
+                .map(|rss| (b.from_second as f64 + 10.0, rss as f64 / 1e6))
+        })
+        .collect();
+    lines(
+        0.0,
+        "MB resident",
+        "seconds into the import",
+        &[("connector RSS", GREEN, points)],
+    )
+}
