@@ -82,6 +82,17 @@ struct ItemResult {
     failures: Vec<Failure>,
 }
 
+impl ItemResult {
+    /// Every failure's error, in one line (what the held list keeps).
+    fn error(&self) -> String {
+        self.failures
+            .iter()
+            .map(|f| f.error.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// The connector, set up from its configuration.
 pub struct Connector {
     config: Config,
@@ -467,21 +478,16 @@ impl Connector {
                 item_id: h.item_id.clone(),
                 json: h.json.clone(),
             };
-            let r = self.process_item(&window, staged).await?;
+            let mut r = self.process_item(&window, staged).await?;
             report.deliveries += r.delivered;
             report.already_delivered += r.already;
-            report.skipped.extend(r.skips);
+            report.skipped.extend(std::mem::take(&mut r.skips));
             if r.failures.is_empty() {
                 self.store.release(&h.item_id)?;
                 tracing::info!(item = %h.item_id, "held item archived");
                 continue;
             }
-            let error = r
-                .failures
-                .iter()
-                .map(|f| f.error.as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let error = r.error();
             self.store
                 .hold(&h.item_id, &h.json, h.window_id, &error, (self.clock)())?;
             self.maybe_needs_person(&h.item_id, h.runs + 1, h.first_failed_at)?;
@@ -554,13 +560,7 @@ impl Connector {
             report.deliveries += r.delivered;
             report.already_delivered += r.already;
             if !r.failures.is_empty() {
-                let error = r
-                    .failures
-                    .iter()
-                    .map(|f| f.error.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                failed.push((staged, error));
+                failed.push((staged, r.error()));
             }
             report.failed.extend(r.failures);
         }

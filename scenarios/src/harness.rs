@@ -292,6 +292,18 @@ fn time_passes_while_throttled(router: Router, clock: ManualClock) -> Router {
     ))
 }
 
+/// Writes the scenario's mapping file (if it has one) into `work`; answers its path.
+pub fn write_mapping(scenario: &crate::Scenario, work: &Path) -> anyhow::Result<Option<PathBuf>> {
+    match &scenario.mapping_csv {
+        Some(text) => {
+            let path = work.join("mapping.csv");
+            std::fs::write(&path, text)?;
+            Ok(Some(path))
+        }
+        None => Ok(None),
+    }
+}
+
 /// A fresh, empty directory under the system's temporary directory.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wa-{name}-{}", std::process::id()));

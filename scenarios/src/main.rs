@@ -185,15 +185,7 @@ fn print_table(reports: &[ScenarioReport]) {
             r.name,
             r.seed.map_or("none".into(), |s| s.to_string())
         );
-        for (what, list) in [
-            ("missing", &r.missing),
-            ("duplicate", &r.duplicates),
-            ("unexpected", &r.unexpected),
-            ("misplaced", &r.misplaced),
-            ("wrongly skipped", &r.wrongly_skipped),
-            ("wrong field", &r.field_errors),
-            ("wrong content", &r.content_errors),
-        ] {
+        for (what, list) in r.findings() {
             for f in list.iter().take(15) {
                 // An id can be enormous (hostile data): show its start and its length.
                 let id = scenarios::reconcile::short(&f.item_id);

@@ -54,6 +54,19 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// Each kind of finding, named as a person reads it, with its list.
+    pub fn findings(&self) -> [(&'static str, &Vec<Finding>); 7] {
+        [
+            ("missing", &self.missing),
+            ("duplicate", &self.duplicates),
+            ("unexpected", &self.unexpected),
+            ("misplaced", &self.misplaced),
+            ("wrongly skipped", &self.wrongly_skipped),
+            ("wrong field", &self.field_errors),
+            ("wrong content", &self.content_errors),
+        ]
+    }
+
     pub fn problems(&self) -> usize {
         self.missing.len()
             + self.duplicates.len()

@@ -24,14 +24,7 @@ pub async fn run(scenario: &Scenario, work: &Path, replay: String) -> anyhow::Re
     let fakes = Fakes::for_scenario(scenario, |r| r).await?;
     let state = work.join("state");
     std::fs::create_dir_all(&state)?;
-    let mapping = match &scenario.mapping_csv {
-        Some(text) => {
-            let path = work.join("mapping.csv");
-            std::fs::write(&path, text)?;
-            Some(path)
-        }
-        None => None,
-    };
+    let mapping = crate::harness::write_mapping(scenario, work)?;
     let mut config = fakes.config(&state, mapping);
     config.size_limit = scenario.size_limit;
     config.automatic_mapping = scenario.automatic_mapping;

@@ -60,14 +60,7 @@ pub async fn run(
 ) -> anyhow::Result<ImportFigures> {
     let state = work.join("state");
     std::fs::create_dir_all(&state)?;
-    let mapping = match &scenario.mapping_csv {
-        Some(text) => {
-            let path = work.join("mapping.csv");
-            std::fs::write(&path, text)?;
-            Some(path)
-        }
-        None => None,
-    };
+    let mapping = crate::harness::write_mapping(scenario, work)?;
     let binary = match p.connector {
         ConnectorMode::Process => Some(connector_binary(p.connector_bin.as_deref())?),
         ConnectorMode::InProcess => None,

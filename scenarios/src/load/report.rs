@@ -185,27 +185,20 @@ impl LoadReport {
             adds_up: i.deliveries + i.already_delivered + i.failed == r.expected_deliveries as u64
                 && i.items_fetched == p.scenario.source_items() as u64,
         };
-        let first_findings = [
-            ("missing", &r.missing),
-            ("duplicate", &r.duplicates),
-            ("unexpected", &r.unexpected),
-            ("misplaced", &r.misplaced),
-            ("wrongly skipped", &r.wrongly_skipped),
-            ("wrong field", &r.field_errors),
-            ("wrong content", &r.content_errors),
-        ]
-        .iter()
-        .flat_map(|(what, list)| {
-            list.iter().take(5).map(move |f| {
-                format!(
-                    "{what}: item {} {}: {}",
-                    crate::reconcile::short(&f.item_id),
-                    f.mailbox.as_deref().unwrap_or(""),
-                    f.detail
-                )
+        let first_findings = r
+            .findings()
+            .into_iter()
+            .flat_map(|(what, list)| {
+                list.iter().take(5).map(move |f| {
+                    format!(
+                        "{what}: item {} {}: {}",
+                        crate::reconcile::short(&f.item_id),
+                        f.mailbox.as_deref().unwrap_or(""),
+                        f.detail
+                    )
+                })
             })
-        })
-        .collect();
+            .collect();
         let reconciliation = Reconciliation {
             expected: r.expected_deliveries,
             found: r.found_deliveries,
