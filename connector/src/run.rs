@@ -522,48 +522,20 @@ impl Connector {
         window: &Window,
         report: &mut RunReport,
     ) -> Result<u64, ConnectorError> {
-        // Items that could not be read are counted (and quarantined) as they are fetched.
-        let mut items = if window.fetched {
-            self.store.quarantine_of_window(window.id)?.len() as u64
-        } else {
-            self.fetch(window).await?
+        // The listing and the deliveries go on together: each page is staged (one
+        // transaction) and its items can be sent at once. The fetcher says how far it got.
+        let (listed, listing) = tokio::sync::watch::channel(window.fetched);
+        let fetching = async {
+            if window.fetched {
+                // Items that could not be read were counted (and quarantined) as fetched.
+                Ok(self.store.quarantine_of_window(window.id)?.len() as u64)
+            } else {
+                self.fetch(window, &listed).await
+            }
         };
-        let mut failed: Vec<(Staged, String)> = Vec::new();
-        // Staged items are read a page at a time and worked on at most `concurrency` at
-        // once, with no batch barrier: an item that waits (a mailbox's Retry-After) holds
-        // one place, never the others.
-        let mut queue = std::collections::VecDeque::new();
-        let mut after = 0i64;
-        let mut listed_all = false;
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
-        loop {
-            while in_flight.len() < self.config.concurrency {
-                if queue.is_empty() && !listed_all {
-                    let page = self.store.staged_after(window.id, after, BATCH)?;
-                    match page.last() {
-                        Some(last) => after = last.seq,
-                        None => listed_all = true,
-                    }
-                    queue.extend(page);
-                }
-                match queue.pop_front() {
-                    Some(staged) => in_flight.push(self.work_on(window, staged)),
-                    None => break,
-                }
-            }
-            let Some(result) = in_flight.next().await else {
-                break;
-            };
-            let (staged, r) = result?;
-            self.latency.done_with(&staged.item_id);
-            items += 1;
-            report.deliveries += r.delivered;
-            report.already_delivered += r.already;
-            if !r.failures.is_empty() {
-                failed.push((staged, r.error()));
-            }
-            report.failed.extend(r.failures);
-        }
+        let delivering = self.deliver_staged(window, listing, report);
+        let (unreadable, (delivered_items, failed)) = tokio::try_join!(fetching, delivering)?;
+        let items = unreadable + delivered_items;
         // The window closes whatever one item does: what failed is held for later runs.
         let now = (self.clock)();
         for (staged, error) in &failed {
@@ -592,6 +564,67 @@ impl Connector {
         Ok(items)
     }
 
+    /// Works through the staged items of a window, as the listing stages them, at most
+    /// `concurrency` at once, with no batch barrier: an item that waits (a mailbox's
+    /// Retry-After) holds one place, never the others. Answers how many items it worked
+    /// on and those that failed. `listing` turns true once the listing is complete.
+    async fn deliver_staged(
+        &self,
+        window: &Window,
+        mut listing: tokio::sync::watch::Receiver<bool>,
+        report: &mut RunReport,
+    ) -> Result<(u64, Vec<(Staged, String)>), ConnectorError> {
+        let mut items = 0u64;
+        let mut failed: Vec<(Staged, String)> = Vec::new();
+        let mut queue = std::collections::VecDeque::new();
+        let mut after = 0i64;
+        let mut listed_all = false;
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.config.concurrency {
+                if queue.is_empty() && !listed_all {
+                    // Read before looking: a listing complete before an empty look means
+                    // nothing more will come.
+                    let complete = *listing.borrow_and_update();
+                    let page = self.store.staged_after(window.id, after, BATCH)?;
+                    match page.last() {
+                        Some(last) => after = last.seq,
+                        None if complete => listed_all = true,
+                        None => {}
+                    }
+                    queue.extend(page);
+                }
+                match queue.pop_front() {
+                    Some(staged) => in_flight.push(self.work_on(window, staged)),
+                    None => break,
+                }
+            }
+            if in_flight.is_empty() {
+                if listed_all {
+                    break;
+                }
+                // Nothing to do until the listing stages more (or ends: a closed channel
+                // means the fetcher is done, and the next look settles it).
+                let _ = listing.changed().await;
+                continue;
+            }
+            let result = tokio::select! {
+                Some(result) = in_flight.next() => result,
+                _ = listing.changed(), if !listed_all && queue.is_empty() => continue,
+            };
+            let (staged, r) = result?;
+            self.latency.done_with(&staged.item_id);
+            items += 1;
+            report.deliveries += r.delivered;
+            report.already_delivered += r.already;
+            if !r.failures.is_empty() {
+                failed.push((staged, r.error()));
+            }
+            report.failed.extend(r.failures);
+        }
+        Ok((items, failed))
+    }
+
     async fn work_on(
         &self,
         window: &Window,
@@ -601,10 +634,15 @@ impl Connector {
         Ok((staged, r))
     }
 
-    /// Lists the whole window and stages every readable item as received. An item that
+    /// Lists the whole window and stages every readable item as received, a page at a
+    /// time (each page wakes the deliveries). An item that
     /// cannot be read (not JSON the parser accepts, no id, off the schema) is kept byte
     /// for byte in the quarantine and skipped as `invalid_item`. Answers how many were.
-    async fn fetch(&self, window: &Window) -> Result<u64, ConnectorError> {
+    async fn fetch(
+        &self,
+        window: &Window,
+        listed: &tokio::sync::watch::Sender<bool>,
+    ) -> Result<u64, ConnectorError> {
         let mut cursor: Option<String> = None;
         let mut staged = 0u64;
         let mut unreadable = 0u64;
@@ -636,18 +674,22 @@ impl Connector {
                     }
                 }
             }
-            // One transaction a page.
-            self.store.stage_page(window.id, &readable_items)?;
+            // Ready from now (marked first: a delivery may pick an item up as soon as it
+            // is staged). One transaction a page.
             for (id, _) in &readable_items {
                 self.latency.staged(id);
             }
+            self.store.stage_page(window.id, &readable_items)?;
             staged += readable_items.len() as u64;
+            // Wakes the deliveries waiting for more.
+            listed.send_modify(|_| {});
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
         self.store.mark_fetched(window.id)?;
+        listed.send_replace(true);
         tracing::info!(items = staged, unreadable, "window staged");
         Ok(unreadable)
     }
