@@ -917,6 +917,12 @@ impl Connector {
                 }
             }
         }
+        // Every mailbox has it: its file need not stay at rest until the window closes.
+        if result.failures.is_empty()
+            && let Some(att) = item.content.attachment()
+        {
+            self.staging.forget(window.id, &att.id)?;
+        }
         Ok(result)
     }
 

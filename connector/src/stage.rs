@@ -1,6 +1,7 @@
 //! The staging area (the seed's "secure storage location"): attachment bytes of the open
-//! window, under the state directory, readable by the connector's user only, deleted when
-//! the window is accounted for.
+//! window, under the state directory, readable by the connector's user only. An item's
+//! file is deleted as soon as every one of its mailboxes has it, and whatever is left
+//! when the window is accounted for: customer data stays at rest no longer than needed.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,8 @@ use crate::errors::ConnectorError;
 pub struct Staging {
     root: PathBuf,
     quarantine: PathBuf,
+    /// Window directories made by this process (each is made, and made private, once).
+    made: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 fn private_dir(path: &Path) -> Result<(), ConnectorError> {
@@ -36,6 +39,7 @@ impl Staging {
         Ok(Self {
             root,
             quarantine: state_dir.join("quarantine"),
+            made: Default::default(),
         })
     }
 
@@ -47,12 +51,33 @@ impl Staging {
     /// attachment id, so no id can reach outside the directory.
     pub fn attachment(&self, window: i64, attachment_id: &str) -> Result<PathBuf, ConnectorError> {
         let dir = self.window_dir(window);
-        private_dir(&dir)?;
+        if !self.made.lock().expect("lock poisoned").contains(&window) {
+            private_dir(&dir)?;
+            self.made.lock().expect("lock poisoned").insert(window);
+        }
+        Ok(self.file_of(&dir, attachment_id))
+    }
+
+    fn file_of(&self, dir: &Path, attachment_id: &str) -> PathBuf {
         let name: String = Sha256::digest(attachment_id.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(dir.join(name))
+        dir.join(name)
+    }
+
+    /// Deletes one staged attachment (every mailbox has its item); one never staged is
+    /// no error.
+    pub fn forget(&self, window: i64, attachment_id: &str) -> Result<(), ConnectorError> {
+        let path = self.file_of(&self.window_dir(window), attachment_id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ConnectorError::Staging {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// Keeps the bytes of an item that could not be read, as the provider sent them, in
@@ -85,6 +110,7 @@ impl Staging {
 
     /// Deletes what a window staged.
     pub fn clear(&self, window: i64) -> Result<(), ConnectorError> {
+        self.made.lock().expect("lock poisoned").remove(&window);
         let dir = self.window_dir(window);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -94,5 +120,40 @@ impl Staging {
                 reason: e.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivered_items_file_goes_at_once_and_the_window_keeps_the_rest() {
+        let state = std::env::temp_dir().join(format!("connector-stage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        let staging = Staging::new(&state).unwrap();
+        let a = staging.attachment(7, "att-a").unwrap();
+        let b = staging.attachment(7, "att-b").unwrap();
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(a.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "the window's directory is private");
+        }
+        staging.forget(7, "att-a").unwrap();
+        assert!(!a.exists(), "delivered everywhere: deleted");
+        assert!(b.exists(), "another item's file stays");
+        staging.forget(7, "never-staged").unwrap();
+        staging.clear(7).unwrap();
+        assert!(!b.exists());
+        // The directory is made again for a window taken up again.
+        let again = staging.attachment(7, "att-c").unwrap();
+        std::fs::write(&again, b"c").unwrap();
+        std::fs::remove_dir_all(&state).unwrap();
     }
 }
