@@ -109,6 +109,9 @@ pub struct Connector {
     folders: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
     progress: Progress,
     latency: Latencies,
+    /// Deliveries that failed in this run: tried again (a held item, an item listed
+    /// again), each is looked up first, as its import may have landed.
+    failed_here: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// When each staged item became ready to send, and how long its deliveries took from
@@ -217,6 +220,7 @@ impl Connector {
             folders: Mutex::default(),
             progress: Progress::default(),
             latency: Latencies::default(),
+            failed_here: Mutex::default(),
         })
     }
 
@@ -893,7 +897,13 @@ impl Connector {
             // A delivery with no record is known never to have been sent only in a window
             // this run began; anywhere else (a window a crash left open, a held item) its
             // record may have been lost with an uncommitted group: look first.
-            let look_first = state == Some(DeliveryState::Attempted) || !window.fresh;
+            let look_first = state == Some(DeliveryState::Attempted)
+                || !window.fresh
+                || self
+                    .failed_here
+                    .lock()
+                    .expect("lock poisoned")
+                    .contains(&(item.id.clone(), key.clone()));
             match self
                 .deliver(&item, &message, &body, &key, &target, look_first)
                 .await
@@ -909,6 +919,10 @@ impl Connector {
                 Err(DeliverError::State(e)) => return Err(e),
                 Err(DeliverError::Graph(e)) => {
                     tracing::warn!(item = %item.id, mailbox = %target.user.user_principal_name, error = %e, "delivery failed");
+                    self.failed_here
+                        .lock()
+                        .expect("lock poisoned")
+                        .insert((item.id.clone(), key.clone()));
                     result.failures.push(Failure {
                         item_id: item.id.clone(),
                         mailbox: Some(target.user.user_principal_name.clone()),
