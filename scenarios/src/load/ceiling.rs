@@ -72,6 +72,7 @@ pub async fn run(
         throttled: AtomicU64::new(0),
         waited_ms: AtomicU64::new(0),
         posted_bytes: AtomicU64::new(0),
+        recent: Default::default(),
         latency: std::sync::Mutex::new(
             hdrhistogram::Histogram::new(3).expect("3 significant figures"),
         ),
@@ -105,10 +106,8 @@ pub async fn run(
                 let _permit = lane.acquire().await.expect("never closed");
                 // Consecutive requests carry the same message to different mailboxes.
                 let m = (k as f64 / fanout) as u64;
-                let template = &templates[(m % templates.len() as u64) as usize];
-                let mut mime = format!("Message-ID: <ceiling-{m}@load.invalid>\r\n").into_bytes();
-                mime.extend_from_slice(template);
-                let body = STANDARD.encode(&mime);
+                // Encoded once per message, as the connector does, whatever its fan-out.
+                let body = shared.body_of(m, &templates);
                 shared
                     .posted_bytes
                     .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -147,11 +146,38 @@ struct Shared {
     throttled: AtomicU64,
     waited_ms: AtomicU64,
     posted_bytes: AtomicU64,
+    /// The last messages encoded, by number: consecutive requests share one.
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, bytes::Bytes)>>,
     latency: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
+impl Shared {
+    /// Message `m` as posted (base64 of its MIME), encoded once.
+    fn body_of(&self, m: u64, templates: &[Vec<u8>]) -> bytes::Bytes {
+        if let Some((_, body)) = self
+            .recent
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(n, _)| *n == m)
+        {
+            return body.clone();
+        }
+        let template = &templates[(m % templates.len() as u64) as usize];
+        let mut mime = format!("Message-ID: <ceiling-{m}@load.invalid>\r\n").into_bytes();
+        mime.extend_from_slice(template);
+        let body = bytes::Bytes::from(STANDARD.encode(&mime));
+        let mut recent = self.recent.lock().expect("lock");
+        recent.push_back((m, body.clone()));
+        if recent.len() > 32 {
+            recent.pop_front();
+        }
+        body
+    }
+}
+
 /// Posts one import; waits as told on 429 and 503 and tries again, up to 10 times.
-async fn post(http: &reqwest::Client, url: &str, token: &str, body: String, shared: &Shared) {
+async fn post(http: &reqwest::Client, url: &str, token: &str, body: bytes::Bytes, shared: &Shared) {
     for _ in 0..10 {
         let answer = http
             .post(url)

@@ -144,9 +144,15 @@ fn lines(
 }
 
 fn throughput(r: &LoadReport) -> anyhow::Result<String> {
+    // Steps: each bucket's rate held over its span (a phase shorter than one bucket
+    // still shows).
     let points = |b: &[super::usage::Bucket]| -> Vec<(f64, f64)> {
+        let span = super::usage::BUCKET.as_secs_f64();
         b.iter()
-            .map(|b| (b.from_second as f64 + 5.0, b.per_second))
+            .flat_map(|b| {
+                let from = b.from_second as f64;
+                [(from, b.per_second), (from + span, b.per_second)]
+            })
             .collect()
     };
     lines(
