@@ -8,7 +8,7 @@
 //! holds any more is not reused; it goes with the store.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -133,12 +133,17 @@ impl Store {
                     ),
                 };
                 std::fs::create_dir_all(&dir)?;
-                let path = dir.join(format!("messages-{}.bin", std::process::id()));
+                // Named apart, so two stores can share a directory; readable by this user only.
+                let path = dir.join(format!(
+                    "messages-{}-{}.bin",
+                    std::process::id(),
+                    next_store()
+                ));
                 let file = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
-                    .create(true)
-                    .truncate(true)
+                    .create_new(true)
+                    .mode(0o600)
                     .open(&path)?;
                 Some(Arc::new(Segment {
                     path,
