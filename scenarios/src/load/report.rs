@@ -136,20 +136,6 @@ impl LoadReport {
             * (wall / graph.request_window.as_seconds_f64()).max(1.0);
         let upload_budget = graph.upload_bytes_per_window as f64
             * (wall / graph.upload_window.as_seconds_f64()).max(1.0);
-        let mut requests: Vec<u64> = p
-            .counters
-            .per_application_mailbox
-            .iter()
-            .map(|u| u.usage.requests)
-            .collect();
-        requests.sort_unstable();
-        let max_bytes = p
-            .counters
-            .per_application_mailbox
-            .iter()
-            .map(|u| u.usage.bytes_received)
-            .max()
-            .unwrap_or(0);
         let mut per_mailbox: Vec<MailboxShare> = p
             .counters
             .per_application_mailbox
@@ -163,6 +149,8 @@ impl LoadReport {
             })
             .collect();
         per_mailbox.sort_by(|a, b| b.upload_share.total_cmp(&a.upload_share));
+        let mut requests: Vec<u64> = per_mailbox.iter().map(|m| m.requests).collect();
+        requests.sort_unstable();
         let mailboxes = MailboxUse {
             mailboxes_used: requests.len(),
             requests_min: requests.first().copied().unwrap_or(0),
@@ -170,7 +158,8 @@ impl LoadReport {
             requests_max: requests.last().copied().unwrap_or(0),
             throttled: p.counters.throttled,
             max_request_budget_share: requests.last().copied().unwrap_or(0) as f64 / request_budget,
-            max_upload_budget_share: max_bytes as f64 / upload_budget,
+            // The list is sorted by upload share, busiest first.
+            max_upload_budget_share: per_mailbox.first().map_or(0.0, |m| m.upload_share),
             per_mailbox,
         };
         let i = &p.imported;
