@@ -61,8 +61,12 @@ pub async fn run(
     let state = work.join("state");
     std::fs::create_dir_all(&state)?;
     let mapping = crate::harness::write_mapping(scenario, work)?;
+    // The binary and its configuration file (the same for every run).
     let binary = match p.connector {
-        ConnectorMode::Process => Some(connector_binary(p.connector_bin.as_deref())?),
+        ConnectorMode::Process => Some((
+            connector_binary(p.connector_bin.as_deref())?,
+            write_config(fakes, scenario, p, work, &state, mapping.as_deref())?,
+        )),
         ConnectorMode::InProcess => None,
     };
     let child = Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -76,10 +80,9 @@ pub async fn run(
     let mut reports = Vec::new();
     for (n, spec) in scenario.runs.iter().enumerate() {
         let report = match &binary {
-            Some(bin) => {
-                let config = write_config(fakes, scenario, p, work, &state, mapping.as_deref())?;
+            Some((bin, config)) => {
                 let out = work.join(format!("report-{n}.json"));
-                spawn(bin, &config, spec.until, &out, work, &child).await?
+                spawn(bin, config, spec.until, &out, work, &child).await?
             }
             None => {
                 let mut config = fakes.config(&state, mapping.clone());
