@@ -146,11 +146,11 @@ impl Default for GroupCommit {
     }
 }
 
-/// Deliveries made and not yet committed.
+/// Deliveries made and not yet committed: (item, mailbox, address, Graph id, time). At
+/// most one group, so looking through it is cheap.
 #[derive(Debug)]
 struct Pending {
     records: Vec<(String, String, String, String, String)>,
-    known: std::collections::HashSet<(String, String)>,
     since: std::time::Instant,
 }
 
@@ -194,7 +194,6 @@ impl Store {
             path: path.to_path_buf(),
             pending: Arc::new(Mutex::new(Pending {
                 records: Vec::new(),
-                known: Default::default(),
                 since: std::time::Instant::now(),
             })),
             group: GroupCommit::default(),
@@ -234,7 +233,6 @@ impl Store {
             tx.commit()
         })?;
         pending.records.clear();
-        pending.known.clear();
         Ok(())
     }
 
@@ -371,8 +369,9 @@ impl Store {
             .pending
             .lock()
             .expect("state lock poisoned")
-            .known
-            .contains(&(item_id.to_owned(), mailbox.to_owned()))
+            .records
+            .iter()
+            .any(|(item, key, ..)| item == item_id && key == mailbox)
         {
             return Ok(Some(DeliveryState::Delivered));
         }
@@ -408,9 +407,6 @@ impl Store {
             graph_id.to_owned(),
             ts(now),
         ));
-        pending
-            .known
-            .insert((item_id.to_owned(), mailbox.to_owned()));
         if pending.records.len() >= self.group.max_records
             || pending.since.elapsed() >= self.group.max_delay
         {
