@@ -70,14 +70,7 @@ impl Staging {
     /// no error.
     pub fn forget(&self, window: i64, attachment_id: &str) -> Result<(), ConnectorError> {
         let path = self.file_of(&self.window_dir(window), attachment_id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ConnectorError::Staging {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            }),
-        }
+        gone(&path, std::fs::remove_file(&path))
     }
 
     /// Keeps the bytes of an item that could not be read, as the provider sent them, in
@@ -112,14 +105,19 @@ impl Staging {
     pub fn clear(&self, window: i64) -> Result<(), ConnectorError> {
         self.made.lock().expect("lock poisoned").remove(&window);
         let dir = self.window_dir(window);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ConnectorError::Staging {
-                path: dir.display().to_string(),
-                reason: e.to_string(),
-            }),
-        }
+        gone(&dir, std::fs::remove_dir_all(&dir))
+    }
+}
+
+/// The outcome of removing `path`: what was not there is gone too.
+fn gone(path: &Path, removed: std::io::Result<()>) -> Result<(), ConnectorError> {
+    match removed {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ConnectorError::Staging {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
     }
 }
 
