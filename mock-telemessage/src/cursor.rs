@@ -15,8 +15,10 @@ pub struct Cursor {
     pub until: DateTime<Utc>,
     /// Items with a sequence number below this one belong to the listing.
     pub snapshot: u64,
-    /// The key (`archived_at`, `id`) of the last item served.
-    pub after: (DateTime<Utc>, String),
+    /// When the listing began: items visible from a later time are not in it.
+    pub as_of: DateTime<Utc>,
+    /// The key (`archived_at`, `id`, sequence number) of the last item served.
+    pub after: (DateTime<Utc>, String, u64),
     pub page_size: usize,
 }
 
@@ -39,7 +41,7 @@ impl Cursor {
             return None;
         }
         let cursor: Self = serde_json::from_slice(&payload).ok()?;
-        (cursor.v == 1).then_some(cursor)
+        (cursor.v == 2).then_some(cursor)
     }
 }
 
@@ -66,11 +68,12 @@ mod tests {
             .unwrap()
             .to_utc();
         Cursor {
-            v: 1,
+            v: 2,
             since: t,
             until: t + chrono::Duration::days(1),
             snapshot: 17,
-            after: (t, "wa-1".into()),
+            as_of: t + chrono::Duration::days(2),
+            after: (t, "wa-1".into(), 3),
             page_size: 10,
         }
     }

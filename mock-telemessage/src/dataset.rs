@@ -4,7 +4,7 @@
 //! and account passwords are given in clear or as an argon2 PHC hash (`password_hash`).
 //! Clear passwords are hashed at load and dropped.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -37,6 +37,48 @@ pub struct Dataset {
     pub raw_text_items: Vec<RawTextItem>,
     #[serde(default)]
     pub faults: Faults,
+    /// When items become listable: the provider's own commit and indexing delay.
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+/// The provider's visibility lag: an item is listed only from `archived_at` plus its lag
+/// on. The lag of an item is given by id in `items` (seconds), else drawn from `seed`
+/// and the item's id: with probability `rate`, from 1 to `max_lag_seconds` seconds. The
+/// draw depends on the id alone, never on the order requests arrive in.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Visibility {
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub rate: f64,
+    #[serde(default)]
+    pub max_lag_seconds: u64,
+    #[serde(default)]
+    pub items: BTreeMap<String, u64>,
+}
+
+impl Visibility {
+    /// How long after its archive time the item `id` becomes listable.
+    pub fn lag(&self, id: &str) -> chrono::TimeDelta {
+        if let Some(seconds) = self.items.get(id) {
+            return chrono::TimeDelta::seconds(i64::try_from(*seconds).unwrap_or(i64::MAX / 1000));
+        }
+        if self.rate <= 0.0 || self.max_lag_seconds == 0 {
+            return chrono::TimeDelta::zero();
+        }
+        // FNV-1a of the id, so the draw is the id's own.
+        let n = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        if mock_common::seeded::unit(self.seed, n) >= self.rate {
+            return chrono::TimeDelta::zero();
+        }
+        let draw = mock_common::seeded::unit(self.seed ^ 0x5eed_1a65, n);
+        let seconds = 1 + (draw * self.max_lag_seconds as f64) as u64;
+        chrono::TimeDelta::seconds(seconds.min(self.max_lag_seconds) as i64)
+    }
 }
 
 /// An item given as raw JSON text, with the `id` and `archived_at` the fake files it by
@@ -209,6 +251,7 @@ impl Dataset {
         for (name, rate) in [
             ("unavailable_rate", self.faults.unavailable_rate),
             ("corrupt_download_rate", self.faults.corrupt_download_rate),
+            ("visibility.rate", self.visibility.rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(DatasetError::Faults(format!(
@@ -216,16 +259,12 @@ impl Dataset {
                 )));
             }
         }
-        let mut seen = HashSet::new();
-        let mut prepared = prepare_items(&self.items, &self.raw_items, &mut seen)?;
+        let mut prepared = prepare_items(&self.items, &self.raw_items)?;
         for (index, raw) in self.raw_text_items.iter().enumerate() {
             let fail = |reason: String| DatasetError::Item {
                 place: format!("raw_text_items[{index}] (id {})", raw.id),
                 reason,
             };
-            if !seen.insert(raw.id.clone()) {
-                return Err(fail(format!("item id {} is used more than once", raw.id)));
-            }
             let json = RawValue::from_string(raw.json.clone()).map_err(|e| {
                 fail(format!(
                     "`json` must be one JSON value, syntactically (it is served as written): {e}"
@@ -241,13 +280,9 @@ impl Dataset {
     }
 }
 
-/// Prepares schema items and raw items; `seen` holds ids already served, so appends
-/// cannot reuse one.
-pub fn prepare_items(
-    items: &[Value],
-    raw_items: &[Value],
-    seen: &mut HashSet<String>,
-) -> Result<Prepared, DatasetError> {
+/// Prepares schema items and raw items. An id may come more than once, as a real
+/// provider may send it again: the same content (a repeat) or new content (a revision).
+pub fn prepare_items(items: &[Value], raw_items: &[Value]) -> Result<Prepared, DatasetError> {
     let mut prepared = Prepared::default();
     for (index, value) in items.iter().enumerate() {
         let place = |id: Option<&str>| match id {
@@ -275,7 +310,7 @@ pub fn prepare_items(
         }
         let item: wire::Item = serde_json::from_value(value.clone())
             .map_err(|e| fail(format!("does not follow the item schema: {e}")))?;
-        push(&mut prepared, seen, item.id, item.archived_at, &value, fail)?;
+        push(&mut prepared, item.id, item.archived_at, &value, fail)?;
     }
     for (index, value) in raw_items.iter().enumerate() {
         let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
@@ -290,22 +325,18 @@ pub fn prepare_items(
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .ok_or_else(|| fail("needs an RFC 3339 `archived_at`".into()))?
             .to_utc();
-        push(&mut prepared, seen, id, archived_at, value, fail)?;
+        push(&mut prepared, id, archived_at, value, fail)?;
     }
     Ok(prepared)
 }
 
 fn push(
     prepared: &mut Prepared,
-    seen: &mut HashSet<String>,
     id: String,
     archived_at: DateTime<Utc>,
     value: &Value,
     fail: impl Fn(String) -> DatasetError,
 ) -> Result<(), DatasetError> {
-    if !seen.insert(id.clone()) {
-        return Err(fail(format!("item id {id} is used more than once")));
-    }
     let json = RawValue::from_string(value.to_string())
         .map_err(|e| fail(format!("cannot be serialised: {e}")))?;
     prepared.items.push(PreparedItem {

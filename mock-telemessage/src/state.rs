@@ -1,7 +1,7 @@
 //! The fake provider's state: accounts with lockout, sessions kept as token digests, the
 //! item store with snapshot listings, attachment sources, seeded faults and counters.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::cursor::Cursor;
 use crate::dataset::{
-    Account, AttachmentSource, Dataset, DatasetError, Faults, Prepared, prepare_items,
+    Account, AttachmentSource, Dataset, DatasetError, Faults, Prepared, Visibility, prepare_items,
 };
 use crate::error::ApiError;
 use crate::wire::{Participant, Window};
@@ -55,6 +55,7 @@ struct Inner {
     admin: AdminToken,
     cursor_key: [u8; 32],
     faults: Faults,
+    visibility: Visibility,
     employees: Vec<Participant>,
     accounts: HashMap<String, Account>,
     /// Verified against when the user is unknown, so both cases take the same time.
@@ -74,15 +75,20 @@ struct Failures {
 
 #[derive(Debug, Default)]
 struct Store {
-    items: BTreeMap<(DateTime<Utc>, String), Stored>,
-    ids: HashSet<String>,
+    /// By listing key: archive time, id, and the order received (an id may come twice).
+    items: BTreeMap<Key, Stored>,
     attachments: BTreeMap<String, AttachmentSource>,
     next_seq: u64,
 }
 
+/// An item's place in the listing order: (archive time, id, sequence number).
+pub type Key = (DateTime<Utc>, String, u64);
+
 #[derive(Debug)]
 struct Stored {
     seq: u64,
+    /// From when it is listed (its archive time plus the provider's visibility lag).
+    visible_at: DateTime<Utc>,
     json: Box<RawValue>,
 }
 
@@ -161,6 +167,7 @@ impl State {
             admin,
             cursor_key,
             faults: dataset.faults.clone(),
+            visibility: dataset.visibility.clone(),
             employees: dataset.employees.clone(),
             accounts,
             decoy: PasswordHash::hash(&decoy_clear).map_err(|e| DatasetError::Account {
@@ -195,11 +202,12 @@ impl State {
         for item in prepared.items {
             let seq = store.next_seq;
             store.next_seq += 1;
-            store.ids.insert(item.id.clone());
+            let visible_at = item.archived_at + self.0.visibility.lag(&item.id);
             store.items.insert(
-                (item.archived_at, item.id),
+                (item.archived_at, item.id, seq),
                 Stored {
                     seq,
+                    visible_at,
                     json: item.json,
                 },
             );
@@ -223,14 +231,7 @@ impl State {
                 obj.entry("archived_at").or_insert_with(|| now.clone());
             }
         }
-        let mut seen = self
-            .0
-            .store
-            .read()
-            .expect("store lock poisoned")
-            .ids
-            .clone();
-        let prepared = prepare_items(&items, &raw_items, &mut seen)?;
+        let prepared = prepare_items(&items, &raw_items)?;
         let count = self.insert(prepared);
         self.0
             .counters
@@ -363,7 +364,7 @@ impl State {
             },
         };
         let store = self.0.store.read().expect("store lock poisoned");
-        let (since, until, snapshot, after, page_size) = match &request.cursor {
+        let (since, until, snapshot, as_of, after, page_size) = match &request.cursor {
             Some(text) => {
                 if request.since.is_some() || request.until.is_some() {
                     return Err(ApiError::bad_request(
@@ -381,6 +382,7 @@ impl State {
                     c.since,
                     c.until,
                     c.snapshot,
+                    c.as_of,
                     Some(c.after),
                     page_size.unwrap_or(c.page_size),
                 )
@@ -395,18 +397,19 @@ impl State {
                     ));
                 }
                 let size = page_size.unwrap_or(config.default_page_size);
-                (since, until, store.next_seq, None, size)
+                (since, until, store.next_seq, self.now(), None, size)
             }
         };
         let lower = match &after {
             Some(key) => Bound::Excluded(key.clone()),
-            None => Bound::Included((since, String::new())),
+            None => Bound::Included((since, String::new(), 0)),
         };
-        let upper = Bound::Excluded((until, String::new()));
-        let mut chosen: Vec<(&(DateTime<Utc>, String), &Stored)> = store
+        let upper = Bound::Excluded((until, String::new(), 0));
+        // A listing is a snapshot: what was received, and visible, when it began.
+        let mut chosen: Vec<(&Key, &Stored)> = store
             .items
             .range((lower, upper))
-            .filter(|(_, s)| s.seq < snapshot)
+            .filter(|(_, s)| s.seq < snapshot && s.visible_at <= as_of)
             .take(page_size + 1)
             .collect();
         let next_cursor = if chosen.len() > page_size {
@@ -414,10 +417,11 @@ impl State {
             let last = chosen.last().map(|(k, _)| (*k).clone());
             last.map(|after| {
                 Cursor {
-                    v: 1,
+                    v: 2,
                     since,
                     until,
                     snapshot,
+                    as_of,
                     after,
                     page_size,
                 }

@@ -392,7 +392,7 @@ async fn admin_api_needs_the_admin_token_not_a_user_token() {
 }
 
 #[tokio::test]
-async fn admin_append_stamps_capture_time_and_refuses_reused_ids_and_bad_items() {
+async fn admin_append_stamps_capture_time_keeps_reused_ids_and_refuses_bad_items() {
     let fake = fake(vec![text_item("wa-1", "2026-11-22T10:00:00Z")]);
     let mut new = text_item("wa-live", "2026-11-23T00:29:58Z");
     new.as_object_mut().unwrap().remove("archived_at");
@@ -416,17 +416,19 @@ async fn admin_append_stamps_capture_time_and_refuses_reused_ids_and_bad_items()
         "stamped with the clock's now, 2026-11-23T00:30Z"
     );
 
-    let reused = fake
-        .send(append(
-            json!({"items": [text_item("wa-1", "2026-11-22T11:00:00Z")]}),
-        ))
+    // A provider may send an id again (a repeat or a revision): both copies are listed,
+    // in the order received.
+    let mut revised = text_item("wa-1", "2026-11-22T11:00:00Z");
+    revised["text"] = json!("revised text");
+    let reused = fake.send(append(json!({"items": [revised]}))).await;
+    assert_eq!(reused.status, StatusCode::CREATED);
+    let ids = fake
+        .list_all(&token, "2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z", 1)
         .await;
-    assert_eq!(reused.status, StatusCode::BAD_REQUEST);
-    assert!(
-        reused.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than once")
+    assert_eq!(
+        ids.iter().filter(|id| id.as_str() == "wa-1").count(),
+        2,
+        "both copies of wa-1 are listed: {ids:?}"
     );
     let mut broken = text_item("wa-broken", "2026-11-22T11:00:00Z");
     broken.as_object_mut().unwrap().remove("text");
@@ -440,7 +442,7 @@ async fn admin_append_stamps_capture_time_and_refuses_reused_ids_and_bad_items()
     );
     assert_eq!(
         fake.state.counters().items_held,
-        2,
+        3,
         "nothing of a refused append is kept"
     );
 }
@@ -515,4 +517,42 @@ async fn seeded_faults_are_the_same_on_every_run() {
         .map(|(_, d)| d)
         .collect();
     assert!(distinct.len() > 3, "some downloads are corrupted");
+}
+
+#[tokio::test]
+async fn an_item_is_listed_only_once_its_visibility_lag_has_passed() {
+    let mut dataset = dataset(vec![
+        text_item("wa-early", "2026-11-22T23:00:00Z"),
+        text_item("wa-late", "2026-11-22T23:00:00Z"),
+    ]);
+    // The clock stands at 00:30; wa-late becomes visible at 01:00.
+    dataset.visibility.items.insert("wa-late".into(), 7200);
+    let fake = fake_from(&dataset);
+    let token = fake.token().await;
+    let first = fake
+        .list_all(&token, "2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z", 1)
+        .await;
+    assert_eq!(first, ["wa-early"]);
+    fake.clock.advance(Duration::minutes(30));
+    let later = fake
+        .list_all(&token, "2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z", 1)
+        .await;
+    assert_eq!(later, ["wa-early", "wa-late"], "the same window, listed again");
+}
+
+#[test]
+fn drawn_lags_depend_on_the_id_and_stay_within_the_bound() {
+    let v = mock_telemessage::dataset::Visibility {
+        seed: 7,
+        rate: 0.3,
+        max_lag_seconds: 600,
+        items: Default::default(),
+    };
+    let lags: Vec<i64> = (0..1000)
+        .map(|i| v.lag(&format!("wa-{i}")).num_seconds())
+        .collect();
+    let late = lags.iter().filter(|&&s| s > 0).count();
+    assert!((200..400).contains(&late), "{late} of 1000 late at rate 0.3");
+    assert!(lags.iter().all(|&s| (0..=600).contains(&s)));
+    assert_eq!(v.lag("wa-17"), v.lag("wa-17"), "the same id, the same lag");
 }
