@@ -92,6 +92,12 @@ struct ImportSection {
     held_runs: u32,
     /// ...or for this many days, whichever ends first; then it needs a person.
     held_days: u32,
+    /// A window closes only once it is this old: the provider lists items some time
+    /// after their archive time.
+    settle_delay_minutes: u32,
+    /// Each run lists this much before where it starts once more, for items the provider
+    /// listed late; 0 turns the look-back off.
+    look_back_hours: u32,
 }
 
 impl Default for ImportSection {
@@ -106,6 +112,8 @@ impl Default for ImportSection {
             max_page_bytes: 64 * 1024 * 1024,
             held_runs: 5,
             held_days: 7,
+            settle_delay_minutes: 15,
+            look_back_hours: 24,
         }
     }
 }
@@ -151,6 +159,10 @@ pub struct Config {
     pub max_page_bytes: u64,
     pub held_runs: u32,
     pub held_days: u32,
+    /// How old a window must be before it closes.
+    pub settle_delay: chrono::TimeDelta,
+    /// How far before its start each run lists again for late items (zero: not at all).
+    pub look_back: chrono::TimeDelta,
     pub state_dir: PathBuf,
     pub daily_at: chrono::NaiveTime,
 }
@@ -260,6 +272,11 @@ impl Config {
                 "import.max_page_bytes must be at least 65536, import.held_runs and import.held_days at least 1".into(),
             ));
         }
+        if import.look_back_hours > 24 * 31 || import.settle_delay_minutes > 24 * 60 {
+            return Err(fail(
+                "import.look_back_hours must be at most 744 (31 days) and import.settle_delay_minutes at most 1440".into(),
+            ));
+        }
         for (key, url) in [
             ("provider.url", &p.url),
             ("microsoft365.graph_url", &m.graph_url),
@@ -300,6 +317,8 @@ impl Config {
             max_page_bytes: import.max_page_bytes,
             held_runs: import.held_runs,
             held_days: import.held_days,
+            settle_delay: chrono::TimeDelta::minutes(i64::from(import.settle_delay_minutes)),
+            look_back: chrono::TimeDelta::hours(i64::from(import.look_back_hours)),
             state_dir: resolve(&file.state_dir),
             daily_at,
         })
@@ -353,6 +372,8 @@ const KEYS: &[&str] = &[
     "max_page_bytes",
     "held_runs",
     "held_days",
+    "settle_delay_minutes",
+    "look_back_hours",
     "daily_at_utc",
 ];
 

@@ -124,6 +124,23 @@ pub fn message_id(item_id: &str) -> String {
     format!("<{local}@{MESSAGE_ID_HOST}>")
 }
 
+/// The Message-ID of an item's `revision`: the first content an id brings has the id's
+/// own (`message_id`); a later, different content has `+rev<n>` added to its local part.
+/// No plain, hex or digest local part contains `+`, so no item's Message-ID can equal
+/// another item's revision.
+pub fn revision_message_id(item_id: &str, revision: u32) -> String {
+    let first = message_id(item_id);
+    if revision <= 1 {
+        return first;
+    }
+    let (local, host) = first
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .split_once('@')
+        .expect("a Message-ID has an @");
+    format!("<{local}+rev{revision}@{host}>")
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -374,6 +391,14 @@ fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<Strin
         },
         format!("Archived: {}", time(item.archived_at)),
     ];
+    if item.revision > 1 {
+        lines.push(format!(
+            "Revision {} of this item: the provider sent its id again with different content. \
+             The first content is archived as {}; both are kept.",
+            item.revision,
+            message_id(&item.id)
+        ));
+    }
     if item.to.len() > MAX_RECIPIENTS {
         lines.push(format!(
             "The To header lists the first {MAX_RECIPIENTS} of {} recipients; all are listed above.",
@@ -617,7 +642,7 @@ pub fn convert(
         )
     };
 
-    let id = message_id(&item.id);
+    let id = revision_message_id(&item.id, item.revision);
     let bare = |s: &str| s.trim_start_matches('<').trim_end_matches('>').to_owned();
     let mut builder = MessageBuilder::new()
         .from(Address::new_address(
@@ -640,11 +665,18 @@ pub fn convert(
         .content
         .target()
         .or(item.context.as_ref().and_then(|c| c.reply_to.as_deref()));
-    if let Some(target) = reference {
-        let target_id = bare(&message_id(target));
+    // A revision answers the first content of its id; it still refers to what the item
+    // itself refers to.
+    let first = (item.revision > 1).then(|| bare(&message_id(&item.id)));
+    let mut references: Vec<String> = reference
+        .map(|t| bare(&message_id(t)))
+        .into_iter()
+        .collect();
+    references.extend(first.clone());
+    if let Some(parent) = first.or_else(|| references.first().cloned()) {
         builder = builder
-            .in_reply_to(MessageId::new(target_id.clone()))
-            .references(MessageId::new(target_id));
+            .in_reply_to(MessageId::new(parent))
+            .references(MessageId::from(references));
     }
     let x = |v: &str| Text::new(header_value(v));
     builder = builder
@@ -677,6 +709,9 @@ pub fn convert(
     }
     if let Some(target) = item.content.target() {
         builder = builder.header("X-WhatsApp-Target-Id", x(target));
+    }
+    if item.revision > 1 {
+        builder = builder.header("X-WhatsApp-Revision", x(&item.revision.to_string()));
     }
     if let Some(d) = &item.deleted {
         builder = builder.header(

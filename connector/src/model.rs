@@ -16,6 +16,9 @@ pub struct Item {
     /// Deleted before the provider exported it; the content is still there.
     pub deleted: Option<Deleted>,
     pub content: Content,
+    /// 1 for the first content the provider sent under this id; 2, 3, ... for content
+    /// that differs from every earlier one (a revision, imported as its own message).
+    pub revision: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -117,6 +117,10 @@ pub struct WindowOutcome {
     pub until: DateTime<Utc>,
     pub items: u64,
     pub closed: bool,
+    /// A window listed again after it closed, for items the provider listed late; its
+    /// `items` are those it found that no earlier listing had (`late_visible`).
+    #[serde(default)]
+    pub look_back: bool,
 }
 
 impl RunReport {

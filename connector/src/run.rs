@@ -22,7 +22,7 @@ use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::size;
 use crate::stage::Staging;
-use crate::store::{DeliveryState, Held, Quarantined, Staged, Store, Window};
+use crate::store::{self as state, DeliveryState, Held, Quarantined, Staged, Store, Window};
 
 /// The longest window one pass takes; a longer gap (missed days) is caught up day by day.
 pub const MAX_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -261,6 +261,20 @@ impl Connector {
                 started_at.to_rfc3339()
             )));
         }
+        // A window closes only once it has settled: the provider lists items some time
+        // after their archive time.
+        let settled = started_at - self.config.settle_delay;
+        let until = if until > settled {
+            tracing::info!(
+                asked = %until.to_rfc3339(),
+                until = %settled.to_rfc3339(),
+                settle_delay_minutes = self.config.settle_delay.num_minutes(),
+                "the window ends at now minus the settle delay, so that late-listed items are in it"
+            );
+            settled
+        } else {
+            until
+        };
         if let Some(since) = since
             && since >= until
         {
@@ -274,33 +288,60 @@ impl Connector {
         self.log_in().await?;
         let mut report = RunReport::new(started_at);
         self.retry_held(&mut report).await?;
+        let last_until = self.store.last_until()?;
         let mut next_start = match since {
             Some(s) => s,
-            None => self.store.last_until()?.unwrap_or(until - MAX_WINDOW),
+            None => last_until.unwrap_or(until - MAX_WINDOW),
         };
         // A window an earlier run left open (a crash) is finished first, as it was.
         let mut pending = self.store.open_window()?;
+        // Then the look-back: the time before where this run starts is listed once more,
+        // for items the provider listed only after their window closed. Not when a window
+        // is taken again by hand (--since), nor twice in one run.
+        let mut look_back = match last_until {
+            Some(last)
+                if since.is_none()
+                    && self.config.look_back > chrono::TimeDelta::zero()
+                    && pending.as_ref().is_none_or(|w| !w.look_back) =>
+            {
+                Some((last - self.config.look_back, last))
+            }
+            _ => None,
+        };
         loop {
-            let window = match pending.take() {
-                Some(w) => w,
-                None => {
+            let window = match (pending.take(), look_back.take()) {
+                (Some(w), later) => {
+                    look_back = later;
+                    w
+                }
+                (None, Some((from, to))) => {
+                    self.store.begin_window(from, to, (self.clock)(), true)?
+                }
+                (None, None) => {
                     if next_start >= until {
                         break;
                     }
                     let end = (next_start + MAX_WINDOW).min(until);
-                    self.store.begin_window(next_start, end, (self.clock)())?
+                    self.store
+                        .begin_window(next_start, end, (self.clock)(), false)?
                 }
             };
-            next_start = next_start.max(window.until);
-            tracing::info!(since = %window.since, until = %window.until, "window");
-            let items = self.process_window(&window, &mut report).await?;
+            tracing::info!(since = %window.since, until = %window.until, look_back = window.look_back, "window");
+            // A window taken again by hand (--since) works on every item once more.
+            let again = since.is_some() && window.fresh && !window.look_back;
+            let items = self.process_window(&window, again, &mut report).await?;
             report.items_fetched += items;
             report.windows.push(WindowOutcome {
                 since: window.since,
                 until: window.until,
                 items,
                 closed: true,
+                look_back: window.look_back,
             });
+            if window.look_back {
+                continue;
+            }
+            next_start = next_start.max(window.until);
             report.window = Some(ReportWindow {
                 since: report
                     .window
@@ -475,6 +516,7 @@ impl Connector {
                 since: h.first_failed_at,
                 until: h.first_failed_at,
                 fetched: true,
+                look_back: false,
                 fresh: false,
             };
             let staged = Staged {
@@ -524,6 +566,7 @@ impl Connector {
     async fn process_window(
         &self,
         window: &Window,
+        again: bool,
         report: &mut RunReport,
     ) -> Result<u64, ConnectorError> {
         // The listing and the deliveries go on together: each page is staged (one
@@ -534,7 +577,7 @@ impl Connector {
                 // Items that could not be read were counted (and quarantined) as fetched.
                 Ok(self.store.quarantine_of_window(window.id)?.len() as u64)
             } else {
-                self.fetch(window, &listed).await
+                self.fetch(window, again, &listed).await
             }
         };
         let delivering = self.deliver_staged(window, listing, report);
@@ -645,6 +688,7 @@ impl Connector {
     async fn fetch(
         &self,
         window: &Window,
+        again: bool,
         listed: &tokio::sync::watch::Sender<bool>,
     ) -> Result<u64, ConnectorError> {
         let mut cursor: Option<String> = None;
@@ -665,26 +709,38 @@ impl Connector {
             for raw in &page.items {
                 position += 1;
                 let text = raw.get();
-                let id = wire::raw_item_id(text);
-                let readable = wire::read_item_text(text);
-                match (id, readable) {
-                    (Some(id), Ok(_)) => readable_items.push((id, text)),
-                    (id, readable) => {
-                        let reason = readable
-                            .err()
-                            .unwrap_or_else(|| "the item has no id".to_owned());
+                match wire::read_item_with_digest(text) {
+                    Ok((item, digest)) => readable_items.push((item.id, text, digest)),
+                    Err(reason) => {
+                        let id = wire::raw_item_id(text);
+                        // Kept once: the same bytes listed again (a look-back, a window
+                        // listed again after a crash) are not a second item.
+                        let digest = format!("unreadable:{}", sha256_hex(text.as_bytes()));
+                        let key = id.clone().unwrap_or_default();
+                        if self.store.seen(&key, &digest)? {
+                            continue;
+                        }
                         self.quarantine(window, position, id, &reason, text)?;
+                        self.store.mark_seen(&key, &digest, window.id)?;
                         unreadable += 1;
                     }
                 }
             }
             // Ready from now (marked first: a delivery may pick an item up as soon as it
-            // is staged). One transaction a page.
-            for (id, _) in &readable_items {
+            // is staged). One transaction a page; content seen before is not staged again.
+            for (id, ..) in &readable_items {
                 self.latency.staged(id);
             }
-            self.store.stage_page(window.id, &readable_items)?;
-            staged += readable_items.len() as u64;
+            let new = self.store.stage_page(window.id, &readable_items, again)?;
+            for (id, ..) in &readable_items {
+                if !again && !new.iter().any(|n| &n.key == id) {
+                    self.latency.done_with(id);
+                }
+            }
+            for n in new.iter().filter(|n| n.revision > 1) {
+                self.latency.staged(&n.key);
+            }
+            staged += new.len() as u64;
             // Wakes the deliveries waiting for more.
             listed.send_modify(|_| {});
             match page.next_cursor {
@@ -765,13 +821,41 @@ impl Connector {
             .items
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.progress.tick();
-        let item = match wire::read_item_text(&staged.json) {
+        // The record key: the provider's id, and the revision of its content.
+        let key_id = staged.item_id.as_str();
+        let (provider_id, revision) = state::split_key(key_id);
+        let mut item = match wire::read_item_text(&staged.json) {
             Ok(item) => item,
             Err(reason) => {
-                self.skip(window, &mut result, &staged.item_id, "invalid_item", reason)?;
+                self.skip(window, &mut result, provider_id, "invalid_item", reason)?;
                 return Ok(result);
             }
         };
+        item.revision = revision;
+        if revision > 1 {
+            self.skip(
+                window,
+                &mut result,
+                &item.id,
+                "revised_item",
+                format!(
+                    "the provider sent this id again with different content: revision {revision} is imported as {}, referring to the first",
+                    email::revision_message_id(&item.id, revision)
+                ),
+            )?;
+        }
+        if window.look_back {
+            self.skip(
+                window,
+                &mut result,
+                &item.id,
+                "late_visible",
+                format!(
+                    "archived at {}, listed by the provider only after its window closed; imported now",
+                    item.archived_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            )?;
+        }
         // Where it goes: each participant's mailbox, distinct.
         let mut targets: BTreeMap<String, Target> = BTreeMap::new();
         for participant in item.participants() {
@@ -806,7 +890,7 @@ impl Connector {
         }
         let mut pending = Vec::new();
         for (key, target) in targets {
-            match self.store.delivery(&item.id, &key)? {
+            match self.store.delivery(key_id, &key)? {
                 Some(DeliveryState::Delivered) => result.already += 1,
                 state => pending.push((key, target, state)),
             }
@@ -903,13 +987,13 @@ impl Connector {
                     .failed_here
                     .lock()
                     .expect("lock poisoned")
-                    .contains(&(item.id.clone(), key.clone()));
+                    .contains(&(key_id.to_owned(), key.clone()));
             match self
-                .deliver(&item, &message, &body, &key, &target, look_first)
+                .deliver(key_id, &message, &body, &key, &target, look_first)
                 .await
             {
                 Ok(true) => {
-                    self.latency.delivered(&item.id);
+                    self.latency.delivered(key_id);
                     result.delivered += 1;
                     self.progress
                         .deliveries
@@ -922,7 +1006,7 @@ impl Connector {
                     self.failed_here
                         .lock()
                         .expect("lock poisoned")
-                        .insert((item.id.clone(), key.clone()));
+                        .insert((key_id.to_owned(), key.clone()));
                     result.failures.push(Failure {
                         item_id: item.id.clone(),
                         mailbox: Some(target.user.user_principal_name.clone()),
@@ -1050,7 +1134,7 @@ impl Connector {
     /// there already.
     async fn deliver(
         &self,
-        item: &Item,
+        key_id: &str,
         message: &email::Email,
         body: &ImportBody,
         key: &str,
@@ -1079,14 +1163,14 @@ impl Connector {
             .clone();
         let now = || (self.clock)();
         let address = &target.user.user_principal_name;
-        if look_first && self.found_in_mailbox(item, key, target, message).await? {
+        if look_first && self.found_in_mailbox(key_id, key, target, message).await? {
             return Ok(false);
         }
         for attempt in 1..=self.retry.max_attempts {
             match self.graph.import(user_id, &folder, body).await {
                 Ok(graph_id) => {
                     self.store
-                        .mark_delivered(&item.id, key, address, &graph_id, now())
+                        .mark_delivered(key_id, key, address, &graph_id, now())
                         .map_err(DeliverError::State)?;
                     return Ok(true);
                 }
@@ -1094,7 +1178,7 @@ impl Connector {
                     // It may have landed: look before sending it again.
                     self.retry.count_retry();
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    if self.found_in_mailbox(item, key, target, message).await? {
+                    if self.found_in_mailbox(key_id, key, target, message).await? {
                         return Ok(true);
                     }
                 }
@@ -1108,7 +1192,7 @@ impl Connector {
     /// the delivery.
     async fn found_in_mailbox(
         &self,
-        item: &Item,
+        key_id: &str,
         key: &str,
         target: &Target,
         message: &email::Email,
@@ -1121,7 +1205,7 @@ impl Connector {
             Some(graph_id) => {
                 self.store
                     .mark_delivered(
-                        &item.id,
+                        key_id,
                         key,
                         &target.user.user_principal_name,
                         &graph_id,

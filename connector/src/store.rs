@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS held (
     last_error TEXT NOT NULL,
     needs_person INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS seen (
+    item_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    window_id INTEGER NOT NULL,
+    PRIMARY KEY (item_id, digest)
+);
+CREATE TABLE IF NOT EXISTS look_backs (window_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS refused_secrets (
     setting TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
@@ -117,6 +125,35 @@ pub enum DeliveryState {
     Delivered,
 }
 
+/// The key an item's content is recorded under (staging, deliveries, the held list):
+/// the provider's id for the first content of an id, and the id with its revision number
+/// for a later, different content. The mapping is one to one: a key with a U+001F is
+/// always `id U+001F revision`, split at its last U+001F.
+pub fn record_key(item_id: &str, revision: u32) -> String {
+    if revision <= 1 && !item_id.contains('\u{1f}') {
+        item_id.to_owned()
+    } else {
+        format!("{item_id}\u{1f}{revision}")
+    }
+}
+
+/// The provider's id and the revision a record key stands for.
+pub fn split_key(key: &str) -> (&str, u32) {
+    match key.rsplit_once('\u{1f}') {
+        Some((id, n)) => (id, n.parse().unwrap_or(1)),
+        None => (key, 1),
+    }
+}
+
+/// An item a listing page brought that the state had not seen: a new id, or an id seen
+/// before with different content (a revision above 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContent {
+    pub key: String,
+    pub item_id: String,
+    pub revision: u32,
+}
+
 /// An open window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
@@ -124,6 +161,9 @@ pub struct Window {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub fetched: bool,
+    /// A window listed again after it closed, for items the provider listed late: what
+    /// it finds is reported as `late_visible`.
+    pub look_back: bool,
     /// Begun by this run. Only in such a window is a delivery with no record known never
     /// to have been sent: in any other (a window an earlier run left open, a held item)
     /// it is looked up in the mailbox before its first send.
@@ -262,7 +302,8 @@ impl Store {
     pub fn open_window(&self) -> Result<Option<Window>, ConnectorError> {
         self.with(|db| {
             db.query_row(
-                "SELECT id, since, until, fetched FROM windows WHERE done = 0 ORDER BY id LIMIT 1",
+                "SELECT id, since, until, fetched, window_id IS NOT NULL FROM windows
+                 LEFT JOIN look_backs ON window_id = id WHERE done = 0 ORDER BY id LIMIT 1",
                 [],
                 |r| {
                     Ok(Window {
@@ -270,6 +311,7 @@ impl Store {
                         since: parse_ts(&r.get::<_, String>(1)?),
                         until: parse_ts(&r.get::<_, String>(2)?),
                         fetched: r.get::<_, i64>(3)? != 0,
+                        look_back: r.get::<_, i64>(4)? != 0,
                         fresh: false,
                     })
                 },
@@ -278,43 +320,121 @@ impl Store {
         })
     }
 
+    /// Opens a window; `look_back` for a window listed again after it closed.
     pub fn begin_window(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
+        look_back: bool,
     ) -> Result<Window, ConnectorError> {
         let id = self.with(|db| {
-            db.execute(
+            let tx = db.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO windows (since, until, opened_at) VALUES (?1, ?2, ?3)",
                 params![ts(since), ts(until), ts(now)],
             )?;
-            Ok(db.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            if look_back {
+                tx.execute(
+                    "INSERT INTO look_backs (window_id) VALUES (?1)",
+                    params![id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id)
         })?;
         Ok(Window {
             id,
             since,
             until,
             fetched: false,
+            look_back,
             fresh: true,
         })
     }
 
-    /// Stages a page of items as received, in one transaction; an item already staged is
-    /// left as it is.
-    pub fn stage_page(&self, window: i64, items: &[(String, &str)]) -> Result<(), ConnectorError> {
+    /// Stages a page of items as received, in one transaction: (id, JSON, digest of its
+    /// content). Content seen before under the same id (a repeat, or the same page listed
+    /// again after a crash) is not staged again; an id seen before with other content is
+    /// staged as its next revision. Answers what was new.
+    ///
+    /// `again` is for a window taken again on purpose (`--since`): content seen before is
+    /// staged too, under its revision, so that it is worked on once more (an item that
+    /// was unmapped may map now); deliveries already recorded are not repeated.
+    pub fn stage_page(
+        &self,
+        window: i64,
+        items: &[(String, &str, String)],
+        again: bool,
+    ) -> Result<Vec<NewContent>, ConnectorError> {
         self.with(|db| {
             let tx = db.unchecked_transaction()?;
+            let mut new = Vec::new();
             {
-                let mut stmt = tx.prepare_cached(
+                let mut known = tx.prepare_cached(
+                    "SELECT revision FROM seen WHERE item_id = ?1 AND digest = ?2",
+                )?;
+                let mut last = tx.prepare_cached("SELECT MAX(revision) FROM seen WHERE item_id = ?1")?;
+                let mut see = tx.prepare_cached(
+                    "INSERT INTO seen (item_id, digest, revision, window_id) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut stage = tx.prepare_cached(
                     "INSERT OR IGNORE INTO staged (window_id, seq, item_id, json)
                      VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM staged WHERE window_id = ?1), ?2, ?3)",
                 )?;
-                for (item_id, json) in items {
-                    stmt.execute(params![window, item_id, json])?;
+                for (item_id, json, digest) in items {
+                    if let Some(revision) = known
+                        .query_row(params![item_id, digest], |r| r.get::<_, i64>(0))
+                        .optional()?
+                    {
+                        if again {
+                            stage.execute(params![window, record_key(item_id, revision as u32), json])?;
+                        }
+                        continue;
+                    }
+                    let revision = last
+                        .query_row(params![item_id], |r| r.get::<_, Option<i64>>(0))?
+                        .map_or(1, |n| n + 1) as u32;
+                    see.execute(params![item_id, digest, revision, window])?;
+                    let key = record_key(item_id, revision);
+                    stage.execute(params![window, key, json])?;
+                    new.push(NewContent {
+                        key,
+                        item_id: item_id.clone(),
+                        revision,
+                    });
                 }
             }
-            tx.commit()
+            tx.commit()?;
+            Ok(new)
+        })
+    }
+
+    /// Whether this content of `item_id` (by its digest) was seen before.
+    pub fn seen(&self, item_id: &str, digest: &str) -> Result<bool, ConnectorError> {
+        self.with(|db| {
+            db.prepare_cached("SELECT 1 FROM seen WHERE item_id = ?1 AND digest = ?2")?
+                .query_row(params![item_id, digest], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+        })
+    }
+
+    /// Records content as seen (for content that is not staged: an unreadable item,
+    /// once it is in the quarantine).
+    pub fn mark_seen(
+        &self,
+        item_id: &str,
+        digest: &str,
+        window: i64,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT OR IGNORE INTO seen (item_id, digest, revision, window_id) VALUES (?1, ?2, 0, ?3)",
+                params![item_id, digest, window],
+            )
+            .map(|_| ())
         })
     }
 
@@ -634,15 +754,35 @@ mod tests {
             let store = Store::open(&path).unwrap().with_group_commit(never);
             assert_eq!(store.last_until().unwrap(), None);
             let w = store
-                .begin_window(t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"), now)
+                .begin_window(
+                    t("2026-11-22T00:00:00Z"),
+                    t("2026-11-23T00:00:00Z"),
+                    now,
+                    false,
+                )
                 .unwrap();
             assert!(w.fresh);
-            store
-                .stage_page(w.id, &[("wa-2".into(), "{}"), ("wa-1".into(), "{}")])
+            let item = |id: &str, digest: &str| (id.to_owned(), "{}", digest.to_owned());
+            let new = store
+                .stage_page(w.id, &[item("wa-2", "d2"), item("wa-1", "d1")], false)
                 .unwrap();
-            store
-                .stage_page(w.id, &[("wa-2".into(), "{\"again\":1}")])
+            assert_eq!(new.len(), 2);
+            let again = store
+                .stage_page(
+                    w.id,
+                    &[item("wa-2", "d2"), item("wa-2", "d2-revised")],
+                    false,
+                )
                 .unwrap();
+            assert_eq!(
+                again,
+                [NewContent {
+                    key: record_key("wa-2", 2),
+                    item_id: "wa-2".into(),
+                    revision: 2
+                }],
+                "the same content is staged once; changed content is its next revision"
+            );
             store
                 .mark_delivered("wa-1", "m1", "a@x", "AAMk0", now)
                 .unwrap();
@@ -673,9 +813,8 @@ mod tests {
                 .iter()
                 .map(|s| s.item_id.as_str())
                 .collect::<Vec<_>>(),
-            ["wa-2", "wa-1"]
+            ["wa-2", "wa-1", "wa-2\u{1f}2"]
         );
-        assert_eq!(staged[0].json, "{}", "restaging keeps the first copy");
         store
             .mark_delivered("wa-2", "m1", "a@x", "AAMk1", now)
             .unwrap();
@@ -704,5 +843,21 @@ mod tests {
         assert_eq!(store.open_window().unwrap(), None);
         assert!(store.staged_after(w.id, 0, 10).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn record_keys_are_one_to_one() {
+        for (id, revision) in [
+            ("wa-1", 1),
+            ("wa-1", 2),
+            ("wa-1\u{1f}2", 1),
+            ("wa-1\u{1f}2", 3),
+            ("", 1),
+            ("\u{1f}", 1),
+        ] {
+            let key = record_key(id, revision);
+            assert_eq!(split_key(&key), (id, revision), "{key:?}");
+        }
+        assert_ne!(record_key("wa-1\u{1f}2", 1), record_key("wa-1", 2));
     }
 }

@@ -537,7 +537,11 @@ async fn an_item_is_listed_only_once_its_visibility_lag_has_passed() {
     let later = fake
         .list_all(&token, "2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z", 1)
         .await;
-    assert_eq!(later, ["wa-early", "wa-late"], "the same window, listed again");
+    assert_eq!(
+        later,
+        ["wa-early", "wa-late"],
+        "the same window, listed again"
+    );
 }
 
 #[test]
@@ -552,7 +556,10 @@ fn drawn_lags_depend_on_the_id_and_stay_within_the_bound() {
         .map(|i| v.lag(&format!("wa-{i}")).num_seconds())
         .collect();
     let late = lags.iter().filter(|&&s| s > 0).count();
-    assert!((200..400).contains(&late), "{late} of 1000 late at rate 0.3");
+    assert!(
+        (200..400).contains(&late),
+        "{late} of 1000 late at rate 0.3"
+    );
     assert!(lags.iter().all(|&s| (0..=600).contains(&s)));
     assert_eq!(v.lag("wa-17"), v.lag("wa-17"), "the same id, the same lag");
 }

@@ -32,7 +32,7 @@ fn yes() -> bool {
 }
 
 /// What to generate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorParams {
     pub seed: u64,
@@ -52,6 +52,17 @@ pub struct GeneratorParams {
     /// Attachments just below, at and just above 10 MiB, and an oversized text.
     #[serde(default = "yes")]
     pub boundary_cases: bool,
+    /// Share of items the provider lists late (up to six hours after their archive
+    /// time): those archived near the end of a day are found by the next run's look-back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_rate: f64,
+    /// Share of text items the provider sends again later with changed text (revisions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision_rate: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A place names and numbers come from.
@@ -770,6 +781,31 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
             "type": "text", "text": "0123456789".repeat(1_100_000),
         }));
     }
+    // Revisions: a text item sent again an hour later (within its day) with new text.
+    // Drawn apart from the generator's stream, so a zero rate changes nothing else.
+    let mut revised = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        if p.revision_rate > 0.0
+            && item["type"] == "text"
+            && mock_common::seeded::unit(p.seed ^ 0x2e71_5e0d, n as u64) < p.revision_rate
+        {
+            let mut again = item.clone();
+            let at = item["archived_at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.to_utc())
+                .unwrap_or(p.start);
+            let day_end =
+                p.start + TimeDelta::days((at - p.start).num_days() + 1) - TimeDelta::seconds(1);
+            again["archived_at"] = json!((at + TimeDelta::hours(1)).min(day_end).to_rfc3339());
+            again["text"] = json!(format!(
+                "{} [sent again by the provider with this line added]",
+                item["text"].as_str().unwrap_or_default()
+            ));
+            revised.push(again);
+        }
+    }
+    items.extend(revised);
     let raw_items = vec![
         json!({"id": "wa-raw-1", "archived_at": (p.start + TimeDelta::hours(9)).to_rfc3339(), "type": "poll", "question": "Lunch?"}),
         json!({"id": "wa-raw-2", "archived_at": (p.start + TimeDelta::hours(10)).to_rfc3339(), "type": "text", "capture_mode": "phone_archiver"}),
@@ -813,6 +849,12 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
         size_limit: 10 * 1024 * 1024,
         items,
         raw_items,
+        visibility: (p.late_rate > 0.0).then(|| mock_telemessage::dataset::Visibility {
+            seed: p.seed,
+            rate: p.late_rate,
+            max_lag_seconds: 6 * 3600,
+            items: Default::default(),
+        }),
         raw_text_items: Vec::new(),
         runs,
         provider_faults: None,
@@ -860,6 +902,8 @@ mod tests {
             items_per_day: 300,
             missed_runs: vec![1],
             boundary_cases: false,
+            late_rate: 0.0,
+            revision_rate: 0.0,
         }
     }
 

@@ -173,6 +173,8 @@ impl Fakes {
             max_page_bytes: 64 * 1024 * 1024,
             held_runs: 5,
             held_days: 7,
+            settle_delay: chrono::TimeDelta::minutes(15),
+            look_back: chrono::TimeDelta::hours(24),
             state_dir: state_dir.to_path_buf(),
             daily_at: chrono::NaiveTime::from_hms_opt(2, 0, 0).expect("a valid time"),
         }
@@ -241,6 +243,9 @@ pub fn fixtures(
     });
     if let Some(faults) = &scenario.provider_faults {
         dataset["faults"] = faults.clone();
+    }
+    if let Some(visibility) = &scenario.visibility {
+        dataset["visibility"] = serde_json::to_value(visibility)?;
     }
     let users: Vec<serde_json::Value> = scenario
         .users

@@ -71,6 +71,13 @@ enum Command {
         /// Leave out the 10 MiB boundary items.
         #[arg(long)]
         no_boundary_cases: bool,
+        /// Share of items (0 to 1) the provider lists late, up to six hours after their
+        /// archive time; those near a day's end are found by the next run's look-back.
+        #[arg(long, default_value_t = 0.0)]
+        late_rate: f64,
+        /// Share of text items (0 to 1) the provider sends again with changed text.
+        #[arg(long, default_value_t = 0.0)]
+        revision_rate: f64,
         /// Write the expanded (explicit) scenario instead of the parameters.
         #[arg(long)]
         explicit: bool,
@@ -306,6 +313,8 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             items_per_day,
             missed_runs,
             no_boundary_cases,
+            late_rate,
+            revision_rate,
             explicit,
             out,
         } => {
@@ -318,6 +327,8 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 items_per_day,
                 missed_runs,
                 boundary_cases: !no_boundary_cases,
+                late_rate,
+                revision_rate,
             };
             let file = serde_json::json!({"name": name, "description": "", "generate": params, "runs": []});
             let mut scenario = Scenario::parse(&file.to_string())?;

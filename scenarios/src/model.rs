@@ -49,6 +49,14 @@ pub struct RunSpec {
     pub since: Option<DateTime<Utc>>,
 }
 
+impl RunSpec {
+    /// When the run happens: half an hour after its `until`, past the connector's settle
+    /// delay (15 minutes by default).
+    pub fn run_at(&self) -> DateTime<Utc> {
+        self.until + chrono::TimeDelta::minutes(30)
+    }
+}
+
 /// A scenario, written out. A file with `generate` is expanded into this form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +101,10 @@ pub struct Scenario {
     /// Seeded faults of the fake provider (its dataset's `faults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_faults: Option<Value>,
+    /// The provider's visibility lag (its dataset's `visibility`): items listed only some
+    /// time after their archive time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<mock_telemessage::dataset::Visibility>,
     /// Seeded faults of the fake Microsoft 365 (its directory's `faults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_faults: Option<Value>,
@@ -126,6 +138,9 @@ impl Scenario {
         }
         generated.generate = Some(params);
         generated.provider_faults = self.provider_faults;
+        if self.visibility.is_some() {
+            generated.visibility = self.visibility;
+        }
         generated.mailbox_faults = self.mailbox_faults;
         Ok(generated)
     }

@@ -26,9 +26,13 @@ pub struct Fields {
     pub deleted_marker: bool,
     /// `<local@whatsapp-archiver.invalid>`, from the item id alone.
     pub message_id: String,
-    /// The earlier item's Message-ID (without `<>`) that `In-Reply-To` and `References`
-    /// must give: for a reply, an edit, a reaction or a deletion.
-    pub references: Option<String>,
+    /// The Message-IDs (without `<>`) `References` must give, in order: the earlier item
+    /// of a reply, an edit, a reaction or a deletion; then, for a revision, the first
+    /// content of its id.
+    pub references: Vec<String>,
+    /// What `In-Reply-To` must give: the first content of its id for a revision, else the
+    /// earlier item, if any.
+    pub in_reply_to: Option<String>,
     /// Lines the plain-text body must contain: the item's text or caption, each line with
     /// its control characters shown as symbols.
     pub text: Vec<String>,
@@ -66,6 +70,58 @@ pub fn message_id_of(item_id: &str) -> String {
         format!("x-{}", hex(item_id.as_bytes()))
     };
     format!("<{local}@{MESSAGE_ID_HOST}>")
+}
+
+/// The Message-ID of revision `n` of an item (docs/email-format.md): the item's own for
+/// the first content, else `+rev<n>` added to its local part.
+pub fn revision_message_id(item_id: &str, n: u32) -> String {
+    let first = message_id_of(item_id);
+    if n <= 1 {
+        return first;
+    }
+    let bare = first.trim_matches(['<', '>']);
+    let (local, host) = bare.split_once('@').unwrap_or((bare, MESSAGE_ID_HOST));
+    format!("<{local}+rev{n}@{host}>")
+}
+
+/// The key of revision `n` (from 2) of an item among expected and landed items.
+pub fn revision_key(item_id: &str, n: u32) -> String {
+    if n <= 1 {
+        item_id.to_owned()
+    } else {
+        format!("{item_id} (revision {n})")
+    }
+}
+
+/// How the connector first lists a content, by the rules: by the window that holds its
+/// archive time, or by the next run's look-back (`late_visible`), or never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    /// In listing `n` of the scenario (listings numbered in the order runs make them).
+    Normally(usize),
+    Late(usize),
+    Never,
+}
+
+/// The listings the connector makes, in order: for each run, first the look-back (24
+/// hours before where the run starts, when an earlier run closed a window and the run
+/// takes no `since`), then its windows up to its `until`. Each is (from, to, at, late).
+fn listings(s: &Scenario) -> Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, bool)> {
+    let day = chrono::TimeDelta::hours(24);
+    let mut out = Vec::new();
+    let mut last_until: Option<DateTime<Utc>> = None;
+    for run in &s.runs {
+        let at = run.run_at();
+        if let (Some(last), None) = (last_until, run.since) {
+            out.push((last - day, last, at, true));
+        }
+        let start = run.since.or(last_until).unwrap_or(run.until - day);
+        if start < run.until {
+            out.push((start, run.until, at, false));
+        }
+        last_until = Some(last_until.map_or(run.until, |l| l.max(run.until)));
+    }
+    out
 }
 
 /// A line of text as the body shows it: control characters as their symbols (U+2400 and
@@ -137,12 +193,20 @@ pub enum Outcome {
     Skip {
         reason: &'static str,
     },
+    /// The provider made it visible too late for every listing the rules make (after the
+    /// look-back of the next run, or after the last run): nothing can land.
+    NeverListed,
 }
 
-/// The expected outcome of every source item, by item id.
+/// The expected outcome of every source item, by item id; a later, different content of
+/// an id (a revision) by [`revision_key`].
 #[derive(Debug, Clone, Default)]
 pub struct Expected {
     pub items: BTreeMap<String, Outcome>,
+    /// Notices the report must give by provider id, though the item is delivered:
+    /// `revised_item` for an id that came with new content, `late_visible` for one first
+    /// found by a look-back.
+    pub notices: BTreeMap<String, BTreeSet<&'static str>>,
     /// The provider corrupts downloads on purpose: an attachment whose every try is
     /// corrupted may be left out as `attachment_unverifiable`, a reported outcome.
     pub downloads_may_fail: bool,
@@ -162,6 +226,9 @@ impl Expected {
 
     pub fn skips_by_reason(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
+        for notice in self.notices.values().flatten() {
+            *out.entry((*notice).to_owned()).or_default() += 1;
+        }
         for o in self.items.values() {
             match o {
                 Outcome::Skip { reason } => *out.entry((*reason).to_owned()).or_default() += 1,
@@ -275,15 +342,106 @@ pub fn expected(s: &Scenario) -> Expected {
             },
         );
     }
-    for item in &s.items {
-        let id = item["id"].as_str().unwrap_or_default().to_owned();
+    // Each distinct content of an id, by when the connector first lists it; later
+    // contents of an id are its revisions, numbered in that order.
+    let visibility = s.visibility.clone().unwrap_or_default();
+    let listings = listings(s);
+    let listed = |item: &Value| -> Listed {
+        let at = |f: &str| {
+            item[f]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.to_utc())
+        };
+        let Some(archived) = at("archived_at") else {
+            return Listed::Never;
+        };
+        let visible = archived + visibility.lag(item["id"].as_str().unwrap_or_default());
+        listings
+            .iter()
+            .enumerate()
+            .find(|(_, (from, to, when, _))| {
+                *from <= archived && archived < *to && visible <= *when
+            })
+            .map_or(Listed::Never, |(n, l)| {
+                if l.3 {
+                    Listed::Late(n)
+                } else {
+                    Listed::Normally(n)
+                }
+            })
+    };
+    let mut contents: Vec<(usize, &Value, Listed)> = Vec::new();
+    for (index, item) in s.items.iter().enumerate() {
+        let first_copy = contents
+            .iter_mut()
+            .find(|(_, v, _)| v["id"] == item["id"] && *v == item);
+        let here = listed(item);
+        match first_copy {
+            // An exact repeat: one item, listed as soon as either copy is.
+            Some(c) => {
+                let order = |l: Listed| match l {
+                    Listed::Normally(n) | Listed::Late(n) => n,
+                    Listed::Never => usize::MAX,
+                };
+                if order(here) < order(c.2) {
+                    c.2 = here;
+                }
+            }
+            None => contents.push((index, item, here)),
+        }
+    }
+    let position = |c: &(usize, &Value, Listed)| {
+        let listing = match c.2 {
+            Listed::Normally(n) | Listed::Late(n) => n,
+            Listed::Never => usize::MAX,
+        };
+        (
+            listing,
+            c.1["archived_at"].as_str().unwrap_or_default().to_owned(),
+            c.1["id"].as_str().unwrap_or_default().to_owned(),
+            c.0,
+        )
+    };
+    contents.sort_by_key(position);
+    let mut revisions: BTreeMap<String, u32> = BTreeMap::new();
+    for (_, item, listing) in contents {
+        let provider_id = item["id"].as_str().unwrap_or_default().to_owned();
+        if listing == Listed::Never {
+            out.items.insert(
+                format!("{provider_id} (never listed)"),
+                Outcome::NeverListed,
+            );
+            continue;
+        }
+        let revision = {
+            let n = revisions.entry(provider_id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if revision > 1 {
+            out.notices
+                .entry(provider_id.clone())
+                .or_default()
+                .insert("revised_item");
+        }
+        if matches!(listing, Listed::Late(_)) {
+            out.notices
+                .entry(provider_id.clone())
+                .or_default()
+                .insert("late_visible");
+        }
+        let id = provider_id.clone();
         let participants: Vec<&Value> = std::iter::once(&item["from"])
             .chain(item["to"].as_array().into_iter().flatten())
             .collect();
         let mailboxes: BTreeSet<String> =
             participants.iter().filter_map(|p| mailbox_of(p)).collect();
         if mailboxes.is_empty() {
-            out.items.insert(id, Outcome::Skip { reason: "unmapped" });
+            out.items.insert(
+                revision_key(&id, revision),
+                Outcome::Skip { reason: "unmapped" },
+            );
             continue;
         }
         let kind = item["type"].as_str().unwrap_or_default();
@@ -340,6 +498,9 @@ pub fn expected(s: &Scenario) -> Expected {
         if let Some(v) = header_value(&id) {
             headers.push(("X-WhatsApp-Item-Id", v));
         }
+        if revision > 1 {
+            headers.push(("X-WhatsApp-Revision", revision.to_string()));
+        }
         if let Some(v) = item["conversation"]["id"].as_str().and_then(header_value) {
             headers.push(("X-WhatsApp-Conversation-Id", v));
         }
@@ -352,8 +513,19 @@ pub fn expected(s: &Scenario) -> Expected {
                 .take(500)
                 .map(header_address)
                 .collect(),
-            message_id: message_id_of(&id),
-            references: target.map(|t| message_id_of(t).trim_matches(['<', '>']).to_owned()),
+            message_id: revision_message_id(&id, revision),
+            references: target
+                .map(|t| message_id_of(t).trim_matches(['<', '>']).to_owned())
+                .into_iter()
+                .chain(
+                    (revision > 1).then(|| message_id_of(&id).trim_matches(['<', '>']).to_owned()),
+                )
+                .collect(),
+            in_reply_to: if revision > 1 {
+                Some(message_id_of(&id).trim_matches(['<', '>']).to_owned())
+            } else {
+                target.map(|t| message_id_of(t).trim_matches(['<', '>']).to_owned())
+            },
             text,
             headers,
             // RFC 5322 dates have whole seconds; a send time no mail date can say (before
@@ -433,7 +605,7 @@ pub fn expected(s: &Scenario) -> Expected {
                 fields,
             }
         };
-        out.items.insert(id, outcome);
+        out.items.insert(revision_key(&id, revision), outcome);
     }
     out
 }

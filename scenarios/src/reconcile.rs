@@ -136,6 +136,11 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Res
                     _ => h.to_owned(),
                 })
                 .unwrap_or_else(|| m.internet_message_id.clone().unwrap_or_default());
+            // A later content of an id (a revision) is its own expected item.
+            let id = match header(&m, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
+                Some(n) => crate::oracle::revision_key(&id, n),
+                None => id,
+            };
             let content = mailbox.inspect_content(&user.upn, &m.id).ok_or_else(|| {
                 anyhow::anyhow!(
                     "the mock mailbox lost the bytes of message {} in {}",
@@ -152,6 +157,9 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Res
     }
     Ok(out)
 }
+
+/// Report reasons that describe a delivered item rather than a skip.
+const NOTICES: [&str; 2] = ["revised_item", "late_visible"];
 
 /// The rule behind a skip reason, for people reading a failure.
 fn rule_of(reason: &str) -> &'static str {
@@ -310,11 +318,11 @@ fn check_copy(
             short(&fields.message_id)
         ));
     }
-    let expected_refs: Vec<String> = fields.references.iter().cloned().collect();
-    if m.in_reply_to != expected_refs || m.references != expected_refs {
+    let in_reply_to: Vec<String> = fields.in_reply_to.iter().cloned().collect();
+    if m.in_reply_to != in_reply_to || m.references != fields.references {
         content(format!(
-            "In-Reply-To {:?} and References {:?}; the rules say {:?}",
-            m.in_reply_to, m.references, expected_refs
+            "In-Reply-To {:?} and References {:?}; the rules say {:?} and {:?}",
+            m.in_reply_to, m.references, in_reply_to, fields.references
         ));
     }
     for line in &fields.text {
@@ -357,9 +365,17 @@ pub fn reconcile(
     replay: String,
 ) -> ScenarioReport {
     let mut reported: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut noticed: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut skipped_by_reason = BTreeMap::new();
     for s in reports.iter().flat_map(|r| &r.skipped) {
-        if reported.entry(&s.item_id).or_default().insert(&s.reason) {
+        // Notices about delivered items (a revision, an item listed late) are checked
+        // apart from skips.
+        let into = if NOTICES.contains(&s.reason.as_str()) {
+            &mut noticed
+        } else {
+            &mut reported
+        };
+        if into.entry(&s.item_id).or_default().insert(&s.reason) {
             *skipped_by_reason.entry(s.reason.clone()).or_default() += 1;
         }
     }
@@ -397,6 +413,15 @@ pub fn reconcile(
             detail,
         };
         let (mailboxes, attachment, fields) = match outcome {
+            Outcome::NeverListed => {
+                for c in copies {
+                    r.unexpected.push(finding(
+                        Some(&c.mailbox),
+                        "landed although the provider made it visible after every listing the rules make".into(),
+                    ));
+                }
+                continue;
+            }
             Outcome::Skip { reason } => {
                 for c in copies {
                     r.unexpected.push(finding(
@@ -531,6 +556,24 @@ pub fn reconcile(
                     detail: "no such source item".into(),
                 });
             }
+        }
+    }
+    let ids: BTreeSet<&str> = noticed
+        .keys()
+        .copied()
+        .chain(expected.notices.keys().map(String::as_str))
+        .collect();
+    for id in ids {
+        let got: BTreeSet<&str> = noticed.get(id).cloned().unwrap_or_default();
+        let want: BTreeSet<&str> = expected.notices.get(id).cloned().unwrap_or_default();
+        if got != want {
+            r.wrongly_skipped.push(Finding {
+                item_id: id.to_owned(),
+                mailbox: None,
+                detail: format!(
+                    "the report gives the notices {got:?}; the rules say {want:?} (a later content of an id is `revised_item`, an item found by the look-back `late_visible`)"
+                ),
+            });
         }
     }
     check_quarantine(scenario, reports, &mut r.wrongly_skipped);

@@ -32,11 +32,10 @@ pub async fn run(scenario: &Scenario, work: &Path, replay: String) -> anyhow::Re
     config.page_size = 500;
     let mut runs = Vec::new();
     for spec in &scenario.runs {
-        let connector = Connector::new(
-            config.clone(),
-            fixed_clock(spec.until + chrono::TimeDelta::minutes(30)),
-        )?
-        .with_retry_delays(Duration::from_millis(1), Duration::from_millis(50));
+        // Both sides agree on the time: the provider lists what is visible by then.
+        fakes.clock.set(spec.run_at());
+        let connector = Connector::new(config.clone(), fixed_clock(spec.run_at()))?
+            .with_retry_delays(Duration::from_millis(1), Duration::from_millis(50));
         runs.push(connector.run(spec.until, spec.since).await?);
     }
     let expected = oracle::expected(scenario);

@@ -155,5 +155,6 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         }],
         provider_faults: None,
         mailbox_faults: None,
+        visibility: None,
     }
 }

@@ -168,8 +168,11 @@ async fn a_mailbox_that_keeps_failing_never_holds_back_the_archive() {
     let state = temp_dir("held");
     let config = fakes.config(&state, Some(examples().join("mapping.csv")));
     let at = |day: u32| t(&format!("2026-11-{day}T01:00:00Z"));
+    // The provider's time moves with the connector's: it lists what exists by then.
+    let clock = fakes.clock.clone();
     let run = |day: u32| {
         let config = config.clone();
+        clock.set(at(day));
         async move {
             fast(Connector::new(config, fixed_clock(at(day))).unwrap())
                 .run(t(&format!("2026-11-{day}T00:00:00Z")), None)

@@ -474,7 +474,17 @@ async fn omissions_are_reported_with_their_reasons_and_missed_days_are_caught_up
         .run(t(UNTIL), None)
         .await
         .unwrap();
-    assert_eq!(second.windows.len(), 2, "two missed days, one window each");
+    let (looked_back, days): (Vec<_>, Vec<_>) = second.windows.iter().partition(|w| w.look_back);
+    assert_eq!(days.len(), 2, "two missed days, one window each");
+    assert_eq!(
+        (
+            looked_back.len(),
+            looked_back[0].until,
+            looked_back[0].items
+        ),
+        (1, t("2026-11-21T00:00:00Z"), 0),
+        "the day before is listed once more, and nothing new was found in it"
+    );
     assert!(second.windows.iter().all(|w| w.closed));
     let mut skipped: Vec<(String, String)> = first
         .skipped

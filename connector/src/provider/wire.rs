@@ -54,6 +54,54 @@ pub fn read_item_text(raw: &str) -> Result<model::Item, String> {
     read_item(&value)
 }
 
+/// Reads one raw item's text into the model, with the SHA-256 of its content in a
+/// canonical form (object keys sorted, no white space): the same content sent twice has
+/// one digest whatever its key order or spacing, and changed content another.
+pub fn read_item_with_digest(raw: &str) -> Result<(model::Item, String), String> {
+    use sha2::Digest;
+    let value: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("is not readable JSON: {e}"))?;
+    let item = read_item(&value)?;
+    let mut canonical = String::with_capacity(raw.len());
+    write_canonical(&value, &mut canonical);
+    let digest = sha2::Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((item, digest))
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Item {
     pub id: String,
@@ -364,6 +412,7 @@ pub fn read_item(raw: &serde_json::Value) -> Result<model::Item, String> {
         },
     };
     Ok(model::Item {
+        revision: 1,
         id: item.id,
         capture_mode: match item.capture_mode {
             CaptureMode::PhoneArchiver => model::CaptureMode::PhoneArchiver,

@@ -18,6 +18,8 @@ pub fn make(p: &LoadParams) -> anyhow::Result<Scenario> {
         items_per_day: p.items_per_day,
         missed_runs: Vec::new(),
         boundary_cases: false,
+        late_rate: 0.0,
+        revision_rate: 0.0,
     })?;
     scenario.name = format!("load-{}x{}-seed{}", p.days, p.items_per_day, p.seed);
     if p.mix == Mix::Text {
