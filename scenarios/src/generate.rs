@@ -819,6 +819,14 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
             });
         }
     }
+    // Items listed late near the last day's end are found by the look-back of a run the
+    // day after.
+    if p.late_rate > 0.0 {
+        runs.push(RunSpec {
+            until: p.start + TimeDelta::days(i64::from(p.days) + 1),
+            since: None,
+        });
+    }
     let employees_json: Vec<Value> = people[..employees]
         .iter()
         .filter(|p| p.user_email.is_some())

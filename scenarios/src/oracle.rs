@@ -103,21 +103,41 @@ enum Listed {
     Never,
 }
 
+/// One listing the connector makes: the range of archive times it covers, when it is
+/// made, and whether it is a look-back.
+#[derive(Debug, Clone, Copy)]
+struct Listing {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    at: DateTime<Utc>,
+    look_back: bool,
+}
+
 /// The listings the connector makes, in order: for each run, first the look-back (24
 /// hours before where the run starts, when an earlier run closed a window and the run
-/// takes no `since`), then its windows up to its `until`. Each is (from, to, at, late).
-fn listings(s: &Scenario) -> Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, bool)> {
+/// takes no `since`), then its windows up to its `until`.
+fn listings(s: &Scenario) -> Vec<Listing> {
     let day = chrono::TimeDelta::hours(24);
     let mut out = Vec::new();
     let mut last_until: Option<DateTime<Utc>> = None;
     for run in &s.runs {
         let at = run.run_at();
         if let (Some(last), None) = (last_until, run.since) {
-            out.push((last - day, last, at, true));
+            out.push(Listing {
+                from: last - day,
+                to: last,
+                at,
+                look_back: true,
+            });
         }
         let start = run.since.or(last_until).unwrap_or(run.until - day);
         if start < run.until {
-            out.push((start, run.until, at, false));
+            out.push(Listing {
+                from: start,
+                to: run.until,
+                at,
+                look_back: false,
+            });
         }
         last_until = Some(last_until.map_or(run.until, |l| l.max(run.until)));
     }
@@ -360,11 +380,9 @@ pub fn expected(s: &Scenario) -> Expected {
         listings
             .iter()
             .enumerate()
-            .find(|(_, (from, to, when, _))| {
-                *from <= archived && archived < *to && visible <= *when
-            })
+            .find(|(_, l)| l.from <= archived && archived < l.to && visible <= l.at)
             .map_or(Listed::Never, |(n, l)| {
-                if l.3 {
+                if l.look_back {
                     Listed::Late(n)
                 } else {
                     Listed::Normally(n)

@@ -406,7 +406,9 @@ pub fn reconcile(
     let none = Vec::new();
     for (item_id, outcome) in &expected.items {
         let copies = landed.get(item_id).unwrap_or(&none);
-        let reasons = reported.get(item_id.as_str()).cloned().unwrap_or_default();
+        // The report names an item by the provider's id, whichever content it is.
+        let provider_id = item_id.split(" (revision ").next().unwrap_or(item_id);
+        let reasons = reported.get(provider_id).cloned().unwrap_or_default();
         let finding = |mailbox: Option<&str>, detail: String| Finding {
             item_id: item_id.clone(),
             mailbox: mailbox.map(str::to_owned),

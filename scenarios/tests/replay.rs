@@ -78,6 +78,8 @@ replays! {
     rule_deletions_edits_reactions => "rule-deletions-edits-reactions",
     rule_distinct_mailboxes_and_folder => "rule-distinct-mailboxes-and-folder",
     rule_invalid_items => "rule-invalid-items",
+    rule_late_visible => "rule-late-visible",
     rule_mapping_precedence => "rule-mapping-precedence",
+    rule_revised_items => "rule-revised-items",
     rule_size_boundaries => "rule-size-boundaries",
 }

@@ -704,3 +704,25 @@ async fn a_file_too_big_for_its_message_is_left_out_and_the_text_is_kept() {
     }
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[tokio::test]
+async fn a_window_closes_only_once_it_has_settled() {
+    // The provider lists items some time after their archive time: a run at 01:00 asked
+    // for everything up to 01:00 stops at 00:45 (the settle delay, 15 minutes), and the
+    // next run starts there.
+    let fakes = Fakes::examples(t(NOW), |r| r).await.unwrap();
+    let state = temp_dir("settle");
+    let report = connector(&fakes, &state, 4)
+        .run(t(NOW), None)
+        .await
+        .unwrap();
+    let window = report.window.expect("a window was taken");
+    assert_eq!(window.until, t("2026-11-23T00:45:00Z"));
+    let future = connector(&fakes, &state, 4)
+        .run(t("2026-11-23T01:00:01Z"), None)
+        .await;
+    assert!(
+        future.is_err(),
+        "a window that ends in the future is refused, not closed early"
+    );
+}
