@@ -145,11 +145,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Characters that change the direction text is shown in (bidirectional overrides,
+/// embeddings, isolates and marks): with them a name can make `exe.pdf` read as
+/// `fdp.exe`. Names are data: they are removed from headers and shown in bodies.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A header value with every control character (CR and LF above all) made a space, so
-/// no data can start a header of its own.
+/// no data can start a header of its own, and no direction-changing character.
 pub fn clean(value: &str) -> String {
     let cleaned: String = value
         .chars()
+        .filter(|c| !is_bidi_control(*c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -169,20 +177,60 @@ pub fn header_value(value: &str) -> String {
     value.chars().take(keep).collect::<String>() + &tail
 }
 
-/// A file name safe to offer: no path, no control characters, no quotes, not empty.
+/// The longest file name offered, in characters.
+const MAX_FILE_NAME: usize = 200;
+
+/// A file name safe to offer on every file system: no path, no control or
+/// direction-changing characters, none of `"<>:*?|`, no leading dots, no trailing dots or
+/// spaces (Windows drops them), not a device name Windows reserves (`CON`, `NUL.txt`,
+/// `com1`: an underscore is put before it), at most 200 characters with the extension
+/// kept when it is cut, and never empty.
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = last
         .chars()
         .filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | ':' | '*' | '?' | '|'))
-        .filter(|c| !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .filter(|c| !is_bidi_control(*c))
         .collect();
-    let trimmed = cleaned.trim().trim_start_matches('.').trim().to_owned();
-    let trimmed: String = trimmed.chars().take(200).collect();
+    let trimmed = cleaned
+        .trim()
+        .trim_start_matches('.')
+        .trim_end_matches(['.', ' '])
+        .trim()
+        .to_owned();
     if trimmed.is_empty() {
-        "attachment".into()
-    } else {
-        trimmed
+        return "attachment".into();
+    }
+    let (stem, ext) = match trimmed.rsplit_once('.') {
+        Some((stem, ext))
+            if !stem.is_empty()
+                && (1..=16).contains(&ext.chars().count())
+                && !ext.contains(' ') =>
+        {
+            (stem.to_owned(), Some(ext.to_owned()))
+        }
+        _ => (trimmed.clone(), None),
+    };
+    let reserved = {
+        let base = stem
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_uppercase();
+        matches!(base.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+            || ((base.starts_with("COM") || base.starts_with("LPT"))
+                && base.len() == 4
+                && base[3..]
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '¹' | '²' | '³')))
+    };
+    let stem = if reserved { format!("_{stem}") } else { stem };
+    let room = MAX_FILE_NAME - ext.as_ref().map_or(0, |e| e.chars().count() + 1);
+    let stem: String = stem.chars().take(room).collect();
+    match ext {
+        Some(ext) => format!("{}.{ext}", stem.trim_end_matches(['.', ' '])),
+        None => stem,
     }
 }
 
@@ -241,7 +289,15 @@ pub fn visible(value: &str) -> String {
             c if c.is_control() => '\u{fffd}',
             c => c,
         })
-        .collect()
+        .fold(String::with_capacity(value.len()), |mut out, c| {
+            // A direction-changing character is named, never obeyed.
+            if is_bidi_control(c) {
+                out.push_str(&format!("[U+{:04X}]", c as u32));
+            } else {
+                out.push(c);
+            }
+            out
+        })
 }
 
 /// Lines of free text (a message, a caption). `body_lines` makes every line [`visible`]
@@ -774,5 +830,45 @@ pub fn convert(
         message_id: id,
         mime,
         omitted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe_on_every_file_system() {
+        for (given, offered) in [
+            ("report.pdf", "report.pdf"),
+            ("../../etc/passwd", "passwd"),
+            ("C:\\Users\\a\\CON.txt", "_CON.txt"),
+            ("nul", "_nul"),
+            ("com1.tar.gz", "_com1.tar.gz"),
+            ("LPT9", "_LPT9"),
+            ("console.txt", "console.txt"),
+            ("com10.txt", "com10.txt"),
+            ("invoice\u{202e}fdp.exe", "invoicefdp.exe"),
+            ("trailing. . ", "trailing"),
+            ("...", "attachment"),
+            ("", "attachment"),
+        ] {
+            assert_eq!(safe_file_name(given), offered, "{given:?}");
+        }
+        let long = format!("{}.pdf", "a".repeat(300));
+        let cut = safe_file_name(&long);
+        assert_eq!(cut.chars().count(), 200);
+        assert!(cut.ends_with("aaa.pdf"), "the extension is kept: {cut}");
+    }
+
+    #[test]
+    fn direction_changes_are_removed_from_headers_and_named_in_bodies() {
+        assert_eq!(clean("Alice\u{202e}gnp.exe"), "Alicegnp.exe");
+        assert_eq!(clean("a\r\nBcc: x"), "a Bcc: x");
+        assert_eq!(
+            visible("Alice\u{202e}gnp.exe\u{2066}"),
+            "Alice[U+202E]gnp.exe[U+2066]"
+        );
+        assert_eq!(visible("a\r\nb"), "a\u{240d}\u{240a}b");
     }
 }

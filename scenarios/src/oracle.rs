@@ -146,16 +146,26 @@ fn listings(s: &Scenario) -> Vec<Listing> {
 
 /// A line of text as the body shows it: control characters as their symbols (U+2400 and
 /// on; DEL as U+2421; other control characters as U+FFFD), tabs kept.
+///
+/// A direction-changing character (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
+/// U+2069) is written as its code point, `[U+202E]`.
 pub fn shown(line: &str) -> String {
-    line.chars()
-        .map(|c| match c {
-            '\t' => c,
-            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
-            '\u{7f}' => '\u{2421}',
-            c if c.is_control() => '\u{fffd}',
-            c => c,
-        })
-        .collect()
+    let mut out = String::new();
+    for c in line.chars() {
+        match c {
+            '\t' => out.push(c),
+            '\u{0}'..='\u{1f}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}')),
+            '\u{7f}' => out.push('\u{2421}'),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c if bidi(c) => out.push_str(&format!("[U+{:04X}]", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn bidi(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The address a header gives a participant: their email property if it can be written
@@ -484,7 +494,7 @@ pub fn expected(s: &Scenario) -> Expected {
             // Values a header shows as they are: no control character, no run of
             // spaces, not cut.
             (v.chars().count() <= 256
-                && !v.chars().any(char::is_control)
+                && !v.chars().any(|c| c.is_control() || bidi(c))
                 && v.trim() == v
                 && !v.contains("  "))
             .then(|| v.to_owned())

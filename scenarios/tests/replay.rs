@@ -80,6 +80,7 @@ replays! {
     rule_invalid_items => "rule-invalid-items",
     rule_late_visible => "rule-late-visible",
     rule_mapping_precedence => "rule-mapping-precedence",
+    rule_names_are_data => "rule-names-are-data",
     rule_revised_items => "rule-revised-items",
     rule_size_boundaries => "rule-size-boundaries",
 }
