@@ -289,8 +289,16 @@ pub fn visible(value: &str) -> String {
             c if c.is_control() => '\u{fffd}',
             c => c,
         })
+        .collect()
+}
+
+/// A name (of a person, a group) as a body line shows it: [`visible`], and every
+/// direction-changing character named (`[U+202E]`), never obeyed. Message text keeps its
+/// direction marks: right-to-left scripts use them, and they are what was written.
+pub fn visible_name(value: &str) -> String {
+    visible(value)
+        .chars()
         .fold(String::with_capacity(value.len()), |mut out, c| {
-            // A direction-changing character is named, never obeyed.
             if is_bidi_control(c) {
                 out.push_str(&format!("[U+{:04X}]", c as u32));
             } else {
@@ -346,11 +354,11 @@ fn who(p: &Participant) -> String {
     match p.user_email.as_deref().map(str::trim) {
         Some(e) if !e.is_ascii() => format!(
             "{} ({}, {})",
-            visible(&p.name),
-            visible(&p.phone),
-            visible(e)
+            visible_name(&p.name),
+            visible_name(&p.phone),
+            visible_name(e)
         ),
-        _ => format!("{} ({})", visible(&p.name), visible(&p.phone)),
+        _ => format!("{} ({})", visible_name(&p.name), visible_name(&p.phone)),
     }
 }
 
@@ -432,8 +440,11 @@ fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<Strin
             item.to.iter().map(who).collect::<Vec<_>>().join(", ")
         ),
         match (&item.conversation.name, item.conversation.is_group) {
-            (Some(name), true) => format!("Conversation: {} (group)", visible(name)),
-            (None, true) => format!("Conversation: group {}", visible(&item.conversation.id)),
+            (Some(name), true) => format!("Conversation: {} (group)", visible_name(name)),
+            (None, true) => format!(
+                "Conversation: group {}",
+                visible_name(&item.conversation.id)
+            ),
             _ => "Conversation: direct".into(),
         },
         if date_of(item) == item.sent_at {
@@ -866,8 +877,13 @@ mod tests {
         assert_eq!(clean("Alice\u{202e}gnp.exe"), "Alicegnp.exe");
         assert_eq!(clean("a\r\nBcc: x"), "a Bcc: x");
         assert_eq!(
-            visible("Alice\u{202e}gnp.exe\u{2066}"),
+            visible_name("Alice\u{202e}gnp.exe\u{2066}"),
             "Alice[U+202E]gnp.exe[U+2066]"
+        );
+        assert_eq!(
+            visible("\u{200f}שלום"),
+            "\u{200f}שלום",
+            "text keeps its marks"
         );
         assert_eq!(visible("a\r\nb"), "a\u{240d}\u{240a}b");
     }

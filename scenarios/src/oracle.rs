@@ -146,10 +146,19 @@ fn listings(s: &Scenario) -> Vec<Listing> {
 
 /// A line of text as the body shows it: control characters as their symbols (U+2400 and
 /// on; DEL as U+2421; other control characters as U+FFFD), tabs kept.
-///
-/// A direction-changing character (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
-/// U+2069) is written as its code point, `[U+202E]`.
+/// Message text keeps its direction marks.
 pub fn shown(line: &str) -> String {
+    shown_as(line, false)
+}
+
+/// A name (of a person, a group) as the body shows it: as [`shown`], and every
+/// direction-changing character (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
+/// U+2069) written as its code point, `[U+202E]`.
+pub fn shown_name(name: &str) -> String {
+    shown_as(name, true)
+}
+
+fn shown_as(line: &str, name: bool) -> String {
     let mut out = String::new();
     for c in line.chars() {
         match c {
@@ -157,7 +166,7 @@ pub fn shown(line: &str) -> String {
             '\u{0}'..='\u{1f}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}')),
             '\u{7f}' => out.push('\u{2421}'),
             c if c.is_control() => out.push('\u{fffd}'),
-            c if bidi(c) => out.push_str(&format!("[U+{:04X}]", c as u32)),
+            c if name && bidi(c) => out.push_str(&format!("[U+{:04X}]", c as u32)),
             c => out.push(c),
         }
     }
@@ -484,6 +493,17 @@ pub fn expected(s: &Scenario) -> Expected {
                 .unwrap_or_default()
         };
         let mut text = text_of(&item["text"]);
+        // Names are data: the body names the sender, and a group by its name, with
+        // direction changes written out (a name cannot turn the text around it).
+        let group_name = match item["conversation"]["type"].as_str() {
+            Some("group") => &item["conversation"]["name"],
+            _ => &Value::Null,
+        };
+        for name in [&item["from"]["name"], group_name] {
+            if let Some(n) = name.as_str().filter(|n| !n.trim().is_empty()) {
+                text.push(shown_name(n));
+            }
+        }
         text.extend(text_of(&item[kind]["caption"]));
         text.extend(text_of(&item["edit"]["text"]));
         let target = item[kind]["target_id"]
