@@ -38,6 +38,80 @@ pub struct HeldItem {
     pub last_error: String,
 }
 
+/// What became of the items worked on, counted in deliveries, so that it adds up:
+/// `planned = delivered + delivered_without_attachment + already_there + skipped +
+/// failed`. An item's planned deliveries are its mailboxes; an item with none (unmapped),
+/// or that could not be read or mapped, counts as one. `skipped` counts only items left
+/// out whole (`unmapped`, `item_too_large`, `invalid_item`), by reason; an item imported
+/// without its file is in `delivered_without_attachment`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Accounting {
+    /// Items worked on (read from the provider, or held from an earlier run).
+    pub items: u64,
+    pub planned: u64,
+    pub delivered: u64,
+    pub delivered_without_attachment: u64,
+    pub already_there: u64,
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    pub failed: u64,
+}
+
+impl Accounting {
+    /// The sum of the outcomes, which must equal `planned`.
+    pub fn outcomes(&self) -> u64 {
+        self.delivered
+            + self.delivered_without_attachment
+            + self.already_there
+            + self.skipped.values().sum::<u64>()
+            + self.failed
+    }
+
+    pub fn adds_up(&self) -> bool {
+        self.planned == self.outcomes()
+    }
+
+    pub fn add(&mut self, other: &Accounting) {
+        self.items += other.items;
+        self.planned += other.planned;
+        self.delivered += other.delivered;
+        self.delivered_without_attachment += other.delivered_without_attachment;
+        self.already_there += other.already_there;
+        for (reason, n) in &other.skipped {
+            *self.skipped.entry(reason.clone()).or_default() += n;
+        }
+        self.failed += other.failed;
+    }
+
+    /// One line: the equation, with its numbers.
+    pub fn line(&self) -> String {
+        let skipped: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|(reason, n)| format!("{n} {reason}"))
+            .collect();
+        format!(
+            "{} item(s); deliveries planned {} = imported {} + imported without a file {} + already there {} + skipped {}{} + failed {}{}",
+            self.items,
+            self.planned,
+            self.delivered,
+            self.delivered_without_attachment,
+            self.already_there,
+            self.skipped.values().sum::<u64>(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", skipped.join(", "))
+            },
+            self.failed,
+            if self.adds_up() {
+                ""
+            } else {
+                "  DOES NOT ADD UP"
+            }
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunReport {
     /// From the start of the first window worked on to the end of the last.
@@ -45,6 +119,9 @@ pub struct RunReport {
     /// Every window worked on, in order, and whether it was closed.
     pub windows: Vec<WindowOutcome>,
     pub items_fetched: u64,
+    /// What became of every item this run worked on, windows and held items together.
+    #[serde(default)]
+    pub accounting: Accounting,
     /// Messages imported in this run (one per item and mailbox).
     pub deliveries: u64,
     /// Deliveries found already done (an earlier run, or a lost answer looked up).
@@ -121,6 +198,9 @@ pub struct WindowOutcome {
     /// `items` are those it found that no earlier listing had (`late_visible`).
     #[serde(default)]
     pub look_back: bool,
+    /// What became of this window's items in this run.
+    #[serde(default)]
+    pub accounting: Accounting,
 }
 
 impl RunReport {
@@ -130,6 +210,7 @@ impl RunReport {
             window: None,
             windows: Vec::new(),
             items_fetched: 0,
+            accounting: Accounting::default(),
             deliveries: 0,
             already_delivered: 0,
             skipped: Vec::new(),
@@ -169,6 +250,27 @@ impl RunReport {
             self.failed.len(),
             self.retries
         ));
+        lines.push(format!("accounting: {}", self.accounting.line()));
+        let imported = self.accounting.delivered + self.accounting.delivered_without_attachment;
+        if imported == 0 {
+            lines.push(if self.accounting.items == 0 {
+                "nothing imported: the provider listed no new item".to_owned()
+            } else {
+                format!(
+                    "nothing imported: every one of the {} item(s) was already there, skipped or failed (see above)",
+                    self.accounting.items
+                )
+            });
+        }
+        for w in self.windows.iter().filter(|w| w.accounting.items > 0) {
+            lines.push(format!(
+                "  window {} .. {}{}: {}",
+                w.since.to_rfc3339(),
+                w.until.to_rfc3339(),
+                if w.look_back { " (look-back)" } else { "" },
+                w.accounting.line()
+            ));
+        }
         let mut reasons = std::collections::BTreeMap::<&str, usize>::new();
         for s in &self.skipped {
             *reasons.entry(&s.reason).or_default() += 1;

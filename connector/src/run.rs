@@ -17,7 +17,9 @@ use crate::mapping::{self, MappingFile};
 use crate::model::Item;
 use crate::progress::Progress;
 use crate::provider::{ProviderClient, ProviderError, wire};
-use crate::report::{Failure, HeldItem, RunReport, Skip, Window as ReportWindow, WindowOutcome};
+use crate::report::{
+    Accounting, Failure, HeldItem, RunReport, Skip, Window as ReportWindow, WindowOutcome,
+};
 use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::size;
@@ -80,6 +82,15 @@ struct ItemResult {
     already: u64,
     skips: Vec<Skip>,
     failures: Vec<Failure>,
+    /// The item's share of the report's accounting.
+    account: Accounting,
+}
+
+impl ItemResult {
+    /// An item left out whole, for `reason`, in place of `deliveries` deliveries.
+    fn left_out(&mut self, reason: &str, deliveries: u64) {
+        *self.account.skipped.entry(reason.to_owned()).or_default() += deliveries;
+    }
 }
 
 impl ItemResult {
@@ -329,14 +340,17 @@ impl Connector {
             tracing::info!(since = %window.since, until = %window.until, look_back = window.look_back, "window");
             // A window taken again by hand (--since) works on every item once more.
             let again = since.is_some() && window.fresh && !window.look_back;
-            let items = self.process_window(&window, again, &mut report).await?;
+            let account = self.process_window(&window, again, &mut report).await?;
+            let items = account.items;
             report.items_fetched += items;
+            report.accounting.add(&account);
             report.windows.push(WindowOutcome {
                 since: window.since,
                 until: window.until,
                 items,
                 closed: true,
                 look_back: window.look_back,
+                accounting: account,
             });
             if window.look_back {
                 continue;
@@ -525,6 +539,7 @@ impl Connector {
                 json: h.json.clone(),
             };
             let mut r = self.process_item(&window, staged).await?;
+            report.accounting.add(&r.account);
             report.deliveries += r.delivered;
             report.already_delivered += r.already;
             report.skipped.extend(std::mem::take(&mut r.skips));
@@ -562,13 +577,13 @@ impl Connector {
         Ok(())
     }
 
-    /// Works through one window and closes it. Answers how many items it had.
+    /// Works through one window and closes it. Answers what became of its items.
     async fn process_window(
         &self,
         window: &Window,
         again: bool,
         report: &mut RunReport,
-    ) -> Result<u64, ConnectorError> {
+    ) -> Result<Accounting, ConnectorError> {
         // The listing and the deliveries go on together: each page is staged (one
         // transaction) and its items can be sent at once. The fetcher says how far it got.
         let (listed, listing) = tokio::sync::watch::channel(window.fetched);
@@ -581,8 +596,13 @@ impl Connector {
             }
         };
         let delivering = self.deliver_staged(window, listing, report);
-        let (unreadable, (delivered_items, failed)) = tokio::try_join!(fetching, delivering)?;
-        let items = unreadable + delivered_items;
+        let (unreadable, (mut account, failed)) = tokio::try_join!(fetching, delivering)?;
+        // An item that could not be read was worked on too: it is skipped whole.
+        if unreadable > 0 {
+            account.items += unreadable;
+            account.planned += unreadable;
+            *account.skipped.entry("invalid_item".into()).or_default() += unreadable;
+        }
         // The window closes whatever one item does: what failed is held for later runs.
         let now = (self.clock)();
         for (staged, error) in &failed {
@@ -608,7 +628,7 @@ impl Connector {
         report
             .quarantined
             .extend(self.store.quarantine_of_window(window.id)?);
-        Ok(items)
+        Ok(account)
     }
 
     /// Works through the staged items of a window, as the listing stages them, at most
@@ -620,8 +640,8 @@ impl Connector {
         window: &Window,
         mut listing: tokio::sync::watch::Receiver<bool>,
         report: &mut RunReport,
-    ) -> Result<(u64, Vec<(Staged, String)>), ConnectorError> {
-        let mut items = 0u64;
+    ) -> Result<(Accounting, Vec<(Staged, String)>), ConnectorError> {
+        let mut account = Accounting::default();
         let mut failed: Vec<(Staged, String)> = Vec::new();
         let mut queue = std::collections::VecDeque::new();
         let mut after = 0i64;
@@ -661,7 +681,7 @@ impl Connector {
             };
             let (staged, r) = result?;
             self.latency.done_with(&staged.item_id);
-            items += 1;
+            account.add(&r.account);
             report.deliveries += r.delivered;
             report.already_delivered += r.already;
             if !r.failures.is_empty() {
@@ -669,7 +689,7 @@ impl Connector {
             }
             report.failed.extend(r.failures);
         }
-        Ok((items, failed))
+        Ok((account, failed))
     }
 
     async fn work_on(
@@ -817,6 +837,7 @@ impl Connector {
         staged: Staged,
     ) -> Result<ItemResult, ConnectorError> {
         let mut result = ItemResult::default();
+        result.account.items = 1;
         self.progress
             .items
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -828,6 +849,8 @@ impl Connector {
             Ok(item) => item,
             Err(reason) => {
                 self.skip(window, &mut result, provider_id, "invalid_item", reason)?;
+                result.account.planned = 1;
+                result.left_out("invalid_item", 1);
                 return Ok(result);
             }
         };
@@ -870,6 +893,8 @@ impl Connector {
                         mailbox: None,
                         error: format!("mapping {}: {e}", participant.phone),
                     });
+                    result.account.planned = 1;
+                    result.account.failed = 1;
                     return Ok(result);
                 }
             }
@@ -886,12 +911,18 @@ impl Connector {
                     who.join(", ")
                 ),
             )?;
+            result.account.planned = 1;
+            result.left_out("unmapped", 1);
             return Ok(result);
         }
+        result.account.planned = targets.len() as u64;
         let mut pending = Vec::new();
         for (key, target) in targets {
             match self.store.delivery(key_id, &key)? {
-                Some(DeliveryState::Delivered) => result.already += 1,
+                Some(DeliveryState::Delivered) => {
+                    result.already += 1;
+                    result.account.already_there += 1;
+                }
                 state => pending.push((key, target, state)),
             }
         }
@@ -929,6 +960,7 @@ impl Connector {
                     mailbox: None,
                     error: e.to_string(),
                 });
+                result.account.failed += pending.len() as u64;
                 return Ok(result);
             }
         };
@@ -961,6 +993,7 @@ impl Connector {
                     self.config.size_limit
                 ),
             )?;
+            result.left_out("item_too_large", pending.len() as u64);
             return Ok(result);
         }
         if let (Some(reason), Some(att)) = (message.omitted, item.content.attachment()) {
@@ -995,13 +1028,22 @@ impl Connector {
                 Ok(true) => {
                     self.latency.delivered(key_id);
                     result.delivered += 1;
+                    if message.omitted.is_some() {
+                        result.account.delivered_without_attachment += 1;
+                    } else {
+                        result.account.delivered += 1;
+                    }
                     self.progress
                         .deliveries
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Ok(false) => result.already += 1,
+                Ok(false) => {
+                    result.already += 1;
+                    result.account.already_there += 1;
+                }
                 Err(DeliverError::State(e)) => return Err(e),
                 Err(DeliverError::Graph(e)) => {
+                    result.account.failed += 1;
                     tracing::warn!(item = %item.id, mailbox = %target.user.user_principal_name, error = %e, "delivery failed");
                     self.failed_here
                         .lock()

@@ -45,6 +45,10 @@ pub struct ScenarioReport {
     /// A delivered copy whose content differs from the item: text, attachment bytes,
     /// Message-ID, references, X-WhatsApp headers, the omission note, 7-bit headers.
     pub content_errors: Vec<Finding>,
+    /// A run report whose accounting does not add up (planned deliveries = imported +
+    /// imported without a file + already there + skipped + failed), per run and per
+    /// window, or whose windows do not add up to the run.
+    pub accounting_errors: Vec<Finding>,
     pub skipped_by_reason: BTreeMap<String, usize>,
     pub expected_skips_by_reason: BTreeMap<String, usize>,
     pub connector_failures: usize,
@@ -55,7 +59,7 @@ pub struct ScenarioReport {
 
 impl ScenarioReport {
     /// Each kind of finding, named as a person reads it, with its list.
-    pub fn findings(&self) -> [(&'static str, &Vec<Finding>); 7] {
+    pub fn findings(&self) -> [(&'static str, &Vec<Finding>); 8] {
         [
             ("missing", &self.missing),
             ("duplicate", &self.duplicates),
@@ -64,6 +68,7 @@ impl ScenarioReport {
             ("wrongly skipped", &self.wrongly_skipped),
             ("wrong field", &self.field_errors),
             ("wrong content", &self.content_errors),
+            ("accounting", &self.accounting_errors),
         ]
     }
 
@@ -75,6 +80,7 @@ impl ScenarioReport {
             + self.wrongly_skipped.len()
             + self.field_errors.len()
             + self.content_errors.len()
+            + self.accounting_errors.len()
     }
 }
 
@@ -397,6 +403,7 @@ pub fn reconcile(
         wrongly_skipped: Vec::new(),
         field_errors: Vec::new(),
         content_errors: Vec::new(),
+        accounting_errors: check_accounting(reports),
         skipped_by_reason,
         expected_skips_by_reason: expected.skips_by_reason(),
         connector_failures,
@@ -583,6 +590,55 @@ pub fn reconcile(
         r.verdict = Verdict::Fail;
     }
     r
+}
+
+/// Each run report's accounting must add up, run and windows alike, and its windows may
+/// not account for more than the run (held items retried make up the difference).
+fn check_accounting(reports: &[RunReport]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (n, report) in reports.iter().enumerate() {
+        let mut finding = |detail: String| {
+            out.push(Finding {
+                item_id: format!("(run {})", n + 1),
+                mailbox: None,
+                detail,
+            })
+        };
+        let run = &report.accounting;
+        if !run.adds_up() {
+            finding(format!(
+                "the run's accounting does not add up: {}",
+                run.line()
+            ));
+        }
+        let mut windows = connector::report::Accounting::default();
+        for w in &report.windows {
+            if !w.accounting.adds_up() {
+                finding(format!(
+                    "window {} .. {} does not add up: {}",
+                    w.since,
+                    w.until,
+                    w.accounting.line()
+                ));
+            }
+            windows.add(&w.accounting);
+        }
+        if windows.planned > run.planned || windows.items > run.items {
+            finding(format!(
+                "the windows account for more than the run: {} against {}",
+                windows.line(),
+                run.line()
+            ));
+        }
+        let imported = run.delivered + run.delivered_without_attachment;
+        if imported != report.deliveries || run.already_there != report.already_delivered {
+            finding(format!(
+                "the accounting says {imported} imported and {} already there; the report says {} and {}",
+                run.already_there, report.deliveries, report.already_delivered
+            ));
+        }
+    }
+    out
 }
 
 /// Every item the provider sent that cannot be read must be kept, exactly as sent, in the

@@ -162,6 +162,33 @@ async fn a_second_run_delivers_nothing_new_and_staging_is_emptied() {
         .await
         .unwrap();
     assert!(again.window.is_none() && again.deliveries == 0);
+    // The report adds up, and says plainly when nothing was imported.
+    let a = &first.accounting;
+    assert!(a.adds_up(), "{}", a.line());
+    assert_eq!(
+        (a.items, a.delivered + a.delivered_without_attachment),
+        (first.items_fetched, first.deliveries)
+    );
+    assert_eq!(
+        a.skipped.get("unmapped").copied().unwrap_or(0),
+        first
+            .skipped
+            .iter()
+            .filter(|s| s.reason == "unmapped")
+            .count() as u64
+    );
+    assert!(
+        first
+            .summary()
+            .contains(&format!("accounting: {}", a.line()))
+    );
+    assert!(
+        again
+            .summary()
+            .contains("nothing imported: the provider listed no new item"),
+        "{}",
+        again.summary()
+    );
     // Taking the same window again on purpose adds nothing either.
     let forced = connector(&fakes, &state, 4)
         .run(t(UNTIL), Some(t("2026-11-22T00:00:00Z")))
