@@ -62,6 +62,8 @@ struct MappingSection {
     #[serde(default = "yes")]
     automatic: bool,
     csv: Option<PathBuf>,
+    /// The country of national numbers in the mapping file (ISO 3166 code, `GB`).
+    default_region: Option<String>,
 }
 
 impl Default for MappingSection {
@@ -69,6 +71,7 @@ impl Default for MappingSection {
         Self {
             automatic: true,
             csv: None,
+            default_region: None,
         }
     }
 }
@@ -150,6 +153,8 @@ pub struct Config {
     pub login_url: String,
     pub automatic_mapping: bool,
     pub mapping_csv: Option<PathBuf>,
+    /// The region national numbers of the mapping file are in.
+    pub mapping_region: Option<phonenumber::country::Id>,
     pub folder: String,
     pub size_limit: u64,
     pub phone_address_domain: String,
@@ -277,6 +282,19 @@ impl Config {
                 "import.look_back_hours must be at most 744 (31 days) and import.settle_delay_minutes at most 1440".into(),
             ));
         }
+        let mapping_region = match &file.mapping.default_region {
+            None => None,
+            Some(code) => Some(
+                code.trim()
+                    .to_ascii_uppercase()
+                    .parse::<phonenumber::country::Id>()
+                    .map_err(|_| {
+                        fail(format!(
+                            "mapping.default_region {code:?} is not an ISO 3166 country code such as \"GB\" or \"US\""
+                        ))
+                    })?,
+            ),
+        };
         for (key, url) in [
             ("provider.url", &p.url),
             ("microsoft365.graph_url", &m.graph_url),
@@ -308,6 +326,7 @@ impl Config {
             login_url: m.login_url.clone(),
             automatic_mapping: file.mapping.automatic,
             mapping_csv: file.mapping.csv.as_deref().map(resolve),
+            mapping_region,
             folder: import.folder.clone(),
             size_limit: import.size_limit_bytes,
             phone_address_domain: import.phone_address_domain.clone(),
@@ -363,6 +382,7 @@ const KEYS: &[&str] = &[
     "login_url",
     "automatic",
     "csv",
+    "default_region",
     "folder",
     "size_limit_bytes",
     "phone_address_domain",

@@ -14,6 +14,9 @@ use crate::phone;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MappingFile {
     by_phone: HashMap<String, String>,
+    /// Lines kept that a person should look at: a number in no range libphonenumber's
+    /// metadata knows as in use (it may be new, or a typing error).
+    pub warnings: Vec<LineError>,
 }
 
 /// One bad line of a mapping file.
@@ -52,7 +55,14 @@ impl MappingFile {
     /// Reads a mapping file. The first row is a header naming a phone column (`phone`,
     /// `mobile`, ...) and an email column (`email`, `mail`, `upn`, ...). The whole file is
     /// refused, with every bad line, if any line is wrong.
-    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self, MappingError> {
+    /// Numbers are read with libphonenumber's metadata (`phone::from_mapping_file`); a
+    /// national number needs `region`. Spaces around a value are ignored, inside quotes
+    /// too (`" alice@contoso.example "` is `alice@contoso.example`).
+    pub fn parse(
+        file: &str,
+        bytes: &[u8],
+        region: Option<phonenumber::country::Id>,
+    ) -> Result<Self, MappingError> {
         let fail = |errors| MappingError {
             file: file.to_owned(),
             errors,
@@ -97,11 +107,12 @@ impl MappingFile {
         let mut by_phone: HashMap<String, String> = HashMap::new();
         let mut first_line: HashMap<String, u64> = HashMap::new();
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         for record in reader.records() {
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
+                    let line = e.position().map_or(0, |p| line_at(text, p.byte()));
                     errors.push(LineError {
                         line,
                         reason: format!("cannot read the line: {e}"),
@@ -109,7 +120,9 @@ impl MappingFile {
                     continue;
                 }
             };
-            let line = record.position().map_or(0, |p| p.line());
+            // Counted from the byte offset: the reader's own line count is one short
+            // in files with CRLF line ends.
+            let line = record.position().map_or(0, |p| line_at(text, p.byte()));
             if record.iter().all(str::is_empty) {
                 continue;
             }
@@ -127,8 +140,19 @@ impl MappingFile {
             }
             let raw_phone = record.get(phone_col).unwrap_or_default();
             let raw_email = record.get(email_col).unwrap_or_default();
-            let phone = match phone::normalise(raw_phone) {
-                Ok(p) => p,
+            let phone = match phone::from_mapping_file(raw_phone, region) {
+                Ok(p) => {
+                    if !p.known_range {
+                        warnings.push(LineError {
+                            line,
+                            reason: format!(
+                                "{raw_phone:?} reads as {}, which libphonenumber's metadata knows in no range in use; kept, but check it",
+                                p.e164
+                            ),
+                        });
+                    }
+                    p.e164
+                }
                 Err(e) => {
                     errors.push(LineError {
                         line,
@@ -161,7 +185,7 @@ impl MappingFile {
             }
         }
         if errors.is_empty() {
-            Ok(Self { by_phone })
+            Ok(Self { by_phone, warnings })
         } else {
             Err(fail(errors))
         }
@@ -179,6 +203,18 @@ impl MappingFile {
     pub fn is_empty(&self) -> bool {
         self.by_phone.is_empty()
     }
+}
+
+/// The line (from 1) of the record that starts at byte `offset` of `text`. With CRLF
+/// line ends the reader's offset can point at the end of the line before (the `\n` of
+/// its `\r\n`): line ends at the offset belong to the line before.
+fn line_at(text: &str, offset: u64) -> u64 {
+    let bytes = text.as_bytes();
+    let mut end = (offset as usize).min(bytes.len());
+    while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
+        end += 1;
+    }
+    bytes[..end].iter().filter(|&&b| b == b'\n').count() as u64 + 1
 }
 
 /// The line on which a quoted CSV value opens and never closes, if any. A quote opens a
@@ -281,7 +317,7 @@ mod tests {
     use super::*;
 
     fn file(text: &str) -> Result<MappingFile, MappingError> {
-        MappingFile::parse("mapping.csv", text.as_bytes())
+        MappingFile::parse("mapping.csv", text.as_bytes(), None)
     }
 
     #[test]
@@ -296,6 +332,40 @@ mod tests {
             Some("d.ivanov@contoso.example")
         );
         assert_eq!(f.len(), 2, "a repeated identical line is fine");
+    }
+
+    #[test]
+    fn line_numbers_are_right_with_crlf_line_ends_and_quoted_spaces_are_trimmed() {
+        let text = "Mobile,Email\r\n+16174354634,alice@contoso.example\r\nnot a number,bob@contoso.example\r\n\r\n+33 6 12 34 56 78,\" Chloe@Contoso.example \"\r\n+1 212,x@contoso.example\r\n";
+        let err = file(text).unwrap_err();
+        let lines: Vec<u64> = err.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 6], "{err}");
+        let ok =
+            file("Mobile,Email\r\n\"+33 6 12 34 56 78\",\" Chloe@Contoso.example \"\r\n").unwrap();
+        assert_eq!(
+            ok.address_for("+33612345678"),
+            Some("chloe@contoso.example"),
+            "spaces inside quotes are trimmed like any other"
+        );
+    }
+
+    #[test]
+    fn national_numbers_need_the_files_region() {
+        let text = "Mobile,Email\n020 7946 0958,alice@contoso.example\n+44 (0)20 7946 0959,bob@contoso.example\n";
+        let err = file(text).unwrap_err();
+        assert_eq!(err.errors.len(), 1);
+        assert_eq!(err.errors[0].line, 2);
+        assert!(
+            err.errors[0].reason.contains("mapping.default_region"),
+            "{err}"
+        );
+        let f = MappingFile::parse("m.csv", text.as_bytes(), Some(phonenumber::country::Id::GB))
+            .unwrap();
+        assert_eq!(
+            f.address_for("+442079460958"),
+            Some("alice@contoso.example")
+        );
+        assert_eq!(f.address_for("+442079460959"), Some("bob@contoso.example"));
     }
 
     #[test]

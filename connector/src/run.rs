@@ -188,10 +188,17 @@ impl Connector {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-                Some(MappingFile::parse(&path.display().to_string(), &bytes)?)
+                Some(MappingFile::parse(
+                    &path.display().to_string(),
+                    &bytes,
+                    config.mapping_region,
+                )?)
             }
             None => None,
         };
+        for w in mapping.iter().flat_map(|m| &m.warnings) {
+            tracing::warn!(line = w.line, "mapping file: {}", w.reason);
+        }
         let staging = Staging::new(&config.state_dir)?;
         let store = Store::open(&config.state_dir.join("state.sqlite"))?;
         let http = reqwest::Client::builder()

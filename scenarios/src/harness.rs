@@ -164,6 +164,7 @@ impl Fakes {
             login_url: self.mailbox_url.clone(),
             automatic_mapping: true,
             mapping_csv,
+            mapping_region: None,
             folder: "WhatsApp Archiver".into(),
             size_limit: connector::size::DEFAULT_LIMIT,
             phone_address_domain: "whatsapp.invalid".into(),
