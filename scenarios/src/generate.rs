@@ -296,12 +296,30 @@ fn mobile(
     }
 }
 
-/// The number as a person would type it into a spreadsheet.
+/// The region of national numbers in generated mapping files (its `default_region`).
+const FILE_REGION: &str = "US";
+
+/// The number as a person would type it into a spreadsheet: as it is, with `00`,
+/// grouped, spaced; numbers of countries with a trunk prefix often as
+/// `+33 (0)6 12 34 56 78`, and numbers of the file's region (the US) in national form,
+/// `(617) 435-4634`. (The choice of form draws from `rng` as it always did, so the
+/// rest of a generated scenario does not change with the forms.)
 fn national_format(rng: &mut StdRng, e164: &str) -> String {
     let digits = &e164[1..];
+    let trunk = ["33", "49", "31"]
+        .into_iter()
+        .find(|cc| digits.starts_with(cc));
     match rng.random_range(0..6) {
+        0 if trunk.is_some() => {
+            let cc = trunk.unwrap_or_default();
+            format!("+{cc} (0){}", &digits[cc.len()..])
+        }
+        1 if digits.starts_with('1') && digits.len() == 11 => {
+            format!("({}) {}-{}", &digits[1..4], &digits[4..7], &digits[7..])
+        }
         0 => e164.to_owned(),
-        1 => digits.to_owned(),
+        // Bare digits would read as a national number of the file's region.
+        1 => format!("00{digits}"),
         2 => format!("00{digits}"),
         3 => {
             let (cc, rest) = digits.split_at(digits.len() - 10.min(digits.len() - 1));
@@ -853,6 +871,7 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
         users,
         employees: employees_json,
         mapping_csv: Some(mapping_csv),
+        mapping_default_region: Some(FILE_REGION.into()),
         automatic_mapping: true,
         size_limit: 10 * 1024 * 1024,
         items,

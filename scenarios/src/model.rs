@@ -81,6 +81,10 @@ pub struct Scenario {
     /// The custom mapping file's text, if the organisation uploads one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_csv: Option<String>,
+    /// The country of national numbers in the mapping file (ISO 3166 code, `GB`): the
+    /// connector's `mapping.default_region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_default_region: Option<String>,
     #[serde(default = "yes")]
     pub automatic_mapping: bool,
     #[serde(default = "default_limit")]

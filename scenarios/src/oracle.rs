@@ -295,12 +295,39 @@ impl Expected {
 
 /// `+` and the digits of a number as a mapping file or the provider may write it.
 fn digits_of(raw: &str) -> String {
-    let trimmed = raw.trim().trim_start_matches('\u{feff}');
-    let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-    if !trimmed.starts_with('+') && digits.starts_with("00") {
-        digits = digits[2..].to_owned();
+    number_in(raw, None)
+}
+
+/// The calling code of the regions scenarios use for national numbers.
+fn calling_code(region: &str) -> Option<&'static str> {
+    Some(match region.to_ascii_uppercase().as_str() {
+        "GB" => "44",
+        "FR" => "33",
+        "DE" => "49",
+        "NL" => "31",
+        "US" | "CA" => "1",
+        _ => return None,
+    })
+}
+
+/// A mapping file's number as E.164, by the rule (docs/rules.md), in the oracle's own
+/// words: a `(0)` after the country code is the trunk prefix and is dropped; `00` starts
+/// an international number; a number without `+` or `00` in a file with a default region
+/// is national: its leading trunk `0` goes and the region's calling code comes first.
+fn number_in(raw: &str, region: Option<&str>) -> String {
+    let trimmed = raw.trim().trim_start_matches('\u{feff}').trim();
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    if let Some(rest) = trimmed.strip_prefix('+') {
+        return format!("+{}", digits(&rest.replacen("(0)", "", 1)));
     }
-    format!("+{digits}")
+    let all = digits(trimmed);
+    if let Some(rest) = all.strip_prefix("00") {
+        return format!("+{rest}");
+    }
+    match region.and_then(calling_code) {
+        Some(code) => format!("+{code}{}", all.strip_prefix('0').unwrap_or(&all)),
+        None => format!("+{all}"),
+    }
 }
 
 fn looks_like_email(s: &str) -> bool {
@@ -318,7 +345,8 @@ fn looks_like_email(s: &str) -> bool {
 }
 
 /// The mapping file as a simple reader sees it: header, then `phone,email` lines.
-fn read_csv(text: &str) -> BTreeMap<String, String> {
+/// Spaces around a value are ignored, inside quotes too.
+fn read_csv(text: &str, region: Option<&str>) -> BTreeMap<String, String> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -329,8 +357,8 @@ fn read_csv(text: &str) -> BTreeMap<String, String> {
             // A quoted first field may hold commas; the email never does.
             let (phone, email) = line.rsplit_once(',')?;
             Some((
-                digits_of(phone.trim().trim_matches('"')),
-                email.trim().trim_matches('"').to_lowercase(),
+                number_in(phone.trim().trim_matches('"'), region),
+                email.trim().trim_matches('"').trim().to_lowercase(),
             ))
         })
         .collect()
@@ -348,7 +376,11 @@ pub fn expected(s: &Scenario) -> Expected {
         .filter(|u| u.mailbox)
         .map(|u| u.upn.to_lowercase())
         .collect();
-    let csv = s.mapping_csv.as_deref().map(read_csv).unwrap_or_default();
+    let csv = s
+        .mapping_csv
+        .as_deref()
+        .map(|text| read_csv(text, s.mapping_default_region.as_deref()))
+        .unwrap_or_default();
     let mailbox_of = |p: &Value| -> Option<String> {
         let phone = digits_of(p["phone"].as_str().unwrap_or_default());
         if let Some(address) = csv.get(&phone).filter(|a| valid.contains(*a)) {
@@ -667,7 +699,13 @@ mod tests {
         assert_eq!(digits_of("+1 (617) 435-4634"), "+16174354634");
         assert_eq!(digits_of("0044 7700 900123"), "+447700900123");
         assert_eq!(digits_of("\u{feff}16174354634"), "+16174354634");
-        let csv = read_csv("Mobile,Email\r\n\"+1 (617) 435-4634\", Alice@Contoso.example \r\n\r\n");
+        assert_eq!(digits_of("+44 (0)20 7946 0958"), "+442079460958");
+        assert_eq!(number_in("020 7946 0958", Some("GB")), "+442079460958");
+        assert_eq!(number_in("(617) 435-4634", Some("US")), "+16174354634");
+        let csv = read_csv(
+            "Mobile,Email\r\n\"+1 (617) 435-4634\",\" Alice@Contoso.example \"\r\n\r\n",
+            None,
+        );
         assert_eq!(
             csv.get("+16174354634").map(String::as_str),
             Some("alice@contoso.example")

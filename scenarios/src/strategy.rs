@@ -144,6 +144,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         users,
         employees: participants,
         mapping_csv: Some(csv),
+        mapping_default_region: None,
         automatic_mapping: automatic,
         size_limit: LIMIT,
         items,

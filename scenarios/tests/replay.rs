@@ -79,6 +79,7 @@ replays! {
     rule_distinct_mailboxes_and_folder => "rule-distinct-mailboxes-and-folder",
     rule_invalid_items => "rule-invalid-items",
     rule_late_visible => "rule-late-visible",
+    rule_mapping_numbers => "rule-mapping-numbers",
     rule_mapping_precedence => "rule-mapping-precedence",
     rule_names_are_data => "rule-names-are-data",
     rule_revised_items => "rule-revised-items",
