@@ -118,6 +118,10 @@ pub struct Connector {
     options: Options,
     targets: Mutex<HashMap<String, Arc<OnceCell<Option<Target>>>>>,
     folders: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    /// One staged file per (window, attachment id), which several items may share (two
+    /// contents of an id, a file sent twice): it is read, downloaded and removed by one
+    /// of them at a time.
+    staged_files: Mutex<HashMap<(i64, String), Arc<tokio::sync::Mutex<()>>>>,
     progress: Progress,
     latency: Latencies,
     /// Deliveries that failed in this run: tried again (a held item, an item listed
@@ -236,6 +240,7 @@ impl Connector {
             options,
             targets: Mutex::default(),
             folders: Mutex::default(),
+            staged_files: Mutex::default(),
             progress: Progress::default(),
             latency: Latencies::default(),
             failed_here: Mutex::default(),
@@ -1068,6 +1073,8 @@ impl Connector {
         if result.failures.is_empty()
             && let Some(att) = item.content.attachment()
         {
+            let file = self.staged_file(window.id, &att.id);
+            let _only_this_item = file.lock().await;
             self.staging.forget(window.id, &att.id)?;
         }
         Ok(result)
@@ -1089,6 +1096,8 @@ impl Connector {
         if att.id.len() > email::MAX_ATTACHMENT_ID {
             return Ok(Some(Err(OmitReason::Unreachable)));
         }
+        let file = self.staged_file(window.id, &att.id);
+        let _only_this_item = file.lock().await;
         let path = self.staging.attachment(window.id, &att.id)?;
         if let Ok(bytes) = tokio::fs::read(&path).await
             && bytes.len() as u64 == att.size
@@ -1115,6 +1124,16 @@ impl Connector {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The lock of one staged file.
+    fn staged_file(&self, window: i64, attachment_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.staged_files
+            .lock()
+            .expect("lock poisoned")
+            .entry((window, attachment_id.to_owned()))
+            .or_default()
+            .clone()
     }
 
     /// The mailbox a participant's copy goes to, by the mapping rule; `None` if none.

@@ -47,6 +47,11 @@ pub struct ItemPlan {
     to: Vec<usize>,
     attachment: Option<bool>,
     deleted: bool,
+    /// Hours the provider takes to list it (0: at once); past a day, only the next
+    /// run's look-back finds it.
+    lag_hours: u8,
+    /// The provider sends it again with changed text (a revision).
+    revised: bool,
 }
 
 fn item_plan(people: usize) -> impl Strategy<Value = ItemPlan> {
@@ -55,13 +60,19 @@ fn item_plan(people: usize) -> impl Strategy<Value = ItemPlan> {
         proptest::collection::vec(0..people, 1..4),
         prop_oneof![Just(None), Just(Some(false)), Just(Some(true))],
         any::<bool>(),
+        prop_oneof![6 => Just(0u8), 1 => 1..40u8],
+        proptest::bool::weighted(0.15),
     )
-        .prop_map(|(from, to, attachment, deleted)| ItemPlan {
-            from,
-            to: to.into_iter().filter(|t| *t != from).collect(),
-            attachment,
-            deleted,
-        })
+        .prop_map(
+            |(from, to, attachment, deleted, lag_hours, revised)| ItemPlan {
+                from,
+                to: to.into_iter().filter(|t| *t != from).collect(),
+                attachment,
+                deleted,
+                lag_hours,
+                revised,
+            },
+        )
         .prop_filter("a message needs a recipient", |p| !p.to.is_empty())
 }
 
@@ -107,7 +118,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         name: "Disabled".into(),
         mailbox: false,
     });
-    let items = plans
+    let mut items: Vec<Value> = plans
         .iter()
         .enumerate()
         .map(|(n, plan)| {
@@ -135,6 +146,28 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
             item
         })
         .collect();
+    // Revisions: the same id a minute later with changed text; and the provider's lag.
+    let mut lags = std::collections::BTreeMap::new();
+    for (n, plan) in plans.iter().enumerate() {
+        if plan.revised {
+            let mut again = items[n].clone();
+            let at = start() + TimeDelta::minutes(10 * n as i64 + 2);
+            again["archived_at"] = json!(at.to_rfc3339());
+            let changed = json!(format!("message {n}, sent again with other text"));
+            match again["type"].as_str() {
+                Some("text") => again["text"] = changed,
+                Some(kind) => {
+                    let kind = kind.to_owned();
+                    again[kind.as_str()]["caption"] = changed;
+                }
+                None => {}
+            }
+            items.push(again);
+        }
+        if plan.lag_hours > 0 {
+            lags.insert(format!("p-{n}"), u64::from(plan.lag_hours) * 3600);
+        }
+    }
     Scenario {
         name: "property".into(),
         description: "a random small scenario from the property test".into(),
@@ -150,12 +183,22 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         items,
         raw_items: Vec::new(),
         raw_text_items: Vec::new(),
-        runs: vec![RunSpec {
-            until: start() + TimeDelta::days(1),
-            since: None,
-        }],
+        // The second run's look-back finds what the first could not yet list.
+        runs: vec![
+            RunSpec {
+                until: start() + TimeDelta::days(1),
+                since: None,
+            },
+            RunSpec {
+                until: start() + TimeDelta::days(2),
+                since: None,
+            },
+        ],
         provider_faults: None,
         mailbox_faults: None,
-        visibility: None,
+        visibility: (!lags.is_empty()).then(|| mock_telemessage::dataset::Visibility {
+            items: lags,
+            ..Default::default()
+        }),
     }
 }

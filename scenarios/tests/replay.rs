@@ -83,5 +83,6 @@ replays! {
     rule_mapping_precedence => "rule-mapping-precedence",
     rule_names_are_data => "rule-names-are-data",
     rule_revised_items => "rule-revised-items",
+    rule_shared_attachment_revised => "rule-shared-attachment-revised",
     rule_size_boundaries => "rule-size-boundaries",
 }
