@@ -104,6 +104,9 @@ impl ItemResult {
     }
 }
 
+/// Held while one item works with a staged file.
+type FileLock = Arc<tokio::sync::Mutex<()>>;
+
 /// The connector, set up from its configuration.
 pub struct Connector {
     config: Config,
@@ -121,7 +124,7 @@ pub struct Connector {
     /// One staged file per (window, attachment id), which several items may share (two
     /// contents of an id, a file sent twice): it is read, downloaded and removed by one
     /// of them at a time.
-    staged_files: Mutex<HashMap<(i64, String), Arc<tokio::sync::Mutex<()>>>>,
+    staged_files: Mutex<HashMap<(i64, String), FileLock>>,
     progress: Progress,
     latency: Latencies,
     /// Deliveries that failed in this run: tried again (a held item, an item listed
@@ -1127,7 +1130,7 @@ impl Connector {
     }
 
     /// The lock of one staged file.
-    fn staged_file(&self, window: i64, attachment_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn staged_file(&self, window: i64, attachment_id: &str) -> FileLock {
         self.staged_files
             .lock()
             .expect("lock poisoned")
