@@ -181,6 +181,26 @@ impl Fakes {
         }
     }
 
+    /// A connector configuration for a scenario on these fakes: its size limit, its
+    /// mapping settings (the file's region for national numbers included).
+    pub fn scenario_config(
+        &self,
+        scenario: &crate::Scenario,
+        state_dir: &Path,
+        mapping_csv: Option<PathBuf>,
+    ) -> anyhow::Result<Config> {
+        let mut config = self.config(state_dir, mapping_csv);
+        config.size_limit = scenario.size_limit;
+        config.automatic_mapping = scenario.automatic_mapping;
+        config.mapping_region = match &scenario.mapping_default_region {
+            Some(code) => Some(code.parse().map_err(|_| {
+                anyhow::anyhow!("mapping_default_region {code:?} is not an ISO 3166 code")
+            })?),
+            None => None,
+        };
+        Ok(config)
+    }
+
     /// Every mailbox's contents as (mailbox, folder, Message-ID), sorted: what a
     /// comparison of two runs looks at.
     pub fn contents(&self) -> Vec<(String, String, String)> {

@@ -414,13 +414,19 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             let scenario = Scenario::load(&file)?;
             let fakes = Fakes::for_scenario(&scenario, |r| r).await?;
             let work = scenarios::harness::temp_dir(&format!("serve-{}", scenario.name));
-            let mapping = match &scenario.mapping_csv {
+            let mut mapping = match &scenario.mapping_csv {
                 Some(text) => {
                     std::fs::write(work.join("mapping.csv"), text)?;
-                    "csv = \"mapping.csv\"\n"
+                    "csv = \"mapping.csv\"\n".to_owned()
                 }
-                None => "",
+                None => String::new(),
             };
+            if let Some(region) = &scenario.mapping_default_region {
+                mapping.push_str(&format!(
+                    "default_region = {}\n",
+                    serde_json::to_string(region)?
+                ));
+            }
             let config = format!(
                 "state_dir = \"state\"\n\n[provider]\nurl = \"{}\"\nusername = \"{PROVIDER_USER}\"\npassword_env = \"TELEMESSAGE_PASSWORD\"\n\n[microsoft365]\ntenant = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret_env = \"M365_CLIENT_SECRET\"\ngraph_url = \"{}\"\nlogin_url = \"{}\"\n\n[mapping]\nautomatic = {}\n{mapping}\n[import]\nsize_limit_bytes = {}\n",
                 fakes.provider_url,

@@ -25,15 +25,7 @@ pub async fn run(scenario: &Scenario, work: &Path, replay: String) -> anyhow::Re
     let state = work.join("state");
     std::fs::create_dir_all(&state)?;
     let mapping = crate::harness::write_mapping(scenario, work)?;
-    let mut config = fakes.config(&state, mapping);
-    config.size_limit = scenario.size_limit;
-    config.automatic_mapping = scenario.automatic_mapping;
-    config.mapping_region = match &scenario.mapping_default_region {
-        Some(code) => Some(code.parse().map_err(|_| {
-            anyhow::anyhow!("mapping_default_region {code:?} is not an ISO 3166 code")
-        })?),
-        None => None,
-    };
+    let mut config = fakes.scenario_config(scenario, &state, mapping)?;
     config.concurrency = 8;
     config.page_size = 500;
     let mut runs = Vec::new();

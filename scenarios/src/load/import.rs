@@ -85,9 +85,7 @@ pub async fn run(
                 spawn(bin, config, spec.until, &out, work, &child).await?
             }
             None => {
-                let mut config = fakes.config(&state, mapping.clone());
-                config.size_limit = scenario.size_limit;
-                config.automatic_mapping = scenario.automatic_mapping;
+                let mut config = fakes.scenario_config(scenario, &state, mapping.clone())?;
                 config.concurrency = p.concurrency;
                 config.page_size = 1000;
                 connector::Connector::new(config, Arc::new(chrono::Utc::now))?
@@ -187,10 +185,13 @@ fn write_config(
     mapping: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
     let toml_str = |s: &str| serde_json::to_string(s).expect("a string serialises");
-    let mapping = match mapping {
+    let mut mapping = match mapping {
         Some(path) => format!("csv = {}\n", toml_str(&path.display().to_string())),
         None => String::new(),
     };
+    if let Some(region) = &scenario.mapping_default_region {
+        mapping.push_str(&format!("default_region = {}\n", toml_str(region)));
+    }
     let text = format!(
         "state_dir = {}\n\n[provider]\nurl = {}\nusername = {}\npassword_env = \"TELEMESSAGE_PASSWORD\"\n\n\
          [microsoft365]\ntenant = {}\nclient_id = {}\nclient_secret_env = \"M365_CLIENT_SECRET\"\n\
