@@ -161,6 +161,13 @@ fn all_known(unknown: &[String]) -> Result<ExitCode, CliError> {
     }
 }
 
+/// The record key of a held item, named as `held list` shows it (or by its key).
+fn held_key(held: &[connector::store::Held], named: &str) -> Option<String> {
+    held.iter()
+        .find(|h| h.item_id == named || connector::store::display_key(&h.item_id) == named)
+        .map(|h| h.item_id.clone())
+}
+
 fn held(action: HeldAction) -> Result<ExitCode, CliError> {
     let config = match &action {
         HeldAction::List { config }
@@ -179,7 +186,7 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
             for h in &held {
                 println!(
                     "{}\t{}\truns {}\tsince {}\t{}",
-                    h.item_id,
+                    connector::store::display_key(&h.item_id),
                     if h.needs_person {
                         "NEEDS A PERSON"
                     } else {
@@ -198,22 +205,22 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
             })
         }
         HeldAction::Retry { item_ids, .. } => {
+            let held = store.held()?;
             let ids: Vec<String> = if item_ids.is_empty() {
-                store
-                    .held()?
-                    .into_iter()
+                held.iter()
                     .filter(|h| h.needs_person)
-                    .map(|h| h.item_id)
+                    .map(|h| connector::store::display_key(&h.item_id))
                     .collect()
             } else {
                 item_ids
             };
             let mut unknown = Vec::new();
             for id in &ids {
-                if store.retry_held(id, now)? {
-                    println!("{id}: the next run tries it again");
-                } else {
-                    unknown.push(id.clone());
+                match held_key(&held, id) {
+                    Some(key) if store.retry_held(&key, now)? => {
+                        println!("{id}: the next run tries it again")
+                    }
+                    _ => unknown.push(id.clone()),
                 }
             }
             all_known(&unknown)
@@ -230,19 +237,23 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
             let held = store.held()?;
             let mut unknown = Vec::new();
             for id in &item_ids {
-                let Some(h) = held.iter().find(|h| &h.item_id == id) else {
+                let Some(h) =
+                    held_key(&held, id).and_then(|k| held.iter().find(|h| h.item_id == k))
+                else {
                     unknown.push(id.clone());
                     continue;
                 };
                 let detail = format!(
-                    "given up by a person on {}: {}; it had failed in {} run(s), last: {}",
+                    "{} given up by a person on {}: {}; it had failed in {} run(s), last: {}",
+                    connector::store::display_key(&h.item_id),
                     now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     reason.trim(),
                     h.runs,
                     h.last_error
                 );
-                store.record_skip(id, "given_up", &detail, h.window_id, now)?;
-                store.release(id)?;
+                let (provider_id, _) = connector::store::split_key(&h.item_id);
+                store.record_skip(provider_id, "given_up", &detail, h.window_id, now)?;
+                store.release(&h.item_id)?;
                 println!("{id}: given up and recorded as skipped (given_up)");
             }
             all_known(&unknown)

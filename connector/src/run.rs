@@ -385,14 +385,15 @@ impl Connector {
         self.progress.finish();
         for held in self.store.held()? {
             let entry = HeldItem {
-                item_id: held.item_id.clone(),
+                // As `connector held` names it: a later content of an id says which.
+                item_id: state::display_key(&held.item_id),
                 runs: held.runs,
                 first_failed_at: held.first_failed_at,
                 last_error: held.last_error.clone(),
             };
             if held.needs_person {
                 tracing::error!(
-                    item = %held.item_id,
+                    item = %state::display_key(&held.item_id),
                     runs = held.runs,
                     since = %held.first_failed_at,
                     error = %held.last_error,
@@ -766,7 +767,14 @@ impl Connector {
             for (id, ..) in &readable_items {
                 self.latency.staged(id);
             }
-            let new = self.store.stage_page(window.id, &readable_items, again)?;
+            let listing = if again {
+                state::Listing::Again
+            } else if window.look_back {
+                state::Listing::LookBack
+            } else {
+                state::Listing::First
+            };
+            let new = self.store.stage_page(window.id, &readable_items, listing)?;
             for (id, ..) in &readable_items {
                 if !again && !new.iter().any(|n| &n.key == id) {
                     self.latency.done_with(id);

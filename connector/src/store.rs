@@ -145,6 +145,26 @@ pub fn split_key(key: &str) -> (&str, u32) {
     }
 }
 
+/// A record key as a person reads and types it: the id, or `ID revision N` for a later
+/// content of the id.
+pub fn display_key(key: &str) -> String {
+    match split_key(key) {
+        (id, 1) if !key.contains('\u{1f}') => id.to_owned(),
+        (id, n) => format!("{id} revision {n}"),
+    }
+}
+
+/// Which listing a page belongs to, for staging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// A window's listing (or its listing again after a crash).
+    First,
+    /// A window taken again by hand (`--since`).
+    Again,
+    /// A closed window listed once more for late items.
+    LookBack,
+}
+
 /// An item a listing page brought that the state had not seen: a new id, or an id seen
 /// before with different content (a revision above 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,14 +379,16 @@ impl Store {
     /// again after a crash) is not staged again; an id seen before with other content is
     /// staged as its next revision. Answers what was new.
     ///
-    /// `again` is for a window taken again on purpose (`--since`): content seen before is
-    /// staged too, under its revision, so that it is worked on once more (an item that
-    /// was unmapped may map now); deliveries already recorded are not repeated.
+    /// `Listing::Again` is for a window taken again on purpose (`--since`): content seen
+    /// before is staged too, under its revision, so that it is worked on once more (an
+    /// item that was unmapped may map now); deliveries already recorded are not repeated.
+    /// In a `Listing::LookBack`, an id that a connector from before this record of
+    /// contents delivered or skipped is taken as seen, not as a late item.
     pub fn stage_page(
         &self,
         window: i64,
         items: &[(String, &str, String)],
-        again: bool,
+        listing: Listing,
     ) -> Result<Vec<NewContent>, ConnectorError> {
         self.with(|db| {
             let tx = db.unchecked_transaction()?;
@@ -383,19 +405,29 @@ impl Store {
                     "INSERT OR IGNORE INTO staged (window_id, seq, item_id, json)
                      VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM staged WHERE window_id = ?1), ?2, ?3)",
                 )?;
+                let mut recorded_before = tx.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM deliveries WHERE item_id = ?1)
+                         OR EXISTS (SELECT 1 FROM skips WHERE item_id = ?1)",
+                )?;
                 for (item_id, json, digest) in items {
                     if let Some(revision) = known
                         .query_row(params![item_id, digest], |r| r.get::<_, i64>(0))
                         .optional()?
                     {
-                        if again {
+                        if listing == Listing::Again {
                             stage.execute(params![window, record_key(item_id, revision as u32), json])?;
                         }
                         continue;
                     }
-                    let revision = last
-                        .query_row(params![item_id], |r| r.get::<_, Option<i64>>(0))?
-                        .map_or(1, |n| n + 1) as u32;
+                    let previous = last.query_row(params![item_id], |r| r.get::<_, Option<i64>>(0))?;
+                    if previous.is_none()
+                        && listing == Listing::LookBack
+                        && recorded_before.query_row(params![item_id], |r| r.get::<_, bool>(0))?
+                    {
+                        see.execute(params![item_id, digest, 1, window])?;
+                        continue;
+                    }
+                    let revision = previous.map_or(1, |n| n + 1) as u32;
                     see.execute(params![item_id, digest, revision, window])?;
                     let key = record_key(item_id, revision);
                     stage.execute(params![window, key, json])?;
@@ -764,14 +796,18 @@ mod tests {
             assert!(w.fresh);
             let item = |id: &str, digest: &str| (id.to_owned(), "{}", digest.to_owned());
             let new = store
-                .stage_page(w.id, &[item("wa-2", "d2"), item("wa-1", "d1")], false)
+                .stage_page(
+                    w.id,
+                    &[item("wa-2", "d2"), item("wa-1", "d1")],
+                    Listing::First,
+                )
                 .unwrap();
             assert_eq!(new.len(), 2);
             let again = store
                 .stage_page(
                     w.id,
                     &[item("wa-2", "d2"), item("wa-2", "d2-revised")],
-                    false,
+                    Listing::First,
                 )
                 .unwrap();
             assert_eq!(
@@ -846,6 +882,37 @@ mod tests {
     }
 
     #[test]
+    fn a_look_back_takes_what_an_older_connector_recorded_as_seen() {
+        let dir = std::env::temp_dir().join(format!("connector-store-lb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("state.sqlite")).unwrap();
+        let now = t("2026-11-24T00:30:00Z");
+        let (since, until) = (t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"));
+        // Recorded by a version that kept no digests: a delivery and a skip, no `seen`.
+        store
+            .mark_delivered("wa-old", "m1", "a@x", "AAMk0", now)
+            .unwrap();
+        store.flush().unwrap();
+        store
+            .record_skip("wa-unmapped", "unmapped", "-", 1, now)
+            .unwrap();
+        let w = store.begin_window(since, until, now, true).unwrap();
+        let page = [
+            ("wa-old".to_owned(), "{}", "d-old".to_owned()),
+            ("wa-unmapped".to_owned(), "{}", "d-un".to_owned()),
+            ("wa-late".to_owned(), "{}", "d-late".to_owned()),
+        ];
+        let new = store.stage_page(w.id, &page, Listing::LookBack).unwrap();
+        assert_eq!(
+            new.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
+            ["wa-late"],
+            "only what no connector recorded is late"
+        );
+        assert!(store.seen("wa-old", "d-old").unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn record_keys_are_one_to_one() {
         for (id, revision) in [
             ("wa-1", 1),
@@ -859,5 +926,7 @@ mod tests {
             assert_eq!(split_key(&key), (id, revision), "{key:?}");
         }
         assert_ne!(record_key("wa-1\u{1f}2", 1), record_key("wa-1", 2));
+        assert_eq!(display_key(&record_key("wa-1", 1)), "wa-1");
+        assert_eq!(display_key(&record_key("wa-1", 2)), "wa-1 revision 2");
     }
 }
