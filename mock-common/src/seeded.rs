@@ -17,6 +17,35 @@ pub fn unit(seed: u64, n: u64) -> f64 {
     (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// FNV-1a of a string: a stable 64-bit name for what a request is about.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Draws decided by what a request is about and how many times the same request came
+/// before, never by when it arrives: the same scenario meets the same faults whatever
+/// the client's concurrency, so a failing seed replays exactly.
+#[derive(Debug, Default)]
+pub struct IdentityDraws {
+    attempts: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+}
+
+impl IdentityDraws {
+    /// The draw, uniform in [0, 1), for the next attempt of the request `identity`.
+    pub fn draw(&self, seed: u64, identity: &str) -> f64 {
+        let key = fnv1a(identity);
+        let attempt = {
+            let mut attempts = self.attempts.lock().expect("draws lock poisoned");
+            let n = attempts.entry(key).or_default();
+            *n += 1;
+            *n - 1
+        };
+        unit(seed ^ key, attempt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +61,16 @@ mod tests {
         assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
         assert_eq!(unit(7, 3), unit(7, 3));
         assert_ne!(unit(7, 3), unit(8, 3));
+    }
+
+    #[test]
+    fn identity_draws_depend_on_the_request_and_its_attempt_not_on_arrival() {
+        let a = IdentityDraws::default();
+        let first = [a.draw(7, "x"), a.draw(7, "y"), a.draw(7, "x")];
+        let b = IdentityDraws::default();
+        // The other order: y, x, x.
+        let (y, x0, x1) = (b.draw(7, "y"), b.draw(7, "x"), b.draw(7, "x"));
+        assert_eq!([x0, y, x1], first);
+        assert_ne!(first[0], first[2], "a retry is a new draw");
     }
 }

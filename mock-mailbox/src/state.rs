@@ -216,7 +216,7 @@ struct Inner {
     mailboxes: RwLock<HashMap<String, Arc<Mutex<Mailbox>>>>,
     throttle: Throttle,
     store: crate::store::Store,
-    fault_rolls: AtomicU64,
+    fault_draws: mock_common::seeded::IdentityDraws,
     tokens_issued: AtomicU64,
     token_failures: AtomicU64,
     faults_injected: AtomicU64,
@@ -340,7 +340,7 @@ impl State {
             mailboxes: RwLock::new(mailboxes),
             throttle,
             store,
-            fault_rolls: AtomicU64::new(0),
+            fault_draws: mock_common::seeded::IdentityDraws::default(),
             tokens_issued: AtomicU64::new(0),
             token_failures: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
@@ -584,14 +584,21 @@ impl State {
             })
     }
 
-    /// Draws, from the directory's seed, whether to inject a fault into this request.
-    pub fn roll_fault(&self, import: bool) -> Option<Fault> {
+    /// Whether any seeded fault is configured.
+    pub fn faults_configured(&self) -> bool {
         let f = &self.0.faults;
-        if f.unavailable_rate <= 0.0 && f.lost_import_response_rate <= 0.0 {
+        f.unavailable_rate > 0.0 || f.lost_import_response_rate > 0.0
+    }
+
+    /// Draws, from the directory's seed, what the request is about (`identity`) and how
+    /// many times that same request came before, whether to inject a fault into it:
+    /// never from arrival order, so a scenario meets the same faults at any concurrency.
+    pub fn roll_fault(&self, import: bool, identity: &str) -> Option<Fault> {
+        let f = &self.0.faults;
+        if !self.faults_configured() {
             return None;
         }
-        let n = self.0.fault_rolls.fetch_add(1, Ordering::Relaxed);
-        let draw = mock_common::seeded::unit(f.seed, n);
+        let draw = self.0.fault_draws.draw(f.seed, identity);
         let fault = if draw < f.unavailable_rate {
             Some(Fault::Unavailable)
         } else if import && draw < f.unavailable_rate + f.lost_import_response_rate {

@@ -128,8 +128,9 @@ impl std::fmt::Debug for AccountSpec {
 }
 
 /// Seeded fault injection. Each rate is a probability from 0 to 1, decided per request
-/// from `seed` and the request's number, so a run with the same requests in the same
-/// order meets the same faults.
+/// from `seed`, what the request is about (a listing's window and page, an attachment's
+/// id) and how many times that same request came before: never from arrival order, so a
+/// scenario meets the same faults at any client concurrency.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {

@@ -103,15 +103,16 @@ async fn list_items(
     state.authenticate(authorization(&headers))?;
     let Query(q) =
         query.map_err(|_| ApiError::bad_request("invalid_request", "malformed query"))?;
-    if state.roll_fault(false) == Some(Fault::Unavailable) {
-        return Err(ApiError::unavailable());
-    }
-    let page = state.list(&ListRequest {
+    let request = ListRequest {
         since: q.since,
         until: q.until,
         page_size: q.page_size,
         cursor: q.cursor,
-    })?;
+    };
+    if state.roll_fault(false, &state.listing_identity(&request)) == Some(Fault::Unavailable) {
+        return Err(ApiError::unavailable());
+    }
+    let page = state.list(&request)?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -128,7 +129,7 @@ async fn download(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.authenticate(authorization(&headers))?;
-    let fault = state.roll_fault(true);
+    let fault = state.roll_fault(true, &format!("download {id}"));
     if fault == Some(Fault::Unavailable) {
         return Err(ApiError::unavailable());
     }

@@ -100,7 +100,7 @@ struct Counters {
     logins_failed: AtomicU64,
     faults_injected: AtomicU64,
     items_appended: AtomicU64,
-    fault_rolls: AtomicU64,
+    fault_draws: mock_common::seeded::IdentityDraws,
 }
 
 /// What `GET /admin/v1/counters` shows.
@@ -450,14 +450,35 @@ impl State {
             .cloned()
     }
 
-    /// Decides, from the dataset's seed, whether to inject a fault into this answer.
-    pub fn roll_fault(&self, download: bool) -> Option<Fault> {
+    /// What a listing request is about, for fault draws: its window and page, read from
+    /// the cursor when there is one (a cursor's text differs between servers: it is
+    /// signed with a key made at start-up).
+    pub fn listing_identity(&self, request: &ListRequest) -> String {
+        match request
+            .cursor
+            .as_deref()
+            .and_then(|c| Cursor::decode(c, &self.0.cursor_key))
+        {
+            Some(c) => format!(
+                "list {} {} after {} {} {}",
+                c.since, c.until, c.after.0, c.after.1, c.after.2
+            ),
+            None => format!(
+                "list {:?} {:?} {:?} {:?}",
+                request.since, request.until, request.page_size, request.cursor
+            ),
+        }
+    }
+
+    /// Decides, from the dataset's seed and what the request is about (`identity`: a
+    /// listing's window and page, an attachment's id) and how many times that same
+    /// request came before, whether to inject a fault: never from arrival order.
+    pub fn roll_fault(&self, download: bool, identity: &str) -> Option<Fault> {
         let faults = &self.0.faults;
         if faults.unavailable_rate <= 0.0 && faults.corrupt_download_rate <= 0.0 {
             return None;
         }
-        let n = self.0.counters.fault_rolls.fetch_add(1, Ordering::Relaxed);
-        let draw = mock_common::seeded::unit(faults.seed, n);
+        let draw = self.0.counters.fault_draws.draw(faults.seed, identity);
         let fault = if draw < faults.unavailable_rate {
             Some(Fault::Unavailable)
         } else if download && draw < faults.unavailable_rate + faults.corrupt_download_rate {

@@ -17,16 +17,28 @@ pub struct Outcome {
     pub report: ScenarioReport,
     pub runs: Vec<RunReport>,
     pub landed: Landed,
+    /// Seeded faults the two fakes injected: (provider, mailbox).
+    pub faults_injected: (u64, u64),
 }
 
 /// Runs `scenario` with its state under `work`; `replay` is the command that replays it.
 pub async fn run(scenario: &Scenario, work: &Path, replay: String) -> anyhow::Result<Outcome> {
+    run_with(scenario, work, replay, 8).await
+}
+
+/// As [`run`], with the connector's concurrency given.
+pub async fn run_with(
+    scenario: &Scenario,
+    work: &Path,
+    replay: String,
+    concurrency: usize,
+) -> anyhow::Result<Outcome> {
     let fakes = Fakes::for_scenario(scenario, |r| r).await?;
     let state = work.join("state");
     std::fs::create_dir_all(&state)?;
     let mapping = crate::harness::write_mapping(scenario, work)?;
     let mut config = fakes.scenario_config(scenario, &state, mapping)?;
-    config.concurrency = 8;
+    config.concurrency = concurrency;
     config.page_size = 500;
     let mut runs = Vec::new();
     for spec in &scenario.runs {
@@ -43,5 +55,9 @@ pub async fn run(scenario: &Scenario, work: &Path, replay: String) -> anyhow::Re
         report,
         runs,
         landed,
+        faults_injected: (
+            fakes.provider.counters().faults_injected,
+            fakes.mailbox.counters().faults_injected,
+        ),
     })
 }

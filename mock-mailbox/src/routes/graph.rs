@@ -24,17 +24,22 @@ type Answer = Result<Response, GraphError>;
 const DEFAULT_PAGE: usize = 10;
 
 /// Checks the version segment and the token; draws a fault.
-fn open(
-    state: &State,
-    headers: &HeaderMap,
-    root: &str,
-    import: bool,
-) -> Result<(AppSession, Option<Fault>), GraphError> {
+fn open(state: &State, headers: &HeaderMap, root: &str) -> Result<AppSession, GraphError> {
     if root != "v1.0" && root != "beta" {
         return Err(GraphError::bad_request(format!("Invalid version: {root}")));
     }
-    let session = state.authenticate(authorization(headers))?;
-    let fault = state.roll_fault(import);
+    state.authenticate(authorization(headers))
+}
+
+/// Draws the seeded fault of a request that got through (after its throttle, so that a
+/// 429 does not use up a draw: the same request meets the same faults at any
+/// concurrency). `Unavailable` is answered here.
+fn fault(state: &State, headers: &HeaderMap, import: bool) -> Result<Option<Fault>, GraphError> {
+    let identity = headers
+        .get(super::FAULT_IDENTITY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let fault = state.roll_fault(import, identity);
     if fault == Some(Fault::Unavailable) {
         return Err(GraphError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -43,7 +48,7 @@ fn open(
         )
         .with_retry_after(1));
     }
-    Ok((session, fault))
+    Ok(fault)
 }
 
 /// A mail call that got through: its session, its mailbox, the fault drawn for it, and
@@ -70,7 +75,7 @@ fn mail_call(
     upload_bytes: u64,
     import: bool,
 ) -> Result<MailCall, GraphError> {
-    let (session, fault) = open(state, headers, root, import)?;
+    let session = open(state, headers, root)?;
     if !session.may(any_of) {
         return Err(GraphError::access_denied());
     }
@@ -82,6 +87,7 @@ fn mail_call(
         .id
         .clone();
     let permit = state.admit(&session, &user_id, upload_bytes)?;
+    let fault = fault(state, headers, import)?;
     Ok(MailCall {
         mailbox,
         fault,
@@ -172,7 +178,8 @@ pub async fn get_user(
     Path((root, user)): Path<(String, String)>,
     q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
 ) -> Answer {
-    let (session, _) = open(&state, &headers, &root, false)?;
+    let session = open(&state, &headers, &root)?;
+    fault(&state, &headers, false)?;
     let q = query(q)?;
     if !session.may(permission::READ_USERS) {
         return Err(GraphError::new(

@@ -70,8 +70,61 @@ pub fn router(state: State) -> Router {
                 "The HTTP method is not allowed for the requested resource.",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            name_for_faults,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// The internal header that names what a request is about, for the seeded faults.
+pub(crate) const FAULT_IDENTITY: &str = "x-mock-fault-identity";
+
+/// Names each request by what it is about (method, path, query and the SHA-256 of its
+/// body), so that a seeded fault is decided by the request and its attempt number, never
+/// by arrival order. Only when faults are configured: the body is read ahead for it. The
+/// header is always removed from what the client sent, so no client can choose it.
+async fn name_for_faults(
+    axum::extract::State(state): axum::extract::State<State>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use sha2::Digest;
+    let (mut parts, body) = request.into_parts();
+    parts.headers.remove(FAULT_IDENTITY);
+    if !state.faults_configured() {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return GraphError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request body is too large.",
+        )
+        .into_response();
+    };
+    let digest = sha2::Sha256::new()
+        .chain_update(parts.method.as_str())
+        .chain_update(b" ")
+        .chain_update(parts.uri.path())
+        .chain_update(b"?")
+        .chain_update(parts.uri.query().unwrap_or_default())
+        .chain_update(b" ")
+        .chain_update(&bytes)
+        .finalize();
+    let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&name) {
+        parts.headers.insert(FAULT_IDENTITY, value);
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
