@@ -78,8 +78,6 @@ struct Target {
 
 #[derive(Debug, Default)]
 struct ItemResult {
-    delivered: u64,
-    already: u64,
     skips: Vec<Skip>,
     failures: Vec<Failure>,
     /// The item's share of the report's accounting.
@@ -404,6 +402,10 @@ impl Connector {
                 report.held.push(entry);
             }
         }
+        // Imported and already-there counts are the accounting's, windows and held items.
+        report.deliveries =
+            report.accounting.delivered + report.accounting.delivered_without_attachment;
+        report.already_delivered = report.accounting.already_there;
         report.complete = report.failed.is_empty() && report.needs_person.is_empty();
         report.retries = self.retry.retries();
         (report.throttled, report.retry_after_wait_ms) = self.retry.throttled();
@@ -556,8 +558,6 @@ impl Connector {
             };
             let mut r = self.process_item(&window, staged).await?;
             report.accounting.add(&r.account);
-            report.deliveries += r.delivered;
-            report.already_delivered += r.already;
             report.skipped.extend(std::mem::take(&mut r.skips));
             if r.failures.is_empty() {
                 self.store.release(&h.item_id)?;
@@ -698,8 +698,6 @@ impl Connector {
             let (staged, r) = result?;
             self.latency.done_with(&staged.item_id);
             account.add(&r.account);
-            report.deliveries += r.delivered;
-            report.already_delivered += r.already;
             if !r.failures.is_empty() {
                 failed.push((staged, r.error()));
             }
@@ -943,7 +941,6 @@ impl Connector {
         for (key, target) in targets {
             match self.store.delivery(key_id, &key)? {
                 Some(DeliveryState::Delivered) => {
-                    result.already += 1;
                     result.account.already_there += 1;
                 }
                 state => pending.push((key, target, state)),
@@ -1050,7 +1047,6 @@ impl Connector {
             {
                 Ok(true) => {
                     self.latency.delivered(key_id);
-                    result.delivered += 1;
                     if message.omitted.is_some() {
                         result.account.delivered_without_attachment += 1;
                     } else {
@@ -1061,7 +1057,6 @@ impl Connector {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(false) => {
-                    result.already += 1;
                     result.account.already_there += 1;
                 }
                 Err(DeliverError::State(e)) => return Err(e),
