@@ -105,6 +105,11 @@ pub struct Email {
 /// of `A-Z a-z 0-9 . _ -` (and not starting with `x-`) are used as they are; any other id
 /// is written as `x-` and its UTF-8 bytes in hex, so two ids never share a Message-ID.
 pub fn message_id(item_id: &str) -> String {
+    format!("<{}@{MESSAGE_ID_HOST}>", message_id_local(item_id))
+}
+
+/// The local part of an item's Message-ID.
+fn message_id_local(item_id: &str) -> String {
     let plain = !item_id.is_empty()
         && item_id.len() <= 200
         && !item_id.starts_with("x-")
@@ -114,14 +119,13 @@ pub fn message_id(item_id: &str) -> String {
         && !item_id.starts_with('.')
         && !item_id.ends_with('.')
         && !item_id.contains("..");
-    let local = if plain {
+    if plain {
         item_id.to_owned()
     } else if item_id.len() <= 200 {
         format!("x-{}", hex(item_id.as_bytes()))
     } else {
         format!("x-sha256-{}", hex(&Sha256::digest(item_id.as_bytes())))
-    };
-    format!("<{local}@{MESSAGE_ID_HOST}>")
+    }
 }
 
 /// The Message-ID of an item's `revision`: the first content an id brings has the id's
@@ -129,16 +133,13 @@ pub fn message_id(item_id: &str) -> String {
 /// No plain, hex or digest local part contains `+`, so no item's Message-ID can equal
 /// another item's revision.
 pub fn revision_message_id(item_id: &str, revision: u32) -> String {
-    let first = message_id(item_id);
     if revision <= 1 {
-        return first;
+        return message_id(item_id);
     }
-    let (local, host) = first
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .split_once('@')
-        .expect("a Message-ID has an @");
-    format!("<{local}+rev{revision}@{host}>")
+    format!(
+        "<{}+rev{revision}@{MESSAGE_ID_HOST}>",
+        message_id_local(item_id)
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
