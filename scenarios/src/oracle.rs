@@ -103,6 +103,16 @@ enum Listed {
     Never,
 }
 
+impl Listed {
+    /// Which listing first sees it, in the order they are made; never is last.
+    fn order(self) -> usize {
+        match self {
+            Self::Normally(n) | Self::Late(n) => n,
+            Self::Never => usize::MAX,
+        }
+    }
+}
+
 /// One listing the connector makes: the range of archive times it covers, when it is
 /// made, and whether it is a look-back.
 #[derive(Debug, Clone, Copy)]
@@ -441,32 +451,31 @@ pub fn expected(s: &Scenario) -> Expected {
             })
     };
     let mut contents: Vec<(usize, &Value, Listed)> = Vec::new();
+    // The contents seen so far of each id (indices into `contents`): a big day is not
+    // searched item by item.
+    let mut by_id: std::collections::HashMap<&str, Vec<usize>> = Default::default();
     for (index, item) in s.items.iter().enumerate() {
-        let first_copy = contents
-            .iter_mut()
-            .find(|(_, v, _)| v["id"] == item["id"] && *v == item);
         let here = listed(item);
-        match first_copy {
+        let id = item["id"].as_str().unwrap_or_default();
+        let same = by_id
+            .get(id)
+            .and_then(|known| known.iter().copied().find(|&k| contents[k].1 == item));
+        match same {
             // An exact repeat: one item, listed as soon as either copy is.
-            Some(c) => {
-                let order = |l: Listed| match l {
-                    Listed::Normally(n) | Listed::Late(n) => n,
-                    Listed::Never => usize::MAX,
-                };
-                if order(here) < order(c.2) {
-                    c.2 = here;
+            Some(k) => {
+                if here.order() < contents[k].2.order() {
+                    contents[k].2 = here;
                 }
             }
-            None => contents.push((index, item, here)),
+            None => {
+                by_id.entry(id).or_default().push(contents.len());
+                contents.push((index, item, here));
+            }
         }
     }
     let position = |c: &(usize, &Value, Listed)| {
-        let listing = match c.2 {
-            Listed::Normally(n) | Listed::Late(n) => n,
-            Listed::Never => usize::MAX,
-        };
         (
-            listing,
+            c.2.order(),
             c.1["archived_at"].as_str().unwrap_or_default().to_owned(),
             c.1["id"].as_str().unwrap_or_default().to_owned(),
             c.0,
