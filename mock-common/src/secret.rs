@@ -128,14 +128,20 @@ impl AdminToken {
         Self(None)
     }
 
+    /// Whether an admin token is configured at all.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `token` itself (not a header) is the admin token.
+    pub fn is(&self, token: &str) -> bool {
+        self.0
+            .is_some_and(|expected| TokenDigest::of(token) == expected)
+    }
+
     /// Whether an `Authorization` header value (`Bearer <token>`) opens the admin API.
     pub fn admits(&self, authorization: Option<&str>) -> bool {
-        let Some(expected) = self.0 else {
-            return false;
-        };
-        authorization
-            .and_then(bearer)
-            .is_some_and(|t| TokenDigest::of(t) == expected)
+        authorization.and_then(bearer).is_some_and(|t| self.is(t))
     }
 }
 
@@ -226,6 +232,14 @@ impl<T: Clone> Sessions<T> {
         token
     }
 
+    /// Forgets a token at once (a logout).
+    pub fn revoke(&self, token: &str) {
+        self.by_digest
+            .lock()
+            .expect("sessions lock poisoned")
+            .remove(&TokenDigest::of(token));
+    }
+
     pub fn lookup(&self, token: &str, now: chrono::DateTime<chrono::Utc>) -> Lookup<T> {
         let mut sessions = self.by_digest.lock().expect("sessions lock poisoned");
         sessions.retain(|_, (_, expires_at)| now - *expires_at < chrono::Duration::days(1));
@@ -259,5 +273,8 @@ mod session_tests {
             Lookup::Unknown
         );
         assert!(!format!("{sessions:?}").contains(&token));
+        let other = sessions.issue("t_", "bob", t0 + chrono::Duration::hours(1));
+        sessions.revoke(&other);
+        assert_eq!(sessions.lookup(&other, t0), Lookup::Unknown);
     }
 }

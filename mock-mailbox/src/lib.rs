@@ -14,6 +14,7 @@ pub mod search;
 pub mod state;
 pub mod store;
 pub mod throttle;
+pub mod ui;
 
 pub use directory::{Directory, DirectoryError};
 pub use routes::router;

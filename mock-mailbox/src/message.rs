@@ -60,7 +60,17 @@ pub fn summarise(mime: &[u8]) -> Result<Summary, MimeError> {
     // values are decoded (RFC 2047) and unfolded as a reader sees them.
     // (`default_header_text` applies only to a parser with an explicit header map, so
     // the map the default parser uses is spelled out.)
-    let parsed = MessageParser::new()
+    let parsed = parser().parse(mime).ok_or(MimeError::NotMime)?;
+    if parsed.headers().is_empty() || !looks_like_headers(mime) {
+        return Err(MimeError::NotMime);
+    }
+    summary_of(&parsed)
+}
+
+/// The parser every reading of a stored message uses, so that attachments are found
+/// in the same order on arrival and when one is downloaded.
+fn parser() -> MessageParser {
+    MessageParser::new()
         .with_mime_headers()
         .with_date_headers()
         .with_address_headers()
@@ -72,11 +82,19 @@ pub fn summarise(mime: &[u8]) -> Result<Summary, MimeError> {
         .header_received(HeaderName::Received)
         .header_raw(HeaderName::MimeVersion)
         .default_header_text()
-        .parse(mime)
-        .ok_or(MimeError::NotMime)?;
-    if parsed.headers().is_empty() || !looks_like_headers(mime) {
-        return Err(MimeError::NotMime);
-    }
+}
+
+/// The decoded content of a stored message's attachment number `index` (in the order
+/// of [`Summary::attachments`]).
+pub fn attachment_content(mime: &[u8], index: usize) -> Option<Vec<u8>> {
+    let parsed = parser().parse(mime)?;
+    parsed
+        .attachments()
+        .nth(index)
+        .map(|part| part.contents().to_vec())
+}
+
+fn summary_of(parsed: &mail_parser::Message<'_>) -> Result<Summary, MimeError> {
     let list = |a: Option<&Address>| -> Vec<Mailbox> {
         a.map(|a| {
             a.iter()

@@ -213,6 +213,8 @@ struct Inner {
     tenants: Vec<Tenant>,
     faults: Faults,
     sessions: Sessions<AppSession>,
+    /// The web viewer's login sessions (cookie values kept as digests).
+    ui_sessions: Sessions<()>,
     mailboxes: RwLock<HashMap<String, Arc<Mutex<Mailbox>>>>,
     throttle: Throttle,
     store: crate::store::Store,
@@ -337,6 +339,7 @@ impl State {
             tenants,
             faults: directory.faults.clone(),
             sessions: Sessions::default(),
+            ui_sessions: Sessions::default(),
             mailboxes: RwLock::new(mailboxes),
             throttle,
             store,
@@ -635,6 +638,18 @@ impl State {
             .expect("lock poisoned")
             .get(&user.id.to_ascii_lowercase())
             .cloned()
+    }
+
+    /// Reads one mailbox (by user id or principal name) under its lock.
+    pub fn read_mailbox<R>(&self, user: &str, read: impl FnOnce(&Mailbox) -> R) -> Option<R> {
+        let mailbox = self.any_mailbox(user)?;
+        let mailbox = mailbox.lock().expect("lock poisoned");
+        Some(read(&mailbox))
+    }
+
+    /// The web viewer's login sessions.
+    pub fn ui_sessions(&self) -> &Sessions<()> {
+        &self.0.ui_sessions
     }
 
     pub fn tenants(&self) -> &[Tenant] {

@@ -1,5 +1,5 @@
 //! The HTTP surface: the token endpoint, the Graph mail subset, the inspection API and
-//! the health check.
+//! the health check; the web viewer's routes come from [`crate::ui`].
 
 mod admin;
 mod graph;
@@ -18,7 +18,7 @@ pub const BODY_LIMIT: usize = 200 * 1024 * 1024;
 
 /// The whole fake Microsoft 365.
 pub fn router(state: State) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/{root}/oauth2/v2.0/token", post(token::token))
         .route("/{root}/users/{user}", get(graph::get_user))
@@ -58,7 +58,8 @@ pub fn router(state: State) -> Router {
             get(admin::mime),
         )
         .route("/admin/v1/counters", get(admin::counters))
-        .route("/admin/v1/reset", post(admin::reset))
+        .route("/admin/v1/reset", post(admin::reset));
+    crate::ui::routes(router)
         .fallback(|uri: axum::http::Uri| async move {
             let segment = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
             GraphError::bad_request(format!("Resource not found for the segment '{segment}'."))
