@@ -27,7 +27,7 @@ table{border-collapse:collapse;width:100%;margin:.4rem 0 1rem;font-size:.92rem}\
 th,td{border-bottom:1px solid var(--line);padding:.35rem .5rem;text-align:left;\
 vertical-align:top;overflow-wrap:anywhere}\
 th{background:var(--bg2);font-weight:600}td.num,th.num{text-align:right;\
-font-variant-numeric:tabular-nums}\
+font-variant-numeric:tabular-nums;white-space:nowrap}\
 table.fields th{width:11rem;background:none;color:var(--muted);font-weight:500}\
 pre{background:var(--bg2);padding:.8rem;overflow-x:auto;font-size:.85rem;\
 white-space:pre-wrap;overflow-wrap:anywhere}\

@@ -43,8 +43,9 @@ struct Args {
     /// Keep message bytes in memory (quicker for small tests; a big day will not fit).
     #[arg(long)]
     in_memory: bool,
-    /// File holding the admin token for the /admin inspection API. Without it (or
-    /// MOCK_MAILBOX_ADMIN_TOKEN), the inspection API refuses every request.
+    /// File holding the admin token for the /admin inspection API and the web viewer at
+    /// /ui/ (sign in with the token). Without it (or MOCK_MAILBOX_ADMIN_TOKEN), the
+    /// inspection API refuses every request and the viewer is off.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
 }

@@ -72,6 +72,27 @@ impl Fakes {
         wrap_provider: impl FnOnce(Router) -> Router,
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
+        Self::start_on_clock(
+            dataset,
+            directory,
+            now,
+            AdminToken::disabled(),
+            wrap_provider,
+            wrap_mailbox,
+        )
+        .await
+    }
+
+    /// As [`Fakes::start_wrapped`], the mailbox's inspection API and web viewer opened by
+    /// `admin` (disabled everywhere else in the harness).
+    async fn start_on_clock(
+        dataset: &mock_telemessage::Dataset,
+        directory: &mock_mailbox::Directory,
+        now: DateTime<Utc>,
+        admin: AdminToken,
+        wrap_provider: impl FnOnce(Router) -> Router,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
         let clock = ManualClock::new(now);
         let shared: SharedClock = Arc::new(clock.clone());
         let throttled_clock = clock.clone();
@@ -79,7 +100,7 @@ impl Fakes {
             dataset,
             directory,
             shared,
-            mock_mailbox::Config::default(),
+            (mock_mailbox::Config::default(), admin),
             clock,
             wrap_provider,
             move |r| wrap_mailbox(time_passes_while_throttled(r, throttled_clock)),
@@ -98,7 +119,7 @@ impl Fakes {
             dataset,
             directory,
             Arc::new(mock_common::SystemClock),
-            mailbox,
+            (mailbox, AdminToken::disabled()),
             ManualClock::new(Utc::now()),
             |r| r,
             |r| r,
@@ -110,7 +131,7 @@ impl Fakes {
         dataset: &mock_telemessage::Dataset,
         directory: &mock_mailbox::Directory,
         shared: SharedClock,
-        mailbox_config: mock_mailbox::Config,
+        (mailbox_config, admin): (mock_mailbox::Config, AdminToken),
         clock: ManualClock,
         wrap_provider: impl FnOnce(Router) -> Router,
         wrap_mailbox: impl FnOnce(Router) -> Router,
@@ -121,8 +142,7 @@ impl Fakes {
             mock_telemessage::Config::default(),
             AdminToken::disabled(),
         )?;
-        let mailbox =
-            mock_mailbox::State::new(directory, shared, mailbox_config, AdminToken::disabled())?;
+        let mailbox = mock_mailbox::State::new(directory, shared, mailbox_config, admin)?;
         let (provider_url, a) =
             serve(wrap_provider(mock_telemessage::router(provider.clone()))).await?;
         let (mailbox_url, b) = serve(wrap_mailbox(mock_mailbox::router(mailbox.clone()))).await?;
@@ -244,6 +264,27 @@ impl Fakes {
         let (dataset, directory) = fixtures(scenario)?;
         let now = scenario.end() + chrono::TimeDelta::hours(1);
         let mut fakes = Self::start(&dataset, &directory, now, wrap_mailbox).await?;
+        fakes.tenant = scenario.tenant_domain.clone();
+        Ok(fakes)
+    }
+
+    /// As [`Fakes::for_scenario`], with the mailbox's web viewer (and inspection API)
+    /// opened by `admin_token`: for `scenarios serve` and the viewer's browser test.
+    pub async fn for_scenario_with_viewer(
+        scenario: &crate::Scenario,
+        admin_token: &str,
+    ) -> anyhow::Result<Self> {
+        let (dataset, directory) = fixtures(scenario)?;
+        let now = scenario.end() + chrono::TimeDelta::hours(1);
+        let mut fakes = Self::start_on_clock(
+            &dataset,
+            &directory,
+            now,
+            AdminToken::new(admin_token),
+            |r| r,
+            |r| r,
+        )
+        .await?;
         fakes.tenant = scenario.tenant_domain.clone();
         Ok(fakes)
     }

@@ -130,8 +130,9 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
-    /// Starts both fakes loaded with a scenario, prints their URLs and a ready connector
-    /// configuration, and runs until interrupted.
+    /// Starts both fakes loaded with a scenario, prints their URLs, a ready connector
+    /// configuration and the mailbox viewer's URL with the file holding its admin token,
+    /// and runs until interrupted.
     Serve { file: PathBuf },
 }
 
@@ -412,8 +413,24 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
         }
         Command::Serve { file } => {
             let scenario = Scenario::load(&file)?;
-            let fakes = Fakes::for_scenario(&scenario, |r| r).await?;
             let work = scenarios::harness::temp_dir(&format!("serve-{}", scenario.name));
+            // A fresh admin token for the viewer, in a file only this user can read: the
+            // token itself is never printed.
+            let admin_token = mock_common::new_token("adm_");
+            let token_path = work.join("viewer-admin-token");
+            {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&token_path)
+                    .and_then(|mut f| f.write_all(admin_token.as_bytes()))
+                    .with_context(|| format!("writing {}", token_path.display()))?;
+            }
+            let fakes = Fakes::for_scenario_with_viewer(&scenario, &admin_token).await?;
+            drop(admin_token);
             let mut mapping = match &scenario.mapping_csv {
                 Some(text) => {
                     std::fs::write(work.join("mapping.csv"), text)?;
@@ -441,6 +458,11 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             println!("provider (TeleMessage fake): {}", fakes.provider_url);
             println!("Microsoft 365 fake:          {}", fakes.mailbox_url);
             println!("connector configuration:     {}", config_path.display());
+            println!("mailbox viewer:              {}/ui/", fakes.mailbox_url);
+            println!(
+                "viewer admin token file:     {} (paste its content on the viewer's sign-in page)",
+                token_path.display()
+            );
             println!("\nIn another shell:");
             println!(
                 "  export TELEMESSAGE_PASSWORD={} M365_CLIENT_SECRET={}",

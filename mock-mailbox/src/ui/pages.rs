@@ -254,7 +254,9 @@ pub fn folders(view: &FoldersView) -> Markup {
 fn markers(row: &Row) -> Markup {
     html! {
         @if row.attachments > 0 {
-            span.badge title="attachments" { "📎 " (row.attachments) }
+            span.badge title="attachments" {
+                (row.attachments) @if row.attachments == 1 { " file" } @else { " files" }
+            }
         }
         @if let Some(revision) = &row.revision {
             span.badge.revised title="a revised item" { "revised " (revision) }
