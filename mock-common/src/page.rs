@@ -26,7 +26,7 @@ a{color:var(--accent)}\
 table{border-collapse:collapse;width:100%;margin:.4rem 0 1rem;font-size:.92rem}\
 th,td{border-bottom:1px solid var(--line);padding:.35rem .5rem;text-align:left;\
 vertical-align:top;overflow-wrap:anywhere}\
-th{background:var(--bg2);font-weight:600}td.num,th.num{text-align:right;\
+th{background:var(--bg2);font-weight:600;white-space:nowrap}td.num,th.num{text-align:right;\
 font-variant-numeric:tabular-nums;white-space:nowrap}\
 table.fields th{width:11rem;background:none;color:var(--muted);font-weight:500}\
 pre{background:var(--bg2);padding:.8rem;overflow-x:auto;font-size:.85rem;\
@@ -36,7 +36,8 @@ white-space:pre-wrap;overflow-wrap:anywhere}\
 border:1px solid var(--line);background:var(--bg2);margin-right:.2rem;white-space:nowrap}\
 .badge.deleted{border-color:var(--fail);color:var(--fail)}\
 .badge.revised{border-color:var(--warn);color:var(--warn)}\
-.pass{color:var(--pass);font-weight:600}.fail{color:var(--fail);font-weight:600}\
+.pass{color:var(--pass);font-weight:600;overflow-wrap:normal}\
+.fail{color:var(--fail);font-weight:600;overflow-wrap:normal}\
 .muted{color:var(--muted)}.error{color:var(--fail)}\
 form.search{display:flex;gap:.4rem;margin:.6rem 0 1rem}\
 form.search input[type=search]{flex:1;padding:.35rem .5rem;font-size:1rem}\

@@ -4,10 +4,12 @@
 //!
 //! [`model`] is the scenario file, [`generate`] and [`strategy`] make scenarios,
 //! [`runner`] runs them, [`oracle`] computes what must happen from the mission's rules on
-//! its own (never with the connector's code), [`reconcile`] compares.
+//! its own (never with the connector's code), [`reconcile`] compares, [`html`] writes the
+//! reconciliation as a page.
 
 pub mod generate;
 pub mod harness;
+pub mod html;
 pub mod keep_mail;
 pub mod load;
 pub mod model;

@@ -30,6 +30,10 @@ enum Command {
         /// Write the scenario reports (JSON) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write the scenario reports as one self-contained HTML page to this file:
+        /// verdicts, counts, skips by reason, every finding by kind, replay commands.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Write every delivered message as an .eml file (exact bytes) under
         /// DIR/<scenario>/<mailbox>/.
         #[arg(long, value_name = "DIR")]
@@ -42,6 +46,10 @@ enum Command {
         /// Write the scenario reports (JSON) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write the scenario reports as one self-contained HTML page to this file:
+        /// verdicts, counts, skips by reason, every finding by kind, replay commands.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Write every delivered message as an .eml file (exact bytes) under
         /// DIR/<scenario>/<mailbox>/.
         #[arg(long, value_name = "DIR")]
@@ -254,11 +262,29 @@ async fn run_files(
     Ok(reports)
 }
 
-fn finish(reports: &[ScenarioReport], report: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// Refuses a report path that cannot be written now, rather than after the runs.
+fn check_writable(paths: &[&Option<PathBuf>]) -> anyhow::Result<()> {
+    for path in paths.iter().filter_map(|p| p.as_ref()) {
+        std::fs::write(path, b"")
+            .with_context(|| format!("the report {} cannot be written", path.display()))?;
+    }
+    Ok(())
+}
+
+fn finish(
+    reports: &[ScenarioReport],
+    report: Option<&Path>,
+    html: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     print_table(reports);
     if let Some(path) = report {
         std::fs::write(path, serde_json::to_string_pretty(reports)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = html {
+        std::fs::write(path, scenarios::html::scenario_report(reports))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("HTML report: {}", path.display());
     }
     let failed = reports
         .iter()
@@ -282,8 +308,10 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
         Command::Replay {
             dir,
             report,
+            html,
             keep_mail,
         } => {
+            check_writable(&[&report, &html])?;
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .with_context(|| format!("reading {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -294,15 +322,17 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 anyhow::bail!("no scenario files in {}", dir.display());
             }
             let reports = run_files(&files, keep_mail.as_deref()).await?;
-            finish(&reports, report.as_deref())
+            finish(&reports, report.as_deref(), html.as_deref())
         }
         Command::Run {
             files,
             report,
+            html,
             keep_mail,
         } => {
+            check_writable(&[&report, &html])?;
             let reports = run_files(&files, keep_mail.as_deref()).await?;
-            finish(&reports, report.as_deref())
+            finish(&reports, report.as_deref(), html.as_deref())
         }
         Command::Generate {
             name,
@@ -387,11 +417,8 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 start,
             };
             params.check()?;
-            for path in report.iter().chain(&html) {
-                // Refused now rather than after an hour of load.
-                std::fs::write(path, b"")
-                    .with_context(|| format!("the report {} cannot be written", path.display()))?;
-            }
+            // Refused now rather than after an hour of load.
+            check_writable(&[&report, &html])?;
             let work = scenarios::harness::temp_dir("load");
             let outcome = scenarios::load::run(&params, &work).await;
             let _ = std::fs::remove_dir_all(&work);

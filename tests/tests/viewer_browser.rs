@@ -201,15 +201,30 @@ async fn a_person_sees_what_landed_and_no_script_from_a_message_runs() {
     let config = fakes
         .scenario_config(&scenario, &work.join("state"), None)
         .unwrap();
+    let mut runs = Vec::new();
     for run in &scenario.runs {
         fakes.clock.set(run.run_at());
-        Connector::new(config.clone(), fixed_clock(run.run_at()))
-            .unwrap()
-            .with_retry_delays(Duration::from_millis(1), Duration::from_millis(10))
-            .run(run.until, run.since)
-            .await
-            .unwrap();
+        runs.push(
+            Connector::new(config.clone(), fixed_clock(run.run_at()))
+                .unwrap()
+                .with_retry_delays(Duration::from_millis(1), Duration::from_millis(10))
+                .run(run.until, run.since)
+                .await
+                .unwrap(),
+        );
     }
+    // The scenario report of this import, as `scenarios run --html` writes it.
+    let expected = scenarios::oracle::expected(&scenario);
+    let delivered = scenarios::reconcile::landed(&scenario, &fakes.mailbox).unwrap();
+    let report = scenarios::reconcile::reconcile(
+        &scenario,
+        &expected,
+        &delivered,
+        &runs,
+        "cargo run --release -p scenarios -- run scenarios/recorded/rule-capture-modes-and-kinds.json".into(),
+    );
+    let report_page = screenshots().join("scenario-report.html");
+    std::fs::write(&report_page, scenarios::html::scenario_report(&[report])).unwrap();
     let alice = "alice@contoso.example";
     import(&fakes, alice, &hostile_mime()).await;
     let landed = fakes.mailbox.inspect_messages(alice, false).unwrap();
@@ -482,6 +497,31 @@ async fn a_person_sees_what_landed_and_no_script_from_a_message_runs() {
         json!(["complete", "body"]),
         "the body's own URL"
     );
+
+    // 8. The scenario report of the same import, opened from its file: it needs nothing
+    // from the network and says the scenario passed.
+    client
+        .goto(&format!(
+            "file://{}",
+            report_page.canonicalize().unwrap().display()
+        ))
+        .await
+        .unwrap();
+    let verdict = client
+        .find(Locator::Css("#verdict"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(verdict.starts_with("PASS"), "{verdict}");
+    let rows = eval(
+        &client,
+        "return [...document.querySelectorAll('#summary tbody tr')].map(r => r.cells[0].textContent)",
+    )
+    .await;
+    assert_eq!(rows, json!([scenario.name]));
+    snap(&client, "08-scenario-report").await;
 
     client.close().await.unwrap();
     drop(driver);

@@ -1,6 +1,8 @@
 //! `scenarios load --html FILE`: the report as one self-contained page (inline SVG charts
-//! drawn with plotters, inline CSS, no script, nothing fetched).
+//! drawn with plotters, the shared inlined CSS, no script, nothing fetched).
 
+use maud::{PreEscaped, html};
+use mock_common::page::document;
 use plotters::prelude::*;
 
 use super::report::LoadReport;
@@ -9,16 +11,8 @@ use crate::reconcile::Verdict;
 const WIDTH: u32 = 760;
 const HEIGHT: u32 = 300;
 
-/// The whole page.
+/// The whole page, in the look the viewer and the scenario report share.
 pub fn page(r: &LoadReport) -> anyhow::Result<String> {
-    let verdict = match r.verdict {
-        Verdict::Pass => {
-            "<p class=\"pass\">PASS: every item reconciled, the accounting adds up</p>"
-        }
-        Verdict::Fail => {
-            "<p class=\"fail\">FAIL: the run lost, duplicated or misdelivered something</p>"
-        }
-    };
     let charts = [
         (
             "Throughput",
@@ -41,39 +35,33 @@ pub fn page(r: &LoadReport) -> anyhow::Result<String> {
             memory(r)?,
         ),
     ];
-    let mut out = String::new();
-    out.push_str(&format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Load test: {}</title>\n<style>{CSS}</style></head><body>\n\
-         <h1>Load test of the daily import</h1>\n<p>{}</p>\n{verdict}\n\
-         <p class=\"ratio\">Connector / ceiling: <b>{:.1} %</b> \
-         ({:.0} deliveries/s against {:.0} messages/s)</p>\n<pre>{}</pre>\n",
-        escape(&r.day.description),
-        escape(&r.day.description),
-        r.ratio * 100.0,
-        r.import.per_second,
-        r.ceiling.per_second,
-        escape(&r.table()),
-    ));
-    for (title, caption, svg) in charts {
-        out.push_str(&format!(
-            "<section><h2>{title}</h2><p>{caption}</p>{svg}</section>\n"
-        ));
-    }
-    out.push_str("</body></html>\n");
-    Ok(out)
-}
-
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;\
-padding:0 1rem;color:#1b1b1b}pre{background:#f4f4f4;padding:1rem;overflow-x:auto;\
-font-size:.8rem}.pass{color:#0a6b2d;font-weight:bold}.fail{color:#b00020;font-weight:bold}\
-.ratio{font-size:1.2rem}section{margin:2rem 0}svg{max-width:100%;height:auto}";
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    Ok(document(
+        &format!("Load test: {}", r.day.description),
+        html! {},
+        html! {
+            h1 { "Load test of the daily import" }
+            p { (r.day.description) }
+            @match r.verdict {
+                Verdict::Pass => p.pass { "PASS: every item reconciled, the accounting adds up" },
+                Verdict::Fail => p.fail { "FAIL: the run lost, duplicated or misdelivered something" },
+            }
+            div.cards {
+                div.card { b { (format!("{:.1} %", r.ratio * 100.0)) } "connector / ceiling" }
+                div.card { b { (format!("{:.0}", r.import.per_second)) } "deliveries/s (connector)" }
+                div.card { b { (format!("{:.0}", r.ceiling.per_second)) } "messages/s (raw client)" }
+            }
+            pre { (r.table()) }
+            @for (title, caption, svg) in charts {
+                section {
+                    h2 { (title) }
+                    p { (caption) }
+                    // plotters' SVG: drawn here from numbers, never from outside text.
+                    (PreEscaped(svg))
+                }
+            }
+        },
+    )
+    .into_string())
 }
 
 /// Draws into an SVG string; plotters' errors become anyhow's.
