@@ -138,6 +138,17 @@ Content-Type: text/html; charset=utf-8\r\n\
         .to_vec()
 }
 
+/// Alice's user id, which the viewer's links use.
+fn alice_id(fakes: &Fakes) -> String {
+    fakes.mailbox.tenants()[0]
+        .users
+        .iter()
+        .find(|u| u.user_principal_name == "alice@contoso.example")
+        .unwrap()
+        .id
+        .clone()
+}
+
 /// Imports `mime` into `user`'s Inbox through Graph, as any client would.
 async fn import(fakes: &Fakes, user: &str, mime: &[u8]) {
     let http = reqwest::Client::new();
@@ -418,6 +429,11 @@ async fn a_person_sees_what_landed_and_no_script_from_a_message_runs() {
         mock_telemessage::attachment::sha256_hex(8, 182_733),
         "the bytes the provider served"
     );
+    eval(
+        &client,
+        "document.getElementById('attachments').scrollIntoView(); return null",
+    )
+    .await;
     snap(&client, "05-attachments").await;
 
     // 6. Search finds a message by a word of its body (an image's caption).
@@ -451,10 +467,21 @@ async fn a_person_sees_what_landed_and_no_script_from_a_message_runs() {
     assert_eq!(expected.len(), 1);
     let found = eval(
         &client,
-        "return [...document.querySelectorAll('table#messages tbody tr a')].map(a => a.textContent)",
+        "return [...document.querySelectorAll('table#messages tbody tr a')]\
+         .map(a => [a.textContent, a.getAttribute('href')])",
     )
     .await;
-    assert_eq!(found, json!([expected[0].subject]));
+    assert_eq!(
+        found,
+        json!([[
+            expected[0].subject,
+            format!(
+                "/ui/mailboxes/{}/messages/{}",
+                alice_id(&fakes),
+                expected[0].id
+            )
+        ]])
+    );
     snap(&client, "06-search").await;
 
     // 7. The hostile message: its subject and sender shown as text; no script of its
