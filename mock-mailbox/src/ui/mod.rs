@@ -240,13 +240,15 @@ fn sorted<'a>(messages: impl Iterator<Item = &'a StoredMessage>) -> Vec<&'a Stor
     list
 }
 
-/// One page of rows, and how many there are in all.
-fn page_of(
+/// One page of a list of messages, under `heading`; `here` is the list's own path.
+fn list_view(
     mailbox: &Mailbox,
     list: Vec<&StoredMessage>,
     page: usize,
     deleted: bool,
-) -> (Vec<pages::Row>, usize) {
+    heading: String,
+    here: &str,
+) -> pages::ListView {
     let total = list.len();
     let rows = list
         .into_iter()
@@ -254,7 +256,16 @@ fn page_of(
         .take(PAGE_SIZE)
         .map(|m| pages::Row::of(mailbox, m, deleted))
         .collect();
-    (rows, total)
+    pages::ListView {
+        user: mailbox.user.clone(),
+        heading,
+        here: format!("/ui/mailboxes/{}/{here}", mailbox.user.id),
+        query: None,
+        error: None,
+        rows,
+        total,
+        page,
+    }
 }
 
 async fn folder(
@@ -268,17 +279,14 @@ async fn folder(
     let view = state.read_mailbox(&user, |m| {
         let folder = m.folders.iter().find(|f| f.id == folder)?.clone();
         let list = sorted(m.messages.values().filter(|x| x.folder_id == folder.id));
-        let (rows, total) = page_of(m, list, page, false);
-        Some(pages::ListView {
-            user: m.user.clone(),
-            heading: folder.display_name.clone(),
-            here: format!("/ui/mailboxes/{}/folders/{}", m.user.id, folder.id),
-            query: None,
-            error: None,
-            rows,
-            total,
+        Some(list_view(
+            m,
+            list,
             page,
-        })
+            false,
+            folder.display_name.clone(),
+            &format!("folders/{}", folder.id),
+        ))
     });
     Ok(match view {
         Some(Some(view)) => html(StatusCode::OK, pages::list(&view)),
@@ -313,25 +321,16 @@ async fn search(
     };
     let shown: String = text.chars().take(MAX_QUERY).collect();
     let view = state.read_mailbox(&user, |m| {
-        let (rows, total, error) = match &parsed {
+        let list = match &parsed {
             Ok(search) if !text.is_empty() => {
-                let list = sorted(m.messages.values().filter(|x| search.matches(x)));
-                let (rows, total) = page_of(m, list, page, false);
-                (rows, total, None)
+                sorted(m.messages.values().filter(|x| search.matches(x)))
             }
-            Ok(_) => (Vec::new(), 0, None),
-            Err(e) => (Vec::new(), 0, Some(e.clone())),
+            _ => Vec::new(),
         };
-        pages::ListView {
-            user: m.user.clone(),
-            heading: format!("Search: {shown}"),
-            here: format!("/ui/mailboxes/{}/search", m.user.id),
-            query: Some(shown.clone()),
-            error,
-            rows,
-            total,
-            page,
-        }
+        let mut view = list_view(m, list, page, false, format!("Search: {shown}"), "search");
+        view.query = Some(shown.clone());
+        view.error = parsed.as_ref().err().cloned();
+        view
     });
     Ok(match view {
         Some(view) => {
@@ -356,17 +355,14 @@ async fn recoverable(
     let page = query.page.unwrap_or(1).max(1);
     let view = state.read_mailbox(&user, |m| {
         let list = sorted(m.recoverable.iter());
-        let (rows, total) = page_of(m, list, page, true);
-        pages::ListView {
-            user: m.user.clone(),
-            heading: "Recoverable Items (Litigation Hold)".into(),
-            here: format!("/ui/mailboxes/{}/recoverable", m.user.id),
-            query: None,
-            error: None,
-            rows,
-            total,
+        list_view(
+            m,
+            list,
             page,
-        }
+            true,
+            "Recoverable Items (Litigation Hold)".into(),
+            "recoverable",
+        )
     });
     Ok(match view {
         Some(view) => html(StatusCode::OK, pages::list(&view)),
