@@ -30,7 +30,8 @@ impl Query {
                 "$top" => {
                     let top: usize = value.parse().map_err(|_| {
                         GraphError::bad_request(format!(
-                            "Invalid value '{value}' for $top query option found."
+                            "Invalid value '{}' for $top query option found.",
+                            mock_common::clip(value, 40)
                         ))
                     })?;
                     if !(1..=1000).contains(&top) {
@@ -41,11 +42,17 @@ impl Query {
                     query.top = Some(top);
                 }
                 "$skip" => {
-                    query.skip = value.parse().map_err(|_| {
-                        GraphError::bad_request(format!(
-                            "Invalid value '{value}' for $skip query option found."
-                        ))
-                    })?;
+                    // An Edm.Int32 in Graph: a larger value is refused, never wrapped.
+                    query.skip = value
+                        .parse::<i32>()
+                        .ok()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            GraphError::bad_request(format!(
+                                "Invalid value '{}' for $skip query option found.",
+                                mock_common::clip(value, 40)
+                            ))
+                        })?;
                 }
                 "$select" => {
                     query.select = Some(
@@ -60,7 +67,8 @@ impl Query {
                 "$search" => query.search = Some(value.clone()),
                 other if other.starts_with('$') => {
                     return Err(GraphError::bad_request(format!(
-                        "Query option '{other}' is not allowed."
+                        "Query option '{}' is not allowed.",
+                        mock_common::clip(other, 40)
                     )));
                 }
                 _ => {}

@@ -215,6 +215,8 @@ struct Inner {
     sessions: Sessions<AppSession>,
     /// The web viewer's login sessions (cookie values kept as digests).
     ui_sessions: Sessions<()>,
+    /// Where client secrets are checked (argon2): bounded, refusing at once when full.
+    checks: mock_common::CheckPool,
     mailboxes: RwLock<HashMap<String, Arc<Mutex<Mailbox>>>>,
     throttle: Throttle,
     store: crate::store::Store,
@@ -340,6 +342,7 @@ impl State {
             faults: directory.faults.clone(),
             sessions: Sessions::default(),
             ui_sessions: Sessions::default(),
+            checks: mock_common::CheckPool::default(),
             mailboxes: RwLock::new(mailboxes),
             throttle,
             store,
@@ -398,7 +401,8 @@ impl State {
                 "invalid_request",
                 90002,
                 format!(
-                    "Tenant '{tenant_ref}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+                    "Tenant '{}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.",
+                    mock_common::clip(tenant_ref, 100)
                 ),
             ));
         };
@@ -437,7 +441,8 @@ impl State {
                 "invalid_scope",
                 1002012,
                 format!(
-                    "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                    "The provided value for scope {} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+                    mock_common::clip(&scope, 100)
                 ),
             ));
         }
@@ -453,15 +458,22 @@ impl State {
                 "unauthorized_client",
                 700016,
                 format!(
-                    "Application with identifier '{client_id}' was not found in the directory '{}'.",
+                    "Application with identifier '{}' was not found in the directory '{}'.",
+                    mock_common::clip(&client_id, 100),
                     tenant.domain
                 ),
             ));
         };
         let hash = app.secret.clone();
-        let verified = tokio::task::spawn_blocking(move || hash.verify(&secret))
-            .await
-            .unwrap_or(false);
+        let Ok(verified) = self.0.checks.run(move || hash.verify(&secret)).await else {
+            tracing::warn!(client_id = %app.client_id, "token request refused: secret checks are busy");
+            return Err(TokenError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                90055,
+                "Too many requests are being checked at once; retry after the interval in Retry-After.",
+            ));
+        };
         if !verified {
             tracing::info!(client_id = %app.client_id, tenant = %tenant.id, "client secret refused");
             return Err(TokenError::new(
@@ -536,7 +548,10 @@ impl State {
             GraphError::new(
                 StatusCode::NOT_FOUND,
                 "ErrorInvalidUser",
-                format!("The requested user '{reference}' is invalid."),
+                format!(
+                    "The requested user '{}' is invalid.",
+                    mock_common::clip(reference, 100)
+                ),
             )
         })?;
         self.0

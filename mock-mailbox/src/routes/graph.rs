@@ -26,7 +26,10 @@ const DEFAULT_PAGE: usize = 10;
 /// Checks the version segment and the token; draws a fault.
 fn open(state: &State, headers: &HeaderMap, root: &str) -> Result<AppSession, GraphError> {
     if root != "v1.0" && root != "beta" {
-        return Err(GraphError::bad_request(format!("Invalid version: {root}")));
+        return Err(GraphError::bad_request(format!(
+            "Invalid version: {}",
+            mock_common::clip(root, 40)
+        )));
     }
     state.authenticate(authorization(headers))
 }
@@ -137,10 +140,10 @@ fn page(
     let mut body = Map::new();
     body.insert("@odata.context".into(), json!(context));
     body.insert("value".into(), Value::Array(values));
-    if q.skip + top < total {
+    if q.skip.saturating_add(top) < total {
         body.insert(
             "@odata.nextLink".into(),
-            json!(next_link(headers, uri, q.skip + top)),
+            json!(next_link(headers, uri, q.skip.saturating_add(top))),
         );
     }
     axum::Json(Value::Object(body)).into_response()
@@ -192,7 +195,10 @@ pub async fn get_user(
         GraphError::new(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",
-            format!("Resource '{user}' does not exist or one of its queried reference-property objects are not present."),
+            format!(
+                "Resource '{}' does not exist or one of its queried reference-property objects are not present.",
+                mock_common::clip(&user, 100)
+            ),
         )
     })?;
     let _permit = state.admit(&session, &found.id, 0)?;
@@ -295,6 +301,9 @@ pub struct NewFolder {
     display_name: Option<String>,
 }
 
+/// Longest folder name accepted, in characters (Exchange's limit).
+pub const FOLDER_NAME_LIMIT: usize = 255;
+
 pub async fn create_folder(
     AxState(state): AxState<State>,
     headers: HeaderMap,
@@ -328,6 +337,15 @@ pub async fn create_folder(
                 "The displayName of a folder cannot be empty.",
             )
         })?;
+    if name.chars().count() > FOLDER_NAME_LIMIT || name.chars().any(char::is_control) {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRequest",
+            format!(
+                "The displayName of a folder is at most {FOLDER_NAME_LIMIT} characters, none of them a control character."
+            ),
+        ));
+    }
     let mut mailbox = call.mailbox();
     let folder = mailbox.create_folder(&name)?;
     tracing::info!(mailbox = %mailbox.user.user_principal_name, folder = %name, "folder created");
@@ -369,6 +387,24 @@ fn mime_error(e: MimeError) -> GraphError {
     }
 }
 
+/// MIME goes to Graph as base64 text: `Content-Type: text/plain` (parameters allowed).
+fn mime_content_type(headers: &HeaderMap) -> Result<(), GraphError> {
+    let plain = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/plain"));
+    if plain {
+        Ok(())
+    } else {
+        Err(GraphError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "MIME content must be sent base64-encoded with Content-Type: text/plain.",
+        ))
+    }
+}
+
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, GraphError> {
     body.map_err(|_| {
         GraphError::new(
@@ -404,6 +440,7 @@ pub async fn import_mime(
         ));
     }
     let body = body_bytes(body)?;
+    mime_content_type(&headers)?;
     let call = mail_call(
         &state,
         &headers,

@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use crate::error::GraphError;
 use crate::state::State;
 
-/// Largest request body accepted: base64 of a message well above Exchange's own limits.
-pub const BODY_LIMIT: usize = 200 * 1024 * 1024;
+/// Largest Graph request body: the base64 of a 35 MB message (Exchange Online's default
+/// largest message) and a little more. Enforced while the body is read.
+pub const BODY_LIMIT: usize = 48 * 1024 * 1024;
 
 /// The whole fake Microsoft 365.
 pub fn router(state: State) -> Router {
@@ -62,7 +63,10 @@ pub fn router(state: State) -> Router {
     crate::ui::routes(router)
         .fallback(|uri: axum::http::Uri| async move {
             let segment = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
-            GraphError::bad_request(format!("Resource not found for the segment '{segment}'."))
+            GraphError::bad_request(format!(
+                "Resource not found for the segment '{}'.",
+                mock_common::clip(&segment, 100)
+            ))
         })
         .method_not_allowed_fallback(|| async {
             GraphError::new(
@@ -71,10 +75,7 @@ pub fn router(state: State) -> Router {
                 "The HTTP method is not allowed for the requested resource.",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            name_for_faults,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -82,11 +83,80 @@ pub fn router(state: State) -> Router {
 /// The internal header that names what a request is about, for the seeded faults.
 pub(crate) const FAULT_IDENTITY: &str = "x-mock-fault-identity";
 
-/// Names each request by what it is about (method, path, query and the SHA-256 of its
-/// body), so that a seeded fault is decided by the request and its attempt number, never
-/// by arrival order. Only when faults are configured: the body is read ahead for it. The
-/// header is always removed from what the client sent, so no client can choose it.
-async fn name_for_faults(
+/// What a path is, for the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// `/health` and the web viewer (which checks its own session and limits its form).
+    Open,
+    /// The identity platform's token endpoint.
+    Token,
+    /// The inspection API.
+    Admin,
+    /// Graph.
+    Graph,
+}
+
+impl Surface {
+    fn of(path: &str) -> Self {
+        if path == "/health" || path == "/ui" || path.starts_with("/ui/") {
+            Self::Open
+        } else if path.starts_with("/admin/") {
+            Self::Admin
+        } else if path.ends_with("/oauth2/v2.0/token") {
+            Self::Token
+        } else {
+            Self::Graph
+        }
+    }
+
+    fn body_limit(self) -> usize {
+        match self {
+            Self::Token => TOKEN_BODY_LIMIT,
+            Self::Admin => ADMIN_BODY_LIMIT,
+            Self::Open | Self::Graph => BODY_LIMIT,
+        }
+    }
+
+    fn too_large(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        match self {
+            Self::Token => crate::error::TokenError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                9002313,
+                format!(
+                    "Invalid request. Request is malformed or invalid: the body is over {TOKEN_BODY_LIMIT} bytes."
+                ),
+            )
+            .into_response(),
+            _ => GraphError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!(
+                    "The request body is too large: at most {} bytes.",
+                    self.body_limit()
+                ),
+            )
+            .into_response(),
+        }
+    }
+}
+
+/// Largest token request (a form of four short fields).
+pub const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+/// Largest inspection API request.
+pub const ADMIN_BODY_LIMIT: usize = 64 * 1024;
+
+/// Every request passes here first. Who is calling is checked before a byte of the body is
+/// read (a Graph token, or the admin token for the inspection API): an anonymous or forged
+/// request is answered from its headers alone. Then the body is read up to the surface's
+/// limit, refused with 413 in the surface's own error shape as soon as it is over (its
+/// `Content-Length` is looked at first). Last, when seeded faults are configured, the
+/// request is named by what it is about (method, path, query and the SHA-256 of its body)
+/// so that a fault is decided by the request and its attempt number, never by arrival
+/// order. The naming header is always removed from what the client sent, so no client can
+/// choose it.
+async fn gate(
     axum::extract::State(state): axum::extract::State<State>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -95,31 +165,52 @@ async fn name_for_faults(
     use sha2::Digest;
     let (mut parts, body) = request.into_parts();
     parts.headers.remove(FAULT_IDENTITY);
-    if !state.faults_configured() {
+    let surface = Surface::of(parts.uri.path());
+    if surface == Surface::Open {
         return next
             .run(axum::extract::Request::from_parts(parts, body))
             .await;
     }
-    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
-        return GraphError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            "The request body is too large.",
-        )
-        .into_response();
+    match surface {
+        Surface::Graph => {
+            if let Err(refused) = state.authenticate(authorization(&parts.headers)) {
+                return refused.into_response();
+            }
+        }
+        Surface::Admin => {
+            if !state.admin().admits(authorization(&parts.headers)) {
+                return GraphError::invalid_token("The inspection API needs the admin token.")
+                    .into_response();
+            }
+        }
+        Surface::Token | Surface::Open => {}
+    }
+    let limit = surface.body_limit();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return surface.too_large();
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return surface.too_large();
     };
-    let digest = sha2::Sha256::new()
-        .chain_update(parts.method.as_str())
-        .chain_update(b" ")
-        .chain_update(parts.uri.path())
-        .chain_update(b"?")
-        .chain_update(parts.uri.query().unwrap_or_default())
-        .chain_update(b" ")
-        .chain_update(&bytes)
-        .finalize();
-    let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    if let Ok(value) = axum::http::HeaderValue::from_str(&name) {
-        parts.headers.insert(FAULT_IDENTITY, value);
+    if surface == Surface::Graph && state.faults_configured() {
+        let digest = sha2::Sha256::new()
+            .chain_update(parts.method.as_str())
+            .chain_update(b" ")
+            .chain_update(parts.uri.path())
+            .chain_update(b"?")
+            .chain_update(parts.uri.query().unwrap_or_default())
+            .chain_update(b" ")
+            .chain_update(&bytes)
+            .finalize();
+        let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&name) {
+            parts.headers.insert(FAULT_IDENTITY, value);
+        }
     }
     next.run(axum::extract::Request::from_parts(
         parts,
