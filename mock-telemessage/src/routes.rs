@@ -30,11 +30,59 @@ pub fn router(state: State) -> Router {
         .route("/admin/v1/counters", get(admin_counters))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Largest login body (a username and a password).
+pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+/// Largest admin body (items appended at run time).
+pub const ADMIN_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Largest body anywhere else (the other calls have none).
+pub const OTHER_BODY_LIMIT: usize = 64 * 1024;
+
+/// Every request passes here first: the admin API checks its token before a byte of the
+/// body is read, and every body is read only up to its path's limit, refused with 413
+/// `request_too_large` as soon as it is over (its `Content-Length` is looked at first).
+async fn gate(AxState(state): AxState<State>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let limit = if path == "/api/v1/auth/token" {
+        LOGIN_BODY_LIMIT
+    } else if path.starts_with("/admin/") {
+        if let Err(refused) = admin_only(&state, request.headers()) {
+            return refused.into_response();
+        }
+        ADMIN_BODY_LIMIT
+    } else {
+        OTHER_BODY_LIMIT
+    };
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("the request body is over this path's {limit} bytes"),
+        )
+        .into_response()
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return too_large();
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 async fn count_requests(AxState(state): AxState<State>, request: Request, next: Next) -> Response {

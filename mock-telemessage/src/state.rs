@@ -29,6 +29,8 @@ pub struct Config {
     pub lockout_duration: Duration,
     pub default_page_size: usize,
     pub max_page_size: usize,
+    /// Most names whose failed logins are counted at once (accounts always are).
+    pub max_tracked_names: usize,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             lockout_duration: Duration::minutes(15),
             default_page_size: 100,
             max_page_size: 1000,
+            max_tracked_names: 10_000,
         }
     }
 }
@@ -61,10 +64,16 @@ struct Inner {
     /// Verified against when the user is unknown, so both cases take the same time.
     decoy: PasswordHash,
     failures: Mutex<HashMap<String, Failures>>,
+    /// Where passwords are checked (argon2): bounded, refusing at once when full.
+    checks: mock_common::CheckPool,
     sessions: Sessions<String>,
     store: RwLock<Store>,
     counters: Counters,
 }
+
+/// Longest username and password a login takes, in characters.
+pub const MAX_USERNAME: usize = 256;
+pub const MAX_PASSWORD: usize = 1024;
 
 #[derive(Debug, Default, Clone)]
 struct Failures {
@@ -175,6 +184,7 @@ impl State {
                 reason: e.to_string(),
             })?,
             failures: Mutex::default(),
+            checks: mock_common::CheckPool::default(),
             sessions: Sessions::default(),
             store: RwLock::default(),
             counters: Counters::default(),
@@ -242,6 +252,14 @@ impl State {
 
     /// Exchanges a username and password for a bearer token.
     pub async fn login(&self, username: &str, password: &str) -> Result<(String, u64), ApiError> {
+        if username.chars().count() > MAX_USERNAME || password.chars().count() > MAX_PASSWORD {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "a username is at most {MAX_USERNAME} characters and a password at most {MAX_PASSWORD}"
+                ),
+            ));
+        }
         let now = self.now();
         if let Some(until) = self.locked_until(username, now) {
             let seconds = (until - now).num_seconds().max(1) as u64;
@@ -255,9 +273,15 @@ impl State {
         let known = self.0.accounts.get(username);
         let hash = known.map_or(&self.0.decoy, |a| &a.password).clone();
         let clear = password.to_owned();
-        let verified = tokio::task::spawn_blocking(move || hash.verify(&clear))
-            .await
-            .unwrap_or(false);
+        let Ok(verified) = self.0.checks.run(move || hash.verify(&clear)).await else {
+            tracing::warn!("login refused: password checks are busy");
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "login_busy",
+                "too many logins are being checked at once; retry after Retry-After seconds",
+            )
+            .with_retry_after(1));
+        };
         let now = self.now();
         if verified && known.is_some() {
             self.0
@@ -282,7 +306,11 @@ impl State {
                 .counters
                 .logins_failed
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(username, "login failed");
+            // An unknown name is the caller's text: not logged.
+            match known {
+                Some(_) => tracing::info!(username, "login failed"),
+                None => tracing::info!("login failed for a username that is not an account"),
+            }
             Err(ApiError::unauthorized(
                 "invalid_credentials",
                 "the username or password is wrong",
@@ -307,6 +335,14 @@ impl State {
             f.locked_until.is_some_and(|u| u > now)
                 || f.first.is_some_and(|t| now - t < config.lockout_window)
         });
+        // Names that are not accounts are tracked too (a lockout must not tell them
+        // apart), but only so many at once: a flood of made-up names costs bounded memory.
+        if !failures.contains_key(username)
+            && failures.len() >= config.max_tracked_names
+            && !self.0.accounts.contains_key(username)
+        {
+            return;
+        }
         let entry = failures.entry(username.to_owned()).or_default();
         match entry.first {
             Some(first) if now - first < config.lockout_window => entry.count += 1,
@@ -316,7 +352,9 @@ impl State {
             }
         }
         if entry.count >= config.lockout_threshold {
-            tracing::warn!(username, "account locked after repeated failed logins");
+            if self.0.accounts.contains_key(username) {
+                tracing::warn!(username, "account locked after repeated failed logins");
+            }
             *entry = Failures {
                 locked_until: Some(now + config.lockout_duration),
                 ..Failures::default()
