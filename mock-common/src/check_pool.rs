@@ -1,26 +1,29 @@
 //! Where password and client-secret checks run. An argon2 check costs about 19 MiB and
 //! tens of milliseconds of one core; run for every request of a flood of wrong
 //! passwords, unbounded, it took a fake to gigabytes and its health check to most of a
-//! second. So checks run on a small pool of blocking threads, at most [`CheckPool::workers`]
+//! second. So checks run on a few threads of their own, at most [`CheckPool::workers`]
 //! at once with at most [`CheckPool::queue`] more waiting; past that a check is refused at
 //! once ([`Busy`]) and the service answers in its own throttling shape, as the real
-//! identity services do under load. A check whose request went away still finishes on
-//! its thread, holding its slot, so the bound holds whatever clients do.
+//! identity services do under load. The threads are the pool's own, not the runtime's
+//! blocking pool: each thread that has run argon2 keeps an allocator arena of its size,
+//! and the blocking pool's many short-lived threads kept hundreds of MB that way. A
+//! check whose request went away still runs to its end and keeps its place until then,
+//! so the bound holds whatever clients do.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, mpsc};
 
 /// The pool is full: the caller answers "busy, retry" without checking anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 /// A bounded pool for slow checks.
 #[derive(Debug)]
 pub struct CheckPool {
-    slots: Arc<Semaphore>,
-    /// Checks admitted: running or waiting for a slot.
+    jobs: Mutex<mpsc::Sender<Job>>,
+    /// Checks admitted: running or waiting for a thread.
     admitted: Arc<AtomicUsize>,
     workers: usize,
     queue: usize,
@@ -34,7 +37,7 @@ impl Default for CheckPool {
     }
 }
 
-/// Gives an admission back when the check is over or its request went away.
+/// Gives an admission back when the check is over.
 struct Admitted(Arc<AtomicUsize>);
 
 impl Drop for Admitted {
@@ -44,11 +47,33 @@ impl Drop for Admitted {
 }
 
 impl CheckPool {
+    /// Starts `workers` threads (they end when the pool is dropped).
     pub fn new(workers: usize, queue: usize) -> Self {
+        let workers = workers.max(1);
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let inbox = Arc::new(Mutex::new(inbox));
+        for n in 0..workers {
+            let inbox = inbox.clone();
+            std::thread::Builder::new()
+                .name(format!("secret-check-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = inbox
+                            .lock()
+                            .map_err(|_| ())
+                            .and_then(|i| i.recv().map_err(|_| ()));
+                        match job {
+                            Ok(job) => job(),
+                            Err(()) => break,
+                        }
+                    }
+                })
+                .expect("a thread for secret checks");
+        }
         Self {
-            slots: Arc::new(Semaphore::new(workers.max(1))),
+            jobs: Mutex::new(jobs),
             admitted: Arc::new(AtomicUsize::new(0)),
-            workers: workers.max(1),
+            workers,
             queue,
         }
     }
@@ -58,7 +83,7 @@ impl CheckPool {
         self.workers
     }
 
-    /// Checks that may wait for a slot.
+    /// Checks that may wait for a thread.
     pub fn queue(&self) -> usize {
         self.queue
     }
@@ -68,8 +93,8 @@ impl CheckPool {
         self.admitted.load(Ordering::Acquire)
     }
 
-    /// Runs `check` on a blocking thread once a slot is free, or refuses at once when
-    /// the pool and its queue are full.
+    /// Runs `check` on one of the pool's threads, or refuses at once when the threads
+    /// and the queue are full.
     pub async fn run<T: Send + 'static>(
         &self,
         check: impl FnOnce() -> T + Send + 'static,
@@ -79,20 +104,17 @@ impl CheckPool {
         if before >= self.workers + self.queue {
             return Err(Busy);
         }
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the pool's semaphore is never closed");
-        tokio::task::spawn_blocking(move || {
-            // Held by the thread, not the request: a dropped request frees nothing early.
-            let _slot = slot;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _admitted = admitted;
-            check()
-        })
-        .await
-        .map_err(|_| Busy)
+            let _ = answer.send(check());
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| Busy)?
+            .send(job)
+            .map_err(|_| Busy)?;
+        answered.await.map_err(|_| Busy)
     }
 }
 
