@@ -886,6 +886,8 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
         runs,
         provider_faults: None,
         mailbox_faults: None,
+        crashes: Vec::new(),
+        concurrency: None,
     })
 }
 

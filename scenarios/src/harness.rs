@@ -268,6 +268,20 @@ impl Fakes {
         Ok(fakes)
     }
 
+    /// As [`Fakes::for_scenario`], with a layer around each fake's router.
+    pub async fn for_scenario_wrapped(
+        scenario: &crate::Scenario,
+        wrap_provider: impl FnOnce(Router) -> Router,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
+        let (dataset, directory) = fixtures(scenario)?;
+        let now = scenario.end() + chrono::TimeDelta::hours(1);
+        let mut fakes =
+            Self::start_wrapped(&dataset, &directory, now, wrap_provider, wrap_mailbox).await?;
+        fakes.tenant = scenario.tenant_domain.clone();
+        Ok(fakes)
+    }
+
     /// As [`Fakes::for_scenario`], with the mailbox's web viewer (and inspection API)
     /// opened by `admin_token`: for `scenarios serve` and the viewer's browser test.
     pub async fn for_scenario_with_viewer(
@@ -333,6 +347,65 @@ pub fn fixtures(
     let dataset = mock_telemessage::Dataset::from_json(&dataset.to_string())?;
     let directory = mock_mailbox::Directory::from_json(&directory.to_string())?;
     Ok((dataset, directory))
+}
+
+/// Crash points over the requests of both fakes together, counted from 1: when the Nth
+/// request has taken effect its answer never comes, and [`Crashes::crashed`] wakes whoever
+/// then stops the client dead. The client cannot know whether that request landed.
+#[derive(Debug, Clone, Default)]
+pub struct Crashes {
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    points: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
+    hit: Arc<std::sync::atomic::AtomicU64>,
+    crashed: Arc<tokio::sync::Notify>,
+}
+
+impl Crashes {
+    pub fn new(points: &[u64]) -> Self {
+        Self {
+            points: Arc::new(std::sync::Mutex::new(points.iter().copied().collect())),
+            ..Self::default()
+        }
+    }
+
+    /// Requests seen so far.
+    pub fn seen(&self) -> u64 {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Crash points reached so far.
+    pub fn hit(&self) -> u64 {
+        self.hit.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves when a crash point is reached.
+    pub async fn crashed(&self) {
+        self.crashed.notified().await;
+    }
+
+    /// Counts the requests through a fake's router and holds back the crashing answer.
+    pub fn layer(&self) -> impl FnOnce(Router) -> Router + use<> {
+        let crashes = self.clone();
+        move |router: Router| {
+            router.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let crashes = crashes.clone();
+                    async move {
+                        use std::sync::atomic::Ordering;
+                        let n = crashes.seen.fetch_add(1, Ordering::SeqCst) + 1;
+                        let response = next.run(request).await;
+                        let crash = crashes.points.lock().expect("lock poisoned").remove(&n);
+                        if crash {
+                            crashes.hit.fetch_add(1, Ordering::SeqCst);
+                            crashes.crashed.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                        response
+                    }
+                },
+            ))
+        }
+    }
 }
 
 /// The fakes' clock stands still between requests. A throttled client is told how long

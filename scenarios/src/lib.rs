@@ -7,6 +7,7 @@
 //! its own (never with the connector's code), [`reconcile`] compares, [`html`] writes the
 //! reconciliation as a page.
 
+pub mod chaos;
 pub mod generate;
 pub mod harness;
 pub mod html;

@@ -138,6 +138,35 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Runs many small seeded organisations through seeded faults on both sides and
+    /// crashes of the connector, reconciles each, and prints a table and a summary. Each
+    /// seed expands to one explicit scenario; a failing one prints the command that
+    /// replays it and is saved as a scenario file. Exits 0 only if every seed passed.
+    Chaos {
+        /// How many seeds to run.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Seeds run at once (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run every seed twice and fail a seed whose two outcomes differ (what landed,
+        /// skips, findings, faults drawn, crash points, retries), naming the first
+        /// difference.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Where a failing seed's scenario is written (chaos-SEED.json).
+        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/recorded"))]
+        save: PathBuf,
+        /// Do not write failing seeds' scenarios.
+        #[arg(long)]
+        no_save: bool,
+        /// Write every seed's result (JSON) to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Starts both fakes loaded with a scenario, prints their URLs, a ready connector
     /// configuration and the mailbox viewer's URL with the file holding its admin token,
     /// and runs until interrupted.
@@ -433,6 +462,112 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(if outcome.verdict == Verdict::Pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Chaos {
+            seeds,
+            from,
+            jobs,
+            check_determinism,
+            save,
+            no_save,
+            report,
+        } => {
+            if seeds == 0 {
+                anyhow::bail!("--seeds must be at least 1");
+            }
+            check_writable(&[&report])?;
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            eprintln!(
+                "chaos: seeds {from} to {}, {jobs} at a time{}",
+                from + seeds - 1,
+                if check_determinism {
+                    ", each twice (determinism checked)"
+                } else {
+                    ""
+                }
+            );
+            let started = std::time::Instant::now();
+            let mut done = 0u64;
+            let results = scenarios::chaos::run(
+                from,
+                seeds,
+                jobs,
+                check_determinism,
+                (!no_save).then_some(save.as_path()),
+                |r| {
+                    done += 1;
+                    eprintln!(
+                        "[{done}/{seeds}] seed {:<6} {} {:>4} items {:>5} deliveries {} crash(es) {:>5.1}s",
+                        r.seed,
+                        if r.passed { "pass" } else { "FAIL" },
+                        r.items,
+                        r.deliveries,
+                        r.crashes,
+                        r.seconds
+                    );
+                },
+            )
+            .await?;
+            println!(
+                "{:>8} {:>6} {:>10} {:>5} {:>4} {:>10} {:>6} {:>7} {:>7} {:>7}  verdict",
+                "seed",
+                "items",
+                "deliveries",
+                "lost",
+                "dup",
+                "wrong-skip",
+                "other",
+                "crashes",
+                "retries",
+                "seconds"
+            );
+            for r in &results {
+                println!(
+                    "{:>8} {:>6} {:>10} {:>5} {:>4} {:>10} {:>6} {:>7} {:>7} {:>7.1}  {}",
+                    r.seed,
+                    r.items,
+                    r.deliveries,
+                    r.lost,
+                    r.duplicated,
+                    r.wrongly_skipped,
+                    r.other_findings,
+                    r.crashes,
+                    r.retries,
+                    r.seconds,
+                    if r.passed { "pass" } else { "FAIL" }
+                );
+            }
+            for r in results.iter().filter(|r| !r.passed) {
+                println!("\nFAILED seed {}: {}", r.seed, r.description);
+                if let Some(d) = &r.diverged {
+                    println!("  not deterministic: the second run differed in {d}");
+                }
+                for line in &r.details {
+                    println!("  {line}");
+                }
+                println!("  replay: {}", r.replay);
+                if let Some(path) = &r.saved {
+                    println!(
+                        "  saved: {} (scenarios run {} replays it)",
+                        path.display(),
+                        path.display()
+                    );
+                }
+            }
+            println!(
+                "\n{}",
+                scenarios::chaos::summary(&results, started.elapsed().as_secs_f64())
+            );
+            if let Some(path) = &report {
+                std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(if results.iter().all(|r| r.passed) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -112,6 +112,15 @@ pub struct Scenario {
     /// Seeded faults of the fake Microsoft 365 (its directory's `faults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_faults: Option<Value>,
+    /// Crash points: when the Nth request to the fake Microsoft 365 (counted from 1 over
+    /// the whole scenario) has taken effect, its answer never comes and the connector is
+    /// stopped dead; a new connector resumes the same run on the same state. A point past
+    /// the scenario's last request is never reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crashes: Vec<u64>,
+    /// The connector's concurrency for this scenario (the runner's default, 8, if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
 }
 
 impl Scenario {
@@ -146,6 +155,8 @@ impl Scenario {
             generated.visibility = self.visibility;
         }
         generated.mailbox_faults = self.mailbox_faults;
+        generated.crashes = self.crashes;
+        generated.concurrency = self.concurrency;
         Ok(generated)
     }
 
@@ -153,7 +164,26 @@ impl Scenario {
     pub fn to_file_json(&self) -> String {
         let value = match &self.generate {
             Some(params) => {
-                serde_json::json!({"name": self.name, "description": self.description, "generate": params, "runs": []})
+                let mut file = serde_json::json!({"name": self.name, "description": self.description, "generate": params, "runs": []});
+                for (key, value) in [
+                    ("provider_faults", self.provider_faults.clone()),
+                    ("mailbox_faults", self.mailbox_faults.clone()),
+                    (
+                        "visibility",
+                        self.visibility
+                            .as_ref()
+                            .map(|v| serde_json::to_value(v).expect("serialises")),
+                    ),
+                    ("concurrency", self.concurrency.map(|c| c.into())),
+                ] {
+                    if let Some(value) = value {
+                        file[key] = value;
+                    }
+                }
+                if !self.crashes.is_empty() {
+                    file["crashes"] = self.crashes.clone().into();
+                }
+                file
             }
             None => serde_json::to_value(self).expect("a scenario serialises"),
         };

@@ -585,7 +585,7 @@ pub fn reconcile(
             });
         }
     }
-    check_quarantine(scenario, reports, &mut r.wrongly_skipped);
+    check_quarantine(scenario, expected, reports, &mut r.wrongly_skipped);
     if r.problems() > 0 || connector_failures > 0 {
         r.verdict = Verdict::Fail;
     }
@@ -643,7 +643,13 @@ fn check_accounting(reports: &[RunReport]) -> Vec<Finding> {
 
 /// Every item the provider sent that cannot be read must be kept, exactly as sent, in the
 /// connector's quarantine: nothing the provider sent is lost, even when it is unreadable.
-fn check_quarantine(scenario: &Scenario, reports: &[RunReport], out: &mut Vec<Finding>) {
+/// (Those the connector never lists, as before its first run's day, it never sees.)
+fn check_quarantine(
+    scenario: &Scenario,
+    expected: &Expected,
+    reports: &[RunReport],
+    out: &mut Vec<Finding>,
+) {
     let sent = scenario
         .raw_text_items
         .iter()
@@ -653,7 +659,8 @@ fn check_quarantine(scenario: &Scenario, reports: &[RunReport], out: &mut Vec<Fi
                 v["id"].as_str().unwrap_or_default().to_owned(),
                 v.to_string(),
             )
-        }));
+        }))
+        .filter(|(id, _)| expected.items.contains_key(id));
     for (id, text) in sent {
         let kept = reports
             .iter()

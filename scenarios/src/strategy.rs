@@ -196,6 +196,8 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         ],
         provider_faults: None,
         mailbox_faults: None,
+        crashes: Vec::new(),
+        concurrency: None,
         visibility: (!lags.is_empty()).then(|| mock_telemessage::dataset::Visibility {
             items: lags,
             ..Default::default()

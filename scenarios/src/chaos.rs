@@ -1,0 +1,435 @@
+//! `scenarios chaos`: many small seeded organisations, each through faults on both sides
+//! and crashes of the connector, each reconciled. A seed expands to one explicit
+//! [`Scenario`] (so a failing seed is a scenario file that replays exactly), runs, and
+//! passes only if every item landed exactly once or was skipped for the right reason.
+//! With `--check-determinism` every seed runs twice and the two outcomes must be the
+//! same; a seed that does not replay is a failure of its own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::DateTime;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+
+use crate::generate::GeneratorParams;
+use crate::model::Scenario;
+use crate::reconcile::Verdict;
+use crate::runner::Outcome;
+
+/// Midnight of every chaos organisation's first day.
+const START: &str = "2026-11-22T00:00:00Z";
+
+/// The one command that replays a seed.
+pub fn replay_command(seed: u64) -> String {
+    format!("cargo run --release -p scenarios -- chaos --seeds 1 --from {seed}")
+}
+
+/// A seed's organisation, traffic, faults and crashes, written out.
+pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6368_616f_7321);
+    let days = rng.random_range(1..=3u32);
+    let missed_runs = (1..days).filter(|_| rng.random_bool(0.3)).collect();
+    let params = GeneratorParams {
+        seed,
+        start: DateTime::parse_from_rfc3339(START)
+            .expect("a valid time")
+            .to_utc(),
+        days,
+        employees: rng.random_range(2..=30),
+        external_contacts: rng.random_range(1..=20),
+        items_per_day: rng.random_range(10..=200),
+        missed_runs,
+        boundary_cases: rng.random_bool(0.05),
+        late_rate: if rng.random_bool(0.3) {
+            rng.random_range(0.01..0.1)
+        } else {
+            0.0
+        },
+        revision_rate: if rng.random_bool(0.3) {
+            rng.random_range(0.005..0.05)
+        } else {
+            0.0
+        },
+    };
+    let mut scenario = crate::generate::generate(&params)?;
+    scenario.name = format!("chaos-{seed}");
+    scenario.seed = Some(seed);
+    scenario.generate = None;
+    let mut kinds = Vec::new();
+    if rng.random_bool(0.6) {
+        let (unavailable, corrupt) = (rng.random_range(0.0..0.15), rng.random_range(0.0..0.1));
+        scenario.provider_faults = Some(serde_json::json!({
+            "seed": rng.random_range(0..u32::MAX),
+            "unavailable_rate": unavailable,
+            "corrupt_download_rate": corrupt,
+        }));
+        kinds.push(format!(
+            "provider 503 {:.0}% and corrupt downloads {:.0}%",
+            unavailable * 100.0,
+            corrupt * 100.0
+        ));
+    }
+    if rng.random_bool(0.6) {
+        let (unavailable, lost) = (rng.random_range(0.0..0.1), rng.random_range(0.0..0.15));
+        scenario.mailbox_faults = Some(serde_json::json!({
+            "seed": rng.random_range(0..u32::MAX),
+            "unavailable_rate": unavailable,
+            "lost_import_response_rate": lost,
+        }));
+        kinds.push(format!(
+            "Graph 503 {:.0}% and lost import answers {:.0}%",
+            unavailable * 100.0,
+            lost * 100.0
+        ));
+    }
+    // Crash points over about the mailbox requests such a day makes (one or two per
+    // delivery); one past the end is simply never reached.
+    let requests = (scenario.source_items() as u64 * 2).max(10);
+    let crashes = rng.random_range(0..=3usize);
+    let mut points: Vec<u64> = (0..crashes)
+        .map(|_| rng.random_range(1..=requests))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    scenario.crashes = points;
+    // With a crash the connector runs one request at a time, so that "the Nth request"
+    // is the same request in every run of the seed.
+    scenario.concurrency = Some(if scenario.crashes.is_empty() {
+        [1, 4, 8][rng.random_range(0..3)]
+    } else {
+        1
+    });
+    scenario.description = format!(
+        "Chaos seed {seed}: {} employees, {} items over {days} day(s){}; {}; {} crash point(s); concurrency {}.",
+        params.employees,
+        scenario.source_items(),
+        if params.missed_runs.is_empty() {
+            String::new()
+        } else {
+            format!(", runs missed on day(s) {:?}", params.missed_runs)
+        },
+        if kinds.is_empty() {
+            "no seeded faults".to_owned()
+        } else {
+            kinds.join("; ")
+        },
+        scenario.crashes.len(),
+        scenario.concurrency.unwrap_or(1),
+    );
+    Ok(scenario)
+}
+
+/// What two runs of a seed must agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fingerprint {
+    pub verdict: String,
+    /// Every delivered copy: (mailbox, folder, Message-ID), sorted.
+    pub landed: Vec<(String, String, String)>,
+    pub skipped_by_reason: BTreeMap<String, usize>,
+    pub findings: usize,
+    /// Seeded faults injected: (provider, mailbox).
+    pub faults: (u64, u64),
+    pub retries: u64,
+    pub crashes: u64,
+}
+
+impl Fingerprint {
+    fn of(outcome: &Outcome) -> Self {
+        let mut landed: Vec<(String, String, String)> = outcome
+            .landed
+            .values()
+            .flatten()
+            .map(|c| {
+                (
+                    c.mailbox.clone(),
+                    c.message.folder.clone(),
+                    c.message.internet_message_id.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        landed.sort();
+        let r = &outcome.report;
+        Self {
+            verdict: format!("{:?}", r.verdict),
+            landed,
+            skipped_by_reason: r.skipped_by_reason.clone(),
+            findings: r.findings().iter().map(|(_, l)| l.len()).sum(),
+            faults: outcome.faults_injected,
+            retries: outcome.runs.iter().map(|r| r.retries).sum(),
+            crashes: outcome.crashes,
+        }
+    }
+
+    /// The first point where two runs differ, said as a person reads it.
+    pub fn first_difference(&self, other: &Self) -> Option<String> {
+        if self.verdict != other.verdict {
+            return Some(format!("verdict {} then {}", self.verdict, other.verdict));
+        }
+        if self.landed != other.landed {
+            let at = self
+                .landed
+                .iter()
+                .zip(&other.landed)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.landed.len().min(other.landed.len()));
+            return Some(format!(
+                "what landed, at copy {at}: {:?} then {:?} ({} then {} copies)",
+                self.landed.get(at),
+                other.landed.get(at),
+                self.landed.len(),
+                other.landed.len()
+            ));
+        }
+        if self.skipped_by_reason != other.skipped_by_reason {
+            return Some(format!(
+                "skips {:?} then {:?}",
+                self.skipped_by_reason, other.skipped_by_reason
+            ));
+        }
+        if self.findings != other.findings {
+            return Some(format!(
+                "findings {} then {}",
+                self.findings, other.findings
+            ));
+        }
+        if self.faults != other.faults {
+            return Some(format!(
+                "faults drawn (provider, mailbox) {:?} then {:?}",
+                self.faults, other.faults
+            ));
+        }
+        if self.crashes != other.crashes {
+            return Some(format!(
+                "crash points reached {} then {}",
+                self.crashes, other.crashes
+            ));
+        }
+        if self.retries != other.retries {
+            return Some(format!("retries {} then {}", self.retries, other.retries));
+        }
+        None
+    }
+}
+
+/// One seed's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub description: String,
+    pub passed: bool,
+    pub items: usize,
+    pub deliveries: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    pub wrongly_skipped: usize,
+    /// Every other finding (unexpected, misplaced, fields, content, accounting).
+    pub other_findings: usize,
+    pub crashes: u64,
+    pub faults: (u64, u64),
+    pub retries: u64,
+    pub seconds: f64,
+    /// With `--check-determinism`: where the second run first differed, if it did.
+    pub diverged: Option<String>,
+    /// The findings of a failing seed, first few of each kind.
+    pub details: Vec<String>,
+    pub replay: String,
+    /// Where the failing seed's scenario was saved.
+    pub saved: Option<PathBuf>,
+}
+
+async fn run_once(scenario: &Scenario, work: &Path) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(work)?;
+    let replay = replay_command(scenario.seed.unwrap_or_default());
+    let outcome = crate::runner::run(scenario, work, replay).await;
+    let _ = std::fs::remove_dir_all(work);
+    outcome
+}
+
+/// Runs one seed (twice with `check_determinism`).
+pub async fn run_seed(seed: u64, check_determinism: bool) -> anyhow::Result<SeedResult> {
+    let scenario = scenario_for_seed(seed)?;
+    let started = Instant::now();
+    let work = crate::harness::temp_dir(&format!("chaos-{seed}"));
+    let outcome = run_once(&scenario, &work).await?;
+    let diverged = if check_determinism {
+        let again = run_once(&scenario, &work.with_extension("again")).await?;
+        Fingerprint::of(&outcome).first_difference(&Fingerprint::of(&again))
+    } else {
+        None
+    };
+    let r = &outcome.report;
+    let other = r.unexpected.len()
+        + r.misplaced.len()
+        + r.field_errors.len()
+        + r.content_errors.len()
+        + r.accounting_errors.len();
+    let mut details = Vec::new();
+    for (kind, list) in r.findings() {
+        for f in list.iter().take(5) {
+            details.push(format!(
+                "{kind}: item {} {}: {}",
+                crate::reconcile::short(&f.item_id),
+                f.mailbox.as_deref().unwrap_or(""),
+                f.detail
+            ));
+        }
+    }
+    if r.connector_failures > 0 {
+        details.push(format!(
+            "the last run left {} deliveries failed, items held or items needing a person",
+            r.connector_failures
+        ));
+    }
+    Ok(SeedResult {
+        seed,
+        description: scenario.description.clone(),
+        passed: r.verdict == Verdict::Pass && diverged.is_none(),
+        items: scenario.source_items(),
+        deliveries: r.expected_deliveries,
+        lost: r.missing.len(),
+        duplicated: r.duplicates.len(),
+        wrongly_skipped: r.wrongly_skipped.len(),
+        other_findings: other,
+        crashes: outcome.crashes,
+        faults: outcome.faults_injected,
+        retries: outcome.runs.iter().map(|r| r.retries).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        diverged,
+        details,
+        replay: replay_command(seed),
+        saved: None,
+    })
+}
+
+/// The seeds `from .. from + seeds`, `jobs` at a time, each result reported to
+/// `progress` as it comes. Failing seeds' scenarios are written under `save` (when given).
+pub async fn run(
+    from: u64,
+    seeds: u64,
+    jobs: usize,
+    check_determinism: bool,
+    save: Option<&Path>,
+    mut progress: impl FnMut(&SeedResult),
+) -> anyhow::Result<Vec<SeedResult>> {
+    let jobs = jobs.max(1);
+    let mut pending = tokio::task::JoinSet::new();
+    let mut next = from;
+    let end = from.saturating_add(seeds);
+    let mut results = Vec::new();
+    loop {
+        while pending.len() < jobs && next < end {
+            let seed = next;
+            next += 1;
+            pending.spawn(async move { (seed, run_seed(seed, check_determinism).await) });
+        }
+        let Some(done) = pending.join_next().await else {
+            break;
+        };
+        let (seed, result) = done?;
+        let mut result = result.map_err(|e| anyhow::anyhow!("seed {seed}: {e:#}"))?;
+        if !result.passed
+            && let Some(dir) = save
+        {
+            let path = dir.join(format!("chaos-{seed}.json"));
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(&path, scenario_for_seed(seed)?.to_file_json())?;
+            result.saved = Some(path);
+        }
+        progress(&result);
+        results.push(result);
+    }
+    results.sort_by_key(|r| r.seed);
+    Ok(results)
+}
+
+/// The summary line and table of a chaos run.
+pub fn summary(results: &[SeedResult], wall: f64) -> String {
+    let passed = results.iter().filter(|r| r.passed).count();
+    let sum = |f: fn(&SeedResult) -> usize| results.iter().map(f).sum::<usize>();
+    let seconds: Vec<f64> = results.iter().map(|r| r.seconds).collect();
+    let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
+    let max = seconds.iter().copied().fold(0.0, f64::max);
+    format!(
+        "{} runs: {passed} passed, {} failed; items lost {}, duplicated {}, wrongly skipped {}, other findings {}, not deterministic {}; crash points reached {}; {:.1} s per seed (max {:.1} s), {:.0} s in all",
+        results.len(),
+        results.len() - passed,
+        sum(|r| r.lost),
+        sum(|r| r.duplicated),
+        sum(|r| r.wrongly_skipped),
+        sum(|r| r.other_findings),
+        results.iter().filter(|r| r.diverged.is_some()).count(),
+        results.iter().map(|r| r.crashes).sum::<u64>(),
+        mean,
+        max,
+        wall,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_always_expands_to_the_same_scenario() {
+        for seed in [0, 1, 7, 12345] {
+            let a = scenario_for_seed(seed).unwrap();
+            let b = scenario_for_seed(seed).unwrap();
+            assert_eq!(a, b, "seed {seed}");
+            assert_eq!(a.name, format!("chaos-{seed}"));
+            assert!(
+                a.generate.is_none(),
+                "explicit, so a saved seed replays as is"
+            );
+            if !a.crashes.is_empty() {
+                assert_eq!(a.concurrency, Some(1));
+            }
+            // The file form reads back to the same scenario.
+            let back = Scenario::parse(&a.to_file_json()).unwrap();
+            let (x, y) = (
+                serde_json::to_value(&back).unwrap(),
+                serde_json::to_value(&a).unwrap(),
+            );
+            for (key, value) in x.as_object().unwrap() {
+                assert_eq!(
+                    Some(value),
+                    y.get(key),
+                    "seed {seed}: {key} changes in the file form"
+                );
+            }
+            assert_eq!(back, a, "seed {seed}");
+        }
+        assert_ne!(
+            scenario_for_seed(1).unwrap().items,
+            scenario_for_seed(2).unwrap().items
+        );
+    }
+
+    #[test]
+    fn a_difference_is_named_where_it_first_shows() {
+        let base = Fingerprint {
+            verdict: "Pass".into(),
+            landed: vec![("a".into(), "f".into(), "<1@x>".into())],
+            skipped_by_reason: BTreeMap::new(),
+            findings: 0,
+            faults: (1, 2),
+            retries: 3,
+            crashes: 0,
+        };
+        assert_eq!(base.first_difference(&base.clone()), None);
+        let mut other = base.clone();
+        other.retries = 4;
+        assert_eq!(
+            base.first_difference(&other).as_deref(),
+            Some("retries 3 then 4")
+        );
+        other.landed.push(("b".into(), "f".into(), "<1@x>".into()));
+        assert!(
+            base.first_difference(&other)
+                .unwrap()
+                .starts_with("what landed, at copy 1")
+        );
+    }
+}
