@@ -311,6 +311,7 @@ impl Connector {
         *self.latency.run_started.lock().expect("lock poisoned") = Instant::now();
         self.log_in().await?;
         let mut report = RunReport::new(started_at);
+        self.report_unreported_windows(&mut report)?;
         self.retry_held(&mut report).await?;
         let last_until = self.store.last_until()?;
         let mut next_start = match since {
@@ -413,7 +414,48 @@ impl Connector {
             crate::report::Latency::of(&self.latency.histogram.lock().expect("lock poisoned"));
         report.peak_rss_bytes = crate::report::peak_rss_bytes();
         report.finished_at = (self.clock)();
+        // From here every window closed so far is in a report: this one.
+        self.store.mark_reported()?;
         Ok(report)
+    }
+
+    /// Windows an earlier run closed but never reported (it was stopped dead after
+    /// closing them): their accounting, skips and quarantined items go in this run's
+    /// report, so that nothing a window did is left out of every report.
+    fn report_unreported_windows(&self, report: &mut RunReport) -> Result<(), ConnectorError> {
+        for w in self.store.unreported_windows()? {
+            let skips = self.store.skips_of_window(w.id)?;
+            let quarantined = self.store.quarantine_of_window(w.id)?;
+            tracing::warn!(
+                since = %w.since.to_rfc3339(),
+                until = %w.until.to_rfc3339(),
+                items = w.accounting.items,
+                skips = skips.len(),
+                "a window closed by a run that stopped before its report: reported here"
+            );
+            for s in skips {
+                let skip = Skip {
+                    item_id: s.item_id,
+                    reason: s.reason,
+                    detail: s.detail,
+                };
+                if !report.skipped.contains(&skip) {
+                    report.skipped.push(skip);
+                }
+            }
+            report.quarantined.extend(quarantined);
+            report.items_fetched += w.accounting.items;
+            report.accounting.add(&w.accounting);
+            report.windows.push(WindowOutcome {
+                since: w.since,
+                until: w.until,
+                items: w.accounting.items,
+                closed: true,
+                look_back: w.look_back,
+                accounting: w.accounting,
+            });
+        }
+        Ok(())
     }
 
     /// Logs in to both services. A secret the service refused before is not sent again
@@ -628,7 +670,7 @@ impl Connector {
             tracing::warn!(item = %staged.item_id, %error, "held for the next runs");
         }
         self.staging.clear(window.id)?;
-        self.store.finish_window(window, now)?;
+        self.store.finish_window(window, &account, now)?;
         // The report of a window comes from the state: skips recorded by an earlier,
         // interrupted run of the same window are in it too.
         for s in self.store.skips_of_window(window.id)? {

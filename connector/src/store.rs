@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS seen (
     PRIMARY KEY (item_id, digest)
 );
 CREATE TABLE IF NOT EXISTS look_backs (window_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS unreported (window_id INTEGER PRIMARY KEY, accounting TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS refused_secrets (
     setting TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
@@ -204,6 +205,16 @@ impl Default for GroupCommit {
             max_delay: std::time::Duration::from_millis(200),
         }
     }
+}
+
+/// A window closed by a run that stopped before its report.
+#[derive(Debug, Clone)]
+pub struct Unreported {
+    pub id: i64,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub look_back: bool,
+    pub accounting: crate::report::Accounting,
 }
 
 /// Deliveries made and not yet committed: (item, mailbox, address, Graph id, time). At
@@ -497,11 +508,24 @@ impl Store {
     /// Closes a window: records its end as the new start and drops its staged items.
     /// Every delivery made is committed first: a closed window never has an unrecorded
     /// delivery.
-    pub fn finish_window(&self, window: &Window, now: DateTime<Utc>) -> Result<(), ConnectorError> {
+    /// `accounting` is what became of the window's items, kept until a report has it.
+    pub fn finish_window(
+        &self,
+        window: &Window,
+        accounting: &crate::report::Accounting,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        let accounting = serde_json::to_string(accounting).unwrap_or_default();
         self.flush()?;
         self.with(|db| {
             let tx = db.unchecked_transaction()?;
             tx.execute("UPDATE windows SET done = 1, closed_at = ?2 WHERE id = ?1", params![window.id, ts(now)])?;
+            // Closed, and in no report yet: a run stopped before its end leaves it here,
+            // for the next run to report.
+            tx.execute(
+                "INSERT OR REPLACE INTO unreported (window_id, accounting) VALUES (?1, ?2)",
+                params![window.id, accounting],
+            )?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('last_until', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value
                  WHERE excluded.value > meta.value",
@@ -565,6 +589,33 @@ impl Store {
             self.flush_locked(&mut pending)?;
         }
         Ok(())
+    }
+
+    /// Windows closed by a run that never got to its report (stopped dead after
+    /// closing them), oldest first, with what became of their items.
+    pub fn unreported_windows(&self) -> Result<Vec<Unreported>, ConnectorError> {
+        self.with(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT id, since, until, look_backs.window_id IS NOT NULL, accounting FROM windows
+                 JOIN unreported ON unreported.window_id = id
+                 LEFT JOIN look_backs ON look_backs.window_id = id ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Unreported {
+                    id: r.get(0)?,
+                    since: parse_ts(&r.get::<_, String>(1)?),
+                    until: parse_ts(&r.get::<_, String>(2)?),
+                    look_back: r.get(3)?,
+                    accounting: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Every closed window is now in a report.
+    pub fn mark_reported(&self) -> Result<(), ConnectorError> {
+        self.with(|db| db.execute("DELETE FROM unreported", []).map(|_| ()))
     }
 
     /// Every skip recorded for a window, whichever run recorded it.
@@ -867,7 +918,9 @@ mod tests {
         store
             .mark_delivered("wa-1", "m1", "a@x", "AAMk0", now)
             .unwrap();
-        store.finish_window(&w, now).unwrap();
+        store
+            .finish_window(&w, &crate::report::Accounting::default(), now)
+            .unwrap();
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(

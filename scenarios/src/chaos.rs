@@ -304,6 +304,104 @@ pub async fn run_seed(seed: u64, check_determinism: bool) -> anyhow::Result<Seed
     })
 }
 
+/// Whether a scenario fails: it runs and its reconciliation does not pass.
+pub async fn fails(scenario: &Scenario) -> bool {
+    let work = crate::harness::temp_dir(&format!("shrink-{}", scenario.name));
+    match run_once(scenario, &work).await {
+        Ok(outcome) => outcome.report.verdict == Verdict::Fail,
+        // A scenario the runner cannot run at all is not the failure being shrunk.
+        Err(_) => false,
+    }
+}
+
+/// Makes a failing scenario smaller while it still fails: drops seeded faults, crash
+/// points, then items (halves, quarters, ... down to one at a time; where a removal
+/// alone no longer fails, again with the crash points moved back in proportion, since
+/// fewer items make fewer requests), unreadable items, and runs other than the last,
+/// keeping each change only if the scenario still fails.
+/// At most `budget` runs. Answers the smallest failing scenario found and the runs used.
+pub async fn shrink(scenario: Scenario, budget: usize) -> (Scenario, usize) {
+    let mut best = scenario;
+    let mut tries = 0usize;
+    macro_rules! attempt {
+        ($candidate:expr) => {{
+            let candidate: Scenario = $candidate;
+            if tries >= budget {
+                false
+            } else {
+                tries += 1;
+                if fails(&candidate).await {
+                    best = candidate;
+                    true
+                } else {
+                    false
+                }
+            }
+        }};
+    }
+    for which in ["provider", "mailbox"] {
+        let mut c = best.clone();
+        match which {
+            "provider" if c.provider_faults.is_some() => c.provider_faults = None,
+            "mailbox" if c.mailbox_faults.is_some() => c.mailbox_faults = None,
+            _ => continue,
+        }
+        attempt!(c);
+    }
+    let mut i = 0;
+    while i < best.crashes.len() {
+        let mut c = best.clone();
+        c.crashes.remove(i);
+        if !attempt!(c) {
+            i += 1;
+        }
+    }
+    // Items: remove chunks, halving the chunk size down to one item.
+    let mut chunk = best.items.len().div_ceil(2).max(1);
+    loop {
+        let mut start = 0;
+        while start < best.items.len() {
+            let mut c = best.clone();
+            let end = (start + chunk).min(c.items.len());
+            c.items.drain(start..end);
+            if attempt!(c.clone()) {
+                continue;
+            }
+            // Fewer items make fewer requests: the same crash, moved back in proportion.
+            if !c.crashes.is_empty() {
+                let (before, after) = (best.items.len() as u64, c.items.len() as u64);
+                for point in &mut c.crashes {
+                    *point = (*point * after / before.max(1)).max(1);
+                }
+                if attempt!(c) {
+                    continue;
+                }
+            }
+            start += chunk;
+        }
+        if chunk == 1 || tries >= budget {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    let mut i = 0;
+    while i < best.raw_items.len() {
+        let mut c = best.clone();
+        c.raw_items.remove(i);
+        if !attempt!(c) {
+            i += 1;
+        }
+    }
+    while best.runs.len() > 1 {
+        let mut c = best.clone();
+        c.runs.remove(0);
+        if !attempt!(c) {
+            break;
+        }
+    }
+    (best, tries)
+}
+
 /// The seeds `from .. from + seeds`, `jobs` at a time, each result reported to
 /// `progress` as it comes. Failing seeds' scenarios are written under `save` (when given).
 pub async fn run(

@@ -163,9 +163,24 @@ enum Command {
         /// Do not write failing seeds' scenarios.
         #[arg(long)]
         no_save: bool,
+        /// Write every seed's scenario, passing or not, under this directory (to look at
+        /// a seed, or to edit it into a recorded scenario).
+        #[arg(long, value_name = "DIR")]
+        write_all: Option<PathBuf>,
         /// Write every seed's result (JSON) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+    /// Makes a failing scenario smaller while it still fails (drops faults, crash points,
+    /// items, unreadable items, early runs, one step at a time) and writes the result.
+    Shrink {
+        file: PathBuf,
+        /// Where the smaller scenario goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// At most this many runs of the scenario.
+        #[arg(long, default_value_t = 300)]
+        budget: usize,
     },
     /// Starts both fakes loaded with a scenario, prints their URLs, a ready connector
     /// configuration and the mailbox viewer's URL with the file holding its admin token,
@@ -474,10 +489,23 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             check_determinism,
             save,
             no_save,
+            write_all,
             report,
         } => {
             if seeds == 0 {
                 anyhow::bail!("--seeds must be at least 1");
+            }
+            if let Some(dir) = &write_all {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                for seed in from..from.saturating_add(seeds) {
+                    let path = dir.join(format!("chaos-{seed}.json"));
+                    std::fs::write(
+                        &path,
+                        scenarios::chaos::scenario_for_seed(seed)?.to_file_json(),
+                    )
+                    .with_context(|| format!("writing {}", path.display()))?;
+                }
             }
             check_writable(&[&report])?;
             let jobs =
@@ -572,6 +600,28 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Shrink { file, out, budget } => {
+            check_writable(&[&Some(out.clone())])?;
+            let scenario = Scenario::load(&file)?;
+            if !scenarios::chaos::fails(&scenario).await {
+                anyhow::bail!(
+                    "{} does not fail: there is nothing to shrink",
+                    file.display()
+                );
+            }
+            let (items, crashes) = (scenario.source_items(), scenario.crashes.len());
+            let (small, tries) = scenarios::chaos::shrink(scenario, budget).await;
+            std::fs::write(&out, small.to_file_json())
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} -> {}: {items} items and {crashes} crash point(s) down to {} and {}, in {tries} runs",
+                file.display(),
+                out.display(),
+                small.source_items(),
+                small.crashes.len()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve { file } => {
             let scenario = Scenario::load(&file)?;

@@ -82,6 +82,7 @@ replays! {
     missed_day => "missed-day",
     rule_automatic_mapping_off => "rule-automatic-mapping-off",
     rule_calls => "rule-calls",
+    rule_crash_after_a_window_closes => "rule-crash-after-a-window-closes",
     rule_capture_modes_and_kinds => "rule-capture-modes-and-kinds",
     rule_deletions_edits_reactions => "rule-deletions-edits-reactions",
     rule_distinct_mailboxes_and_folder => "rule-distinct-mailboxes-and-folder",
