@@ -304,6 +304,9 @@ pub async fn run_seed(seed: u64, check_determinism: bool) -> anyhow::Result<Seed
     })
 }
 
+/// Runs a failing seed's scenario may take to shrink before it is saved.
+pub const SHRINK_BUDGET: usize = 150;
+
 /// Whether a scenario fails: it runs and its reconciliation does not pass.
 pub async fn fails(scenario: &Scenario) -> bool {
     let work = crate::harness::temp_dir(&format!("shrink-{}", scenario.name));
@@ -431,9 +434,18 @@ pub async fn run(
         if !result.passed
             && let Some(dir) = save
         {
+            // Shrunk first when the seed failed its reconciliation (a seed that only
+            // failed to replay the same is kept whole: that is what it shows).
+            let mut scenario = scenario_for_seed(seed)?;
+            if result.diverged.is_none() {
+                let before = scenario.source_items();
+                let (small, tries) = shrink(scenario, SHRINK_BUDGET).await;
+                tracing::info!(seed, before, after = small.source_items(), tries, "shrunk");
+                scenario = small;
+            }
             let path = dir.join(format!("chaos-{seed}.json"));
             std::fs::create_dir_all(dir)?;
-            std::fs::write(&path, scenario_for_seed(seed)?.to_file_json())?;
+            std::fs::write(&path, scenario.to_file_json())?;
             result.saved = Some(path);
         }
         progress(&result);
