@@ -18,6 +18,7 @@ use std::time::Duration;
 use base64::Engine;
 use connector::Connector;
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
 use scenarios::Scenario;
 use scenarios::harness::{CLIENT_ID, CLIENT_SECRET};
 use serde_json::{Value, json};
@@ -280,252 +281,259 @@ async fn a_person_sees_what_landed_and_no_script_from_a_message_runs() {
     let client = browser(&driver, &chromium).await;
     let ui = format!("{}/ui/", fakes.mailbox_url);
 
-    // 1. Anonymous: the sign-in page, and no data, on any page.
-    client.goto(&ui).await.unwrap();
-    let page = client.source().await.unwrap();
-    assert!(page.contains("name=\"token\""), "the sign-in form");
-    for data in ["Alice Archer", alice, "Term sheet"] {
-        assert!(!page.contains(data), "an anonymous visit shows {data}");
-    }
-    snap(&client, "01-sign-in").await;
-    let some = &landed[0];
-    client
-        .goto(&format!("{ui}mailboxes/{alice}/messages/{}/raw", some.id))
-        .await
-        .unwrap();
-    let page = client.source().await.unwrap();
-    assert!(!page.contains("Message-ID"), "raw MIME shown anonymously");
+    // The steps run in a block whose panic is caught, so that the browser is closed
+    // (chromedriver does not take Chromium with it) before the failure is reported.
+    let steps = async {
+        // 1. Anonymous: the sign-in page, and no data, on any page.
+        client.goto(&ui).await.unwrap();
+        let page = client.source().await.unwrap();
+        assert!(page.contains("name=\"token\""), "the sign-in form");
+        for data in ["Alice Archer", alice, "Term sheet"] {
+            assert!(!page.contains(data), "an anonymous visit shows {data}");
+        }
+        snap(&client, "01-sign-in").await;
+        let some = &landed[0];
+        client
+            .goto(&format!("{ui}mailboxes/{alice}/messages/{}/raw", some.id))
+            .await
+            .unwrap();
+        let page = client.source().await.unwrap();
+        assert!(!page.contains("Message-ID"), "raw MIME shown anonymously");
 
-    // 2. Sign in: the mailbox list shows what each mailbox holds.
-    client.goto(&ui).await.unwrap();
-    type_into(&client, "input[name=token]", ADMIN).await;
-    click(&client, Locator::Css("form.login button")).await;
-    client
-        .wait()
-        .for_element(Locator::Css("td[data-messages]"))
-        .await
-        .unwrap();
-    let cookie_visible = eval(&client, "return document.cookie").await;
-    assert_eq!(cookie_visible, json!(""), "the session cookie is HttpOnly");
-    let shown = eval(
-        &client,
-        "return [...document.querySelectorAll('tr')].filter(r => r.querySelector('td[data-messages]'))\
-         .map(r => [r.cells[1].textContent, Number(r.querySelector('td[data-messages]').dataset.messages)])",
-    )
-    .await;
-    let shown: Vec<(String, usize)> = serde_json::from_value(shown).unwrap();
-    assert_eq!(
-        shown.len(),
-        scenario.users.iter().filter(|u| u.mailbox).count()
-    );
-    for (upn, count) in &shown {
-        let expected = fakes.mailbox.inspect_messages(upn, false).unwrap().len();
-        assert_eq!(*count, expected, "{upn}");
-    }
-    assert!(
-        shown
+        // 2. Sign in: the mailbox list shows what each mailbox holds.
+        client.goto(&ui).await.unwrap();
+        type_into(&client, "input[name=token]", ADMIN).await;
+        click(&client, Locator::Css("form.login button")).await;
+        client
+            .wait()
+            .for_element(Locator::Css("td[data-messages]"))
+            .await
+            .unwrap();
+        let cookie_visible = eval(&client, "return document.cookie").await;
+        assert_eq!(cookie_visible, json!(""), "the session cookie is HttpOnly");
+        let shown = eval(
+            &client,
+            "return [...document.querySelectorAll('tr')].filter(r => r.querySelector('td[data-messages]'))\
+             .map(r => [r.cells[1].textContent, Number(r.querySelector('td[data-messages]').dataset.messages)])",
+        )
+        .await;
+        let shown: Vec<(String, usize)> = serde_json::from_value(shown).unwrap();
+        assert_eq!(
+            shown.len(),
+            scenario.users.iter().filter(|u| u.mailbox).count()
+        );
+        for (upn, count) in &shown {
+            let expected = fakes.mailbox.inspect_messages(upn, false).unwrap().len();
+            assert_eq!(*count, expected, "{upn}");
+        }
+        assert!(
+            shown
+                .iter()
+                .any(|(upn, n)| upn == alice && *n == landed.len())
+        );
+        snap(&client, "02-mailboxes").await;
+
+        // 3. Alice's mailbox, then the archive folder, as a person clicks through.
+        click(&client, Locator::LinkText("Alice Archer")).await;
+        click(&client, Locator::LinkText("WhatsApp Archiver")).await;
+        client
+            .wait()
+            .for_element(Locator::Css("table#messages"))
+            .await
+            .unwrap();
+        let archived = landed
             .iter()
-            .any(|(upn, n)| upn == alice && *n == landed.len())
-    );
-    snap(&client, "02-mailboxes").await;
+            .filter(|m| m.folder == "WhatsApp Archiver")
+            .count();
+        let rows = client
+            .find_all(Locator::Css("table#messages tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), archived);
+        snap(&client, "03-folder").await;
 
-    // 3. Alice's mailbox, then the archive folder, as a person clicks through.
-    click(&client, Locator::LinkText("Alice Archer")).await;
-    click(&client, Locator::LinkText("WhatsApp Archiver")).await;
-    client
-        .wait()
-        .for_element(Locator::Css("table#messages"))
-        .await
-        .unwrap();
-    let archived = landed
-        .iter()
-        .filter(|m| m.folder == "WhatsApp Archiver")
-        .count();
-    let rows = client
-        .find_all(Locator::Css("table#messages tbody tr"))
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), archived);
-    snap(&client, "03-folder").await;
+        // 4. A message opens from its row, with its subject and its non-ASCII text.
+        let cloud = landed
+            .iter()
+            .find(|m| m.body_text.contains("Cloud Archiver text"))
+            .expect("the Cloud Archiver item landed");
+        assert!(!cloud.subject.is_empty());
+        let raw_subject = cloud
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Subject"))
+            .unwrap();
+        // Subjects repeat (one per conversation): the row's link to this message.
+        click(
+            &client,
+            Locator::Css(&format!("a[href$='/messages/{}']", cloud.id)),
+        )
+        .await;
+        let subject = text_of(&client, "h1#subject").await;
+        assert_eq!(subject, cloud.subject, "(header {raw_subject:?})");
+        let body = text_of(&client, "pre#text-body").await;
+        assert!(body.contains("你好"), "{body}");
+        snap(&client, "04-message").await;
 
-    // 4. A message opens from its row, with its subject and its non-ASCII text.
-    let cloud = landed
-        .iter()
-        .find(|m| m.body_text.contains("Cloud Archiver text"))
-        .expect("the Cloud Archiver item landed");
-    assert!(!cloud.subject.is_empty());
-    let raw_subject = cloud
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("Subject"))
-        .unwrap();
-    // Subjects repeat (one per conversation): the row's link to this message.
-    click(
-        &client,
-        Locator::Css(&format!("a[href$='/messages/{}']", cloud.id)),
-    )
-    .await;
-    let subject = text_of(&client, "h1#subject").await;
-    assert_eq!(subject, cloud.subject, "(header {raw_subject:?})");
-    let body = text_of(&client, "pre#text-body").await;
-    assert!(body.contains("你好"), "{body}");
-    snap(&client, "04-message").await;
+        // 5. An attachment downloads with the provider's SHA-256.
+        let term_sheet = landed
+            .iter()
+            .find(|m| m.attachments.iter().any(|a| a.name == "Term sheet.pdf"))
+            .expect("the document landed");
+        client
+            .goto(&format!("{ui}mailboxes/{alice}/messages/{}", term_sheet.id))
+            .await
+            .unwrap();
+        // The link as the page has it, fetched with the browser's own session cookie (the
+        // page's policy allows no script to fetch anything, so not from inside the page).
+        let link = client
+            .find(Locator::LinkText("Term sheet.pdf"))
+            .await
+            .unwrap();
+        assert_eq!(link.attr("download").await.unwrap().as_deref(), Some(""));
+        let href = link.prop("href").await.unwrap().expect("a link");
+        let cookie = client
+            .get_named_cookie(mock_mailbox::ui::COOKIE)
+            .await
+            .unwrap();
+        assert_eq!(cookie.http_only(), Some(true));
+        assert_eq!(
+            cookie.same_site().map(|s| s.to_string()).as_deref(),
+            Some("Strict")
+        );
+        let download = reqwest::Client::new()
+            .get(&href)
+            .header("cookie", format!("{}={}", cookie.name(), cookie.value()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(download.status(), 200);
+        assert_eq!(
+            download.headers()["content-type"],
+            "application/octet-stream"
+        );
+        assert_eq!(
+            download.headers()["content-disposition"],
+            "attachment; filename=\"Term sheet.pdf\"; filename*=UTF-8''Term%20sheet.pdf"
+        );
+        let bytes = download.bytes().await.unwrap();
+        assert_eq!(bytes.len(), 182_733);
+        use sha2::Digest;
+        let sha256: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            sha256,
+            mock_telemessage::attachment::sha256_hex(8, 182_733),
+            "the bytes the provider served"
+        );
+        eval(
+            &client,
+            "document.getElementById('attachments').scrollIntoView(); return null",
+        )
+        .await;
+        snap(&client, "05-attachments").await;
 
-    // 5. An attachment downloads with the provider's SHA-256.
-    let term_sheet = landed
-        .iter()
-        .find(|m| m.attachments.iter().any(|a| a.name == "Term sheet.pdf"))
-        .expect("the document landed");
-    client
-        .goto(&format!("{ui}mailboxes/{alice}/messages/{}", term_sheet.id))
-        .await
-        .unwrap();
-    // The link as the page has it, fetched with the browser's own session cookie (the
-    // page's policy allows no script to fetch anything, so not from inside the page).
-    let link = client
-        .find(Locator::LinkText("Term sheet.pdf"))
-        .await
-        .unwrap();
-    assert_eq!(link.attr("download").await.unwrap().as_deref(), Some(""));
-    let href = link.prop("href").await.unwrap().expect("a link");
-    let cookie = client
-        .get_named_cookie(mock_mailbox::ui::COOKIE)
-        .await
-        .unwrap();
-    assert_eq!(cookie.http_only(), Some(true));
-    assert_eq!(
-        cookie.same_site().map(|s| s.to_string()).as_deref(),
-        Some("Strict")
-    );
-    let download = reqwest::Client::new()
-        .get(&href)
-        .header("cookie", format!("{}={}", cookie.name(), cookie.value()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(download.status(), 200);
-    assert_eq!(
-        download.headers()["content-type"],
-        "application/octet-stream"
-    );
-    assert_eq!(
-        download.headers()["content-disposition"],
-        "attachment; filename=\"Term sheet.pdf\"; filename*=UTF-8''Term%20sheet.pdf"
-    );
-    let bytes = download.bytes().await.unwrap();
-    assert_eq!(bytes.len(), 182_733);
-    use sha2::Digest;
-    let sha256: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        sha256,
-        mock_telemessage::attachment::sha256_hex(8, 182_733),
-        "the bytes the provider served"
-    );
-    eval(
-        &client,
-        "document.getElementById('attachments').scrollIntoView(); return null",
-    )
-    .await;
-    snap(&client, "05-attachments").await;
+        // 6. Search finds a message by a word of its body (an image's caption).
+        client
+            .goto(&format!("{ui}mailboxes/{alice}"))
+            .await
+            .unwrap();
+        type_into(&client, "input[name=q]", "whiteboard").await;
+        click(&client, Locator::Css("form.search button")).await;
+        client
+            .wait()
+            .for_element(Locator::Css("p#count"))
+            .await
+            .unwrap();
+        let expected: Vec<_> = landed
+            .iter()
+            .filter(|m| m.body_text.to_lowercase().contains("whiteboard"))
+            .collect();
+        assert_eq!(expected.len(), 1);
+        let found = eval(
+            &client,
+            "return [...document.querySelectorAll('table#messages tbody tr a')]\
+             .map(a => [a.textContent, a.getAttribute('href')])",
+        )
+        .await;
+        assert_eq!(
+            found,
+            json!([[
+                expected[0].subject,
+                format!(
+                    "/ui/mailboxes/{}/messages/{}",
+                    alice_id(&fakes),
+                    expected[0].id
+                )
+            ]])
+        );
+        snap(&client, "06-search").await;
 
-    // 6. Search finds a message by a word of its body (an image's caption).
-    client
-        .goto(&format!("{ui}mailboxes/{alice}"))
-        .await
-        .unwrap();
-    type_into(&client, "input[name=q]", "whiteboard").await;
-    click(&client, Locator::Css("form.search button")).await;
-    client
-        .wait()
-        .for_element(Locator::Css("p#count"))
-        .await
-        .unwrap();
-    let expected: Vec<_> = landed
-        .iter()
-        .filter(|m| m.body_text.to_lowercase().contains("whiteboard"))
-        .collect();
-    assert_eq!(expected.len(), 1);
-    let found = eval(
-        &client,
-        "return [...document.querySelectorAll('table#messages tbody tr a')]\
-         .map(a => [a.textContent, a.getAttribute('href')])",
-    )
-    .await;
-    assert_eq!(
-        found,
-        json!([[
-            expected[0].subject,
-            format!(
-                "/ui/mailboxes/{}/messages/{}",
-                alice_id(&fakes),
-                expected[0].id
-            )
-        ]])
-    );
-    snap(&client, "06-search").await;
+        // 7. The hostile message: its subject (RFC 2047 on the wire) decoded and shown as
+        // text, like its sender; no script of its
+        // HTML runs, neither in the viewer's sandboxed frame nor when its URL is opened.
+        let hostile = fakes
+            .mailbox
+            .inspect_messages(alice, false)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.internet_message_id.as_deref() == Some("<hostile-html@partner.example>"))
+            .unwrap();
+        let page = format!("{ui}mailboxes/{alice}/messages/{}", hostile.id);
+        client.goto(&page).await.unwrap();
+        let frame = client
+            .wait()
+            .for_element(Locator::Css("iframe#html-body"))
+            .await
+            .unwrap();
+        let subject = text_of(&client, "h1#subject").await;
+        assert_eq!(
+            subject, "Rechnung für Zoë <img src=x onerror=alert(1)>",
+            "decoded from RFC 2047, shown as text"
+        );
+        frame.clone().enter_frame().await.unwrap();
+        let state = eval(&client, "return [document.readyState, document.title]").await;
+        client.enter_parent_frame().await.unwrap();
+        // Loaded in full: the failed image's error event has fired by now, had it run.
+        assert_eq!(state, json!(["complete", "body"]), "inside the frame");
+        assert_eq!(
+            eval(&client, "return document.title").await,
+            json!(PAGE_TITLE)
+        );
+        snap(&client, "07-hostile-message").await;
+        client.goto(&format!("{page}/body")).await.unwrap();
+        assert_eq!(
+            eval(&client, "return [document.readyState, document.title]").await,
+            json!(["complete", "body"]),
+            "the body's own URL"
+        );
 
-    // 7. The hostile message: its subject (RFC 2047 on the wire) decoded and shown as
-    // text, like its sender; no script of its
-    // HTML runs, neither in the viewer's sandboxed frame nor when its URL is opened.
-    let hostile = fakes
-        .mailbox
-        .inspect_messages(alice, false)
-        .unwrap()
-        .into_iter()
-        .find(|m| m.internet_message_id.as_deref() == Some("<hostile-html@partner.example>"))
-        .unwrap();
-    let page = format!("{ui}mailboxes/{alice}/messages/{}", hostile.id);
-    client.goto(&page).await.unwrap();
-    let frame = client
-        .wait()
-        .for_element(Locator::Css("iframe#html-body"))
-        .await
-        .unwrap();
-    let subject = text_of(&client, "h1#subject").await;
-    assert_eq!(
-        subject, "Rechnung für Zoë <img src=x onerror=alert(1)>",
-        "decoded from RFC 2047, shown as text"
-    );
-    frame.clone().enter_frame().await.unwrap();
-    let state = eval(&client, "return [document.readyState, document.title]").await;
-    client.enter_parent_frame().await.unwrap();
-    // Loaded in full: the failed image's error event has fired by now, had it run.
-    assert_eq!(state, json!(["complete", "body"]), "inside the frame");
-    assert_eq!(
-        eval(&client, "return document.title").await,
-        json!(PAGE_TITLE)
-    );
-    snap(&client, "07-hostile-message").await;
-    client.goto(&format!("{page}/body")).await.unwrap();
-    assert_eq!(
-        eval(&client, "return [document.readyState, document.title]").await,
-        json!(["complete", "body"]),
-        "the body's own URL"
-    );
-
-    // 8. The scenario report of the same import, opened from its file: it needs nothing
-    // from the network and says the scenario passed.
-    client
-        .goto(&format!(
-            "file://{}",
-            report_page.canonicalize().unwrap().display()
-        ))
-        .await
-        .unwrap();
-    let verdict = text_of(&client, "#verdict").await;
-    assert!(verdict.starts_with("PASS"), "{verdict}");
-    let rows = eval(
-        &client,
-        "return [...document.querySelectorAll('#summary tbody tr')].map(r => r.cells[0].textContent)",
-    )
-    .await;
-    assert_eq!(rows, json!([scenario.name]));
-    snap(&client, "08-scenario-report").await;
-
-    client.close().await.unwrap();
+        // 8. The scenario report of the same import, opened from its file: it needs nothing
+        // from the network and says the scenario passed.
+        client
+            .goto(&format!(
+                "file://{}",
+                report_page.canonicalize().unwrap().display()
+            ))
+            .await
+            .unwrap();
+        let verdict = text_of(&client, "#verdict").await;
+        assert!(verdict.starts_with("PASS"), "{verdict}");
+        let rows = eval(
+            &client,
+            "return [...document.querySelectorAll('#summary tbody tr')].map(r => r.cells[0].textContent)",
+        )
+        .await;
+        assert_eq!(rows, json!([scenario.name]));
+        snap(&client, "08-scenario-report").await;
+    };
+    let outcome = std::panic::AssertUnwindSafe(steps).catch_unwind().await;
+    let _ = client.close().await;
     drop(driver);
     let _ = std::fs::remove_dir_all(&work);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
