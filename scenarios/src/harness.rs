@@ -358,6 +358,9 @@ pub struct Crashes {
     points: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
     hit: Arc<std::sync::atomic::AtomicU64>,
     crashed: Arc<tokio::sync::Notify>,
+    /// Lets the held-back answers go once the client is gone, so that no request of
+    /// the fake waits for ever (and keeps the fake's state alive with it).
+    released: Arc<tokio::sync::Notify>,
 }
 
 impl Crashes {
@@ -383,6 +386,12 @@ impl Crashes {
         self.crashed.notified().await;
     }
 
+    /// The stopped client is gone: the answers held back at crash points go now (to
+    /// nobody).
+    pub fn release(&self) {
+        self.released.notify_waiters();
+    }
+
     /// Counts the requests through a fake's router and holds back the crashing answer.
     pub fn layer(&self) -> impl FnOnce(Router) -> Router + use<> {
         let crashes = self.clone();
@@ -396,9 +405,14 @@ impl Crashes {
                         let response = next.run(request).await;
                         let crash = crashes.points.lock().expect("lock poisoned").remove(&n);
                         if crash {
+                            // Registered before the client is told, so the release that
+                            // follows the stop cannot be missed.
+                            let released = crashes.released.notified();
+                            tokio::pin!(released);
+                            released.as_mut().enable();
                             crashes.hit.fetch_add(1, Ordering::SeqCst);
                             crashes.crashed.notify_one();
-                            std::future::pending::<()>().await;
+                            released.await;
                         }
                         response
                     }

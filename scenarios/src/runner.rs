@@ -71,6 +71,7 @@ pub async fn run_with(
                     // Stopped dead, as by SIGKILL: a new connector resumes the same run.
                     run.abort();
                     let _ = run.await;
+                    crashes.release();
                 }
                 finished = &mut run => {
                     runs.push(finished??);
