@@ -142,6 +142,10 @@ pub struct Faults {
     /// Share of downloads whose bytes are altered in flight (one byte flipped).
     #[serde(default)]
     pub corrupt_download_rate: f64,
+    /// Share of listing pages whose answer is cut in the middle of its JSON (a
+    /// connection that dropped mid-body, as a client sees it: 200 and half a page).
+    #[serde(default)]
+    pub truncated_page_rate: f64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -157,10 +157,19 @@ async fn list_items(
         page_size: q.page_size,
         cursor: q.cursor,
     };
-    if state.roll_fault(false, &state.listing_identity(&request)) == Some(Fault::Unavailable) {
+    let fault = state.roll_fault(false, &state.listing_identity(&request));
+    if fault == Some(Fault::Unavailable) {
         return Err(ApiError::unavailable());
     }
-    let page = state.list(&request)?;
+    let mut page = state.list(&request)?;
+    if fault == Some(Fault::Truncated) {
+        // Half the page, cut on a character boundary, as a dropped connection leaves it.
+        let mut cut = page.json.len() / 2;
+        while !page.json.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        page.json.truncate(cut);
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

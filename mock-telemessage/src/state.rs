@@ -151,6 +151,8 @@ pub struct ListRequest {
 pub enum Fault {
     Unavailable,
     Corrupt,
+    /// A listing page cut in the middle of its JSON.
+    Truncated,
 }
 
 impl State {
@@ -513,7 +515,10 @@ impl State {
     /// request came before, whether to inject a fault: never from arrival order.
     pub fn roll_fault(&self, download: bool, identity: &str) -> Option<Fault> {
         let faults = &self.0.faults;
-        if faults.unavailable_rate <= 0.0 && faults.corrupt_download_rate <= 0.0 {
+        if faults.unavailable_rate <= 0.0
+            && faults.corrupt_download_rate <= 0.0
+            && faults.truncated_page_rate <= 0.0
+        {
             return None;
         }
         let draw = self.0.counters.fault_draws.draw(faults.seed, identity);
@@ -521,6 +526,8 @@ impl State {
             Some(Fault::Unavailable)
         } else if download && draw < faults.unavailable_rate + faults.corrupt_download_rate {
             Some(Fault::Corrupt)
+        } else if !download && draw < faults.unavailable_rate + faults.truncated_page_rate {
+            Some(Fault::Truncated)
         } else {
             None
         };

@@ -484,6 +484,7 @@ async fn seeded_faults_are_the_same_on_every_run() {
             seed: 7,
             unavailable_rate: 0.3,
             corrupt_download_rate: 0.3,
+            truncated_page_rate: 0.0,
         };
         let fake = fake_from(&ds);
         let token = fake.token().await;
@@ -517,6 +518,42 @@ async fn seeded_faults_are_the_same_on_every_run() {
         .map(|(_, d)| d)
         .collect();
     assert!(distinct.len() > 3, "some downloads are corrupted");
+}
+
+#[tokio::test]
+async fn a_truncated_page_is_cut_in_the_middle_of_its_json_and_a_retry_may_get_it_whole() {
+    let mut ds = dataset(
+        (0..4)
+            .map(|i| text_item(&format!("wa-{i}"), "2026-11-22T10:00:00Z"))
+            .collect(),
+    );
+    ds.faults = mock_telemessage::Faults {
+        seed: 3,
+        unavailable_rate: 0.0,
+        corrupt_download_rate: 0.0,
+        truncated_page_rate: 0.5,
+    };
+    let fake = fake_from(&ds);
+    let token = fake.token().await;
+    let uri = format!("/api/v1/items?{DAY}");
+    let mut cut = 0;
+    let mut whole = None;
+    for _ in 0..12 {
+        let answer = fake.get(&uri, Some(&token)).await;
+        assert_eq!(answer.status, StatusCode::OK, "a cut page still says 200");
+        match serde_json::from_slice::<serde_json::Value>(&answer.body) {
+            Ok(page) => whole = Some((page, answer.body)),
+            Err(_) => {
+                cut += 1;
+                if let Some((_, full)) = &whole {
+                    assert!(full.starts_with(&answer.body) && answer.body.len() < full.len());
+                }
+            }
+        }
+    }
+    assert!(cut > 0, "some answers are cut");
+    let (page, _) = whole.expect("a retry gets the page whole");
+    assert_eq!(page["items"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test]

@@ -61,15 +61,18 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
     let mut kinds = Vec::new();
     if rng.random_bool(0.6) {
         let (unavailable, corrupt) = (rng.random_range(0.0..0.15), rng.random_range(0.0..0.1));
+        let truncated = rng.random_range(0.0..0.1);
         scenario.provider_faults = Some(serde_json::json!({
             "seed": rng.random_range(0..u32::MAX),
             "unavailable_rate": unavailable,
             "corrupt_download_rate": corrupt,
+            "truncated_page_rate": truncated,
         }));
         kinds.push(format!(
-            "provider 503 {:.0}% and corrupt downloads {:.0}%",
+            "provider 503 {:.0}%, corrupt downloads {:.0}% and pages cut short {:.0}%",
             unavailable * 100.0,
-            corrupt * 100.0
+            corrupt * 100.0,
+            truncated * 100.0
         ));
     }
     if rng.random_bool(0.6) {
@@ -253,10 +256,36 @@ pub async fn run_seed(seed: u64, check_determinism: bool) -> anyhow::Result<Seed
     let scenario = scenario_for_seed(seed)?;
     let started = Instant::now();
     let work = crate::harness::temp_dir(&format!("chaos-{seed}"));
-    let outcome = run_once(&scenario, &work).await?;
+    // A connector run that stops with an error fails the seed (its items are then not
+    // where they belong); it does not stop the other seeds.
+    let stopped = |e: anyhow::Error| SeedResult {
+        seed,
+        description: scenario.description.clone(),
+        passed: false,
+        items: scenario.source_items(),
+        deliveries: 0,
+        lost: 0,
+        duplicated: 0,
+        wrongly_skipped: 0,
+        other_findings: 1,
+        crashes: 0,
+        faults: (0, 0),
+        retries: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        diverged: None,
+        details: vec![format!("a connector run stopped with an error: {e:#}")],
+        replay: replay_command(seed),
+        saved: None,
+    };
+    let outcome = match run_once(&scenario, &work).await {
+        Ok(outcome) => outcome,
+        Err(e) => return Ok(stopped(e)),
+    };
     let diverged = if check_determinism {
-        let again = run_once(&scenario, &work.with_extension("again")).await?;
-        Fingerprint::of(&outcome).first_difference(&Fingerprint::of(&again))
+        match run_once(&scenario, &work.with_extension("again")).await {
+            Ok(again) => Fingerprint::of(&outcome).first_difference(&Fingerprint::of(&again)),
+            Err(e) => Some(format!("the second run stopped with an error: {e:#}")),
+        }
     } else {
         None
     };
@@ -312,8 +341,8 @@ pub async fn fails(scenario: &Scenario) -> bool {
     let work = crate::harness::temp_dir(&format!("shrink-{}", scenario.name));
     match run_once(scenario, &work).await {
         Ok(outcome) => outcome.report.verdict == Verdict::Fail,
-        // A scenario the runner cannot run at all is not the failure being shrunk.
-        Err(_) => false,
+        // A connector run that stops with an error fails too.
+        Err(_) => true,
     }
 }
 

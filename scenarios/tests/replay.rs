@@ -91,6 +91,7 @@ replays! {
     rule_mapping_numbers => "rule-mapping-numbers",
     rule_mapping_precedence => "rule-mapping-precedence",
     rule_names_are_data => "rule-names-are-data",
+    rule_page_cut_short => "rule-page-cut-short",
     rule_report_adds_up => "rule-report-adds-up",
     rule_revised_items => "rule-revised-items",
     rule_shared_attachment_revised => "rule-shared-attachment-revised",

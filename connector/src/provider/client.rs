@@ -37,6 +37,9 @@ pub enum ProviderError {
     PageTooLarge { limit: u64 },
     #[error("the provider's answer could not be read: {0}")]
     Decode(String),
+    /// A listing page whose body broke off or came cut short, after every try.
+    #[error("a listing page came broken (cut short or its connection dropped): {0}")]
+    BrokenPage(String),
     #[error("attachment {id}: {problem}")]
     Attachment { id: String, problem: String },
     #[error("staging file {path}: {source}")]
@@ -264,8 +267,26 @@ impl ProviderClient {
                 ));
             }
         }
+        // A page whose body breaks off (a connection dropped mid-body) or that cannot be
+        // read as a page (cut short: the answer said 200 but half of it came) is asked for
+        // again, like any transient failure: a listing is a GET and safe to repeat.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.read_page(&query).await {
+                Err(ProviderError::BrokenPage(e)) if attempt < self.retry.max_attempts => {
+                    tracing::warn!(error = %e, attempt, "a listing page came broken; asking again");
+                    self.retry.count_retry();
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_page(&self, query: &[(&str, String)]) -> Result<wire::Page, ProviderError> {
         let response = self
-            .get(&format!("{}/api/v1/items", self.base), &query)
+            .get(&format!("{}/api/v1/items", self.base), query)
             .await?;
         let limit = self.max_page_bytes;
         if response.content_length().is_some_and(|n| n > limit) {
@@ -274,16 +295,21 @@ impl ProviderClient {
         let mut bytes = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ProviderError::Transport(describe(&e)))?;
+            let chunk = chunk.map_err(|e| ProviderError::BrokenPage(describe(&e)))?;
             if (bytes.len() + chunk.len()) as u64 > limit {
                 return Err(ProviderError::PageTooLarge { limit });
             }
             bytes.extend_from_slice(&chunk);
         }
         // Only the envelope is read here; each item stays raw, so that one unreadable
-        // item cannot make the page unreadable.
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::Decode(format!("a listing page: {e}")))
+        // item cannot make the page unreadable. A page that is not JSON at all came cut.
+        serde_json::from_slice(&bytes).map_err(|e| {
+            if e.is_eof() {
+                ProviderError::BrokenPage(format!("{} bytes, then nothing: {e}", bytes.len()))
+            } else {
+                ProviderError::Decode(format!("a listing page: {e}"))
+            }
+        })
     }
 
     /// Downloads an attachment to `dest`, checking its size and SHA-256; a mismatch or a
