@@ -22,6 +22,27 @@ pub const TENANT: &str = "contoso.example";
 pub const CLIENT_ID: &str = "7c1e5a9b-2f4d-4e8a-b6c3-91d0e2f4a8b5";
 pub const CLIENT_SECRET: &str = "example-only-client-secret";
 
+/// An application token from a mock-mailbox at `mailbox_url` for `tenant`, with the
+/// example application's credentials (the client-credentials grant, as any client).
+pub async fn graph_token(mailbox_url: &str, tenant: &str) -> anyhow::Result<String> {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{mailbox_url}/{tenant}/oauth2/v2.0/token"))
+        .form(&[
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    answer["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no access token in {answer}"))
+}
+
 /// Both fakes, serving on loopback.
 #[derive(Debug)]
 pub struct Fakes {

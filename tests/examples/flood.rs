@@ -23,8 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const CLIENT_ID: &str = "7c1e5a9b-2f4d-4e8a-b6c3-91d0e2f4a8b5";
-const CLIENT_SECRET: &str = "example-only-client-secret";
+use tests::CLIENT_ID;
 
 struct Fake {
     child: Child,
@@ -122,21 +121,9 @@ async fn main() {
         .build()
         .unwrap();
     let token = if attack == "long-folder-name" {
-        let answer: serde_json::Value = http
-            .post(format!("{}/contoso.example/oauth2/v2.0/token", fake.url))
-            .form(&[
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("scope", "https://graph.microsoft.com/.default"),
-                ("grant_type", "client_credentials"),
-            ])
-            .send()
+        tests::graph_token(&fake.url, "contoso.example")
             .await
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["access_token"].as_str().unwrap().to_owned()
     } else {
         String::new()
     };

@@ -20,7 +20,6 @@ use connector::Connector;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
 use scenarios::Scenario;
-use scenarios::harness::{CLIENT_ID, CLIENT_SECRET};
 use serde_json::{Value, json};
 use tests::{Fakes, fixed_clock, temp_dir};
 
@@ -187,30 +186,16 @@ fn alice_id(fakes: &Fakes) -> String {
 
 /// Imports `mime` into `user`'s Inbox through Graph, as any client would.
 async fn import(fakes: &Fakes, user: &str, mime: &[u8]) {
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            fakes.mailbox_url, fakes.tenant
-        ))
-        .form(&[
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let token = tests::graph_token(&fakes.mailbox_url, &fakes.tenant)
         .await
         .unwrap();
+    let http = reqwest::Client::new();
     let answer = http
         .post(format!(
             "{}/beta/users/{user}/mailFolders/inbox/importMime",
             fakes.mailbox_url
         ))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(token)
         .header("content-type", "text/plain")
         .body(base64::engine::general_purpose::STANDARD.encode(mime))
         .send()
