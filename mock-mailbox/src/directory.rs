@@ -92,6 +92,10 @@ pub struct Faults {
     /// message landed).
     #[serde(default)]
     pub lost_import_response_rate: f64,
+    /// Share of Graph requests whose access token is revoked before it expires: the
+    /// token is forgotten and the request answered `401` (the client must get a new one).
+    #[serde(default)]
+    pub revoked_token_rate: f64,
 }
 
 /// A registered application as the server keeps it.

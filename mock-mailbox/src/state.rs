@@ -255,6 +255,8 @@ impl std::fmt::Debug for TokenRequest {
 pub enum Fault {
     Unavailable,
     LoseImportResponse,
+    /// The caller's token is revoked before it expires; the request is refused with 401.
+    RevokedToken,
 }
 
 /// A message as the inspection API shows it.
@@ -605,7 +607,7 @@ impl State {
     /// Whether any seeded fault is configured.
     pub fn faults_configured(&self) -> bool {
         let f = &self.0.faults;
-        f.unavailable_rate > 0.0 || f.lost_import_response_rate > 0.0
+        f.unavailable_rate > 0.0 || f.lost_import_response_rate > 0.0 || f.revoked_token_rate > 0.0
     }
 
     /// Draws, from the directory's seed, what the request is about (`identity`) and how
@@ -619,7 +621,11 @@ impl State {
         let draw = self.0.fault_draws.draw(f.seed, identity);
         let fault = if draw < f.unavailable_rate {
             Some(Fault::Unavailable)
-        } else if import && draw < f.unavailable_rate + f.lost_import_response_rate {
+        } else if draw < f.unavailable_rate + f.revoked_token_rate {
+            Some(Fault::RevokedToken)
+        } else if import
+            && draw < f.unavailable_rate + f.revoked_token_rate + f.lost_import_response_rate
+        {
             Some(Fault::LoseImportResponse)
         } else {
             None
@@ -660,6 +666,13 @@ impl State {
         let mailbox = self.any_mailbox(user)?;
         let mailbox = mailbox.lock().expect("lock poisoned");
         Some(read(&mailbox))
+    }
+
+    /// Forgets an access token before it expires (a revocation).
+    pub fn revoke(&self, authorization: Option<&str>) {
+        if let Some(token) = authorization.and_then(mock_common::secret::bearer) {
+            self.0.sessions.revoke(token);
+        }
     }
 
     /// The web viewer's login sessions.

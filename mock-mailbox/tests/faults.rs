@@ -16,6 +16,7 @@ fn faulty() -> Fake {
         seed: 11,
         unavailable_rate: 0.2,
         lost_import_response_rate: 0.3,
+        revoked_token_rate: 0.0,
     };
     let clock = ManualClock::new(t("2026-11-23T01:00:00Z"));
     let state = State::new(
@@ -61,5 +62,51 @@ async fn faults_repeat_with_the_seed_and_lost_responses_still_store() {
         stored,
         count(201) + count(504),
         "a 504 import landed all the same"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_from_then_on_and_a_new_one_works() {
+    let mut directory = directory();
+    directory.faults = mock_mailbox::directory::Faults {
+        seed: 5,
+        unavailable_rate: 0.0,
+        lost_import_response_rate: 0.0,
+        revoked_token_rate: 0.3,
+    };
+    let clock = ManualClock::new(t("2026-11-23T01:00:00Z"));
+    let state = State::new(
+        &directory,
+        Arc::new(clock.clone()),
+        Config::default(),
+        AdminToken::new(ADMIN),
+    )
+    .unwrap();
+    let fake = Fake { state, clock };
+    let mut token = fake.token().await;
+    let (mut revoked, mut stored) = (0, 0);
+    for i in 0..30 {
+        let message = mime(&format!("r{i}@x"), "m");
+        let answer = fake.import(&token, ALICE, "inbox", &message).await;
+        if answer.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(answer.graph_error(), "InvalidAuthenticationToken");
+            revoked += 1;
+            // Refused from then on, though its lifetime is not over.
+            let again = fake.get(&token, &format!("/v1.0/users/{ALICE}")).await;
+            assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+            token = fake.token().await;
+        } else {
+            assert_eq!(answer.status, StatusCode::CREATED);
+            stored += 1;
+        }
+    }
+    assert!(
+        revoked > 0 && stored > 0,
+        "{revoked} revoked, {stored} stored"
+    );
+    assert_eq!(
+        fake.state.inspect_messages(ALICE, false).unwrap().len(),
+        stored,
+        "a refused request stored nothing"
     );
 }

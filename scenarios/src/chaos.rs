@@ -75,18 +75,21 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
             truncated * 100.0
         ));
     }
+    let mut graph_faults = None;
     if rng.random_bool(0.6) {
         let (unavailable, lost) = (rng.random_range(0.0..0.1), rng.random_range(0.0..0.15));
+        let revoked = if rng.random_bool(0.5) {
+            rng.random_range(0.0..0.05)
+        } else {
+            0.0
+        };
         scenario.mailbox_faults = Some(serde_json::json!({
             "seed": rng.random_range(0..u32::MAX),
             "unavailable_rate": unavailable,
             "lost_import_response_rate": lost,
+            "revoked_token_rate": revoked,
         }));
-        kinds.push(format!(
-            "Graph 503 {:.0}% and lost import answers {:.0}%",
-            unavailable * 100.0,
-            lost * 100.0
-        ));
+        graph_faults = Some((unavailable, lost, revoked));
     }
     // Crash points over about the mailbox requests such a day makes (one or two per
     // delivery); one past the end is simply never reached.
@@ -105,6 +108,24 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
     } else {
         1
     });
+    // A revoked token fails every request in flight with it, and which ones those are
+    // depends on timing: revocations are drawn only where requests go one at a time.
+    if let Some((unavailable, lost, revoked)) = graph_faults {
+        let revoked = if scenario.concurrency == Some(1) {
+            revoked
+        } else {
+            0.0
+        };
+        if let Some(faults) = scenario.mailbox_faults.as_mut() {
+            faults["revoked_token_rate"] = revoked.into();
+        }
+        kinds.push(format!(
+            "Graph 503 {:.0}%, lost import answers {:.0}% and tokens revoked {:.1}%",
+            unavailable * 100.0,
+            lost * 100.0,
+            revoked * 100.0
+        ));
+    }
     scenario.description = format!(
         "Chaos seed {seed}: {} employees, {} items over {days} day(s){}; {}; {} crash point(s); concurrency {}.",
         params.employees,

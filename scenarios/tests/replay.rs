@@ -96,4 +96,5 @@ replays! {
     rule_revised_items => "rule-revised-items",
     rule_shared_attachment_revised => "rule-shared-attachment-revised",
     rule_size_boundaries => "rule-size-boundaries",
+    rule_token_revoked_twice => "rule-token-revoked-twice",
 }

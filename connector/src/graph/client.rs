@@ -1,7 +1,7 @@
 //! The Graph client. Every request goes through [`GraphClient::send`]: a fresh token
-//! (refreshed before it expires, and once more on a 401), at most 4 requests in flight per
-//! mailbox, `Retry-After` honoured on 429 and 503, backoff with jitter on other transient
-//! failures, up to the retry limit.
+//! (refreshed before it expires, and again on each 401, up to the retry limit), at most 4
+//! requests in flight per mailbox, `Retry-After` honoured on 429 and 503, backoff with
+//! jitter on other transient failures, up to the retry limit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -250,7 +250,6 @@ impl GraphClient {
     ) -> Result<reqwest::Response, GraphError> {
         let gate = self.mailbox_gate(mailbox);
         let mut attempt = 0;
-        let mut refreshed = false;
         loop {
             attempt += 1;
             let token = self.fresh_token(false).await?;
@@ -260,9 +259,15 @@ impl GraphClient {
             };
             match sent {
                 Ok(r) if r.status().is_success() => return Ok(r),
-                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED && !refreshed => {
-                    refreshed = true;
-                    tracing::info!("Graph refused the token; getting a new one");
+                // A token refused before its expiry (revoked) was not used: a new one is
+                // fetched and the request sent again, each time counted as a try. A
+                // secret the token endpoint refuses stops here (fresh_token fails).
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::UNAUTHORIZED
+                        && attempt < self.retry.max_attempts =>
+                {
+                    tracing::info!(attempt, "Graph refused the token; getting a new one");
+                    self.retry.count_retry();
                     self.fresh_token(true).await?;
                 }
                 Ok(r)

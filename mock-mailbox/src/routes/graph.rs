@@ -36,22 +36,28 @@ fn open(state: &State, headers: &HeaderMap, root: &str) -> Result<AppSession, Gr
 
 /// Draws the seeded fault of a request that got through (after its throttle, so that a
 /// 429 does not use up a draw: the same request meets the same faults at any
-/// concurrency). `Unavailable` is answered here.
+/// concurrency). `Unavailable` and `RevokedToken` are answered here.
 fn fault(state: &State, headers: &HeaderMap, import: bool) -> Result<Option<Fault>, GraphError> {
     let identity = headers
         .get(super::FAULT_IDENTITY)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let fault = state.roll_fault(import, identity);
-    if fault == Some(Fault::Unavailable) {
-        return Err(GraphError::new(
+    match fault {
+        Some(Fault::Unavailable) => Err(GraphError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "Service Unavailable",
         )
-        .with_retry_after(1));
+        .with_retry_after(1)),
+        Some(Fault::RevokedToken) => {
+            state.revoke(authorization(headers));
+            Err(GraphError::invalid_token(
+                "Access token has been revoked before its expiry.",
+            ))
+        }
+        _ => Ok(fault),
     }
-    Ok(fault)
 }
 
 /// A mail call that got through: its session, its mailbox, the fault drawn for it, and
