@@ -424,26 +424,13 @@ impl Connector {
     /// report, so that nothing a window did is left out of every report.
     fn report_unreported_windows(&self, report: &mut RunReport) -> Result<(), ConnectorError> {
         for w in self.store.unreported_windows()? {
-            let skips = self.store.skips_of_window(w.id)?;
-            let quarantined = self.store.quarantine_of_window(w.id)?;
             tracing::warn!(
                 since = %w.since.to_rfc3339(),
                 until = %w.until.to_rfc3339(),
                 items = w.accounting.items,
-                skips = skips.len(),
                 "a window closed by a run that stopped before its report: reported here"
             );
-            for s in skips {
-                let skip = Skip {
-                    item_id: s.item_id,
-                    reason: s.reason,
-                    detail: s.detail,
-                };
-                if !report.skipped.contains(&skip) {
-                    report.skipped.push(skip);
-                }
-            }
-            report.quarantined.extend(quarantined);
+            self.report_recorded(w.id, report)?;
             report.items_fetched += w.accounting.items;
             report.accounting.add(&w.accounting);
             report.windows.push(WindowOutcome {
@@ -671,9 +658,18 @@ impl Connector {
         }
         self.staging.clear(window.id)?;
         self.store.finish_window(window, &account, now)?;
-        // The report of a window comes from the state: skips recorded by an earlier,
-        // interrupted run of the same window are in it too.
-        for s in self.store.skips_of_window(window.id)? {
+        self.report_recorded(window.id, report)?;
+        Ok(account)
+    }
+
+    /// Puts a window's skips and quarantined items, as the state records them, in the
+    /// report: those recorded by an earlier, interrupted run of the window are in it too.
+    fn report_recorded(
+        &self,
+        window_id: i64,
+        report: &mut RunReport,
+    ) -> Result<(), ConnectorError> {
+        for s in self.store.skips_of_window(window_id)? {
             let skip = Skip {
                 item_id: s.item_id,
                 reason: s.reason,
@@ -685,8 +681,8 @@ impl Connector {
         }
         report
             .quarantined
-            .extend(self.store.quarantine_of_window(window.id)?);
-        Ok(account)
+            .extend(self.store.quarantine_of_window(window_id)?);
+        Ok(())
     }
 
     /// Works through the staged items of a window, as the listing stages them, at most
