@@ -87,3 +87,21 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
 }
+
+/// A request's body read up to `limit` bytes, or `None` as soon as it is over: a
+/// `Content-Length` over the limit is refused before a byte is read, and a body without
+/// one is refused once what came exceeds it. The caller answers 413 in its own shape.
+pub async fn read_bounded(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Option<axum::body::Bytes> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return None;
+    }
+    axum::body::to_bytes(body, limit).await.ok()
+}

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use axum::http::StatusCode;
 use common::*;
-use mock_common::{AdminToken, ManualClock};
-use mock_mailbox::{Config, State};
+use mock_common::AdminToken;
+use mock_mailbox::Config;
 
 fn faulty() -> Fake {
     let mut directory = directory();
@@ -18,15 +16,7 @@ fn faulty() -> Fake {
         lost_import_response_rate: 0.3,
         revoked_token_rate: 0.0,
     };
-    let clock = ManualClock::new(t("2026-11-23T01:00:00Z"));
-    let state = State::new(
-        &directory,
-        Arc::new(clock.clone()),
-        Config::default(),
-        AdminToken::new(ADMIN),
-    )
-    .unwrap();
-    Fake { state, clock }
+    fake_from(&directory, Config::default(), AdminToken::new(ADMIN))
 }
 
 async fn run() -> (Vec<u16>, usize) {
@@ -74,15 +64,7 @@ async fn a_revoked_token_is_refused_from_then_on_and_a_new_one_works() {
         lost_import_response_rate: 0.0,
         revoked_token_rate: 0.3,
     };
-    let clock = ManualClock::new(t("2026-11-23T01:00:00Z"));
-    let state = State::new(
-        &directory,
-        Arc::new(clock.clone()),
-        Config::default(),
-        AdminToken::new(ADMIN),
-    )
-    .unwrap();
-    let fake = Fake { state, clock };
+    let fake = fake_from(&directory, Config::default(), AdminToken::new(ADMIN));
     let mut token = fake.token().await;
     let (mut revoked, mut stored) = (0, 0);
     for i in 0..30 {

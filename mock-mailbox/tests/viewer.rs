@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Duration;
 use common::*;
 use mock_common::AdminToken;
-use mock_mailbox::{Config, State};
+use mock_mailbox::Config;
 use sha2::Digest;
 
 /// Logs in with the admin token and returns the `Cookie` header value.
@@ -123,15 +121,7 @@ async fn anonymous_visits_see_the_login_page_and_no_data() {
 
 #[tokio::test]
 async fn without_an_admin_token_the_viewer_is_off() {
-    let clock = mock_common::ManualClock::new(t("2026-11-23T01:00:00Z"));
-    let state = State::new(
-        &directory(),
-        Arc::new(clock.clone()),
-        Config::default(),
-        AdminToken::disabled(),
-    )
-    .unwrap();
-    let fake = Fake { state, clock };
+    let fake = fake_from(&directory(), Config::default(), AdminToken::disabled());
     for uri in ["/ui/", "/ui/login", &format!("/ui/mailboxes/{ALICE}")] {
         let answer = view(&fake, None, uri).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");

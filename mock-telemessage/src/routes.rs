@@ -69,16 +69,8 @@ async fn gate(AxState(state): AxState<State>, request: Request, next: Next) -> R
         )
         .into_response()
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
-    }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+    let Some(bytes) = mock_common::serve::read_bounded(&parts.headers, body, limit).await else {
         return too_large();
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))

@@ -185,16 +185,9 @@ async fn gate(
         }
         Surface::Token | Surface::Open => {}
     }
-    let limit = surface.body_limit();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return surface.too_large();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+    let Some(bytes) =
+        mock_common::serve::read_bounded(&parts.headers, body, surface.body_limit()).await
+    else {
         return surface.too_large();
     };
     if surface == Surface::Graph && state.faults_configured() {

@@ -63,14 +63,13 @@ pub fn fake() -> Fake {
 }
 
 pub fn fake_with(config: Config) -> Fake {
+    fake_from(&directory(), config, AdminToken::new(ADMIN))
+}
+
+/// A fake of any directory (with its own faults, say), on the usual clock.
+pub fn fake_from(directory: &Directory, config: Config, admin: AdminToken) -> Fake {
     let clock = ManualClock::new(t("2026-11-23T01:00:00Z"));
-    let state = State::new(
-        &directory(),
-        Arc::new(clock.clone()),
-        config,
-        AdminToken::new(ADMIN),
-    )
-    .unwrap();
+    let state = State::new(directory, Arc::new(clock.clone()), config, admin).unwrap();
     Fake { state, clock }
 }
 
