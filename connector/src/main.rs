@@ -57,6 +57,8 @@ enum Command {
         /// Write the run report (JSON) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        #[command(flatten)]
+        harness: Harness,
     },
     /// Logs in to both sides, checks the mapping file and says where each registered
     /// employee's items would go. Imports nothing.
@@ -110,6 +112,35 @@ enum HeldAction {
         #[arg(required = true)]
         item_ids: Vec<String>,
     },
+}
+
+/// Settings only the test harness uses, to run this binary exactly as it runs the
+/// library (`scenarios chaos` kills it with SIGKILL at a seeded moment). Hidden from
+/// `--help`: a daily import never needs them.
+#[derive(Debug, clap::Args)]
+struct Harness {
+    /// The run's clock stands still at this time (RFC 3339) instead of following the
+    /// system clock.
+    #[arg(long, hide = true, value_parser = parse_time)]
+    harness_now: Option<DateTime<Utc>>,
+    /// Retry delays in milliseconds, `BASE,MAX` (waits on `Retry-After` are capped at MAX).
+    #[arg(long, hide = true, value_parser = parse_delays)]
+    harness_retry_ms: Option<(u64, u64)>,
+    /// Commit delivery records every N records, never by time.
+    #[arg(long, hide = true)]
+    harness_commit_every: Option<usize>,
+}
+
+fn parse_delays(s: &str) -> Result<(u64, u64), String> {
+    let (base, max) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected BASE,MAX in milliseconds"))?;
+    let ms = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{v:?} is not a number of milliseconds: {e}"))
+    };
+    Ok((ms(base)?, ms(max)?))
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -269,9 +300,26 @@ async fn main_inner() -> Result<ExitCode, CliError> {
             until,
             since,
             report,
+            harness,
         } => {
-            let connector = connector(&config)?;
-            let outcome = connector.run(until.unwrap_or_else(Utc::now), since).await?;
+            let mut connector = match harness.harness_now {
+                Some(now) => Connector::new(Config::load(&config)?, Arc::new(move || now))?,
+                None => connector(&config)?,
+            };
+            if let Some((base, max)) = harness.harness_retry_ms {
+                connector = connector.with_retry_delays(
+                    std::time::Duration::from_millis(base),
+                    std::time::Duration::from_millis(max),
+                );
+            }
+            if let Some(n) = harness.harness_commit_every {
+                connector = connector.with_group_commit(connector::store::GroupCommit {
+                    max_records: n.max(1),
+                    max_delay: std::time::Duration::MAX,
+                });
+            }
+            let now = harness.harness_now.unwrap_or_else(Utc::now);
+            let outcome = connector.run(until.unwrap_or(now), since).await?;
             println!("{}", outcome.summary());
             if let Some(path) = report {
                 write_report(&outcome, &path)?;

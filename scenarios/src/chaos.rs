@@ -126,8 +126,13 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
             revoked * 100.0
         ));
     }
+    // Half the seeds with crash points run the `connector` binary and kill it with
+    // SIGKILL; the others abort its task in this process.
+    if !scenario.crashes.is_empty() && rng.random_bool(0.5) {
+        scenario.crash_by = crate::model::CrashBy::Sigkill;
+    }
     scenario.description = format!(
-        "Chaos seed {seed}: {} employees, {} items over {days} day(s){}; {}; {} crash point(s); concurrency {}.",
+        "Chaos seed {seed}: {} employees, {} items over {days} day(s){}; {}; {} crash point(s){}; concurrency {}.",
         params.employees,
         scenario.source_items(),
         if params.missed_runs.is_empty() {
@@ -141,6 +146,11 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
             kinds.join("; ")
         },
         scenario.crashes.len(),
+        if scenario.crash_by == crate::model::CrashBy::Sigkill {
+            " (the binary, killed with SIGKILL)"
+        } else {
+            ""
+        },
         scenario.concurrency.unwrap_or(1),
     );
     Ok(scenario)

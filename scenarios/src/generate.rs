@@ -887,6 +887,7 @@ pub fn generate(p: &GeneratorParams) -> anyhow::Result<Scenario> {
         provider_faults: None,
         mailbox_faults: None,
         crashes: Vec::new(),
+        crash_by: Default::default(),
         concurrency: None,
     })
 }

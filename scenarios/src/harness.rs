@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use connector::Config;
@@ -465,6 +466,98 @@ fn time_passes_while_throttled(router: Router, clock: ManualClock) -> Router {
             }
         },
     ))
+}
+
+/// The `connector` binary: the one given, or the one built beside this program (built
+/// now, with the same profile, if it is not there yet).
+pub fn connector_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        anyhow::ensure!(
+            path.is_file(),
+            "--connector-bin {}: no such file",
+            path.display()
+        );
+        return Ok(path.to_path_buf());
+    }
+    let me = std::env::current_exe().context("finding this program's own path")?;
+    let mut dir = me.parent().context("this program's directory")?;
+    // A test program lives in `target/<profile>/deps`, the binaries one level up.
+    if dir.file_name().is_some_and(|n| n == "deps")
+        && let Some(up) = dir.parent()
+    {
+        dir = up;
+    }
+    let beside = dir.join(format!("connector{}", std::env::consts::EXE_SUFFIX));
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    let cargo = std::env::var_os("CARGO").context(format!(
+        "no connector binary at {}: build it (cargo build --release -p connector) or pass --connector-bin",
+        beside.display()
+    ))?;
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    eprintln!(
+        "building the connector (cargo build{} -p connector)",
+        if release { " --release" } else { "" }
+    );
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-p", "connector"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build -p connector")?;
+    anyhow::ensure!(status.success(), "cargo build -p connector failed");
+    anyhow::ensure!(
+        beside.is_file(),
+        "cargo built the connector, but not at {}: pass --connector-bin",
+        beside.display()
+    );
+    Ok(beside)
+}
+
+/// The connector's configuration file (TOML) for `config`, as the harness built it:
+/// the same settings the library gets, so the binary runs as the library does. Secrets
+/// are named by environment variable (`TELEMESSAGE_PASSWORD`, `M365_CLIENT_SECRET`), never
+/// written. `region` is the mapping file's country code, if any.
+pub fn connector_toml(config: &Config, region: Option<&str>) -> String {
+    let s = |v: &str| serde_json::to_string(v).expect("a string serialises");
+    let path = |p: &Path| s(&p.display().to_string());
+    let mut mapping = format!("automatic = {}\n", config.automatic_mapping);
+    if let Some(csv) = &config.mapping_csv {
+        mapping.push_str(&format!("csv = {}\n", path(csv)));
+    }
+    if let Some(region) = region {
+        mapping.push_str(&format!("default_region = {}\n", s(region)));
+    }
+    format!(
+        "state_dir = {state}\n\n\
+         [provider]\nurl = {provider}\nusername = {user}\npassword_env = \"TELEMESSAGE_PASSWORD\"\n\n\
+         [microsoft365]\ntenant = {tenant}\nclient_id = {client}\nclient_secret_env = \"M365_CLIENT_SECRET\"\n\
+         graph_url = {graph}\nlogin_url = {login}\n\n\
+         [mapping]\n{mapping}\n\
+         [import]\nfolder = {folder}\nsize_limit_bytes = {size}\nphone_address_domain = {domain}\n\
+         concurrency = {concurrency}\npage_size = {page}\nmax_attempts = {attempts}\n\
+         max_page_bytes = {page_bytes}\nheld_runs = {held_runs}\nheld_days = {held_days}\n\
+         settle_delay_minutes = {settle}\nlook_back_hours = {look_back}\n",
+        state = path(&config.state_dir),
+        provider = s(&config.provider_url),
+        user = s(&config.provider_username),
+        tenant = s(&config.tenant),
+        client = s(&config.client_id),
+        graph = s(&config.graph_url),
+        login = s(&config.login_url),
+        folder = s(&config.folder),
+        size = config.size_limit,
+        domain = s(&config.phone_address_domain),
+        concurrency = config.concurrency,
+        page = config.page_size,
+        attempts = config.max_attempts,
+        page_bytes = config.max_page_bytes,
+        held_runs = config.held_runs,
+        held_days = config.held_days,
+        settle = config.settle_delay.num_minutes(),
+        look_back = config.look_back.num_hours(),
+    )
 }
 
 /// Writes the scenario's mapping file (if it has one) into `work`; answers its path.

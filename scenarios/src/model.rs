@@ -118,9 +118,32 @@ pub struct Scenario {
     /// the scenario's last request is never reached.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crashes: Vec<u64>,
+    /// How a crash point stops the connector: `abort` (the default: its task in the
+    /// runner's process is aborted) or `sigkill` (every run is the `connector` binary as a
+    /// child process, killed with SIGKILL).
+    #[serde(default, skip_serializing_if = "CrashBy::is_abort")]
+    pub crash_by: CrashBy,
     /// The connector's concurrency for this scenario (the runner's default, 8, if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+}
+
+/// How a crash point stops the connector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashBy {
+    /// The connector's task in the runner's process is aborted (as fast as SIGKILL, and
+    /// the runner can run many seeds at once).
+    #[default]
+    Abort,
+    /// Every run is the `connector` binary as a child process; a crash is SIGKILL.
+    Sigkill,
+}
+
+impl CrashBy {
+    fn is_abort(&self) -> bool {
+        *self == Self::Abort
+    }
 }
 
 impl Scenario {
@@ -156,6 +179,7 @@ impl Scenario {
         }
         generated.mailbox_faults = self.mailbox_faults;
         generated.crashes = self.crashes;
+        generated.crash_by = self.crash_by;
         generated.concurrency = self.concurrency;
         Ok(generated)
     }
@@ -182,6 +206,9 @@ impl Scenario {
                 }
                 if !self.crashes.is_empty() {
                     file["crashes"] = self.crashes.clone().into();
+                }
+                if !self.crash_by.is_abort() {
+                    file["crash_by"] = serde_json::to_value(self.crash_by).expect("serialises");
                 }
                 file
             }

@@ -4,12 +4,20 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use connector::{Connector, RunReport};
 
 use crate::harness::{Crashes, Fakes, fixed_clock};
-use crate::model::Scenario;
+use crate::model::{CrashBy, RunSpec, Scenario};
 use crate::oracle;
 use crate::reconcile::{self, Landed, ScenarioReport};
+
+/// The connector's retry delays in scenarios (waits on `Retry-After` capped at the most).
+const RETRY_BASE: Duration = Duration::from_millis(1);
+const RETRY_MAX: Duration = Duration::from_millis(50);
+/// With crash points, delivery records are committed every this many.
+const COMMIT_EVERY: usize = 8;
 
 /// Everything a scenario run produced.
 #[derive(Debug)]
@@ -49,34 +57,33 @@ pub async fn run_with(
     let mut config = fakes.scenario_config(scenario, &state, mapping)?;
     config.concurrency = concurrency;
     config.page_size = 500;
+    let binary = match scenario.crash_by {
+        CrashBy::Abort => None,
+        CrashBy::Sigkill => {
+            let bin = crate::harness::connector_binary(None)?;
+            let toml = work.join("connector.toml");
+            std::fs::write(
+                &toml,
+                crate::harness::connector_toml(&config, scenario.mapping_default_region.as_deref()),
+            )?;
+            Some((bin, toml))
+        }
+    };
     let mut runs = Vec::new();
-    for spec in &scenario.runs {
+    for (n, spec) in scenario.runs.iter().enumerate() {
         // Both sides agree on the time: the provider lists what is visible by then.
         fakes.clock.set(spec.run_at());
         loop {
-            let mut connector = Connector::new(config.clone(), fixed_clock(spec.run_at()))?
-                .with_retry_delays(Duration::from_millis(1), Duration::from_millis(50));
-            if !scenario.crashes.is_empty() {
-                // Deliveries committed by count, never by time: what a crash loses (and
-                // the resumed run must look up) is then the same in every run.
-                connector = connector.with_group_commit(connector::store::GroupCommit {
-                    max_records: 8,
-                    max_delay: Duration::MAX,
-                });
-            }
-            let (until, since) = (spec.until, spec.since);
-            let mut run = tokio::spawn(async move { connector.run(until, since).await });
-            tokio::select! {
-                () = crashes.crashed() => {
-                    // Stopped dead, as by SIGKILL: a new connector resumes the same run.
-                    run.abort();
-                    let _ = run.await;
-                    crashes.release();
+            let finished = match &binary {
+                None => in_process(scenario, &config, spec, &crashes).await?,
+                Some((bin, toml)) => {
+                    let report = work.join(format!("report-{n}.json"));
+                    as_child(scenario, bin, toml, spec, &report, &crashes).await?
                 }
-                finished = &mut run => {
-                    runs.push(finished??);
-                    break;
-                }
+            };
+            if let Some(report) = finished {
+                runs.push(report);
+                break;
             }
         }
     }
@@ -94,4 +101,109 @@ pub async fn run_with(
         crashes: crashes.hit(),
         requests: crashes.seen(),
     })
+}
+
+/// One run of the connector library in this process: its report, or `None` when a crash
+/// point stopped it dead (its task aborted, as SIGKILL would).
+async fn in_process(
+    scenario: &Scenario,
+    config: &connector::Config,
+    spec: &RunSpec,
+    crashes: &Crashes,
+) -> anyhow::Result<Option<RunReport>> {
+    let mut connector = Connector::new(config.clone(), fixed_clock(spec.run_at()))?
+        .with_retry_delays(RETRY_BASE, RETRY_MAX);
+    if !scenario.crashes.is_empty() {
+        // Deliveries committed by count, never by time: what a crash loses (and the
+        // resumed run must look up) is then the same in every run.
+        connector = connector.with_group_commit(connector::store::GroupCommit {
+            max_records: COMMIT_EVERY,
+            max_delay: Duration::MAX,
+        });
+    }
+    let (until, since) = (spec.until, spec.since);
+    let mut run = tokio::spawn(async move { connector.run(until, since).await });
+    tokio::select! {
+        () = crashes.crashed() => {
+            run.abort();
+            let _ = run.await;
+            crashes.release();
+            Ok(None)
+        }
+        finished = &mut run => Ok(Some(finished??)),
+    }
+}
+
+/// One run of the `connector` binary as a child process, set up as [`in_process`] sets
+/// up the library (the run's clock, retry delays, commits by count): its report, or
+/// `None` when a crash point had it killed with SIGKILL.
+async fn as_child(
+    scenario: &Scenario,
+    bin: &Path,
+    toml: &Path,
+    spec: &RunSpec,
+    report: &Path,
+    crashes: &Crashes,
+) -> anyhow::Result<Option<RunReport>> {
+    let log = report.with_extension("log");
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(toml)
+        .arg("--until")
+        .arg(spec.until.to_rfc3339())
+        .arg("--report")
+        .arg(report)
+        .arg("--harness-now")
+        .arg(spec.run_at().to_rfc3339())
+        .arg("--harness-retry-ms")
+        .arg(format!(
+            "{},{}",
+            RETRY_BASE.as_millis(),
+            RETRY_MAX.as_millis()
+        ))
+        .env("TELEMESSAGE_PASSWORD", crate::harness::PROVIDER_PASSWORD)
+        .env("M365_CLIENT_SECRET", crate::harness::CLIENT_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .kill_on_drop(true);
+    if let Some(since) = spec.since {
+        command.arg("--since").arg(since.to_rfc3339());
+    }
+    if !scenario.crashes.is_empty() {
+        command
+            .arg("--harness-commit-every")
+            .arg(COMMIT_EVERY.to_string());
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    tokio::select! {
+        () = crashes.crashed() => {
+            // SIGKILL: no destructor, no flush, no goodbye.
+            child.start_kill()?;
+            child.wait().await?;
+            crashes.release();
+            Ok(None)
+        }
+        status = child.wait() => {
+            let status = status?;
+            // 0: complete; 4: deliveries failed or items held (still a report).
+            if !(status.success() || status.code() == Some(4)) {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                anyhow::bail!(
+                    "the connector exited with {status}; its log ({}):\n{}",
+                    log.display(),
+                    text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            let text = std::fs::read_to_string(report)
+                .with_context(|| format!("reading the connector's report {}", report.display()))?;
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("reading the connector's report {}", report.display())
+            })?))
+        }
+    }
 }

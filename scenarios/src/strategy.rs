@@ -197,6 +197,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         provider_faults: None,
         mailbox_faults: None,
         crashes: Vec::new(),
+        crash_by: Default::default(),
         concurrency: None,
         visibility: (!lags.is_empty()).then(|| mock_telemessage::dataset::Visibility {
             items: lags,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::usage::{Bucket, Rusage, Sampler};
 use super::{ConnectorMode, LoadParams};
-use crate::harness::{CLIENT_ID, CLIENT_SECRET, Fakes, PROVIDER_PASSWORD, PROVIDER_USER};
+use crate::harness::{CLIENT_SECRET, Fakes, PROVIDER_PASSWORD};
 use crate::model::Scenario;
 
 /// What phase 2 measured.
@@ -64,7 +64,7 @@ pub async fn run(
     // The binary and its configuration file (the same for every run).
     let binary = match p.connector {
         ConnectorMode::Process => Some((
-            connector_binary(p.connector_bin.as_deref())?,
+            crate::harness::connector_binary(p.connector_bin.as_deref())?,
             write_config(fakes, scenario, p, work, &state, mapping.as_deref())?,
         )),
         ConnectorMode::InProcess => None,
@@ -85,9 +85,7 @@ pub async fn run(
                 spawn(bin, config, spec.until, &out, work, &child).await?
             }
             None => {
-                let mut config = fakes.scenario_config(scenario, &state, mapping.clone())?;
-                config.concurrency = p.concurrency;
-                config.page_size = 1000;
+                let config = import_config(fakes, scenario, p, &state, mapping.clone())?;
                 connector::Connector::new(config, Arc::new(chrono::Utc::now))?
                     .run(spec.until, spec.since)
                     .await?
@@ -134,48 +132,8 @@ pub async fn run(
     })
 }
 
-/// The `connector` binary: the one given, or the one built beside this program (built
-/// now, with the same profile, if it is not there yet).
-fn connector_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = given {
-        anyhow::ensure!(
-            path.is_file(),
-            "--connector-bin {}: no such file",
-            path.display()
-        );
-        return Ok(path.to_path_buf());
-    }
-    let me = std::env::current_exe().context("finding this program's own path")?;
-    let dir = me.parent().context("this program's directory")?;
-    let beside = dir.join(format!("connector{}", std::env::consts::EXE_SUFFIX));
-    if beside.is_file() {
-        return Ok(beside);
-    }
-    let cargo = std::env::var_os("CARGO").context(format!(
-        "no connector binary at {}: build it (cargo build --release -p connector) or pass --connector-bin",
-        beside.display()
-    ))?;
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    eprintln!(
-        "load: building the connector (cargo build{} -p connector)",
-        if release { " --release" } else { "" }
-    );
-    let mut build = std::process::Command::new(cargo);
-    build.args(["build", "-p", "connector"]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build -p connector")?;
-    anyhow::ensure!(status.success(), "cargo build -p connector failed");
-    anyhow::ensure!(
-        beside.is_file(),
-        "cargo built the connector, but not at {}: pass --connector-bin",
-        beside.display()
-    );
-    Ok(beside)
-}
-
-/// The connector's configuration file for the fakes. Secrets go by environment only.
+/// The connector's configuration file for the fakes: the settings the in-process run
+/// gets. Secrets go by environment only.
 fn write_config(
     fakes: &Fakes,
     scenario: &Scenario,
@@ -184,33 +142,25 @@ fn write_config(
     state: &Path,
     mapping: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
-    let toml_str = |s: &str| serde_json::to_string(s).expect("a string serialises");
-    let mut mapping = match mapping {
-        Some(path) => format!("csv = {}\n", toml_str(&path.display().to_string())),
-        None => String::new(),
-    };
-    if let Some(region) = &scenario.mapping_default_region {
-        mapping.push_str(&format!("default_region = {}\n", toml_str(region)));
-    }
-    let text = format!(
-        "state_dir = {}\n\n[provider]\nurl = {}\nusername = {}\npassword_env = \"TELEMESSAGE_PASSWORD\"\n\n\
-         [microsoft365]\ntenant = {}\nclient_id = {}\nclient_secret_env = \"M365_CLIENT_SECRET\"\n\
-         graph_url = {}\nlogin_url = {}\n\n[mapping]\nautomatic = {}\n{mapping}\n\
-         [import]\nsize_limit_bytes = {}\nconcurrency = {}\npage_size = 1000\n",
-        toml_str(&state.display().to_string()),
-        toml_str(&fakes.provider_url),
-        toml_str(PROVIDER_USER),
-        toml_str(&fakes.tenant),
-        toml_str(CLIENT_ID),
-        toml_str(&fakes.mailbox_url),
-        toml_str(&fakes.mailbox_url),
-        scenario.automatic_mapping,
-        scenario.size_limit,
-        p.concurrency,
-    );
+    let config = import_config(fakes, scenario, p, state, mapping.map(Path::to_path_buf))?;
+    let text = crate::harness::connector_toml(&config, scenario.mapping_default_region.as_deref());
     let path = work.join("connector.toml");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The connector's settings for a load run.
+fn import_config(
+    fakes: &Fakes,
+    scenario: &Scenario,
+    p: &LoadParams,
+    state: &Path,
+    mapping: Option<PathBuf>,
+) -> anyhow::Result<connector::Config> {
+    let mut config = fakes.scenario_config(scenario, state, mapping)?;
+    config.concurrency = p.concurrency;
+    config.page_size = 1000;
+    Ok(config)
 }
 
 /// Runs `connector run` as a child and reads its report. Its log goes to a file in the
