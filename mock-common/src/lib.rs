@@ -12,6 +12,7 @@ pub mod page;
 pub mod secret;
 pub mod seeded;
 pub mod serve;
+pub mod transport;
 
 pub use check_pool::{Busy, CheckPool};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -96,6 +96,35 @@ pub struct Faults {
     /// token is forgotten and the request answered `401` (the client must get a new one).
     #[serde(default)]
     pub revoked_token_rate: f64,
+    /// Share of Graph requests answered `429` with a `Retry-After` of 1 to 10 seconds,
+    /// beyond the per-mailbox throttling (a storm: each retry is drawn again).
+    #[serde(default)]
+    pub throttle_storm_rate: f64,
+    /// Share of Graph requests answered only after a delay of up to `slow_max_ms`.
+    #[serde(default)]
+    pub slow_rate: f64,
+    #[serde(default = "default_slow_max_ms")]
+    pub slow_max_ms: u64,
+    /// Share of successful Graph answers whose body breaks off half-way (the connection
+    /// is reset); what the request did is done.
+    #[serde(default)]
+    pub reset_rate: f64,
+}
+
+fn default_slow_max_ms() -> u64 {
+    20
+}
+
+impl Faults {
+    /// The faults of the transport (slow answers, cut bodies).
+    pub fn transport(&self) -> mock_common::transport::TransportFaults {
+        mock_common::transport::TransportFaults {
+            seed: self.seed,
+            slow_rate: self.slow_rate,
+            slow_max_ms: self.slow_max_ms,
+            reset_rate: self.reset_rate,
+        }
+    }
 }
 
 /// A registered application as the server keeps it.

@@ -14,6 +14,8 @@ pub struct GraphError {
     pub message: String,
     /// Seconds, for 429 and 503.
     pub retry_after: Option<u64>,
+    /// A seeded fault (marked on the response for a harness, never sent).
+    pub injected: bool,
 }
 
 impl GraphError {
@@ -23,6 +25,7 @@ impl GraphError {
             code,
             message: message.into(),
             retry_after: None,
+            injected: false,
         }
     }
 
@@ -67,6 +70,12 @@ impl GraphError {
         self.retry_after = Some(seconds);
         self
     }
+
+    /// Marks the answer as a seeded fault.
+    pub fn injected(mut self) -> Self {
+        self.injected = true;
+        self
+    }
 }
 
 impl IntoResponse for GraphError {
@@ -101,6 +110,11 @@ impl IntoResponse for GraphError {
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.injected {
+            response
+                .extensions_mut()
+                .insert(mock_common::transport::Injected);
         }
         response
     }

@@ -257,6 +257,10 @@ pub enum Fault {
     LoseImportResponse,
     /// The caller's token is revoked before it expires; the request is refused with 401.
     RevokedToken,
+    /// A 429 beyond the normal throttling, with this `Retry-After` (seconds).
+    Storm {
+        retry_after: u64,
+    },
 }
 
 /// A message as the inspection API shows it.
@@ -607,7 +611,24 @@ impl State {
     /// Whether any seeded fault is configured.
     pub fn faults_configured(&self) -> bool {
         let f = &self.0.faults;
-        f.unavailable_rate > 0.0 || f.lost_import_response_rate > 0.0 || f.revoked_token_rate > 0.0
+        f.unavailable_rate > 0.0
+            || f.lost_import_response_rate > 0.0
+            || f.revoked_token_rate > 0.0
+            || f.throttle_storm_rate > 0.0
+            || f.transport().configured()
+    }
+
+    /// What the transport does to the request `identity` (slow answer, cut body).
+    pub fn roll_transport(&self, identity: &str) -> mock_common::transport::Drawn {
+        let drawn = self
+            .0
+            .faults
+            .transport()
+            .draw(&self.0.fault_draws, identity);
+        if drawn.delay.is_some() || drawn.reset {
+            self.0.faults_injected.fetch_add(1, Ordering::Relaxed);
+        }
+        drawn
     }
 
     /// Draws, from the directory's seed, what the request is about (`identity`) and how
@@ -628,7 +649,12 @@ impl State {
         {
             Some(Fault::LoseImportResponse)
         } else {
-            None
+            // Past every other kind (an import's or not), so that adding storms leaves
+            // the other kinds' draws as they were.
+            let from = f.unavailable_rate + f.revoked_token_rate + f.lost_import_response_rate;
+            (draw >= from && draw < from + f.throttle_storm_rate).then(|| Fault::Storm {
+                retry_after: 1 + ((draw - from) / f.throttle_storm_rate * 10.0) as u64 % 10,
+            })
         };
         if fault.is_some() {
             self.0.faults_injected.fetch_add(1, Ordering::Relaxed);

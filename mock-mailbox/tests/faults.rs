@@ -15,6 +15,7 @@ fn faulty() -> Fake {
         unavailable_rate: 0.2,
         lost_import_response_rate: 0.3,
         revoked_token_rate: 0.0,
+        ..Default::default()
     };
     fake_from(&directory, Config::default(), AdminToken::new(ADMIN))
 }
@@ -63,6 +64,7 @@ async fn a_revoked_token_is_refused_from_then_on_and_a_new_one_works() {
         unavailable_rate: 0.0,
         lost_import_response_rate: 0.0,
         revoked_token_rate: 0.3,
+        ..Default::default()
     };
     let fake = fake_from(&directory, Config::default(), AdminToken::new(ADMIN));
     let mut token = fake.token().await;
@@ -90,5 +92,53 @@ async fn a_revoked_token_is_refused_from_then_on_and_a_new_one_works() {
         fake.state.inspect_messages(ALICE, false).unwrap().len(),
         stored,
         "a refused request stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn storms_refuse_with_retry_after_and_cut_bodies_still_store() {
+    let mut directory = directory();
+    directory.faults = mock_mailbox::directory::Faults {
+        seed: 9,
+        throttle_storm_rate: 0.3,
+        reset_rate: 0.3,
+        slow_rate: 0.3,
+        slow_max_ms: 2,
+        ..Default::default()
+    };
+    let fake = fake_from(&directory, Config::default(), AdminToken::new(ADMIN));
+    let token = fake.token().await;
+    let (mut storms, mut cut, mut whole) = (0, 0, 0);
+    for i in 0..40 {
+        let answer = fake
+            .import(&token, ALICE, "inbox", &mime(&format!("s{i}@x"), "m"))
+            .await;
+        match answer.status {
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(answer.graph_error(), "TooManyRequests");
+                let wait: u64 = answer.headers["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=10).contains(&wait), "Retry-After {wait}");
+                storms += 1;
+            }
+            StatusCode::CREATED if answer.cut => cut += 1,
+            StatusCode::CREATED => {
+                assert!(answer.json()["id"].is_string());
+                whole += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        storms > 0 && cut > 0 && whole > 0,
+        "{storms} storms, {cut} cut, {whole} whole"
+    );
+    assert_eq!(
+        fake.state.inspect_messages(ALICE, false).unwrap().len(),
+        cut + whole,
+        "a cut answer's import landed; a storm's did not"
     );
 }

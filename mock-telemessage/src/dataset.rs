@@ -146,6 +146,32 @@ pub struct Faults {
     /// connection that dropped mid-body, as a client sees it: 200 and half a page).
     #[serde(default)]
     pub truncated_page_rate: f64,
+    /// Share of listing and download requests answered only after a delay of up to
+    /// `slow_max_ms`.
+    #[serde(default)]
+    pub slow_rate: f64,
+    #[serde(default = "default_slow_max_ms")]
+    pub slow_max_ms: u64,
+    /// Share of successful listing and download answers whose body breaks off half-way
+    /// (the connection is reset after the headers and some of the body).
+    #[serde(default)]
+    pub reset_rate: f64,
+}
+
+fn default_slow_max_ms() -> u64 {
+    20
+}
+
+impl Faults {
+    /// The faults of the transport (slow answers, cut bodies).
+    pub fn transport(&self) -> mock_common::transport::TransportFaults {
+        mock_common::transport::TransportFaults {
+            seed: self.seed,
+            slow_rate: self.slow_rate,
+            slow_max_ms: self.slow_max_ms,
+            reset_rate: self.reset_rate,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

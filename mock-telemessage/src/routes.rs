@@ -149,7 +149,12 @@ async fn list_items(
         page_size: q.page_size,
         cursor: q.cursor,
     };
-    let fault = state.roll_fault(false, &state.listing_identity(&request));
+    let identity = state.listing_identity(&request);
+    let fault = state.roll_fault(false, &identity);
+    let transport = state.roll_transport(&identity);
+    if let Some(delay) = transport.delay {
+        tokio::time::sleep(delay).await;
+    }
     if fault == Some(Fault::Unavailable) {
         return Err(ApiError::unavailable());
     }
@@ -162,14 +167,24 @@ async fn list_items(
         }
         page.json.truncate(cut);
     }
-    Ok((
+    let response = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
         page.json,
     )
-        .into_response())
+        .into_response();
+    Ok(cut_if(transport, response).await)
+}
+
+/// The answer, with its body broken off half-way when the transport drew a reset.
+async fn cut_if(transport: mock_common::transport::Drawn, response: Response) -> Response {
+    if transport.reset && response.status().is_success() {
+        mock_common::transport::cut_body(response).await
+    } else {
+        response
+    }
 }
 
 async fn download(
@@ -178,7 +193,12 @@ async fn download(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.authenticate(authorization(&headers))?;
-    let fault = state.roll_fault(true, &format!("download {id}"));
+    let identity = format!("download {id}");
+    let fault = state.roll_fault(true, &identity);
+    let transport = state.roll_transport(&identity);
+    if let Some(delay) = transport.delay {
+        tokio::time::sleep(delay).await;
+    }
     if fault == Some(Fault::Unavailable) {
         return Err(ApiError::unavailable());
     }
@@ -221,7 +241,7 @@ async fn download(
     h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     h.insert(header::CONTENT_DISPOSITION, disposition);
-    Ok(response)
+    Ok(cut_if(transport, response).await)
 }
 
 async fn users(

@@ -540,6 +540,22 @@ impl State {
         fault
     }
 
+    /// What the transport does to the request `identity` (slow answer, cut body).
+    pub fn roll_transport(&self, identity: &str) -> mock_common::transport::Drawn {
+        let drawn = self
+            .0
+            .faults
+            .transport()
+            .draw(&self.0.counters.fault_draws, identity);
+        if drawn.delay.is_some() || drawn.reset {
+            self.0
+                .counters
+                .faults_injected
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        drawn
+    }
+
     pub fn count_request(&self, route: &str) {
         *self
             .0

@@ -485,6 +485,7 @@ async fn seeded_faults_are_the_same_on_every_run() {
             unavailable_rate: 0.3,
             corrupt_download_rate: 0.3,
             truncated_page_rate: 0.0,
+            ..Default::default()
         };
         let fake = fake_from(&ds);
         let token = fake.token().await;
@@ -532,6 +533,7 @@ async fn a_truncated_page_is_cut_in_the_middle_of_its_json_and_a_retry_may_get_i
         unavailable_rate: 0.0,
         corrupt_download_rate: 0.0,
         truncated_page_rate: 0.5,
+        ..Default::default()
     };
     let fake = fake_from(&ds);
     let token = fake.token().await;
@@ -554,6 +556,58 @@ async fn a_truncated_page_is_cut_in_the_middle_of_its_json_and_a_retry_may_get_i
     assert!(cut > 0, "some answers are cut");
     let (page, _) = whole.expect("a retry gets the page whole");
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn listings_and_downloads_break_off_half_way_and_come_slowly_by_the_seed() {
+    let mut ds = dataset(
+        (0..3)
+            .map(|i| {
+                document_item(
+                    &format!("wa-{i}"),
+                    "2026-11-22T10:00:00Z",
+                    &format!("att-{i}"),
+                    1000,
+                    i,
+                )
+            })
+            .collect(),
+    );
+    ds.faults = mock_telemessage::Faults {
+        seed: 4,
+        reset_rate: 0.4,
+        slow_rate: 0.3,
+        slow_max_ms: 2,
+        ..Default::default()
+    };
+    let run = || async {
+        let fake = fake_from(&ds);
+        let token = fake.token().await;
+        let mut outcome = Vec::new();
+        for i in 0..24 {
+            let uri = if i % 2 == 0 {
+                format!("/api/v1/items?{DAY}")
+            } else {
+                format!("/api/v1/attachments/att-{}", i % 3)
+            };
+            let answer = fake.get(&uri, Some(&token)).await;
+            assert_eq!(answer.status, StatusCode::OK, "a cut answer began as a 200");
+            if !answer.cut {
+                assert!(!answer.body.is_empty());
+            }
+            outcome.push(answer.cut);
+        }
+        (outcome, fake.state.counters().faults_injected)
+    };
+    let (first, injected) = run().await;
+    assert_eq!(
+        run().await,
+        (first.clone(), injected),
+        "the same seed, the same faults"
+    );
+    let cut = first.iter().filter(|c| **c).count();
+    assert!(cut > 0 && cut < first.len(), "{cut} of {} cut", first.len());
+    assert!(injected as usize > cut, "slow answers are counted too");
 }
 
 #[tokio::test]

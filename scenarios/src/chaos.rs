@@ -126,6 +126,33 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
             revoked * 100.0
         ));
     }
+    // The transport (slow answers, bodies cut half-way) on either side and 429 storms
+    // on Microsoft 365: drawn after everything above, which stays as it was.
+    for (side, faults) in [
+        ("provider", &mut scenario.provider_faults),
+        ("Graph", &mut scenario.mailbox_faults),
+    ] {
+        if !rng.random_bool(0.5) {
+            continue;
+        }
+        let seed = rng.random_range(0..u32::MAX);
+        let faults = faults.get_or_insert_with(|| serde_json::json!({ "seed": seed }));
+        let (slow, reset) = (rng.random_range(0.0..0.2), rng.random_range(0.0..0.05));
+        faults["slow_rate"] = slow.into();
+        faults["slow_max_ms"] = 15.into();
+        faults["reset_rate"] = reset.into();
+        let mut kind = format!(
+            "{side} slow answers {:.0}% and bodies cut {:.1}%",
+            slow * 100.0,
+            reset * 100.0
+        );
+        if side == "Graph" {
+            let storm = rng.random_range(0.0..0.1);
+            faults["throttle_storm_rate"] = storm.into();
+            kind.push_str(&format!(" and 429 storms {:.0}%", storm * 100.0));
+        }
+        kinds.push(kind);
+    }
     // Half the seeds with crash points run the `connector` binary and kill it with
     // SIGKILL; the others abort its task in this process.
     if !scenario.crashes.is_empty() && rng.random_bool(0.5) {

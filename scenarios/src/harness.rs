@@ -446,14 +446,21 @@ impl Crashes {
 
 /// The fakes' clock stands still between requests. A throttled client is told how long
 /// to wait (`Retry-After`) and waits, scaled down in tests; this layer makes that much
-/// time pass for the fakes too, so throttling windows end as they would.
+/// time pass for the fakes too, so throttling windows end as they would. Seeded 429s
+/// (marked [`mock_common::transport::Injected`]) leave the clock alone.
 fn time_passes_while_throttled(router: Router, clock: ManualClock) -> Router {
     router.layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             let clock = clock.clone();
             async move {
                 let response = next.run(request).await;
+                // A seeded 429 storm is not the fake's throttling: no window to wait out,
+                // and time moved by it would move what the provider lists.
                 if response.status() == axum::http::StatusCode::TOO_MANY_REQUESTS
+                    && response
+                        .extensions()
+                        .get::<mock_common::transport::Injected>()
+                        .is_none()
                     && let Some(seconds) = response
                         .headers()
                         .get("retry-after")

@@ -80,6 +80,7 @@ replays! {
     faults_lost_answers => "faults-lost-answers",
     hostile_provider_data => "hostile-provider-data",
     missed_day => "missed-day",
+    rule_answers_cut_short => "rule-answers-cut-short",
     rule_automatic_mapping_off => "rule-automatic-mapping-off",
     rule_calls => "rule-calls",
     rule_crash_after_a_window_closes => "rule-crash-after-a-window-closes",

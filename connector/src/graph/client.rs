@@ -52,6 +52,17 @@ impl GraphError {
     }
 }
 
+/// A successful Graph answer, its body read to the end.
+#[derive(Debug)]
+pub struct Answer(bytes::Bytes);
+
+impl Answer {
+    /// The body as `T`; a complete body that is not what Graph sends is `Decode`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, GraphError> {
+        serde_json::from_slice(&self.0).map_err(|e| GraphError::Decode(e.to_string()))
+    }
+}
+
 /// A Microsoft 365 user, as Graph names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRef {
@@ -235,7 +246,7 @@ impl GraphClient {
         &self,
         mailbox: &str,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, GraphError> {
+    ) -> Result<Answer, GraphError> {
         self.send_with(mailbox, true, build).await
     }
 
@@ -247,7 +258,7 @@ impl GraphClient {
         mailbox: &str,
         retry_uncertain: bool,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, GraphError> {
+    ) -> Result<Answer, GraphError> {
         let gate = self.mailbox_gate(mailbox);
         let mut attempt = 0;
         loop {
@@ -257,8 +268,16 @@ impl GraphClient {
                 let _slot = gate.acquire().await.expect("gates are never closed");
                 build(&self.http, token.expose()).send().await
             };
+            // A success counts only once its whole body is read: a body that breaks off
+            // is a broken connection (the request may have taken effect), not an answer.
+            let sent = match sent {
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(body) => return Ok(Answer(body)),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            };
             match sent {
-                Ok(r) if r.status().is_success() => return Ok(r),
                 // A token refused before its expiry (revoked) was not used: a new one is
                 // fetched and the request sent again, each time counted as a try. A
                 // secret the token endpoint refuses stops here (fresh_token fails).
@@ -313,10 +332,7 @@ impl GraphClient {
             .await
         {
             Ok(r) => {
-                let user: wire::User = r
-                    .json()
-                    .await
-                    .map_err(|e| GraphError::Decode(e.to_string()))?;
+                let user: wire::User = r.json()?;
                 Ok(Some(UserRef {
                     id: user.id,
                     user_principal_name: user.user_principal_name,
@@ -340,10 +356,7 @@ impl GraphClient {
             .await;
         match answer {
             Ok(r) => {
-                let page: wire::Collection<wire::Folder> = r
-                    .json()
-                    .await
-                    .map_err(|e| GraphError::Decode(e.to_string()))?;
+                let page: wire::Collection<wire::Folder> = r.json()?;
                 Ok(page
                     .value
                     .into_iter()
@@ -382,10 +395,7 @@ impl GraphClient {
             .await
         {
             Ok(r) => {
-                let folder: wire::Folder = r
-                    .json()
-                    .await
-                    .map_err(|e| GraphError::Decode(e.to_string()))?;
+                let folder: wire::Folder = r.json()?;
                 tracing::info!(
                     mailbox = user_id,
                     folder = name,
@@ -424,10 +434,7 @@ impl GraphClient {
                     .bearer_auth(token)
             })
             .await?;
-        let message: wire::MessageRef = response
-            .json()
-            .await
-            .map_err(|e| GraphError::Decode(e.to_string()))?;
+        let message: wire::MessageRef = response.json()?;
         Ok(message.id)
     }
 
@@ -446,10 +453,7 @@ impl GraphClient {
                     .bearer_auth(token)
             })
             .await?;
-        let page: wire::Collection<wire::MessageRef> = response
-            .json()
-            .await
-            .map_err(|e| GraphError::Decode(e.to_string()))?;
+        let page: wire::Collection<wire::MessageRef> = response.json()?;
         Ok(page.value.into_iter().next().map(|m| m.id))
     }
 }

@@ -50,6 +50,13 @@ fn fault(state: &State, headers: &HeaderMap, import: bool) -> Result<Option<Faul
             "Service Unavailable",
         )
         .with_retry_after(1)),
+        Some(Fault::Storm { retry_after }) => Err(GraphError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "The mailbox is over its request limit; retry later.",
+        )
+        .with_retry_after(retry_after)
+        .injected()),
         Some(Fault::RevokedToken) => {
             state.revoke(authorization(headers));
             Err(GraphError::invalid_token(

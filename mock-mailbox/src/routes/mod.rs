@@ -201,9 +201,24 @@ async fn gate(
             .chain_update(&bytes)
             .finalize();
         let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let drawn = state.roll_transport(&name);
         if let Ok(value) = axum::http::HeaderValue::from_str(&name) {
             parts.headers.insert(FAULT_IDENTITY, value);
         }
+        if let Some(delay) = drawn.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let response = next
+            .run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await;
+        return if drawn.reset && response.status().is_success() {
+            mock_common::transport::cut_body(response).await
+        } else {
+            response
+        };
     }
     next.run(axum::extract::Request::from_parts(
         parts,

@@ -87,6 +87,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: axum::http::HeaderMap,
     pub body: Vec<u8>,
+    /// The body broke off before its end.
+    pub cut: bool,
 }
 
 impl Answer {
@@ -113,14 +115,13 @@ impl Fake {
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
+        // A body that breaks off (a seeded reset) is read as far as it came.
+        let (body, cut) = match response.into_body().collect().await {
+            Ok(collected) => (collected.to_bytes().to_vec(), false),
+            Err(_) => (Vec::new(), true),
+        };
         Answer {
+            cut,
             status,
             headers,
             body,
