@@ -153,6 +153,16 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
         }
         kinds.push(kind);
     }
+    // Hostile items at a low rate (drawn last as well).
+    if rng.random_bool(0.4) {
+        let rate = rng.random_range(0.005..0.03);
+        let done = crate::hostile::sprinkle(&mut scenario, &mut rng, rate);
+        if !done.is_empty() {
+            let count: usize = done.values().sum();
+            let names: Vec<&str> = done.keys().map(|k| k.name()).collect();
+            kinds.push(format!("{count} hostile item(s): {}", names.join(", ")));
+        }
+    }
     // Half the seeds with crash points run the `connector` binary and kill it with
     // SIGKILL; the others abort its task in this process.
     if !scenario.crashes.is_empty() && rng.random_bool(0.5) {

@@ -475,8 +475,10 @@ fn time_passes_while_throttled(router: Router, clock: ManualClock) -> Router {
     ))
 }
 
-/// The `connector` binary: the one given, or the one built beside this program (built
-/// now, with the same profile, if it is not there yet).
+/// The `connector` binary: the one given, or the one beside this program. Under cargo
+/// (`cargo run`, `cargo test`) it is built first with the same profile, once per process,
+/// so that a scenario never runs yesterday's connector: cargo does nothing if it is
+/// fresh. Without cargo, a binary older than this program is named in a warning.
 pub fn connector_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = given {
         anyhow::ensure!(
@@ -485,6 +487,10 @@ pub fn connector_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
             path.display()
         );
         return Ok(path.to_path_buf());
+    }
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(path) = BUILT.get() {
+        return Ok(path.clone());
     }
     let me = std::env::current_exe().context("finding this program's own path")?;
     let mut dir = me.parent().context("this program's directory")?;
@@ -495,31 +501,40 @@ pub fn connector_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         dir = up;
     }
     let beside = dir.join(format!("connector{}", std::env::consts::EXE_SUFFIX));
-    if beside.is_file() {
-        return Ok(beside);
+    match std::env::var_os("CARGO") {
+        Some(cargo) => {
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let mut build = std::process::Command::new(cargo);
+            build.args(["build", "--quiet", "-p", "connector", "--bin", "connector"]);
+            if release {
+                build.arg("--release");
+            }
+            let status = build.status().context("running cargo build -p connector")?;
+            anyhow::ensure!(status.success(), "cargo build -p connector failed");
+            anyhow::ensure!(
+                beside.is_file(),
+                "cargo built the connector, but not at {}: pass --connector-bin",
+                beside.display()
+            );
+        }
+        None => {
+            anyhow::ensure!(
+                beside.is_file(),
+                "no connector binary at {}: build it (cargo build --release -p connector) or pass --connector-bin",
+                beside.display()
+            );
+            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            if let (Some(bin), Some(mine)) = (modified(&beside), modified(&me))
+                && bin < mine
+            {
+                eprintln!(
+                    "warning: {} is older than this program; rebuild it (cargo build --release -p connector) to test today's connector",
+                    beside.display()
+                );
+            }
+        }
     }
-    let cargo = std::env::var_os("CARGO").context(format!(
-        "no connector binary at {}: build it (cargo build --release -p connector) or pass --connector-bin",
-        beside.display()
-    ))?;
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    eprintln!(
-        "building the connector (cargo build{} -p connector)",
-        if release { " --release" } else { "" }
-    );
-    let mut build = std::process::Command::new(cargo);
-    build.args(["build", "-p", "connector"]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build -p connector")?;
-    anyhow::ensure!(status.success(), "cargo build -p connector failed");
-    anyhow::ensure!(
-        beside.is_file(),
-        "cargo built the connector, but not at {}: pass --connector-bin",
-        beside.display()
-    );
-    Ok(beside)
+    Ok(BUILT.get_or_init(|| beside).clone())
 }
 
 /// The connector's configuration file (TOML) for `config`, as the harness built it:

@@ -10,6 +10,7 @@
 pub mod chaos;
 pub mod generate;
 pub mod harness;
+pub mod hostile;
 pub mod html;
 pub mod keep_mail;
 pub mod load;
