@@ -1233,6 +1233,43 @@ impl Connector {
         Ok(found)
     }
 
+    /// The archive folder's id in this mailbox: found or created once per run.
+    async fn archive_folder(&self, user_id: &str) -> Result<String, DeliverError> {
+        Ok(self
+            .folder_cell(user_id)
+            .get_or_try_init(|| async {
+                match self
+                    .graph
+                    .ensure_folder(user_id, &self.config.folder)
+                    .await?
+                {
+                    FolderLookup::Found(id) => Ok(id),
+                    _ => Err(GraphError::Api {
+                        status: 404,
+                        code: "MailboxNotEnabledForRESTAPI".into(),
+                        message: "the mailbox went away".into(),
+                        request_id: String::new(),
+                    }),
+                }
+            })
+            .await?
+            .clone())
+    }
+
+    /// Forgets the archive folder found in this mailbox, if it is still `stale`, so that
+    /// the next delivery finds or creates it again.
+    fn forget_folder(&self, user_id: &str, stale: &str) {
+        let mut folders = self.folders.lock().expect("lock poisoned");
+        let key = user_id.to_ascii_lowercase();
+        if folders
+            .get(&key)
+            .and_then(|c| c.get())
+            .is_some_and(|id| id == stale)
+        {
+            folders.remove(&key);
+        }
+    }
+
     fn folder_cell(&self, user_id: &str) -> Arc<OnceCell<String>> {
         self.folders
             .lock()
@@ -1254,25 +1291,7 @@ impl Connector {
         look_first: bool,
     ) -> Result<bool, DeliverError> {
         let user_id = &target.user.id;
-        let folder = self
-            .folder_cell(user_id)
-            .get_or_try_init(|| async {
-                match self
-                    .graph
-                    .ensure_folder(user_id, &self.config.folder)
-                    .await?
-                {
-                    FolderLookup::Found(id) => Ok(id),
-                    _ => Err(GraphError::Api {
-                        status: 404,
-                        code: "MailboxNotEnabledForRESTAPI".into(),
-                        message: "the mailbox went away".into(),
-                        request_id: String::new(),
-                    }),
-                }
-            })
-            .await?
-            .clone();
+        let mut folder = self.archive_folder(user_id).await?;
         let now = || (self.clock)();
         let address = &target.user.user_principal_name;
         if look_first && self.found_in_mailbox(key_id, key, target, message).await? {
@@ -1280,6 +1299,17 @@ impl Connector {
         }
         for attempt in 1..=self.retry.max_attempts {
             match self.graph.import(user_id, &folder, body).await {
+                // The folder this run found is gone (deleted by a person since): find or
+                // create it again and send once more. Nothing was stored.
+                Err(e)
+                    if e.code() == Some("ErrorItemNotFound")
+                        && attempt < self.retry.max_attempts =>
+                {
+                    tracing::warn!(mailbox = %address, "the archive folder went away; finding it again");
+                    self.retry.count_retry();
+                    self.forget_folder(user_id, &folder);
+                    folder = self.archive_folder(user_id).await?;
+                }
                 Ok(graph_id) => {
                     self.store
                         .mark_delivered(key_id, key, address, &graph_id, now())

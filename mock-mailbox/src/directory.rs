@@ -100,6 +100,14 @@ pub struct Faults {
     /// beyond the per-mailbox throttling (a storm: each retry is drawn again).
     #[serde(default)]
     pub throttle_storm_rate: f64,
+    /// Share of imports whose target folder is deleted for good just before they arrive
+    /// (its messages go to Recoverable Items); the import is answered `404`.
+    #[serde(default)]
+    pub folder_deleted_rate: f64,
+    /// Share of imports whose mailbox is disabled, or whose user is deleted (half each),
+    /// just before they arrive; from then on Graph answers `404` for it.
+    #[serde(default)]
+    pub mailbox_disabled_rate: f64,
     /// Share of Graph requests answered only after a delay of up to `slow_max_ms`.
     #[serde(default)]
     pub slow_rate: f64,

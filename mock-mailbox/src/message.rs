@@ -210,6 +210,8 @@ pub struct StoredMessage {
     pub is_draft: bool,
     pub created: DateTime<Utc>,
     pub change_key: String,
+    /// Deleted for good with its folder (a seeded fault): that folder's name.
+    pub deleted_with: Option<String>,
 }
 
 impl StoredMessage {

@@ -182,9 +182,37 @@ impl Mailbox {
             content,
             is_draft,
             created: now,
+            deleted_with: None,
         };
         self.messages.insert(id, message.clone());
         message
+    }
+
+    /// Deletes a folder for good (Shift+Delete, then Deleted Items emptied): its id is
+    /// gone and its messages go to Recoverable Items, where Exchange keeps them for 14
+    /// days (longer on hold). Answers how many messages went with it.
+    pub fn delete_folder_for_good(&mut self, folder_id: &str) -> usize {
+        let Some(at) = self
+            .folders
+            .iter()
+            .position(|f| f.id == folder_id && f.well_known.is_none())
+        else {
+            return 0;
+        };
+        let folder = self.folders.remove(at);
+        let ids: Vec<String> = self
+            .messages
+            .values()
+            .filter(|m| m.folder_id == folder_id)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &ids {
+            if let Some(mut message) = self.messages.remove(id) {
+                message.deleted_with = Some(folder.display_name.clone());
+                self.recoverable.push(message);
+            }
+        }
+        ids.len()
     }
 
     /// Deletes a message: gone, or kept as recoverable under Litigation Hold.
@@ -225,6 +253,17 @@ struct Inner {
     token_failures: AtomicU64,
     faults_injected: AtomicU64,
     imports: AtomicU64,
+    /// Users whose mailbox a seeded fault disabled (`MailboxNotEnabledForRESTAPI`) or who
+    /// were deleted (`ErrorInvalidUser`), by user id.
+    gone: RwLock<BTreeMap<String, Gone>>,
+}
+
+/// What a seeded fault did to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gone {
+    MailboxDisabled,
+    UserDeleted,
 }
 
 /// The token endpoint's form.
@@ -261,6 +300,12 @@ pub enum Fault {
     Storm {
         retry_after: u64,
     },
+    /// An import's target folder is deleted for good just before the import arrives.
+    DeleteFolder,
+    /// The mailbox is disabled (or its user deleted) just before the import arrives.
+    DisableMailbox {
+        user_deleted: bool,
+    },
 }
 
 /// A message as the inspection API shows it.
@@ -287,6 +332,9 @@ pub struct InspectedMessage {
     pub body_text: String,
     /// Deleted while the mailbox was on Litigation Hold, kept as a recoverable item.
     pub recoverable: bool,
+    /// Deleted for good with its folder (a seeded fault): that folder's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_with: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -356,6 +404,7 @@ impl State {
             tokens_issued: AtomicU64::new(0),
             token_failures: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
+            gone: RwLock::default(),
             imports: AtomicU64::new(0),
         })))
     }
@@ -540,7 +589,41 @@ impl State {
                 u.id.eq_ignore_ascii_case(reference)
                     || u.user_principal_name.eq_ignore_ascii_case(reference)
             })
+            .filter(|u| self.gone(&u.id) != Some(Gone::UserDeleted))
             .cloned()
+    }
+
+    fn gone(&self, user_id: &str) -> Option<Gone> {
+        self.0
+            .gone
+            .read()
+            .expect("lock poisoned")
+            .get(&user_id.to_ascii_lowercase())
+            .copied()
+    }
+
+    /// Disables a user's mailbox, or deletes the user (a seeded fault): from then on
+    /// Graph answers 404 for it, while the inspection API still shows what it held.
+    pub fn make_gone(&self, user_id: &str, how: Gone) {
+        self.0
+            .gone
+            .write()
+            .expect("lock poisoned")
+            .insert(user_id.to_ascii_lowercase(), how);
+    }
+
+    /// Users a seeded fault disabled or deleted: (principal name, how).
+    pub fn gone_users(&self) -> Vec<(String, Gone)> {
+        let gone = self.0.gone.read().expect("lock poisoned");
+        self.0
+            .tenants
+            .iter()
+            .flat_map(|t| &t.users)
+            .filter_map(|u| {
+                gone.get(&u.id.to_ascii_lowercase())
+                    .map(|g| (u.user_principal_name.clone(), *g))
+            })
+            .collect()
     }
 
     /// The mailbox of a user of the session's tenant, or Graph's 404 for an unknown user
@@ -560,19 +643,23 @@ impl State {
                 ),
             )
         })?;
+        let disabled = || {
+            GraphError::new(
+                StatusCode::NOT_FOUND,
+                "MailboxNotEnabledForRESTAPI",
+                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            )
+        };
+        if self.gone(&user.id) == Some(Gone::MailboxDisabled) {
+            return Err(disabled());
+        }
         self.0
             .mailboxes
             .read()
             .expect("lock poisoned")
             .get(&user.id.to_ascii_lowercase())
             .cloned()
-            .ok_or_else(|| {
-                GraphError::new(
-                    StatusCode::NOT_FOUND,
-                    "MailboxNotEnabledForRESTAPI",
-                    "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
-                )
-            })
+            .ok_or_else(disabled)
     }
 
     /// Admits a request through the throttle, or answers Graph's 429.
@@ -615,6 +702,8 @@ impl State {
             || f.lost_import_response_rate > 0.0
             || f.revoked_token_rate > 0.0
             || f.throttle_storm_rate > 0.0
+            || f.folder_deleted_rate > 0.0
+            || f.mailbox_disabled_rate > 0.0
             || f.transport().configured()
     }
 
@@ -652,9 +741,24 @@ impl State {
             // Past every other kind (an import's or not), so that adding storms leaves
             // the other kinds' draws as they were.
             let from = f.unavailable_rate + f.revoked_token_rate + f.lost_import_response_rate;
-            (draw >= from && draw < from + f.throttle_storm_rate).then(|| Fault::Storm {
-                retry_after: 1 + ((draw - from) / f.throttle_storm_rate * 10.0) as u64 % 10,
-            })
+            let folder_from = from + f.throttle_storm_rate;
+            let disable_from = folder_from + f.folder_deleted_rate;
+            if draw >= from && draw < folder_from {
+                Some(Fault::Storm {
+                    retry_after: 1 + ((draw - from) / f.throttle_storm_rate * 10.0) as u64 % 10,
+                })
+            } else if import && draw >= folder_from && draw < disable_from {
+                Some(Fault::DeleteFolder)
+            } else if import
+                && draw >= disable_from
+                && draw < disable_from + f.mailbox_disabled_rate
+            {
+                Some(Fault::DisableMailbox {
+                    user_deleted: (draw - disable_from) / f.mailbox_disabled_rate < 0.5,
+                })
+            } else {
+                None
+            }
         };
         if fault.is_some() {
             self.0.faults_injected.fetch_add(1, Ordering::Relaxed);
@@ -767,6 +871,7 @@ impl State {
             references: m.summary().references.clone(),
             body_text: m.summary().body_text.clone(),
             recoverable,
+            deleted_with: m.deleted_with.clone(),
         };
         let mut all: Vec<_> = mailbox.messages.values().map(|m| view(m, false)).collect();
         if include_recoverable {

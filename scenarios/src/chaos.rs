@@ -153,6 +153,23 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
         }
         kinds.push(kind);
     }
+    // The archive folder deleted for good, a mailbox disabled or its user deleted, by a
+    // person mid-run. Which import meets them is the same in every run only when
+    // requests go one at a time: drawn at concurrency 1 only.
+    if scenario.concurrency == Some(1) && rng.random_bool(0.3) {
+        let seed = rng.random_range(0..u32::MAX);
+        let faults = scenario
+            .mailbox_faults
+            .get_or_insert_with(|| serde_json::json!({ "seed": seed }));
+        let (folder, gone) = (rng.random_range(0.0..0.02), rng.random_range(0.0..0.01));
+        faults["folder_deleted_rate"] = folder.into();
+        faults["mailbox_disabled_rate"] = gone.into();
+        kinds.push(format!(
+            "archive folders deleted {:.1}% and mailboxes gone {:.1}% of imports",
+            folder * 100.0,
+            gone * 100.0
+        ));
+    }
     // Hostile items at a low rate (drawn last as well).
     if rng.random_bool(0.4) {
         let rate = rng.random_range(0.005..0.03);

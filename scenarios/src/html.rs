@@ -176,6 +176,8 @@ mod tests {
                 ("no_target_mailbox".into(), 2),
             ]),
             connector_failures: 0,
+            gone_mailboxes: Vec::new(),
+            not_delivered_to_gone: 0,
             verdict,
             replay: format!("cargo run --release -p scenarios -- run {name}.json"),
         }

@@ -238,6 +238,14 @@ fn print_table(reports: &[ScenarioReport]) {
                 skips.join(", ")
             }
         );
+        if !r.gone_mailboxes.is_empty() {
+            println!(
+                "  {}: mailboxes gone mid-scenario (seeded): {}; {} delivery(ies) to them not made (S9)",
+                r.name,
+                r.gone_mailboxes.join(", "),
+                r.not_delivered_to_gone
+            );
+        }
     }
     for r in reports.iter().filter(|r| r.verdict == Verdict::Fail) {
         println!(
@@ -508,6 +516,9 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 }
             }
             check_writable(&[&report])?;
+            // Half the seeds with crash points run the connector binary: make sure it is
+            // today's before the first seed's clock starts.
+            scenarios::harness::connector_binary(None)?;
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             eprintln!(

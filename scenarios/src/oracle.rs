@@ -259,6 +259,53 @@ pub struct Expected {
     /// The provider corrupts downloads on purpose: an attachment whose every try is
     /// corrupted may be left out as `attachment_unverifiable`, a reported outcome.
     pub downloads_may_fail: bool,
+    /// Mailboxes (principal names, lower case) a seeded fault disabled or whose user it
+    /// deleted during the scenario, as the fake reports after the runs: a delivery there
+    /// may be missing (the participant has no mailbox from then on, S9), and a failure
+    /// or an `unmapped` skip because of it is reported, not lost.
+    pub gone: BTreeSet<String>,
+    /// For an item one of whose mailboxes went away: where the rules send it once that
+    /// mailbox is no valid user (the mapping falls back, S8-S9). A copy there is allowed.
+    pub gone_fallback: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Expected {
+    /// Notes the mailboxes that went away mid-scenario, and where the rules send each
+    /// item that had one of them once they are no valid users.
+    pub fn with_gone(mut self, scenario: &Scenario, gone: BTreeSet<String>) -> Self {
+        if gone.is_empty() {
+            return self;
+        }
+        let mut without = scenario.clone();
+        for user in &mut without.users {
+            if gone.contains(&user.upn.to_lowercase()) {
+                user.mailbox = false;
+            }
+        }
+        let after = expected(&without);
+        for (id, outcome) in &self.items {
+            let (Outcome::Deliver { mailboxes, .. } | Outcome::DeliverOrTooLarge { mailboxes, .. }) =
+                outcome
+            else {
+                continue;
+            };
+            if mailboxes.iter().any(|m| gone.contains(m))
+                && let Some(
+                    Outcome::Deliver {
+                        mailboxes: then, ..
+                    }
+                    | Outcome::DeliverOrTooLarge {
+                        mailboxes: then, ..
+                    },
+                ) = after.items.get(id)
+            {
+                self.gone_fallback
+                    .insert(id.clone(), then.iter().cloned().collect());
+            }
+        }
+        self.gone = gone;
+        self
+    }
 }
 
 impl Expected {
@@ -400,11 +447,12 @@ pub fn expected(s: &Scenario) -> Expected {
         (s.automatic_mapping && valid.contains(&email)).then_some(email)
     };
     let mut out = Expected {
-        downloads_may_fail: s
-            .provider_faults
-            .as_ref()
-            .and_then(|f| f["corrupt_download_rate"].as_f64())
-            .is_some_and(|r| r > 0.0),
+        downloads_may_fail: s.provider_faults.as_ref().is_some_and(|f| {
+            // Every try of a download may be corrupted or cut short.
+            ["corrupt_download_rate", "reset_rate"]
+                .iter()
+                .any(|k| f[*k].as_f64().is_some_and(|r| r > 0.0))
+        }),
         ..Expected::default()
     };
     // Each distinct content of an id, by when the connector first lists it; later

@@ -52,6 +52,12 @@ pub struct ScenarioReport {
     pub skipped_by_reason: BTreeMap<String, usize>,
     pub expected_skips_by_reason: BTreeMap<String, usize>,
     pub connector_failures: usize,
+    /// Mailboxes a seeded fault disabled (or whose user it deleted) mid-scenario, and
+    /// the expected deliveries to them that were not made (S9: no mailbox from then on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gone_mailboxes: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_delivered_to_gone: usize,
     pub verdict: Verdict,
     /// The command that replays this scenario.
     pub replay: String,
@@ -387,9 +393,49 @@ pub fn reconcile(
     }
     // What the last run left undone: failed deliveries, items still held for later runs,
     // and items that need a person.
-    let connector_failures = reports
-        .last()
-        .map_or(0, |r| r.failed.len() + r.held.len() + r.needs_person.len());
+    // A failure because a mailbox went away mid-scenario (a seeded fault) is reported,
+    // not lost: a failed delivery to it, or an item held only for it.
+    let gone = &expected.gone;
+    let only_for_gone = |item_id: &str| -> bool {
+        // The report names a later content of an id as "<id> revision <n>".
+        let item_id = match item_id
+            .rsplit_once(" revision ")
+            .and_then(|(id, n)| Some((id, n.parse::<u32>().ok()?)))
+        {
+            Some((id, n)) => crate::oracle::revision_key(id, n),
+            None => item_id.to_owned(),
+        };
+        let item_id = item_id.as_str();
+        !gone.is_empty()
+            && match expected.items.get(item_id) {
+                Some(
+                    Outcome::Deliver { mailboxes, .. }
+                    | Outcome::DeliverOrTooLarge { mailboxes, .. },
+                ) => {
+                    let copies = landed.get(item_id);
+                    mailboxes.iter().all(|m| {
+                        gone.contains(m)
+                            || copies.is_some_and(|c| c.iter().any(|c| &c.mailbox == m))
+                    })
+                }
+                _ => false,
+            }
+    };
+    let connector_failures = reports.last().map_or(0, |r| {
+        r.failed
+            .iter()
+            .filter(|f| {
+                !f.mailbox
+                    .as_ref()
+                    .is_some_and(|m| gone.contains(&m.to_lowercase()))
+            })
+            .count()
+            + r.held
+                .iter()
+                .chain(&r.needs_person)
+                .filter(|h| !only_for_gone(&h.item_id))
+                .count()
+    });
     let mut r = ScenarioReport {
         name: scenario.name.clone(),
         seed: scenario.seed,
@@ -407,6 +453,8 @@ pub fn reconcile(
         skipped_by_reason,
         expected_skips_by_reason: expected.skips_by_reason(),
         connector_failures,
+        gone_mailboxes: gone.iter().cloned().collect(),
+        not_delivered_to_gone: 0,
         verdict: Verdict::Pass,
         replay,
     };
@@ -470,8 +518,11 @@ pub fn reconcile(
             } => (mailboxes, attachment, fields),
         };
         for reason in &reasons {
-            let allowed = (*reason == "attachment_too_large"
-                && matches!(attachment, Attachment::Omitted { .. }))
+            // Every mailbox of the item went away before the connector planned it.
+            let all_gone = !gone.is_empty() && mailboxes.iter().all(|m| gone.contains(m));
+            let allowed = (*reason == "unmapped" && all_gone)
+                || (*reason == "attachment_too_large"
+                    && matches!(attachment, Attachment::Omitted { .. }))
                 || (*reason == "attachment_unverifiable"
                     && matches!(attachment, Attachment::Unreachable))
                 || (*reason == "attachment_omitted_to_fit"
@@ -489,12 +540,16 @@ pub fn reconcile(
                 ));
             }
         }
-        if (matches!(attachment, Attachment::Omitted { .. })
-            && !reasons.contains("attachment_too_large"))
-            || (matches!(attachment, Attachment::Unreachable)
-                && !reasons.contains("attachment_unverifiable"))
-            || (matches!(attachment, Attachment::OmittedToFit { .. })
-                && !reasons.contains("attachment_omitted_to_fit"))
+        // An item none of whose mailboxes was left to take it was never built.
+        let never_built =
+            copies.is_empty() && !gone.is_empty() && mailboxes.iter().all(|m| gone.contains(m));
+        if !never_built
+            && ((matches!(attachment, Attachment::Omitted { .. })
+                && !reasons.contains("attachment_too_large"))
+                || (matches!(attachment, Attachment::Unreachable)
+                    && !reasons.contains("attachment_unverifiable"))
+                || (matches!(attachment, Attachment::OmittedToFit { .. })
+                    && !reasons.contains("attachment_omitted_to_fit")))
         {
             r.wrongly_skipped.push(finding(
                 None,
@@ -507,7 +562,31 @@ pub fn reconcile(
                 .iter()
                 .filter(|c| c.message.folder == FOLDER && !c.message.recoverable)
                 .collect();
+            // Delivered, then deleted for good with the archive folder by a person (a
+            // seeded fault): the connector's part was done.
+            let deleted_with_folder: Vec<&&Copy> = here
+                .iter()
+                .filter(|c| {
+                    c.message.recoverable && c.message.deleted_with.as_deref() == Some(FOLDER)
+                })
+                .collect();
             match in_folder.len() {
+                0 if !deleted_with_folder.is_empty() && deleted_with_folder.len() == here.len() => {
+                    r.found_deliveries += 1;
+                    for copy in &deleted_with_folder {
+                        check_copy(
+                            item_id,
+                            copy,
+                            fields,
+                            attachment,
+                            expected.downloads_may_fail,
+                            &mut r.field_errors,
+                            &mut r.content_errors,
+                        );
+                    }
+                }
+                // The participant has had no mailbox since it went away (S9).
+                0 if here.is_empty() && gone.contains(mailbox) => r.not_delivered_to_gone += 1,
                 0 if here.is_empty() => r
                     .missing
                     .push(finding(
@@ -537,15 +616,17 @@ pub fn reconcile(
                     }
                 }
             }
-            if here.len() > in_folder.len() && !in_folder.is_empty() {
+            if here.len() > in_folder.len() + deleted_with_folder.len() && !in_folder.is_empty() {
                 r.misplaced.push(finding(
                     Some(mailbox),
                     "also copied outside the archive folder".into(),
                 ));
             }
         }
+        let fallback = expected.gone_fallback.get(item_id);
         for c in copies {
-            if !mailboxes.contains(&c.mailbox) {
+            if !mailboxes.contains(&c.mailbox) && !fallback.is_some_and(|f| f.contains(&c.mailbox))
+            {
                 r.unexpected.push(finding(
                     Some(&c.mailbox),
                     format!(
@@ -759,4 +840,8 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
         out.push_str(&format!("{id}: {}\n", parts.join("; ")));
     }
     out
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -87,7 +87,13 @@ pub async fn run_with(
             }
         }
     }
-    let expected = oracle::expected(scenario);
+    let gone = fakes
+        .mailbox
+        .gone_users()
+        .into_iter()
+        .map(|(upn, _)| upn.to_lowercase())
+        .collect();
+    let expected = oracle::expected(scenario).with_gone(scenario, gone);
     let landed = reconcile::landed(scenario, &fakes.mailbox)?;
     let report = reconcile::reconcile(scenario, &expected, &landed, &runs, replay);
     Ok(Outcome {

@@ -463,6 +463,47 @@ pub async fn import_mime(
         body.len() as u64,
         true,
     )?;
+    match call.fault {
+        Some(Fault::DeleteFolder) => {
+            let mut mailbox = call.mailbox();
+            let doomed = mailbox.folder(&folder).map(|f| f.id.clone());
+            if let Some(id) = doomed
+                && mailbox.delete_folder_for_good(&id) > 0
+            {
+                tracing::info!(mailbox = %mailbox.user.user_principal_name, "seeded fault: folder deleted for good");
+                return Err(GraphError::item_not_found());
+            }
+        }
+        Some(Fault::DisableMailbox { user_deleted }) => {
+            let (id, upn) = {
+                let mailbox = call.mailbox();
+                (
+                    mailbox.user.id.clone(),
+                    mailbox.user.user_principal_name.clone(),
+                )
+            };
+            tracing::info!(mailbox = %upn, user_deleted, "seeded fault: mailbox gone");
+            return Err(if user_deleted {
+                state.make_gone(&id, crate::state::Gone::UserDeleted);
+                GraphError::new(
+                    StatusCode::NOT_FOUND,
+                    "ErrorInvalidUser",
+                    format!(
+                        "The requested user '{}' is invalid.",
+                        mock_common::clip(&user, 100)
+                    ),
+                )
+            } else {
+                state.make_gone(&id, crate::state::Gone::MailboxDisabled);
+                GraphError::new(
+                    StatusCode::NOT_FOUND,
+                    "MailboxNotEnabledForRESTAPI",
+                    "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+                )
+            });
+        }
+        _ => {}
+    }
     // Decoded and parsed before the mailbox is locked: a mailbox takes several imports
     // at once, as Exchange does.
     let folder_id = call
