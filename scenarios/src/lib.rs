@@ -8,6 +8,7 @@
 //! reconciliation as a page.
 
 pub mod chaos;
+pub mod cli;
 pub mod generate;
 pub mod harness;
 pub mod hostile;

@@ -1,0 +1,119 @@
+//! `scenarios load`: the load test of the daily import (the work is in `crate::load`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::reports::check_writable;
+use crate::Verdict;
+
+/// The arguments of `scenarios load` (its help is on `super::Command`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 200)]
+    pub employees: usize,
+    #[arg(long, default_value_t = 100)]
+    pub external_contacts: usize,
+    #[arg(long, default_value_t = 20_000)]
+    pub items_per_day: usize,
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+    /// text: no attachments; realistic: the generator's mix of files.
+    #[arg(long, value_enum, default_value = "realistic")]
+    pub mix: crate::load::Mix,
+    /// off: no limit; graph: Exchange Online's per-mailbox defaults.
+    #[arg(long, value_enum, default_value = "off")]
+    pub throttling: crate::load::Throttling,
+    /// Share of Graph requests that fail (503, or a lost import answer), seeded.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// process: the connector binary as a child (its own memory and CPU figures).
+    #[arg(long, value_enum, default_value = "process")]
+    pub connector: crate::load::ConnectorMode,
+    /// The connector binary (default: the one beside this program, built if absent).
+    #[arg(long, value_name = "PATH")]
+    pub connector_bin: Option<PathBuf>,
+    /// Requests in flight, for the connector and the raw client alike.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Requests the raw client sends in phase 1 (default: one per item, 1,000 to 20,000).
+    #[arg(long)]
+    pub ceiling_requests: Option<u64>,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Midnight (UTC, RFC 3339) of the first day (default: days before today's).
+    #[arg(long)]
+    pub start: Option<DateTime<Utc>>,
+    /// Write the report (JSON) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page with charts to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Args {
+        employees,
+        external_contacts,
+        items_per_day,
+        days,
+        mix,
+        throttling,
+        fault_rate,
+        connector,
+        connector_bin,
+        concurrency,
+        ceiling_requests,
+        seed,
+        start,
+        report,
+        html,
+    } = args;
+    let start = start.unwrap_or_else(|| {
+        let today = Utc::now()
+            .date_naive()
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        today - chrono::TimeDelta::days(i64::from(days))
+    });
+    let params = crate::load::LoadParams {
+        employees,
+        external_contacts,
+        items_per_day,
+        days,
+        mix,
+        throttling,
+        fault_rate,
+        connector,
+        connector_bin,
+        concurrency,
+        seed,
+        ceiling_requests: ceiling_requests
+            .unwrap_or((items_per_day as u64 * u64::from(days)).clamp(1_000, 20_000)),
+        start,
+    };
+    params.check()?;
+    // Refused now rather than after an hour of load.
+    check_writable(&[&report, &html])?;
+    let work = crate::harness::temp_dir("load");
+    let outcome = crate::load::run(&params, &work).await;
+    let _ = std::fs::remove_dir_all(&work);
+    let outcome = outcome?;
+    println!("{}", outcome.table());
+    if let Some(path) = &report {
+        std::fs::write(path, serde_json::to_string_pretty(&outcome)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &html {
+        std::fs::write(path, crate::load::html::page(&outcome)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if outcome.verdict == Verdict::Pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
