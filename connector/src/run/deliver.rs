@@ -1,0 +1,204 @@
+//! The exactly-once delivery protocol: targets and their archive folders (found once per
+//! run), an import, and the look-up by Message-ID of a delivery that may have landed.
+
+use super::*;
+
+/// A mailbox an item goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Target {
+    pub(super) user: UserRef,
+}
+
+#[derive(Debug)]
+pub(super) enum DeliverError {
+    Graph(GraphError),
+    State(ConnectorError),
+}
+
+impl From<GraphError> for DeliverError {
+    fn from(e: GraphError) -> Self {
+        Self::Graph(e)
+    }
+}
+
+impl Connector {
+    /// The mailbox a participant's copy goes to, by the mapping rule; `None` if none.
+    pub(super) async fn resolve(
+        &self,
+        participant: &crate::model::Participant,
+    ) -> Result<Option<Target>, GraphError> {
+        let (_, target) = mapping::resolve(
+            Some(&participant.phone),
+            participant.user_email.as_deref(),
+            self.mapping.as_ref(),
+            self.config.automatic_mapping,
+            |address: String| async move { self.target(&address).await },
+        )
+        .await?;
+        Ok(target)
+    }
+
+    /// Whether an address is a valid Microsoft 365 user with a mailbox; asked of Graph
+    /// once per run, even when several items ask at the same time.
+    pub(super) async fn target(&self, address: &str) -> Result<Option<Target>, GraphError> {
+        let cell = self
+            .targets
+            .lock()
+            .expect("lock poisoned")
+            .entry(address.to_ascii_lowercase())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.look_up(address))
+            .await
+            .cloned()
+    }
+
+    pub(super) async fn look_up(&self, address: &str) -> Result<Option<Target>, GraphError> {
+        let found = match self.graph.user(address).await? {
+            None => None,
+            Some(user) => match self
+                .graph
+                .find_folder(&user.id, &self.config.folder)
+                .await?
+            {
+                FolderLookup::NoMailbox => None,
+                FolderLookup::Found(folder) => {
+                    let _ = self.folder_cell(&user.id).set(folder);
+                    Some(Target { user })
+                }
+                FolderLookup::Missing => Some(Target { user }),
+            },
+        };
+        if found.is_none() {
+            tracing::info!(address, "not a Microsoft 365 user with a mailbox");
+        }
+        Ok(found)
+    }
+
+    /// The archive folder's id in this mailbox: found or created once per run.
+    pub(super) async fn archive_folder(&self, user_id: &str) -> Result<String, DeliverError> {
+        Ok(self
+            .folder_cell(user_id)
+            .get_or_try_init(|| async {
+                match self
+                    .graph
+                    .ensure_folder(user_id, &self.config.folder)
+                    .await?
+                {
+                    FolderLookup::Found(id) => Ok(id),
+                    _ => Err(GraphError::Api {
+                        status: 404,
+                        code: "MailboxNotEnabledForRESTAPI".into(),
+                        message: "the mailbox went away".into(),
+                        request_id: String::new(),
+                    }),
+                }
+            })
+            .await?
+            .clone())
+    }
+
+    /// Forgets the archive folder found in this mailbox, if it is still `stale`, so that
+    /// the next delivery finds or creates it again.
+    pub(super) fn forget_folder(&self, user_id: &str, stale: &str) {
+        let mut folders = self.folders.lock().expect("lock poisoned");
+        let key = user_id.to_ascii_lowercase();
+        if folders
+            .get(&key)
+            .and_then(|c| c.get())
+            .is_some_and(|id| id == stale)
+        {
+            folders.remove(&key);
+        }
+    }
+
+    pub(super) fn folder_cell(&self, user_id: &str) -> Arc<OnceCell<String>> {
+        self.folders
+            .lock()
+            .expect("lock poisoned")
+            .entry(user_id.to_ascii_lowercase())
+            .or_default()
+            .clone()
+    }
+
+    /// Imports one message into one mailbox, exactly once: `Ok(false)` if it was found
+    /// there already.
+    pub(super) async fn deliver(
+        &self,
+        key_id: &str,
+        message: &email::Email,
+        body: &ImportBody,
+        key: &str,
+        target: &Target,
+        look_first: bool,
+    ) -> Result<bool, DeliverError> {
+        let user_id = &target.user.id;
+        let mut folder = self.archive_folder(user_id).await?;
+        let now = || (self.clock)();
+        let address = &target.user.user_principal_name;
+        if look_first && self.found_in_mailbox(key_id, key, target, message).await? {
+            return Ok(false);
+        }
+        for attempt in 1..=self.retry.max_attempts {
+            match self.graph.import(user_id, &folder, body).await {
+                // The folder this run found is gone (deleted by a person since): find or
+                // create it again and send once more. Nothing was stored.
+                Err(e)
+                    if e.code() == Some("ErrorItemNotFound")
+                        && attempt < self.retry.max_attempts =>
+                {
+                    tracing::warn!(mailbox = %address, "the archive folder went away; finding it again");
+                    self.retry.count_retry();
+                    self.forget_folder(user_id, &folder);
+                    folder = self.archive_folder(user_id).await?;
+                }
+                Ok(graph_id) => {
+                    self.store
+                        .mark_delivered(key_id, key, address, &graph_id, now())
+                        .map_err(DeliverError::State)?;
+                    return Ok(true);
+                }
+                Err(e) if e.uncertain() && attempt < self.retry.max_attempts => {
+                    // It may have landed: look before sending it again.
+                    self.retry.count_retry();
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                    if self.found_in_mailbox(key_id, key, target, message).await? {
+                        return Ok(true);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Looks for the message by its Message-ID in the mailbox; if it is there, records
+    /// the delivery.
+    pub(super) async fn found_in_mailbox(
+        &self,
+        key_id: &str,
+        key: &str,
+        target: &Target,
+        message: &email::Email,
+    ) -> Result<bool, DeliverError> {
+        match self
+            .graph
+            .find_message(&target.user.id, &message.message_id)
+            .await?
+        {
+            Some(graph_id) => {
+                self.store
+                    .mark_delivered(
+                        key_id,
+                        key,
+                        &target.user.user_principal_name,
+                        &graph_id,
+                        (self.clock)(),
+                    )
+                    .map_err(DeliverError::State)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! A window: its listing staged page by page, its staged items worked on while the
+//! listing goes on, and its accounting.
+
+use super::*;
+
+impl Connector {
+    /// Works through one window and closes it. Answers what became of its items.
+    pub(super) async fn process_window(
+        &self,
+        window: &Window,
+        again: bool,
+        report: &mut RunReport,
+    ) -> Result<Accounting, ConnectorError> {
+        // The listing and the deliveries go on together: each page is staged (one
+        // transaction) and its items can be sent at once. The fetcher says how far it got.
+        let (listed, listing) = tokio::sync::watch::channel(window.fetched);
+        let fetching = async {
+            if window.fetched {
+                // Items that could not be read were counted (and quarantined) as fetched.
+                Ok(self.store.quarantine_of_window(window.id)?.len() as u64)
+            } else {
+                self.fetch(window, again, &listed).await
+            }
+        };
+        let delivering = self.deliver_staged(window, listing, report);
+        let (unreadable, (mut account, failed)) = tokio::try_join!(fetching, delivering)?;
+        // An item that could not be read was worked on too: it is skipped whole.
+        if unreadable > 0 {
+            account.items += unreadable;
+            account.planned += unreadable;
+            *account.skipped.entry("invalid_item".into()).or_default() += unreadable;
+        }
+        // The window closes whatever one item does: what failed is held for later runs.
+        let now = (self.clock)();
+        for (staged, error) in &failed {
+            self.store
+                .hold(&staged.item_id, &staged.json, window.id, error, now)?;
+            self.maybe_needs_person(&staged.item_id, 1, now)?;
+            tracing::warn!(item = %staged.item_id, %error, "held for the next runs");
+        }
+        self.staging.clear(window.id)?;
+        self.store.finish_window(window, &account, now)?;
+        self.report_recorded(window.id, report)?;
+        Ok(account)
+    }
+
+    /// Puts a window's skips and quarantined items, as the state records them, in the
+    /// report: those recorded by an earlier, interrupted run of the window are in it too.
+    pub(super) fn report_recorded(
+        &self,
+        window_id: i64,
+        report: &mut RunReport,
+    ) -> Result<(), ConnectorError> {
+        for s in self.store.skips_of_window(window_id)? {
+            let skip = Skip {
+                item_id: s.item_id,
+                reason: s.reason,
+                detail: s.detail,
+            };
+            if !report.skipped.contains(&skip) {
+                report.skipped.push(skip);
+            }
+        }
+        report
+            .quarantined
+            .extend(self.store.quarantine_of_window(window_id)?);
+        Ok(())
+    }
+
+    /// Works through the staged items of a window, as the listing stages them, at most
+    /// `concurrency` at once, with no batch barrier: an item that waits (a mailbox's
+    /// Retry-After) holds one place, never the others. Answers how many items it worked
+    /// on and those that failed. `listing` turns true once the listing is complete.
+    pub(super) async fn deliver_staged(
+        &self,
+        window: &Window,
+        mut listing: tokio::sync::watch::Receiver<bool>,
+        report: &mut RunReport,
+    ) -> Result<(Accounting, Vec<(Staged, String)>), ConnectorError> {
+        let mut account = Accounting::default();
+        let mut failed: Vec<(Staged, String)> = Vec::new();
+        let mut queue = std::collections::VecDeque::new();
+        let mut after = 0i64;
+        let mut listed_all = false;
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.config.concurrency {
+                if queue.is_empty() && !listed_all {
+                    // Read before looking: a listing complete before an empty look means
+                    // nothing more will come.
+                    let complete = *listing.borrow_and_update();
+                    let page = self.store.staged_after(window.id, after, BATCH)?;
+                    match page.last() {
+                        Some(last) => after = last.seq,
+                        None if complete => listed_all = true,
+                        None => {}
+                    }
+                    queue.extend(page);
+                }
+                match queue.pop_front() {
+                    Some(staged) => in_flight.push(self.work_on(window, staged)),
+                    None => break,
+                }
+            }
+            if in_flight.is_empty() {
+                if listed_all {
+                    break;
+                }
+                // Nothing to do until the listing stages more (or ends: a closed channel
+                // means the fetcher is done, and the next look settles it).
+                let _ = listing.changed().await;
+                continue;
+            }
+            let result = tokio::select! {
+                Some(result) = in_flight.next() => result,
+                _ = listing.changed(), if !listed_all && queue.is_empty() => continue,
+            };
+            let (staged, r) = result?;
+            self.latency.done_with(&staged.item_id);
+            account.add(&r.account);
+            if !r.failures.is_empty() {
+                failed.push((staged, r.error()));
+            }
+            report.failed.extend(r.failures);
+        }
+        Ok((account, failed))
+    }
+
+    pub(super) async fn work_on(
+        &self,
+        window: &Window,
+        staged: Staged,
+    ) -> Result<(Staged, ItemResult), ConnectorError> {
+        let r = self.process_item(window, staged.clone()).await?;
+        Ok((staged, r))
+    }
+
+    /// Lists the whole window and stages every readable item as received, a page at a
+    /// time (each page wakes the deliveries). An item that
+    /// cannot be read (not JSON the parser accepts, no id, off the schema) is kept byte
+    /// for byte in the quarantine and skipped as `invalid_item`. Answers how many were.
+    pub(super) async fn fetch(
+        &self,
+        window: &Window,
+        again: bool,
+        listed: &tokio::sync::watch::Sender<bool>,
+    ) -> Result<u64, ConnectorError> {
+        let mut cursor: Option<String> = None;
+        let mut staged = 0u64;
+        let mut unreadable = 0u64;
+        let mut position = 0u64;
+        loop {
+            let page = self
+                .provider
+                .page(
+                    window.since,
+                    window.until,
+                    cursor.as_deref(),
+                    self.config.page_size,
+                )
+                .await?;
+            let mut readable_items = Vec::with_capacity(page.items.len());
+            for raw in &page.items {
+                position += 1;
+                let text = raw.get();
+                match wire::read_item_with_digest(text) {
+                    Ok((item, digest)) => readable_items.push((item.id, text, digest)),
+                    Err(reason) => {
+                        let id = wire::raw_item_id(text);
+                        // Kept once: the same bytes listed again (a look-back, a window
+                        // listed again after a crash) are not a second item.
+                        let digest = format!("unreadable:{}", sha256_hex(text.as_bytes()));
+                        let key = id.clone().unwrap_or_default();
+                        if self.store.seen(&key, &digest)? {
+                            continue;
+                        }
+                        self.quarantine(window, position, id, &reason, text)?;
+                        self.store.mark_seen(&key, &digest, window.id)?;
+                        unreadable += 1;
+                    }
+                }
+            }
+            // Ready from now (marked first: a delivery may pick an item up as soon as it
+            // is staged). One transaction a page; content seen before is not staged again.
+            for (id, ..) in &readable_items {
+                self.latency.staged(id);
+            }
+            let listing = if again {
+                state::Listing::Again
+            } else if window.look_back {
+                state::Listing::LookBack
+            } else {
+                state::Listing::First
+            };
+            let new = self.store.stage_page(window.id, &readable_items, listing)?;
+            for (id, ..) in &readable_items {
+                if !again && !new.iter().any(|n| &n.key == id) {
+                    self.latency.done_with(id);
+                }
+            }
+            for n in new.iter().filter(|n| n.revision > 1) {
+                self.latency.staged(&n.key);
+            }
+            staged += new.len() as u64;
+            // Wakes the deliveries waiting for more.
+            listed.send_modify(|_| {});
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        self.store.mark_fetched(window.id)?;
+        listed.send_replace(true);
+        tracing::info!(items = staged, unreadable, "window staged");
+        Ok(unreadable)
+    }
+
+    /// Keeps an unreadable item's bytes in the quarantine and records it as skipped.
+    pub(super) fn quarantine(
+        &self,
+        window: &Window,
+        position: u64,
+        id: Option<String>,
+        reason: &str,
+        raw: &str,
+    ) -> Result<(), ConnectorError> {
+        let file = self
+            .staging
+            .quarantine(window.since, position, raw.as_bytes())?;
+        let now = (self.clock)();
+        let record = Quarantined {
+            window_id: window.id,
+            position,
+            item_id: id.clone(),
+            reason: reason.to_owned(),
+            file: file.display().to_string(),
+        };
+        self.store.record_quarantine(&record, now)?;
+        let item_id = id.unwrap_or_else(|| {
+            format!(
+                "(unreadable: item {position} of window {})",
+                window.since.to_rfc3339()
+            )
+        });
+        // Bounded: an enormous reason (the parser quotes what it read) is cut.
+        let detail = format!("{}; kept as {}", email::cap(reason, 300), file.display());
+        self.store
+            .record_skip(&item_id, "invalid_item", &detail, window.id, now)?;
+        tracing::warn!(item = %email::cap(&item_id, 120), position, reason = %email::cap(reason, 300), "unreadable item quarantined");
+        Ok(())
+    }
+
+    pub(super) fn skip(
+        &self,
+        window: &Window,
+        result: &mut ItemResult,
+        item_id: &str,
+        reason: &str,
+        detail: String,
+    ) -> Result<(), ConnectorError> {
+        self.store
+            .record_skip(item_id, reason, &detail, window.id, (self.clock)())?;
+        self.progress
+            .skips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(item = item_id, reason, %detail, "skipped");
+        result.skips.push(Skip {
+            item_id: item_id.to_owned(),
+            reason: reason.to_owned(),
+            detail,
+        });
+        Ok(())
+    }
+}
