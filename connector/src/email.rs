@@ -67,11 +67,12 @@ pub enum OmitReason {
 pub const MAX_ATTACHMENT_ID: usize = 2048;
 
 impl OmitReason {
-    pub fn code(self) -> &'static str {
+    pub fn reason(self) -> crate::report::SkipReason {
+        use crate::report::SkipReason;
         match self {
-            Self::TooLarge => "attachment_too_large",
-            Self::Unverifiable | Self::Unreachable => "attachment_unverifiable",
-            Self::ToFit => "attachment_omitted_to_fit",
+            Self::TooLarge => SkipReason::AttachmentTooLarge,
+            Self::Unverifiable | Self::Unreachable => SkipReason::AttachmentUnverifiable,
+            Self::ToFit => SkipReason::AttachmentOmittedToFit,
         }
     }
 
@@ -830,7 +831,7 @@ pub fn convert(
                 "name=\"{}\"; size={}; reason={}",
                 safe_file_name(&att.file_name).replace('"', ""),
                 att.size,
-                reason.code()
+                reason.reason()
             )),
         );
     }

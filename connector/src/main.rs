@@ -283,7 +283,13 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
                     h.last_error
                 );
                 let (provider_id, _) = connector::store::split_key(&h.item_id);
-                store.record_skip(provider_id, "given_up", &detail, h.window_id, now)?;
+                store.record_skip(
+                    provider_id,
+                    connector::report::SkipReason::GivenUp,
+                    &detail,
+                    h.window_id,
+                    now,
+                )?;
                 store.release(&h.item_id)?;
                 println!("{id}: given up and recorded as skipped (given_up)");
             }

@@ -9,12 +9,78 @@ pub struct Window {
     pub until: DateTime<Utc>,
 }
 
+/// Why an item, or part of one, was not imported (or a notice about one that was), and
+/// the code the report, the state and the accounting carry for it
+/// (`docs/rules.md`; the codes are part of the report's contract, interfaces.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// No participant maps to a valid Microsoft 365 user (S10).
+    Unmapped,
+    /// The message is above the import limit even without its file (S11).
+    ItemTooLarge,
+    /// The file is above the import limit; the rest is imported (S11).
+    AttachmentTooLarge,
+    /// The file is under the limit but the message with it would not be; the rest is
+    /// imported.
+    AttachmentOmittedToFit,
+    /// The file could not be fetched whole and checked; the rest is imported.
+    AttachmentUnverifiable,
+    /// The provider's item cannot be read; kept byte for byte in the quarantine.
+    InvalidItem,
+    /// A person gave up on a held item (`connector held give-up`), with the reason.
+    GivenUp,
+    /// A notice: an id that came again with new content, delivered as a revision.
+    RevisedItem,
+    /// A notice: an item first found by the look-back, delivered.
+    LateVisible,
+}
+
+impl SkipReason {
+    /// Every reason, in the order the report's readers know them.
+    pub const ALL: [SkipReason; 9] = [
+        Self::Unmapped,
+        Self::ItemTooLarge,
+        Self::AttachmentTooLarge,
+        Self::AttachmentOmittedToFit,
+        Self::AttachmentUnverifiable,
+        Self::InvalidItem,
+        Self::GivenUp,
+        Self::RevisedItem,
+        Self::LateVisible,
+    ];
+
+    /// The wire code.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Unmapped => "unmapped",
+            Self::ItemTooLarge => "item_too_large",
+            Self::AttachmentTooLarge => "attachment_too_large",
+            Self::AttachmentOmittedToFit => "attachment_omitted_to_fit",
+            Self::AttachmentUnverifiable => "attachment_unverifiable",
+            Self::InvalidItem => "invalid_item",
+            Self::GivenUp => "given_up",
+            Self::RevisedItem => "revised_item",
+            Self::LateVisible => "late_visible",
+        }
+    }
+
+    /// A notice about a delivered item rather than a skip.
+    pub const fn is_notice(self) -> bool {
+        matches!(self, Self::RevisedItem | Self::LateVisible)
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 /// An item, or part of one, that was not imported, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Skip {
     pub item_id: String,
-    /// `unmapped`, `attachment_too_large`, `attachment_omitted_to_fit`,
-    /// `attachment_unverifiable`, `item_too_large`, `invalid_item` or `given_up`.
+    /// A [`SkipReason`]'s code.
     pub reason: String,
     pub detail: String,
 }
@@ -315,5 +381,29 @@ impl RunReport {
             "INCOMPLETE: some items need a person: see `connector held list --config ...`".into()
         });
         lines.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_skip_reason_has_its_own_code_and_is_in_the_rules() {
+        let rules = include_str!("../../docs/rules.md");
+        let mut seen = std::collections::BTreeSet::new();
+        for reason in SkipReason::ALL {
+            assert!(seen.insert(reason.code()), "{reason} twice");
+            assert!(
+                rules.contains(&format!("| `{}` |", reason.code())),
+                "docs/rules.md does not list {reason}"
+            );
+            assert_eq!(reason.to_string(), reason.code());
+        }
+        let notices: Vec<_> = SkipReason::ALL.iter().filter(|r| r.is_notice()).collect();
+        assert_eq!(
+            notices,
+            [&SkipReason::RevisedItem, &SkipReason::LateVisible]
+        );
     }
 }

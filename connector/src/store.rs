@@ -799,7 +799,7 @@ impl Store {
     pub fn record_skip(
         &self,
         item_id: &str,
-        reason: &str,
+        reason: crate::report::SkipReason,
         detail: &str,
         window: i64,
         now: DateTime<Utc>,
@@ -809,7 +809,7 @@ impl Store {
                 "INSERT INTO skips (item_id, reason, detail, window_id, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(item_id, reason) DO UPDATE SET detail = excluded.detail, recorded_at = excluded.recorded_at",
             )?
-            .execute(params![item_id, reason, detail, window, ts(now)])
+            .execute(params![item_id, reason.code(), detail, window, ts(now)])
             .map(|_| ())
         })
     }
@@ -947,7 +947,13 @@ mod tests {
             .unwrap();
         store.flush().unwrap();
         store
-            .record_skip("wa-unmapped", "unmapped", "-", 1, now)
+            .record_skip(
+                "wa-unmapped",
+                crate::report::SkipReason::Unmapped,
+                "-",
+                1,
+                now,
+            )
             .unwrap();
         let w = store.begin_window(since, until, now, true).unwrap();
         let page = [

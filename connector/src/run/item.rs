@@ -13,8 +13,12 @@ pub(super) struct ItemResult {
 
 impl ItemResult {
     /// An item left out whole, for `reason`, in place of `deliveries` deliveries.
-    pub(super) fn left_out(&mut self, reason: &str, deliveries: u64) {
-        *self.account.skipped.entry(reason.to_owned()).or_default() += deliveries;
+    pub(super) fn left_out(&mut self, reason: SkipReason, deliveries: u64) {
+        *self
+            .account
+            .skipped
+            .entry(reason.code().to_owned())
+            .or_default() += deliveries;
     }
 }
 
@@ -50,9 +54,15 @@ impl Connector {
         let mut item = match wire::read_item_text(&staged.json) {
             Ok(item) => item,
             Err(reason) => {
-                self.skip(window, &mut result, provider_id, "invalid_item", reason)?;
+                self.skip(
+                    window,
+                    &mut result,
+                    provider_id,
+                    SkipReason::InvalidItem,
+                    reason,
+                )?;
                 result.account.planned = 1;
-                result.left_out("invalid_item", 1);
+                result.left_out(SkipReason::InvalidItem, 1);
                 return Ok(result);
             }
         };
@@ -62,7 +72,7 @@ impl Connector {
                 window,
                 &mut result,
                 &item.id,
-                "revised_item",
+                SkipReason::RevisedItem,
                 format!(
                     "the provider sent this id again with different content: revision {revision} is imported as {}, referring to the first",
                     email::revision_message_id(&item.id, revision)
@@ -74,7 +84,7 @@ impl Connector {
                 window,
                 &mut result,
                 &item.id,
-                "late_visible",
+                SkipReason::LateVisible,
                 format!(
                     "archived at {}, listed by the provider only after its window closed; imported now",
                     item.archived_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -107,14 +117,14 @@ impl Connector {
                 window,
                 &mut result,
                 &item.id,
-                "unmapped",
+                SkipReason::Unmapped,
                 format!(
                     "no participant maps to a Microsoft 365 user: {}",
                     who.join(", ")
                 ),
             )?;
             result.account.planned = 1;
-            result.left_out("unmapped", 1);
+            result.left_out(SkipReason::Unmapped, 1);
             return Ok(result);
         }
         result.account.planned = targets.len() as u64;
@@ -187,14 +197,14 @@ impl Connector {
                 window,
                 &mut result,
                 &item.id,
-                "item_too_large",
+                SkipReason::ItemTooLarge,
                 format!(
                     "the message is {} bytes; the limit is {}",
                     message.mime.len(),
                     self.config.size_limit
                 ),
             )?;
-            result.left_out("item_too_large", pending.len() as u64);
+            result.left_out(SkipReason::ItemTooLarge, pending.len() as u64);
             return Ok(result);
         }
         if let (Some(reason), Some(att)) = (message.omitted, item.content.attachment()) {
@@ -202,7 +212,7 @@ impl Connector {
                 window,
                 &mut result,
                 &item.id,
-                reason.code(),
+                reason.reason(),
                 format!(
                     "{} ({} bytes) left out; the message is imported without it",
                     att.file_name, att.size

@@ -32,7 +32,8 @@ use crate::model::Item;
 use crate::progress::Progress;
 use crate::provider::{ProviderClient, ProviderError, wire};
 use crate::report::{
-    Accounting, Failure, HeldItem, RunReport, Skip, Window as ReportWindow, WindowOutcome,
+    Accounting, Failure, HeldItem, RunReport, Skip, SkipReason, Window as ReportWindow,
+    WindowOutcome,
 };
 use crate::retry::RetryPolicy;
 use crate::secret::Secret;

@@ -28,7 +28,10 @@ impl Connector {
         if unreadable > 0 {
             account.items += unreadable;
             account.planned += unreadable;
-            *account.skipped.entry("invalid_item".into()).or_default() += unreadable;
+            *account
+                .skipped
+                .entry(SkipReason::InvalidItem.code().into())
+                .or_default() += unreadable;
         }
         // The window closes whatever one item does: what failed is held for later runs.
         let now = (self.clock)();
@@ -245,7 +248,7 @@ impl Connector {
         // Bounded: an enormous reason (the parser quotes what it read) is cut.
         let detail = format!("{}; kept as {}", email::cap(reason, 300), file.display());
         self.store
-            .record_skip(&item_id, "invalid_item", &detail, window.id, now)?;
+            .record_skip(&item_id, SkipReason::InvalidItem, &detail, window.id, now)?;
         tracing::warn!(item = %email::cap(&item_id, 120), position, reason = %email::cap(reason, 300), "unreadable item quarantined");
         Ok(())
     }
@@ -255,7 +258,7 @@ impl Connector {
         window: &Window,
         result: &mut ItemResult,
         item_id: &str,
-        reason: &str,
+        reason: SkipReason,
         detail: String,
     ) -> Result<(), ConnectorError> {
         self.store
@@ -263,10 +266,10 @@ impl Connector {
         self.progress
             .skips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(item = item_id, reason, %detail, "skipped");
+        tracing::info!(item = item_id, reason = reason.code(), %detail, "skipped");
         result.skips.push(Skip {
             item_id: item_id.to_owned(),
-            reason: reason.to_owned(),
+            reason: reason.code().to_owned(),
             detail,
         });
         Ok(())
