@@ -1,6 +1,8 @@
 //! When and how long to wait before trying a request again: `Retry-After` when the
-//! server gives it (429, 503), else exponential backoff with equal jitter (a random wait in the upper half of the step), up to a number
-//! of attempts.
+//! server gives it (429, 503), else exponential backoff with equal jitter (a random wait
+//! in the upper half of the step), up to a number of attempts. Every retry loop of the
+//! two clients is [`RetryPolicy::run`] over a closure that says what one attempt came to
+//! ([`Attempt`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -80,6 +82,88 @@ impl RetryPolicy {
     }
 }
 
+/// What one attempt of a request came to.
+#[derive(Debug)]
+pub enum Attempt<T, E> {
+    /// It worked.
+    Done(T),
+    /// It was not done and is safe to send again: after `retry_after` if the server gave
+    /// one (`throttled` for a 429), else after the backoff.
+    Again {
+        error: E,
+        retry_after: Option<Duration>,
+        throttled: bool,
+    },
+    /// It may have taken effect (a 5xx, a broken connection): sent again only when the
+    /// request is safe to repeat, else handed to the caller to find out.
+    Uncertain {
+        error: E,
+        retry_after: Option<Duration>,
+    },
+    /// It would fail the same way every time.
+    Fatal(E),
+}
+
+impl<T, E> Attempt<T, E> {
+    /// Not done, safe to send again, after the backoff.
+    pub fn again(error: E) -> Self {
+        Self::Again {
+            error,
+            retry_after: None,
+            throttled: false,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `attempt` (given its number, from 1) until it is done, fails for good, runs
+    /// out of attempts (the last error), or is uncertain and `repeatable` is false (the
+    /// caller must find out whether it took effect). Each retry is counted, a 429's wait
+    /// too, and logged with `what`.
+    ///
+    /// `attempt` is a plain closure returning a future (not an async closure) so that the
+    /// futures of the callers stay `Send` for the runtime's worker threads.
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        what: &str,
+        repeatable: bool,
+        mut attempt: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Attempt<T, E>>,
+    {
+        let mut n = 0;
+        loop {
+            n += 1;
+            let (error, retry_after, throttled) = match attempt(n).await {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Fatal(error) => return Err(error),
+                Attempt::Uncertain { error, .. } if !repeatable => return Err(error),
+                Attempt::Uncertain { error, retry_after } => (error, retry_after, false),
+                Attempt::Again {
+                    error,
+                    retry_after,
+                    throttled,
+                } => (error, retry_after, throttled),
+            };
+            if n >= self.max_attempts {
+                return Err(error);
+            }
+            let wait = self.delay(n, retry_after);
+            if throttled {
+                tracing::debug!(%error, attempt = n, ?wait, "{what}: asked to wait; retrying");
+                self.count_throttled(wait);
+            } else {
+                tracing::warn!(%error, attempt = n, ?wait, "{what}: retrying");
+            }
+            self.count_retry();
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self::new(6, Duration::from_millis(500), Duration::from_secs(60))
@@ -108,6 +192,66 @@ pub fn transient(status: reqwest::StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn run_retries_what_is_safe_and_stops_where_it_must() {
+        let p = RetryPolicy::new(4, Duration::ZERO, Duration::ZERO);
+        // Again until the third attempt: done, two retries counted.
+        let got = p
+            .run("test", false, |n| async move {
+                if n < 3 {
+                    Attempt::again(format!("busy {n}"))
+                } else {
+                    Attempt::Done(n)
+                }
+            })
+            .await;
+        assert_eq!(got, Ok(3));
+        assert_eq!(p.retries(), 2);
+        // Out of attempts: the last error.
+        let got: Result<(), String> = p
+            .run("test", true, |n| async move {
+                Attempt::again(format!("busy {n}"))
+            })
+            .await;
+        assert_eq!(got, Err("busy 4".into()));
+        // Uncertain: handed back at once unless the request is safe to repeat.
+        for (repeatable, expected) in [(false, 1), (true, 4)] {
+            let mut tries = 0;
+            let got: Result<(), String> = p
+                .run("test", repeatable, |_| {
+                    tries += 1;
+                    async {
+                        Attempt::Uncertain {
+                            error: "maybe".into(),
+                            retry_after: None,
+                        }
+                    }
+                })
+                .await;
+            assert_eq!((got, tries), (Err("maybe".into()), expected));
+        }
+        // Fatal: at once, no retry counted. A 429's wait is counted.
+        let before = p.retries();
+        let got: Result<(), String> = p
+            .run("test", true, |_| async { Attempt::Fatal("no".into()) })
+            .await;
+        assert_eq!((got, p.retries()), (Err("no".into()), before));
+        let _ = p
+            .run("test", true, |n| async move {
+                if n == 1 {
+                    Attempt::Again {
+                        error: "429".to_owned(),
+                        retry_after: Some(Duration::from_millis(3)),
+                        throttled: true,
+                    }
+                } else {
+                    Attempt::Done(())
+                }
+            })
+            .await;
+        assert_eq!(p.throttled(), (1, 3));
+    }
 
     #[test]
     fn retry_after_wins_and_backoff_grows_within_bounds() {

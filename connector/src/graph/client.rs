@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::wire;
 use crate::http::{describe, path_segment as segment};
-use crate::retry::{RetryPolicy, retry_after, transient};
+use crate::retry::{Attempt, RetryPolicy, retry_after, transient};
 use crate::secret::Secret;
 
 /// Requests one application may have in flight on one mailbox (Exchange's limit).
@@ -168,26 +168,26 @@ impl GraphClient {
             ("scope", "https://graph.microsoft.com/.default"),
             ("grant_type", "client_credentials"),
         ];
-        let mut attempt = 0;
-        let response = loop {
-            attempt += 1;
-            match self.http.post(&url).form(&form).send().await {
-                Ok(r)
-                    if (r.status().is_server_error() || r.status() == 429)
-                        && attempt < self.retry.max_attempts =>
-                {
-                    self.retry.count_retry();
-                    tokio::time::sleep(self.retry.delay(attempt, retry_after(r.headers()))).await;
+        // Asking for a token is safe to repeat: a busy or unreachable endpoint is asked
+        // again; any other answer is read below.
+        let (url, form) = (&url, &form);
+        let response = self
+            .retry
+            .run("token request", true, |_| async move {
+                match self.http.post(url).form(form).send().await {
+                    Ok(r) if r.status().is_server_error() || r.status() == 429 => Attempt::Again {
+                        error: GraphError::Transport(format!(
+                            "the token endpoint answered {}",
+                            r.status()
+                        )),
+                        retry_after: retry_after(r.headers()),
+                        throttled: false,
+                    },
+                    Ok(r) => Attempt::Done(r),
+                    Err(e) => Attempt::again(GraphError::Transport(describe(&e))),
                 }
-                Ok(r) => break r,
-                Err(e) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(error = %describe(&e), "token request failed; retrying");
-                    self.retry.count_retry();
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                }
-                Err(e) => return Err(GraphError::Transport(describe(&e))),
-            }
-        };
+            })
+            .await?;
         if !response.status().is_success() {
             let refused: wire::TokenError = response
                 .json()
@@ -260,64 +260,76 @@ impl GraphClient {
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Answer, GraphError> {
         let gate = self.mailbox_gate(mailbox);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let token = self.fresh_token(false).await?;
-            let sent = {
-                let _slot = gate.acquire().await.expect("gates are never closed");
-                build(&self.http, token.expose()).send().await
-            };
-            // A success counts only once its whole body is read: a body that breaks off
-            // is a broken connection (the request may have taken effect), not an answer.
-            let sent = match sent {
-                Ok(r) if r.status().is_success() => match r.bytes().await {
-                    Ok(body) => return Ok(Answer(body)),
-                    Err(e) => Err(e),
-                },
-                other => other,
-            };
-            match sent {
-                // A token refused before its expiry (revoked) was not used: a new one is
-                // fetched and the request sent again, each time counted as a try. A
-                // secret the token endpoint refuses stops here (fresh_token fails).
-                Ok(r)
-                    if r.status() == reqwest::StatusCode::UNAUTHORIZED
-                        && attempt < self.retry.max_attempts =>
-                {
-                    tracing::info!(attempt, "Graph refused the token; getting a new one");
-                    self.retry.count_retry();
-                    self.fresh_token(true).await?;
-                }
-                Ok(r)
-                    if transient(r.status())
-                        && (retry_uncertain
-                            || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS)
-                        && attempt < self.retry.max_attempts =>
-                {
-                    let wait = self.retry.delay(attempt, retry_after(r.headers()));
-                    tracing::debug!(
-                        status = r.status().as_u16(),
-                        attempt,
-                        ?wait,
-                        mailbox,
-                        "Graph asked to wait; retrying"
-                    );
-                    self.retry.count_retry();
-                    if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                        self.retry.count_throttled(wait);
+        let max = self.retry.max_attempts;
+        let (gate, build) = (&gate, &build);
+        self.retry
+            .run("Graph request", retry_uncertain, |attempt| async move {
+                let token = match self.fresh_token(false).await {
+                    Ok(token) => token,
+                    Err(e) => return Attempt::Fatal(e),
+                };
+                let sent = {
+                    let _slot = gate.acquire().await.expect("gates are never closed");
+                    build(&self.http, token.expose()).send().await
+                };
+                let r = match sent {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Attempt::Uncertain {
+                            error: GraphError::Transport(describe(&e)),
+                            retry_after: None,
+                        };
                     }
-                    tokio::time::sleep(wait).await;
+                };
+                let status = r.status();
+                if status.is_success() {
+                    // A success counts only once its whole body is read: a body that
+                    // breaks off is a broken connection (the request may have taken
+                    // effect), not an answer.
+                    return match r.bytes().await {
+                        Ok(body) => Attempt::Done(Answer(body)),
+                        Err(e) => Attempt::Uncertain {
+                            error: GraphError::Transport(describe(&e)),
+                            retry_after: None,
+                        },
+                    };
                 }
-                Ok(r) => return Err(api_error(r).await),
-                Err(e) if retry_uncertain && attempt < self.retry.max_attempts => {
-                    tracing::warn!(error = %describe(&e), attempt, mailbox, "Graph request failed; retrying");
-                    self.retry.count_retry();
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                let wait = retry_after(r.headers());
+                let error = api_error(r).await;
+                if status == reqwest::StatusCode::UNAUTHORIZED {
+                    // A token refused before its expiry (revoked) was not used: a new one
+                    // is fetched and the request sent again, each time counted as a try.
+                    // A secret the token endpoint refuses stops here.
+                    if attempt >= max {
+                        return Attempt::Fatal(error);
+                    }
+                    tracing::info!(attempt, "Graph refused the token; getting a new one");
+                    return match self.fresh_token(true).await {
+                        Ok(_) => Attempt::Again {
+                            error,
+                            retry_after: Some(Duration::ZERO),
+                            throttled: false,
+                        },
+                        Err(e) => Attempt::Fatal(e),
+                    };
                 }
-                Err(e) => return Err(GraphError::Transport(describe(&e))),
-            }
-        }
+                if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    // Throttled: the request was not processed.
+                    Attempt::Again {
+                        error,
+                        retry_after: wait,
+                        throttled: true,
+                    }
+                } else if transient(status) {
+                    Attempt::Uncertain {
+                        error,
+                        retry_after: wait,
+                    }
+                } else {
+                    Attempt::Fatal(error)
+                }
+            })
+            .await
     }
 
     /// The user with this id or principal name, or `None` if Graph does not know it.

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use super::wire;
 use crate::http::{describe, path_segment};
-use crate::retry::{RetryPolicy, retry_after, transient};
+use crate::retry::{Attempt, RetryPolicy, retry_after, transient};
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,67 +112,63 @@ impl ProviderClient {
         }
         let body =
             serde_json::json!({"username": self.username, "password": self.password.expose()});
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent = self
-                .http
-                .post(format!("{}/api/v1/auth/token", self.base))
-                .json(&body)
-                .send()
-                .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) if attempt < self.retry.max_attempts && !e.is_builder() => {
-                    tracing::warn!(error = %describe(&e), attempt, "provider login failed to send; retrying");
-                    self.retry.count_retry();
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    continue;
+        let url = format!("{}/api/v1/auth/token", self.base);
+        // A login that did not get through, or a busy provider (not 429: too many logins
+        // is a refusal to wait out, not to push), is tried again.
+        let (url, body) = (&url, &body);
+        let response = self
+            .retry
+            .run("provider login", true, |_| async move {
+                match self.http.post(url).json(body).send().await {
+                    Ok(r) if r.status().is_success() => Attempt::Done(r),
+                    Ok(r)
+                        if transient(r.status())
+                            && r.status() != reqwest::StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        let wait = retry_after(r.headers());
+                        Attempt::Again {
+                            error: error_of(r).await,
+                            retry_after: wait,
+                            throttled: false,
+                        }
+                    }
+                    Ok(r) => Attempt::Fatal(error_of(r).await),
+                    Err(e) if e.is_builder() => {
+                        Attempt::Fatal(ProviderError::Transport(describe(&e)))
+                    }
+                    Err(e) => Attempt::again(ProviderError::Transport(describe(&e))),
                 }
-                Err(e) => return Err(ProviderError::Transport(describe(&e))),
-            };
-            let status = response.status();
-            if status.is_success() {
-                let token: wire::TokenResponse = response
-                    .json()
-                    .await
-                    .map_err(|e| ProviderError::Decode(e.to_string()))?;
-                // Refresh a minute early (or at half-life for short tokens).
-                let lifetime = Duration::from_secs(token.expires_in);
-                let margin = Duration::from_secs(60).min(lifetime / 2);
-                let secret = Secret::new(token.access_token);
-                *session = Some(Session {
-                    token: secret.clone(),
-                    refresh_after: Instant::now() + lifetime - margin,
+            })
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(ProviderError::Api { code, message, .. }) => {
+                if code == "invalid_credentials" {
+                    *self.refused.lock().expect("lock poisoned") =
+                        Some((code.clone(), message.clone()));
+                }
+                return Err(ProviderError::Login {
+                    username: self.username.clone(),
+                    code,
+                    message,
                 });
-                tracing::info!(username = %self.username, "logged in to the provider");
-                return Ok(secret);
             }
-            if transient(status)
-                && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-                && attempt < self.retry.max_attempts
-            {
-                self.retry.count_retry();
-                tokio::time::sleep(self.retry.delay(attempt, retry_after(response.headers())))
-                    .await;
-                continue;
-            }
-            let error = error_of(response).await;
-            return Err(match error {
-                ProviderError::Api { code, message, .. } => {
-                    if code == "invalid_credentials" {
-                        *self.refused.lock().expect("lock poisoned") =
-                            Some((code.clone(), message.clone()));
-                    }
-                    ProviderError::Login {
-                        username: self.username.clone(),
-                        code,
-                        message,
-                    }
-                }
-                other => other,
-            });
-        }
+            Err(other) => return Err(other),
+        };
+        let token: wire::TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| ProviderError::Decode(e.to_string()))?;
+        // Refresh a minute early (or at half-life for short tokens).
+        let lifetime = Duration::from_secs(token.expires_in);
+        let margin = Duration::from_secs(60).min(lifetime / 2);
+        let secret = Secret::new(token.access_token);
+        *session = Some(Session {
+            token: secret.clone(),
+            refresh_after: Instant::now() + lifetime - margin,
+        });
+        tracing::info!(username = %self.username, "logged in to the provider");
+        Ok(secret)
     }
 
     async fn token(&self) -> Result<Secret, ProviderError> {
@@ -190,47 +186,56 @@ impl ProviderClient {
         url: &str,
         query: &[(&str, String)],
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut attempt = 0;
-        let mut relogged = false;
-        loop {
-            attempt += 1;
-            let token = self.token().await?;
-            let sent = self
-                .http
-                .get(url)
-                .query(query)
-                .bearer_auth(token.expose())
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => return Ok(r),
-                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED && !relogged => {
-                    relogged = true;
-                    tracing::info!("provider token refused; logging in again");
-                    self.login().await?;
+        let relogged = &std::sync::atomic::AtomicBool::new(false);
+        self.retry
+            .run("provider request", true, |_| async move {
+                let token = match self.token().await {
+                    Ok(token) => token,
+                    Err(e) => return Attempt::Fatal(e),
+                };
+                let sent = self
+                    .http
+                    .get(url)
+                    .query(query)
+                    .bearer_auth(token.expose())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => Attempt::Done(r),
+                    // A token refused: log in again, once.
+                    Ok(r)
+                        if r.status() == reqwest::StatusCode::UNAUTHORIZED
+                            && !relogged.swap(true, std::sync::atomic::Ordering::Relaxed) =>
+                    {
+                        tracing::info!("provider token refused; logging in again");
+                        let error = error_of(r).await;
+                        match self.login().await {
+                            Ok(_) => Attempt::Again {
+                                error,
+                                retry_after: Some(Duration::ZERO),
+                                throttled: false,
+                            },
+                            Err(e) => Attempt::Fatal(e),
+                        }
+                    }
+                    Ok(r) if transient(r.status()) => {
+                        let wait = retry_after(r.headers());
+                        Attempt::Again {
+                            error: error_of(r).await,
+                            retry_after: wait,
+                            throttled: false,
+                        }
+                    }
+                    Ok(r) => Attempt::Fatal(error_of(r).await),
+                    // A request that cannot be built (an id too long for a URL) fails the
+                    // same way every time: it is not retried.
+                    Err(e) if e.is_builder() => {
+                        Attempt::Fatal(ProviderError::Transport(describe(&e)))
+                    }
+                    Err(e) => Attempt::again(ProviderError::Transport(describe(&e))),
                 }
-                Ok(r) if transient(r.status()) && attempt < self.retry.max_attempts => {
-                    let wait = self.retry.delay(attempt, retry_after(r.headers()));
-                    tracing::warn!(
-                        status = r.status().as_u16(),
-                        attempt,
-                        ?wait,
-                        "provider busy; retrying"
-                    );
-                    self.retry.count_retry();
-                    tokio::time::sleep(wait).await;
-                }
-                Ok(r) => return Err(error_of(r).await),
-                // A request that cannot be built (an id too long for a URL) fails the same
-                // way every time: it is not retried.
-                Err(e) if attempt < self.retry.max_attempts && !e.is_builder() => {
-                    tracing::warn!(error = %describe(&e), attempt, "provider request failed; retrying");
-                    self.retry.count_retry();
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                }
-                Err(e) => return Err(ProviderError::Transport(describe(&e))),
-            }
-        }
+            })
+            .await
     }
 
     /// The employees registered for archiving.
@@ -270,18 +275,17 @@ impl ProviderClient {
         // A page whose body breaks off (a connection dropped mid-body) or that cannot be
         // read as a page (cut short: the answer said 200 but half of it came) is asked for
         // again, like any transient failure: a listing is a GET and safe to repeat.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.read_page(&query).await {
-                Err(ProviderError::BrokenPage(e)) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(error = %e, attempt, "a listing page came broken; asking again");
-                    self.retry.count_retry();
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+        self.retry
+            .run("listing page", true, async |_| {
+                match self.read_page(&query).await {
+                    Ok(page) => Attempt::Done(page),
+                    Err(ProviderError::BrokenPage(e)) => {
+                        Attempt::again(ProviderError::BrokenPage(e))
+                    }
+                    Err(e) => Attempt::Fatal(e),
                 }
-                other => return other,
-            }
-        }
+            })
+            .await
     }
 
     async fn read_page(&self, query: &[(&str, String)]) -> Result<wire::Page, ProviderError> {
@@ -322,72 +326,79 @@ impl ProviderClient {
         dest: &Path,
     ) -> Result<(), ProviderError> {
         let url = format!("{}/api/v1/attachments/{}", self.base, path_segment(id));
-        let mut problem = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            if attempt > 1 {
-                self.retry.count_retry();
-                tokio::time::sleep(self.retry.delay(attempt - 1, None)).await;
-            }
-            let response = self.get(&url, &[]).await?;
-            let mut file =
-                tokio::fs::File::create(dest)
-                    .await
-                    .map_err(|source| ProviderError::Io {
-                        path: dest.display().to_string(),
-                        source,
-                    })?;
-            let mut hasher = Sha256::new();
-            let mut received: u64 = 0;
-            let mut stream = response.bytes_stream();
-            let mut broken = None;
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(chunk) => {
-                        received += chunk.len() as u64;
-                        if received > size {
-                            broken = Some(format!("more than the {size} bytes announced"));
-                            break;
-                        }
-                        hasher.update(&chunk);
-                        file.write_all(&chunk)
-                            .await
-                            .map_err(|source| ProviderError::Io {
-                                path: dest.display().to_string(),
-                                source,
-                            })?;
-                    }
-                    Err(e) => {
-                        broken = Some(format!("transfer broke: {}", describe(&e)));
+        let url = &url;
+        let outcome = self
+            .retry
+            .run("attachment download", true, |_| async move {
+                match self.download_once(url, id, size, sha256, dest).await {
+                    Ok(None) => Attempt::Done(()),
+                    Ok(Some(problem)) => Attempt::again(ProviderError::Attachment {
+                        id: id.to_owned(),
+                        problem,
+                    }),
+                    Err(e) => Attempt::Fatal(e),
+                }
+            })
+            .await;
+        if outcome.is_err() {
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        outcome
+    }
+
+    /// One try of a download into `dest`: `None` if it came whole with the right size and
+    /// SHA-256, else what was wrong with it.
+    async fn download_once(
+        &self,
+        url: &str,
+        id: &str,
+        size: u64,
+        sha256: &str,
+        dest: &Path,
+    ) -> Result<Option<String>, ProviderError> {
+        let io = |source| ProviderError::Io {
+            path: dest.display().to_string(),
+            source,
+        };
+        let response = self.get(url, &[]).await?;
+        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        let mut stream = response.bytes_stream();
+        let mut broken = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    received += chunk.len() as u64;
+                    if received > size {
+                        broken = Some(format!("more than the {size} bytes announced"));
                         break;
                     }
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).await.map_err(io)?;
+                }
+                Err(e) => {
+                    broken = Some(format!("transfer broke: {}", describe(&e)));
+                    break;
                 }
             }
-            file.flush().await.map_err(|source| ProviderError::Io {
-                path: dest.display().to_string(),
-                source,
-            })?;
-            let digest: String = hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            problem = match broken {
-                Some(p) => p,
-                None if received != size => {
-                    format!("received {received} bytes, the item says {size}")
-                }
-                None if digest != sha256 => {
-                    format!("SHA-256 {digest} differs from the item's {sha256}")
-                }
-                None => return Ok(()),
-            };
-            tracing::warn!(attachment = id, attempt, %problem, "attachment download did not verify");
         }
-        let _ = tokio::fs::remove_file(dest).await;
-        Err(ProviderError::Attachment {
-            id: id.to_owned(),
-            problem,
-        })
+        file.flush().await.map_err(io)?;
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let problem = match broken {
+            Some(p) => p,
+            None if received != size => format!("received {received} bytes, the item says {size}"),
+            None if digest != sha256 => {
+                format!("SHA-256 {digest} differs from the item's {sha256}")
+            }
+            None => return Ok(None),
+        };
+        tracing::warn!(attachment = id, %problem, "attachment download did not verify");
+        Ok(Some(problem))
     }
 }
 
