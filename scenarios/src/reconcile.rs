@@ -570,21 +570,11 @@ pub fn reconcile(
                     c.message.recoverable && c.message.deleted_with.as_deref() == Some(FOLDER)
                 })
                 .collect();
+            let deleted_only = in_folder.is_empty()
+                && !deleted_with_folder.is_empty()
+                && deleted_with_folder.len() == here.len();
             match in_folder.len() {
-                0 if !deleted_with_folder.is_empty() && deleted_with_folder.len() == here.len() => {
-                    r.found_deliveries += 1;
-                    for copy in &deleted_with_folder {
-                        check_copy(
-                            item_id,
-                            copy,
-                            fields,
-                            attachment,
-                            expected.downloads_may_fail,
-                            &mut r.field_errors,
-                            &mut r.content_errors,
-                        );
-                    }
-                }
+                0 if deleted_only => r.found_deliveries += 1,
                 // The participant has had no mailbox since it went away (S9).
                 0 if here.is_empty() && gone.contains(mailbox) => r.not_delivered_to_gone += 1,
                 0 if here.is_empty() => r
@@ -603,18 +593,23 @@ pub fn reconcile(
                         r.duplicates
                             .push(finding(Some(mailbox), format!("{n} copies; an item lands once per mailbox, whatever the retries or crashes")));
                     }
-                    for copy in &in_folder {
-                        check_copy(
-                            item_id,
-                            copy,
-                            fields,
-                            attachment,
-                            expected.downloads_may_fail,
-                            &mut r.field_errors,
-                            &mut r.content_errors,
-                        );
-                    }
                 }
+            }
+            let delivered = if deleted_only {
+                &deleted_with_folder
+            } else {
+                &in_folder
+            };
+            for copy in delivered {
+                check_copy(
+                    item_id,
+                    copy,
+                    fields,
+                    attachment,
+                    expected.downloads_may_fail,
+                    &mut r.field_errors,
+                    &mut r.content_errors,
+                );
             }
             if here.len() > in_folder.len() + deleted_with_folder.len() && !in_folder.is_empty() {
                 r.misplaced.push(finding(

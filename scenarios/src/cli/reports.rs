@@ -7,7 +7,32 @@ use anyhow::Context;
 
 use crate::{Scenario, ScenarioReport, Verdict};
 
-pub fn print_table(reports: &[ScenarioReport]) {
+/// What `run` and `replay` write besides the table.
+#[derive(Debug, clap::Args)]
+pub struct Outputs {
+    /// Write the scenario reports (JSON) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the scenario reports as one self-contained HTML page to this file:
+    /// verdicts, counts, skips by reason, every finding by kind, replay commands.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write every delivered message as an .eml file (exact bytes) under
+    /// DIR/<scenario>/<mailbox>/.
+    #[arg(long, value_name = "DIR")]
+    pub keep_mail: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Runs the files, prints the table and writes the reports: the exit status.
+    pub async fn run(self, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+        check_writable(&[&self.report, &self.html])?;
+        let reports = run_files(files, self.keep_mail.as_deref()).await?;
+        finish(&reports, self.report.as_deref(), self.html.as_deref())
+    }
+}
+
+fn print_table(reports: &[ScenarioReport]) {
     println!(
         "{:<34} {:>6} {:>8} {:>6} {:>7} {:>4} {:>10} {:>9} {:>10} {:>6} {:>7}  verdict",
         "scenario",
@@ -96,7 +121,7 @@ pub fn print_table(reports: &[ScenarioReport]) {
     }
 }
 
-pub async fn run_files(
+async fn run_files(
     files: &[PathBuf],
     keep_mail: Option<&Path>,
 ) -> anyhow::Result<Vec<ScenarioReport>> {
@@ -142,7 +167,7 @@ pub fn check_writable(paths: &[&Option<PathBuf>]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn finish(
+fn finish(
     reports: &[ScenarioReport],
     report: Option<&Path>,
     html: Option<&Path>,
