@@ -217,6 +217,10 @@ pub struct RunReport {
     /// The connector process's peak resident memory so far (Linux: VmHWM), in bytes.
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
+    /// The most attachment bytes staged at once during the run (customer data at rest;
+    /// each item's file goes as soon as every mailbox has it).
+    #[serde(default)]
+    pub peak_staging_bytes: u64,
     /// Nothing failed in this run and no item needs a person.
     pub complete: bool,
     pub started_at: DateTime<Utc>,
@@ -289,6 +293,7 @@ impl RunReport {
             retry_after_wait_ms: 0,
             delivery_latency: None,
             peak_rss_bytes: None,
+            peak_staging_bytes: 0,
             complete: true,
             started_at,
             finished_at: started_at,

@@ -15,6 +15,16 @@ pub struct Staging {
     quarantine: PathBuf,
     /// Window directories made by this process (each is made, and made private, once).
     made: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Bytes staged by this process and not yet removed, by file, and their peak: how
+    /// much customer data was at rest at once (the run report's `peak_staging_bytes`).
+    usage: std::sync::Arc<std::sync::Mutex<Usage>>,
+}
+
+#[derive(Debug, Default)]
+struct Usage {
+    files: std::collections::HashMap<PathBuf, u64>,
+    now: u64,
+    peak: u64,
 }
 
 fn private_dir(path: &Path) -> Result<(), ConnectorError> {
@@ -40,6 +50,7 @@ impl Staging {
             root,
             quarantine: state_dir.join("quarantine"),
             made: Default::default(),
+            usage: Default::default(),
         })
     }
 
@@ -66,10 +77,38 @@ impl Staging {
         dir.join(name)
     }
 
+    /// Counts a file of `bytes` just staged at `path` (one staged again replaces its
+    /// count).
+    pub fn staged(&self, path: &Path, bytes: u64) {
+        let mut usage = self.usage.lock().expect("lock poisoned");
+        let before = usage.files.insert(path.to_path_buf(), bytes).unwrap_or(0);
+        usage.now = usage.now - before + bytes;
+        usage.peak = usage.peak.max(usage.now);
+    }
+
+    /// The most bytes staged at once by this process so far.
+    pub fn peak_bytes(&self) -> u64 {
+        self.usage.lock().expect("lock poisoned").peak
+    }
+
+    fn unstaged(&self, gone: impl Fn(&Path) -> bool) {
+        let mut usage = self.usage.lock().expect("lock poisoned");
+        let mut freed = 0;
+        usage.files.retain(|path, bytes| {
+            let keep = !gone(path);
+            if !keep {
+                freed += *bytes;
+            }
+            keep
+        });
+        usage.now -= freed;
+    }
+
     /// Deletes one staged attachment (every mailbox has its item); one never staged is
     /// no error.
     pub fn forget(&self, window: i64, attachment_id: &str) -> Result<(), ConnectorError> {
         let path = self.file_of(&self.window_dir(window), attachment_id);
+        self.unstaged(|p| p == path);
         gone(&path, std::fs::remove_file(&path))
     }
 
@@ -105,6 +144,7 @@ impl Staging {
     pub fn clear(&self, window: i64) -> Result<(), ConnectorError> {
         self.made.lock().expect("lock poisoned").remove(&window);
         let dir = self.window_dir(window);
+        self.unstaged(|p| p.starts_with(&dir));
         gone(&dir, std::fs::remove_dir_all(&dir))
     }
 }
@@ -152,6 +192,30 @@ mod tests {
         // The directory is made again for a window taken up again.
         let again = staging.attachment(7, "att-c").unwrap();
         std::fs::write(&again, b"c").unwrap();
+        // What was at rest at once is counted, and what went is no longer.
+        let counted = Staging::new(&state).unwrap();
+        let (x, y) = (
+            counted.attachment(9, "x").unwrap(),
+            counted.attachment(9, "y").unwrap(),
+        );
+        counted.staged(&x, 100);
+        counted.staged(&y, 50);
+        counted.forget(9, "x").unwrap();
+        counted.staged(&y, 70);
+        assert_eq!(counted.peak_bytes(), 150);
+        let z = counted.attachment(10, "z").unwrap();
+        counted.staged(&z, 60);
+        assert_eq!(counted.peak_bytes(), 150, "70 + 60 is less than the peak");
+        counted.clear(9).unwrap();
+        counted.clear(10).unwrap();
+        counted.staged(&z, 140);
+        assert_eq!(counted.peak_bytes(), 150);
+        counted.staged(&x, 20);
+        assert_eq!(
+            counted.peak_bytes(),
+            160,
+            "140 + 20: both windows' files count"
+        );
         std::fs::remove_dir_all(&state).unwrap();
     }
 }

@@ -308,6 +308,7 @@ impl Connector {
             .await
         {
             Ok(()) => {
+                self.staging.staged(&path, att.size);
                 let bytes = tokio::fs::read(&path)
                     .await
                     .map_err(|e| ConnectorError::Staging {

@@ -393,6 +393,7 @@ impl Connector {
         report.delivery_latency =
             crate::report::Latency::of(&self.latency.histogram.lock().expect("lock poisoned"));
         report.peak_rss_bytes = crate::report::peak_rss_bytes();
+        report.peak_staging_bytes = self.staging.peak_bytes();
         report.finished_at = (self.clock)();
         // From here every window closed so far is in a report: this one.
         self.store.mark_reported()?;

@@ -69,6 +69,9 @@ pub struct MailboxShare {
 pub struct Resources {
     /// The connector child process (`None` when it ran in this process).
     pub connector: Option<Rusage>,
+    /// The most attachment bytes the connector kept staged at once (its run reports'
+    /// `peak_staging_bytes`, the largest run's).
+    pub connector_peak_staging_bytes: u64,
     /// This process: both fakes, the generator, the raw client and the reconciliation.
     pub runner_peak_rss_bytes: u64,
     /// Bytes the fake mailbox wrote to its store in phase 2 (each distinct message once).
@@ -220,6 +223,13 @@ impl LoadReport {
             ceiling: p.ceiling,
             resources: Resources {
                 connector: p.imported.connector,
+                connector_peak_staging_bytes: p
+                    .imported
+                    .reports
+                    .iter()
+                    .map(|r| r.peak_staging_bytes)
+                    .max()
+                    .unwrap_or(0),
                 runner_peak_rss_bytes: p.runner_peak_rss_bytes,
                 mailbox_disk_bytes: p.mailbox_disk_bytes,
                 fakes_cpu_ceiling: p.fakes_ceiling_cpu,
@@ -299,13 +309,16 @@ impl LoadReport {
         let r = &self.resources;
         match &r.connector {
             Some(cn) => out.push(format!(
-                "connector    peak RSS {}, CPU {:.1}s user + {:.1}s system",
+                "connector    peak RSS {}, peak staging {}, CPU {:.1}s user + {:.1}s system",
                 mb(cn.max_rss_bytes),
+                mb(r.connector_peak_staging_bytes),
                 cn.user_seconds,
                 cn.system_seconds
             )),
-            None => out
-                .push("connector    ran in this process (its figures are in the runner's)".into()),
+            None => out.push(format!(
+                "connector    ran in this process (its memory and CPU are in the runner's); peak staging {}",
+                mb(r.connector_peak_staging_bytes)
+            )),
         }
         out.push(format!(
             "fakes        peak RSS {} (this process, with the generator and reconciliation), mailbox store {} on disk; CPU ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
