@@ -21,6 +21,28 @@ struct File {
     state_dir: PathBuf,
     #[serde(default)]
     schedule: ScheduleSection,
+    #[serde(default)]
+    pacing: PacingSection,
+}
+
+/// Pacing each mailbox to Graph's budgets (Exchange Online's defaults).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PacingSection {
+    enabled: bool,
+    requests_per_10_minutes: u64,
+    upload_mib_per_5_minutes: u64,
+}
+
+impl Default for PacingSection {
+    fn default() -> Self {
+        let graph = crate::graph::pace::Budget::graph();
+        Self {
+            enabled: true,
+            requests_per_10_minutes: graph.requests,
+            upload_mib_per_5_minutes: graph.upload_bytes / (1024 * 1024),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +192,8 @@ pub struct Config {
     pub look_back: chrono::TimeDelta,
     pub state_dir: PathBuf,
     pub daily_at: chrono::NaiveTime,
+    /// Each mailbox paced to these budgets (`None`: not paced; a `429` is still obeyed).
+    pub pacing: Option<crate::graph::pace::Budget>,
 }
 
 /// Reads a secret from the environment variable or the file the configuration names,
@@ -340,6 +364,12 @@ impl Config {
             look_back: chrono::TimeDelta::hours(i64::from(import.look_back_hours)),
             state_dir: resolve(&file.state_dir),
             daily_at,
+            pacing: file.pacing.enabled.then(|| crate::graph::pace::Budget {
+                requests: file.pacing.requests_per_10_minutes.max(1),
+                request_window: std::time::Duration::from_secs(600),
+                upload_bytes: file.pacing.upload_mib_per_5_minutes.max(1) * 1024 * 1024,
+                upload_window: std::time::Duration::from_secs(300),
+            }),
         })
     }
 }
@@ -542,6 +572,15 @@ client_secret_env = "CONNECTOR_TEST_CLIENT_SECRET"
         assert_eq!(config.size_limit, 10_485_760);
         assert_eq!(config.graph_url, "https://graph.microsoft.com");
         assert!(!format!("{config:?}").contains("s3cret"));
+        // Paced to Graph's budgets unless told otherwise.
+        assert_eq!(config.pacing, Some(crate::graph::pace::Budget::graph()));
+        let off = format!("{text}\n[pacing]\nenabled = false\n");
+        let config = Config::parse(&dir.join("connector.toml"), &off).unwrap();
+        assert_eq!(config.pacing, None);
+        let custom = format!("{text}\n[pacing]\nupload_mib_per_5_minutes = 50\n");
+        let config = Config::parse(&dir.join("connector.toml"), &custom).unwrap();
+        assert_eq!(config.pacing.unwrap().upload_bytes, 50 * 1024 * 1024);
+        assert_eq!(config.pacing.unwrap().requests, 10_000);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

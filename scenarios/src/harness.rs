@@ -220,6 +220,9 @@ impl Fakes {
             look_back: chrono::TimeDelta::hours(24),
             state_dir: state_dir.to_path_buf(),
             daily_at: chrono::NaiveTime::from_hms_opt(2, 0, 0).expect("a valid time"),
+            // The fakes' clock stands still in scenarios: a 429 is answered by time
+            // passing for them (below), which real-time pacing would only slow down.
+            pacing: None,
         }
     }
 
@@ -560,7 +563,8 @@ pub fn connector_toml(config: &Config, region: Option<&str>) -> String {
          [import]\nfolder = {folder}\nsize_limit_bytes = {size}\nphone_address_domain = {domain}\n\
          concurrency = {concurrency}\npage_size = {page}\nmax_attempts = {attempts}\n\
          max_page_bytes = {page_bytes}\nheld_runs = {held_runs}\nheld_days = {held_days}\n\
-         settle_delay_minutes = {settle}\nlook_back_hours = {look_back}\n",
+         settle_delay_minutes = {settle}\nlook_back_hours = {look_back}\n\n\
+         [pacing]\n{pacing}",
         state = path(&config.state_dir),
         provider = s(&config.provider_url),
         user = s(&config.provider_username),
@@ -579,6 +583,14 @@ pub fn connector_toml(config: &Config, region: Option<&str>) -> String {
         held_days = config.held_days,
         settle = config.settle_delay.num_minutes(),
         look_back = config.look_back.num_hours(),
+        pacing = match config.pacing {
+            Some(b) => format!(
+                "enabled = true\nrequests_per_10_minutes = {}\nupload_mib_per_5_minutes = {}\n",
+                b.requests,
+                b.upload_bytes / (1024 * 1024)
+            ),
+            None => "enabled = false\n".to_owned(),
+        },
     )
 }
 

@@ -13,6 +13,9 @@ fn params(mix: Mix) -> LoadParams {
         days: 1,
         mix,
         throttling: Throttling::Graph,
+        // As the connector runs by default: each mailbox paced to Graph's budgets (a
+        // quiet mailbox may use a window's budget at once, so a small day never waits).
+        pacing: true,
         fault_rate: 0.0,
         connector: ConnectorMode::InProcess,
         connector_bin: None,

@@ -119,6 +119,8 @@ pub struct GraphClient {
     /// Set once the identity platform refuses the client secret: it is never sent again
     /// by this client.
     refused: Arc<std::sync::Mutex<Option<(String, String)>>>,
+    /// Each mailbox's schedule against Graph's budgets (`None`: not paced).
+    pacer: Option<Arc<super::pace::Pacer>>,
 }
 
 /// An OData string literal: quotes doubled.
@@ -147,7 +149,14 @@ impl GraphClient {
             mailboxes: Arc::default(),
             retry,
             refused: Arc::default(),
+            pacer: None,
         }
+    }
+
+    /// Paces each mailbox to `budget` (`None`: not paced; a `429` is still honoured).
+    pub fn with_pacing(mut self, budget: Option<super::pace::Budget>) -> Self {
+        self.pacer = budget.map(|b| Arc::new(super::pace::Pacer::new(b)));
+        self
     }
 
     async fn fresh_token(&self, force: bool) -> Result<Secret, GraphError> {
@@ -247,7 +256,7 @@ impl GraphClient {
         mailbox: &str,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Answer, GraphError> {
-        self.send_with(mailbox, true, build).await
+        self.send_with(mailbox, true, 0, build).await
     }
 
     /// As [`send`](Self::send); with `retry_uncertain` false, only answers that say the
@@ -257,6 +266,7 @@ impl GraphClient {
         &self,
         mailbox: &str,
         retry_uncertain: bool,
+        upload_bytes: u64,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Answer, GraphError> {
         let gate = self.mailbox_gate(mailbox);
@@ -268,6 +278,9 @@ impl GraphClient {
                     Ok(token) => token,
                     Err(e) => return Attempt::Fatal(e),
                 };
+                if let Some(pacer) = &self.pacer {
+                    pacer.wait(mailbox, upload_bytes).await;
+                }
                 let sent = {
                     let _slot = gate.acquire().await.expect("gates are never closed");
                     build(&self.http, token.expose()).send().await
@@ -314,7 +327,15 @@ impl GraphClient {
                     };
                 }
                 if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                    // Throttled: the request was not processed.
+                    // Throttled: the request was not processed. Nothing more goes to
+                    // this mailbox before its Retry-After.
+                    if let (Some(pacer), Some(wait)) = (&self.pacer, wait) {
+                        pacer.throttled(
+                            mailbox,
+                            self.retry.delay(attempt, Some(wait)),
+                            Instant::now(),
+                        );
+                    }
                     Attempt::Again {
                         error,
                         retry_after: wait,
@@ -439,7 +460,7 @@ impl GraphClient {
             segment(folder_id)
         );
         let response = self
-            .send_with(user_id, false, |http, token| {
+            .send_with(user_id, false, body.0.len() as u64, |http, token| {
                 http.post(&url)
                     .header("content-type", "text/plain")
                     .body(body.0.clone())

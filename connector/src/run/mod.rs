@@ -71,7 +71,8 @@ fn clients(
         &config.client_id,
         config.client_secret.clone(),
         retry.clone(),
-    );
+    )
+    .with_pacing(config.pacing);
     (provider, graph)
 }
 

@@ -26,6 +26,10 @@ pub struct Args {
     /// off: no limit; graph: Exchange Online's per-mailbox defaults.
     #[arg(long, value_enum, default_value = "off")]
     pub throttling: crate::load::Throttling,
+    /// With --throttling graph: the connector does not pace its mailboxes to Graph's
+    /// budgets and only obeys 429s (to compare the two).
+    #[arg(long)]
+    pub no_pacing: bool,
     /// Share of Graph requests that fail (503, or a lost import answer), seeded.
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
@@ -62,6 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         days,
         mix,
         throttling,
+        no_pacing,
         fault_rate,
         connector,
         connector_bin,
@@ -86,6 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         days,
         mix,
         throttling,
+        pacing: !no_pacing,
         fault_rate,
         connector,
         connector_bin,

@@ -66,6 +66,9 @@ pub struct LoadParams {
     pub days: u32,
     pub mix: Mix,
     pub throttling: Throttling,
+    /// The connector paces each mailbox to Graph's budgets (with `--throttling graph`
+    /// only: with no limits there is nothing to pace to).
+    pub pacing: bool,
     /// Share of Graph requests answered 503 (half of it as lost import answers).
     pub fault_rate: f64,
     pub connector: ConnectorMode,
