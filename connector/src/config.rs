@@ -425,6 +425,10 @@ const KEYS: &[&str] = &[
     "settle_delay_minutes",
     "look_back_hours",
     "daily_at_utc",
+    "pacing",
+    "enabled",
+    "requests_per_10_minutes",
+    "upload_mib_per_5_minutes",
 ];
 
 /// A TOML error as file position, key and problem, never with the text of the line: the
