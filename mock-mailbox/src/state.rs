@@ -255,7 +255,7 @@ struct Inner {
     imports: AtomicU64,
     /// Users whose mailbox a seeded fault disabled (`MailboxNotEnabledForRESTAPI`) or who
     /// were deleted (`ErrorInvalidUser`), by user id.
-    gone: RwLock<BTreeMap<String, Gone>>,
+    gone: RwLock<BTreeMap<String, (usize, Gone)>>,
 }
 
 /// What a seeded fault did to a user.
@@ -599,31 +599,34 @@ impl State {
             .read()
             .expect("lock poisoned")
             .get(&user_id.to_ascii_lowercase())
-            .copied()
+            .map(|(_, how)| *how)
     }
 
     /// Disables a user's mailbox, or deletes the user (a seeded fault): from then on
     /// Graph answers 404 for it, while the inspection API still shows what it held.
     pub fn make_gone(&self, user_id: &str, how: Gone) {
-        self.0
-            .gone
-            .write()
-            .expect("lock poisoned")
-            .insert(user_id.to_ascii_lowercase(), how);
+        let mut gone = self.0.gone.write().expect("lock poisoned");
+        let next = gone.len();
+        gone.entry(user_id.to_ascii_lowercase())
+            .or_insert((next, how));
     }
 
-    /// Users a seeded fault disabled or deleted: (principal name, how).
+    /// Users a seeded fault disabled or deleted, in the order they went: (principal
+    /// name, how).
     pub fn gone_users(&self) -> Vec<(String, Gone)> {
         let gone = self.0.gone.read().expect("lock poisoned");
-        self.0
+        let mut users: Vec<(usize, String, Gone)> = self
+            .0
             .tenants
             .iter()
             .flat_map(|t| &t.users)
             .filter_map(|u| {
                 gone.get(&u.id.to_ascii_lowercase())
-                    .map(|g| (u.user_principal_name.clone(), *g))
+                    .map(|(n, g)| (*n, u.user_principal_name.clone(), *g))
             })
-            .collect()
+            .collect();
+        users.sort_by_key(|(n, _, _)| *n);
+        users.into_iter().map(|(_, upn, g)| (upn, g)).collect()
     }
 
     /// The mailbox of a user of the session's tenant, or Graph's 404 for an unknown user

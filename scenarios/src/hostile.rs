@@ -114,7 +114,9 @@ pub fn sprinkle(scenario: &mut Scenario, rng: &mut StdRng, rate: f64) -> BTreeMa
             Kind::ImpossibleDate => item["sent_at"] = json!("-0001-01-01T00:00:00Z"),
             Kind::LongAttachmentId => {
                 if let Some(a) = attachment(item) {
-                    a["id"] = json!(format!("att-{}", "9".repeat(70_000)));
+                    // Its own id: two items with one attachment id must agree on its
+                    // bytes.
+                    a["id"] = json!(format!("att-{id}-{}", "9".repeat(70_000)));
                 }
             }
             Kind::HugeId => item["id"] = json!(format!("{id}-{}", "x".repeat(70_000))),

@@ -270,39 +270,43 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// Notes the mailboxes that went away mid-scenario, and where the rules send each
-    /// item that had one of them once they are no valid users.
-    pub fn with_gone(mut self, scenario: &Scenario, gone: BTreeSet<String>) -> Self {
-        if gone.is_empty() {
-            return self;
-        }
+    /// Notes the mailboxes that went away mid-scenario (`gone`, in the order they went),
+    /// and where the rules send each item that had one of them once they are no valid
+    /// users: after the first went, after the first two, and so on (a participant's
+    /// mapping may fall back to a mailbox that goes later).
+    pub fn with_gone(mut self, scenario: &Scenario, gone: Vec<String>) -> Self {
         let mut without = scenario.clone();
-        for user in &mut without.users {
-            if gone.contains(&user.upn.to_lowercase()) {
-                user.mailbox = false;
+        for upn in &gone {
+            for user in &mut without.users {
+                if user.upn.eq_ignore_ascii_case(upn) {
+                    user.mailbox = false;
+                }
+            }
+            let after = expected(&without);
+            for (id, outcome) in &self.items {
+                let (Outcome::Deliver { mailboxes, .. }
+                | Outcome::DeliverOrTooLarge { mailboxes, .. }) = outcome
+                else {
+                    continue;
+                };
+                if mailboxes.iter().any(|m| gone.contains(m))
+                    && let Some(
+                        Outcome::Deliver {
+                            mailboxes: then, ..
+                        }
+                        | Outcome::DeliverOrTooLarge {
+                            mailboxes: then, ..
+                        },
+                    ) = after.items.get(id)
+                {
+                    self.gone_fallback
+                        .entry(id.clone())
+                        .or_default()
+                        .extend(then.iter().cloned());
+                }
             }
         }
-        let after = expected(&without);
-        for (id, outcome) in &self.items {
-            let (Outcome::Deliver { mailboxes, .. } | Outcome::DeliverOrTooLarge { mailboxes, .. }) =
-                outcome
-            else {
-                continue;
-            };
-            if mailboxes.iter().any(|m| gone.contains(m))
-                && let Some(
-                    Outcome::Deliver {
-                        mailboxes: then, ..
-                    }
-                    | Outcome::DeliverOrTooLarge {
-                        mailboxes: then, ..
-                    },
-                ) = after.items.get(id)
-            {
-                self.gone_fallback
-                    .insert(id.clone(), then.iter().cloned().collect());
-            }
-        }
+        let gone: BTreeSet<String> = gone.into_iter().collect();
         self.gone = gone;
         self
     }

@@ -92,7 +92,7 @@ pub async fn run_with(
         .gone_users()
         .into_iter()
         .map(|(upn, _)| upn.to_lowercase())
-        .collect();
+        .collect::<Vec<_>>();
     let expected = oracle::expected(scenario).with_gone(scenario, gone);
     let landed = reconcile::landed(scenario, &fakes.mailbox)?;
     let report = reconcile::reconcile(scenario, &expected, &landed, &runs, replay);

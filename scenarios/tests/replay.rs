@@ -88,6 +88,7 @@ replays! {
     rule_capture_modes_and_kinds => "rule-capture-modes-and-kinds",
     rule_deletions_edits_reactions => "rule-deletions-edits-reactions",
     rule_distinct_mailboxes_and_folder => "rule-distinct-mailboxes-and-folder",
+    rule_fallback_mailbox_gone_too => "rule-fallback-mailbox-gone-too",
     rule_invalid_items => "rule-invalid-items",
     rule_late_visible => "rule-late-visible",
     rule_mailbox_gone_mid_run => "rule-mailbox-gone-mid-run",
