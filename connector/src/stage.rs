@@ -91,11 +91,12 @@ impl Staging {
         self.usage.lock().expect("lock poisoned").peak
     }
 
-    fn unstaged(&self, gone: impl Fn(&Path) -> bool) {
+    /// No longer counts the files under `dir` (a window cleared).
+    fn unstaged_under(&self, dir: &Path) {
         let mut usage = self.usage.lock().expect("lock poisoned");
         let mut freed = 0;
         usage.files.retain(|path, bytes| {
-            let keep = !gone(path);
+            let keep = !path.starts_with(dir);
             if !keep {
                 freed += *bytes;
             }
@@ -108,7 +109,12 @@ impl Staging {
     /// no error.
     pub fn forget(&self, window: i64, attachment_id: &str) -> Result<(), ConnectorError> {
         let path = self.file_of(&self.window_dir(window), attachment_id);
-        self.unstaged(|p| p == path);
+        // One file, by its key: a delivery's own step, not a scan of every staged file.
+        {
+            let mut usage = self.usage.lock().expect("lock poisoned");
+            let freed = usage.files.remove(&path).unwrap_or(0);
+            usage.now -= freed;
+        }
         gone(&path, std::fs::remove_file(&path))
     }
 
@@ -144,7 +150,7 @@ impl Staging {
     pub fn clear(&self, window: i64) -> Result<(), ConnectorError> {
         self.made.lock().expect("lock poisoned").remove(&window);
         let dir = self.window_dir(window);
-        self.unstaged(|p| p.starts_with(&dir));
+        self.unstaged_under(&dir);
         gone(&dir, std::fs::remove_dir_all(&dir))
     }
 }

@@ -464,22 +464,27 @@ async fn raw_items_are_served_verbatim_for_clients_to_cope_with() {
     assert_eq!(page["items"][0]["type"], "hologram");
 }
 
+/// Three items with a 1,000-byte document each (`wa-0`..`wa-2`, `att-0`..`att-2`).
+fn three_documents() -> mock_telemessage::Dataset {
+    dataset(
+        (0..3)
+            .map(|i| {
+                document_item(
+                    &format!("wa-{i}"),
+                    "2026-11-22T10:00:00Z",
+                    &format!("att-{i}"),
+                    1000,
+                    i,
+                )
+            })
+            .collect(),
+    )
+}
+
 #[tokio::test]
 async fn seeded_faults_are_the_same_on_every_run() {
     let run = || async {
-        let mut ds = dataset(
-            (0..3)
-                .map(|i| {
-                    document_item(
-                        &format!("wa-{i}"),
-                        "2026-11-22T10:00:00Z",
-                        &format!("att-{i}"),
-                        1000,
-                        i,
-                    )
-                })
-                .collect(),
-        );
+        let mut ds = three_documents();
         ds.faults = mock_telemessage::Faults {
             seed: 7,
             unavailable_rate: 0.3,
@@ -560,19 +565,7 @@ async fn a_truncated_page_is_cut_in_the_middle_of_its_json_and_a_retry_may_get_i
 
 #[tokio::test]
 async fn listings_and_downloads_break_off_half_way_and_come_slowly_by_the_seed() {
-    let mut ds = dataset(
-        (0..3)
-            .map(|i| {
-                document_item(
-                    &format!("wa-{i}"),
-                    "2026-11-22T10:00:00Z",
-                    &format!("att-{i}"),
-                    1000,
-                    i,
-                )
-            })
-            .collect(),
-    );
+    let mut ds = three_documents();
     ds.faults = mock_telemessage::Faults {
         seed: 4,
         reset_rate: 0.4,

@@ -119,25 +119,8 @@ impl ProviderClient {
         let response = self
             .retry
             .run("provider login", true, |_| async move {
-                match self.http.post(url).json(body).send().await {
-                    Ok(r) if r.status().is_success() => Attempt::Done(r),
-                    Ok(r)
-                        if transient(r.status())
-                            && r.status() != reqwest::StatusCode::TOO_MANY_REQUESTS =>
-                    {
-                        let wait = retry_after(r.headers());
-                        Attempt::Again {
-                            error: error_of(r).await,
-                            retry_after: wait,
-                            throttled: false,
-                        }
-                    }
-                    Ok(r) => Attempt::Fatal(error_of(r).await),
-                    Err(e) if e.is_builder() => {
-                        Attempt::Fatal(ProviderError::Transport(describe(&e)))
-                    }
-                    Err(e) => Attempt::again(ProviderError::Transport(describe(&e))),
-                }
+                // Too many logins is a refusal to wait out, not to push: a 429 is final.
+                attempt_of(self.http.post(url).json(body).send().await, false).await
             })
             .await;
         let response = match response {
@@ -201,7 +184,6 @@ impl ProviderClient {
                     .send()
                     .await;
                 match sent {
-                    Ok(r) if r.status().is_success() => Attempt::Done(r),
                     // A token refused: log in again, once.
                     Ok(r)
                         if r.status() == reqwest::StatusCode::UNAUTHORIZED
@@ -218,21 +200,7 @@ impl ProviderClient {
                             Err(e) => Attempt::Fatal(e),
                         }
                     }
-                    Ok(r) if transient(r.status()) => {
-                        let wait = retry_after(r.headers());
-                        Attempt::Again {
-                            error: error_of(r).await,
-                            retry_after: wait,
-                            throttled: false,
-                        }
-                    }
-                    Ok(r) => Attempt::Fatal(error_of(r).await),
-                    // A request that cannot be built (an id too long for a URL) fails the
-                    // same way every time: it is not retried.
-                    Err(e) if e.is_builder() => {
-                        Attempt::Fatal(ProviderError::Transport(describe(&e)))
-                    }
-                    Err(e) => Attempt::again(ProviderError::Transport(describe(&e))),
+                    sent => attempt_of(sent, true).await,
                 }
             })
             .await
@@ -399,6 +367,33 @@ impl ProviderClient {
         };
         tracing::warn!(attachment = id, %problem, "attachment download did not verify");
         Ok(Some(problem))
+    }
+}
+
+/// What one attempt of a provider request came to: a success is done; a transient
+/// answer (a 429 only if `retry_429`) or a connection that failed is tried again; any
+/// other answer, or a request that cannot be built (an id too long for a URL, which fails
+/// the same way every time), is final. Every provider request is safe to repeat.
+async fn attempt_of(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    retry_429: bool,
+) -> Attempt<reqwest::Response, ProviderError> {
+    match sent {
+        Ok(r) if r.status().is_success() => Attempt::Done(r),
+        Ok(r)
+            if transient(r.status())
+                && (retry_429 || r.status() != reqwest::StatusCode::TOO_MANY_REQUESTS) =>
+        {
+            let wait = retry_after(r.headers());
+            Attempt::Again {
+                error: error_of(r).await,
+                retry_after: wait,
+                throttled: false,
+            }
+        }
+        Ok(r) => Attempt::Fatal(error_of(r).await),
+        Err(e) if e.is_builder() => Attempt::Fatal(ProviderError::Transport(describe(&e))),
+        Err(e) => Attempt::again(ProviderError::Transport(describe(&e))),
     }
 }
 

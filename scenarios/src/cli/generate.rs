@@ -48,36 +48,23 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Args {
-        name,
-        seed,
-        start,
-        days,
-        employees,
-        external_contacts,
-        items_per_day,
-        missed_runs,
-        no_boundary_cases,
-        late_rate,
-        revision_rate,
-        explicit,
-        out,
-    } = args;
     let params = GeneratorParams {
-        seed,
-        start,
-        days,
-        employees,
-        external_contacts,
-        items_per_day,
-        missed_runs,
-        boundary_cases: !no_boundary_cases,
-        late_rate,
-        revision_rate,
+        seed: args.seed,
+        start: args.start,
+        days: args.days,
+        employees: args.employees,
+        external_contacts: args.external_contacts,
+        items_per_day: args.items_per_day,
+        missed_runs: args.missed_runs,
+        boundary_cases: !args.no_boundary_cases,
+        late_rate: args.late_rate,
+        revision_rate: args.revision_rate,
     };
-    let file = serde_json::json!({"name": name, "description": "", "generate": params, "runs": []});
+    let file =
+        serde_json::json!({"name": args.name, "description": "", "generate": params, "runs": []});
     let mut scenario = Scenario::parse(&file.to_string())?;
-    if explicit {
+    let out = args.out;
+    if args.explicit {
         scenario.generate = None;
     }
     std::fs::write(&out, scenario.to_file_json())

@@ -59,25 +59,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Args {
-        employees,
-        external_contacts,
-        items_per_day,
-        days,
-        mix,
-        throttling,
-        no_pacing,
-        fault_rate,
-        connector,
-        connector_bin,
-        concurrency,
-        ceiling_requests,
-        seed,
-        start,
-        report,
-        html,
-    } = args;
-    let start = start.unwrap_or_else(|| {
+    let days = args.days;
+    let start = args.start.unwrap_or_else(|| {
         let today = Utc::now()
             .date_naive()
             .and_time(chrono::NaiveTime::MIN)
@@ -85,24 +68,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         today - chrono::TimeDelta::days(i64::from(days))
     });
     let params = crate::load::LoadParams {
-        employees,
-        external_contacts,
-        items_per_day,
+        employees: args.employees,
+        external_contacts: args.external_contacts,
+        items_per_day: args.items_per_day,
         days,
-        mix,
-        throttling,
-        pacing: !no_pacing,
-        fault_rate,
-        connector,
-        connector_bin,
-        concurrency,
-        seed,
-        ceiling_requests: ceiling_requests
-            .unwrap_or((items_per_day as u64 * u64::from(days)).clamp(1_000, 20_000)),
+        mix: args.mix,
+        throttling: args.throttling,
+        pacing: !args.no_pacing,
+        fault_rate: args.fault_rate,
+        connector: args.connector,
+        connector_bin: args.connector_bin,
+        concurrency: args.concurrency,
+        seed: args.seed,
+        ceiling_requests: args
+            .ceiling_requests
+            .unwrap_or((args.items_per_day as u64 * u64::from(days)).clamp(1_000, 20_000)),
         start,
     };
     params.check()?;
     // Refused now rather than after an hour of load.
+    let (report, html) = (args.report, args.html);
     check_writable(&[&report, &html])?;
     let work = crate::harness::temp_dir("load");
     let outcome = crate::load::run(&params, &work).await;
