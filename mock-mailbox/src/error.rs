@@ -66,6 +66,16 @@ impl GraphError {
         )
     }
 
+    /// The fake's own answer to `$value` when it keeps summaries only (`--retain
+    /// summary`, docs/mailbox-api.md): not a Graph error, and not one to retry.
+    pub fn not_retained() -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "ErrorContentNotRetained",
+            "This mock mailbox runs with --retain summary: it keeps each message's summary and hashes, not its bytes.",
+        )
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self

@@ -43,11 +43,23 @@ struct Args {
     /// Keep message bytes in memory (quicker for small tests; a big day will not fit).
     #[arg(long)]
     in_memory: bool,
+    /// full: keep every message's exact bytes. summary: keep only what Graph lists and
+    /// searches, the SHA-256 of each message and attachment, and the header section;
+    /// `$value` then answers 501 ErrorContentNotRetained (for days bigger than the disk).
+    #[arg(long, value_enum, default_value = "full")]
+    retain: Retain,
     /// File holding the admin token for the /admin inspection API and the web viewer at
     /// /ui/ (sign in with the token). Without it (or MOCK_MAILBOX_ADMIN_TOKEN), the
     /// inspection API refuses every request and the viewer is off.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+}
+
+/// How much of each message the fake keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Retain {
+    Full,
+    Summary,
 }
 
 #[tokio::main]
@@ -67,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
             upload_bytes_per_window: args.upload_bytes_per_window,
             ..Limits::default()
         },
-        storage: if args.in_memory {
+        storage: if args.retain == Retain::Summary {
+            Storage::Summary
+        } else if args.in_memory {
             Storage::Memory
         } else {
             Storage::Disk { dir: args.store }

@@ -337,6 +337,48 @@ pub struct InspectedMessage {
     pub deleted_with: Option<String>,
 }
 
+/// Where a stored message is, and its content (shared by every mailbox holding the same
+/// bytes): what [`InspectedMessage`] shows, without copying the summary.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub id: String,
+    pub folder_id: String,
+    pub folder: String,
+    pub imported_at: DateTime<Utc>,
+    pub is_draft: bool,
+    pub recoverable: bool,
+    pub deleted_with: Option<String>,
+    pub content: Arc<crate::store::Content>,
+}
+
+impl Placed {
+    /// The inspection API's view of it.
+    pub fn inspected(&self) -> InspectedMessage {
+        let s = &self.content.summary;
+        InspectedMessage {
+            id: self.id.clone(),
+            folder_id: self.folder_id.clone(),
+            folder: self.folder.clone(),
+            internet_message_id: s.internet_message_id.clone(),
+            subject: s.subject.clone(),
+            from: s.from.clone(),
+            to: s.to.clone(),
+            cc: s.cc.clone(),
+            date: s.date,
+            imported_at: self.imported_at,
+            is_draft: self.is_draft,
+            size: self.content.len,
+            attachments: s.attachments.clone(),
+            headers: s.headers.clone(),
+            in_reply_to: s.in_reply_to.clone(),
+            references: s.references.clone(),
+            body_text: s.body_text.clone(),
+            recoverable: self.recoverable,
+            deleted_with: self.deleted_with.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectedFolder {
     pub id: String,
@@ -841,6 +883,17 @@ impl State {
         user: &str,
         include_recoverable: bool,
     ) -> Option<Vec<InspectedMessage>> {
+        Some(
+            self.inspect_placed(user, include_recoverable)?
+                .iter()
+                .map(Placed::inspected)
+                .collect(),
+        )
+    }
+
+    /// Every message of a mailbox, as where it is and its shared content: nothing of the
+    /// summary is copied, so a reconciliation over millions of copies stays small.
+    pub fn inspect_placed(&self, user: &str, include_recoverable: bool) -> Option<Vec<Placed>> {
         let mailbox = self.any_mailbox(user)?;
         let mailbox = mailbox.lock().expect("lock poisoned");
         let folder_name = |id: &str| {
@@ -851,7 +904,7 @@ impl State {
                 .map(|f| f.display_name.clone())
                 .unwrap_or_default()
         };
-        let view = |m: &StoredMessage, recoverable: bool| InspectedMessage {
+        let view = |m: &StoredMessage, recoverable: bool| Placed {
             id: m.id.clone(),
             folder_id: m.folder_id.clone(),
             folder: if recoverable {
@@ -859,22 +912,11 @@ impl State {
             } else {
                 folder_name(&m.folder_id)
             },
-            internet_message_id: m.summary().internet_message_id.clone(),
-            subject: m.summary().subject.clone(),
-            from: m.summary().from.clone(),
-            to: m.summary().to.clone(),
-            cc: m.summary().cc.clone(),
-            date: m.summary().date,
             imported_at: m.created,
             is_draft: m.is_draft,
-            size: m.content.len,
-            attachments: m.summary().attachments.clone(),
-            headers: m.summary().headers.clone(),
-            in_reply_to: m.summary().in_reply_to.clone(),
-            references: m.summary().references.clone(),
-            body_text: m.summary().body_text.clone(),
             recoverable,
             deleted_with: m.deleted_with.clone(),
+            content: m.content.clone(),
         };
         let mut all: Vec<_> = mailbox.messages.values().map(|m| view(m, false)).collect();
         if include_recoverable {

@@ -6,6 +6,12 @@
 //! fit in RAM. One file, not a file per message: creating files costs far more than
 //! writing them (0.5 ms an `openat` on these machines). The space of a message no mailbox
 //! holds any more is not reused; it goes with the store.
+//!
+//! For a day larger than the disk, [`Storage::Summary`] keeps no message bytes at all:
+//! each message is read on arrival and only what Graph lists and searches (its
+//! [`Summary`], with the SHA-256 of each attachment), the SHA-256 of the whole message
+//! and its header section stay. Its `$value` is then refused with
+//! [`Content::retained`] false (docs/mailbox-api.md, "Retention").
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -26,6 +32,8 @@ pub enum Storage {
     /// In a file under `dir` (created if needed; the file is removed at the end), or
     /// under a new temporary directory (removed at the end).
     Disk { dir: Option<PathBuf> },
+    /// Not at all: the summary, the hashes and the header section only.
+    Summary,
 }
 
 /// The content of one distinct message: its summary, and its bytes wherever they are.
@@ -45,11 +53,30 @@ enum Bytes {
         offset: u64,
         file: Arc<Segment>,
     },
+    /// Not kept: the header section only (every byte before the first empty line).
+    Dropped {
+        head: Box<[u8]>,
+    },
+}
+
+/// Why a message's bytes cannot be given back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The store keeps summaries only ([`Storage::Summary`]).
+    #[error("this mailbox keeps each message's summary and hashes only, not its bytes")]
+    NotRetained,
+    #[error("the message store cannot read: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl Content {
+    /// Whether the exact bytes are kept (not with [`Storage::Summary`]).
+    pub fn retained(&self) -> bool {
+        !matches!(self.bytes, Bytes::Dropped { .. })
+    }
+
     /// The exact MIME bytes.
-    pub fn mime(&self) -> std::io::Result<Vec<u8>> {
+    pub fn mime(&self) -> Result<Vec<u8>, ReadError> {
         match &self.bytes {
             Bytes::Memory(b) => Ok(b.clone()),
             Bytes::File { offset, file } => {
@@ -57,14 +84,16 @@ impl Content {
                 file.file.read_exact_at(&mut buf, *offset)?;
                 Ok(buf)
             }
+            Bytes::Dropped { .. } => Err(ReadError::NotRetained),
         }
     }
 
-    /// The header section: every byte up to the first empty line (or all of them).
+    /// The header section: every byte up to the first empty line (or all of them). Kept
+    /// in every mode.
     pub fn head(&self) -> std::io::Result<Vec<u8>> {
-        let end = |b: &[u8]| b.windows(4).position(|w| w == b"\r\n\r\n");
         match &self.bytes {
-            Bytes::Memory(b) => Ok(b[..end(b).unwrap_or(b.len())].to_vec()),
+            Bytes::Memory(b) => Ok(b[..head_end(b).unwrap_or(b.len())].to_vec()),
+            Bytes::Dropped { head } => Ok(head.to_vec()),
             Bytes::File { offset, file } => {
                 let mut buf = Vec::new();
                 let mut at = 0usize;
@@ -77,7 +106,7 @@ impl Content {
                     at += n;
                     // Look again from a little before the new bytes (CRLF CRLF may span).
                     let from = start.saturating_sub(3);
-                    if let Some(e) = end(&buf[from..]) {
+                    if let Some(e) = head_end(&buf[from..]) {
                         buf.truncate(from + e);
                         return Ok(buf);
                     }
@@ -86,6 +115,11 @@ impl Content {
             }
         }
     }
+}
+
+/// Where the header section ends: the first CRLF CRLF.
+fn head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
 /// The store's one file, appended to; removed (with its directory, if the store made
@@ -112,6 +146,7 @@ impl Drop for Segment {
 #[derive(Debug)]
 pub struct Store {
     segment: Option<Arc<Segment>>,
+    summary_only: bool,
     known: Mutex<HashMap<[u8; 32], Weak<Content>>>,
     bytes_on_disk: AtomicU64,
 }
@@ -119,7 +154,7 @@ pub struct Store {
 impl Store {
     pub fn new(storage: &Storage) -> std::io::Result<Self> {
         let segment = match storage {
-            Storage::Memory => None,
+            Storage::Memory | Storage::Summary => None,
             Storage::Disk { dir } => {
                 let (dir, owned_dir) = match dir {
                     Some(d) => (d.clone(), false),
@@ -156,6 +191,7 @@ impl Store {
         };
         Ok(Self {
             segment,
+            summary_only: matches!(storage, Storage::Summary),
             known: Mutex::default(),
             bytes_on_disk: AtomicU64::new(0),
         })
@@ -176,6 +212,9 @@ impl Store {
         let summary = summarise(&mime)?;
         let len = mime.len();
         let bytes = match &self.segment {
+            None if self.summary_only => Bytes::Dropped {
+                head: mime[..head_end(&mime).unwrap_or(len)].into(),
+            },
             None => Bytes::Memory(mime),
             Some(segment) => {
                 let offset = {
@@ -283,6 +322,34 @@ mod tests {
             !dir.exists(),
             "the store's own directory goes with its last content"
         );
+    }
+
+    #[test]
+    fn a_summary_store_keeps_the_head_and_the_hashes_but_not_the_bytes() {
+        let store = Store::new(&Storage::Summary).unwrap();
+        assert!(store.path().is_none(), "nothing on disk");
+        let mime = b"From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"f.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n";
+        let a = store.put(mime.to_vec()).unwrap();
+        assert!(!a.retained());
+        assert!(matches!(a.mime(), Err(ReadError::NotRetained)));
+        assert_eq!(
+            a.head().unwrap(),
+            &mime[..mime.windows(4).position(|w| w == b"\r\n\r\n").unwrap()]
+        );
+        assert_eq!(a.len, mime.len());
+        assert_eq!(a.sha256, <[u8; 32]>::from(Sha256::digest(mime)));
+        assert_eq!(a.summary.subject, "hi");
+        assert_eq!(a.summary.body_text.trim(), "Hello");
+        let att = &a.summary.attachments[0];
+        assert_eq!((att.name.as_str(), att.size), ("f.bin", 3));
+        // SHA-256 of the decoded bytes 00 01 02.
+        assert_eq!(
+            att.sha256,
+            "ae4b3280e56e2faf83f414a6e3dabe9d5fbe18976544c05fed121accb85b53fc"
+        );
+        assert_eq!(store.bytes_written(), 0);
+        let b = store.put(mime.to_vec()).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "still one content for the same bytes");
     }
 
     #[test]

@@ -219,3 +219,57 @@ async fn on_disk_the_same_message_in_two_mailboxes_is_one_file_and_comes_back_ex
     drop(fake);
     assert!(!dir.exists(), "the fake removes the store it made");
 }
+
+#[tokio::test]
+async fn a_summary_mailbox_lists_and_hashes_what_came_but_refuses_its_bytes() {
+    let fake = fake_with(mock_mailbox::Config {
+        storage: mock_mailbox::store::Storage::Summary,
+        ..mock_mailbox::Config::default()
+    });
+    assert!(fake.state.store().path().is_none(), "nothing on disk");
+    let token = fake.token().await;
+    let (mime, _) = whatsapp_like();
+    let created = fake.import(&token, ALICE, "inbox", &mime).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    // Graph's view of it is whole.
+    let got = fake
+        .get(&token, &format!("/v1.0/users/{ALICE}/messages/{id}"))
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.json()["subject"], created.json()["subject"]);
+    // The bytes are not kept: a documented refusal, in Graph's error shape.
+    let value = fake
+        .get(&token, &format!("/v1.0/users/{ALICE}/messages/{id}/$value"))
+        .await;
+    assert_eq!(value.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(value.json()["error"]["code"], "ErrorContentNotRetained");
+    // The inspection view has every attachment's name, size and SHA-256 of its bytes.
+    let seen = fake.state.inspect_messages(ALICE, false).unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&mime).unwrap();
+    let expected: Vec<(String, usize, String)> = parsed
+        .attachments()
+        .map(|a| {
+            use mail_parser::MimeHeaders;
+            use sha2::Digest;
+            (
+                a.attachment_name().unwrap().to_owned(),
+                a.contents().len(),
+                hex(&sha2::Sha256::digest(a.contents())),
+            )
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    let shown: Vec<(String, usize, String)> = seen[0]
+        .attachments
+        .iter()
+        .map(|a| (a.name.clone(), a.size, a.sha256.clone()))
+        .collect();
+    assert_eq!(shown, expected);
+    assert_eq!(seen[0].size, mime.len());
+    assert_eq!(fake.state.store().bytes_written(), 0);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -234,7 +234,7 @@ impl Fingerprint {
                 (
                     c.mailbox.clone(),
                     c.message.folder.clone(),
-                    c.message.internet_message_id.clone().unwrap_or_default(),
+                    c.summary().internet_message_id.clone().unwrap_or_default(),
                 )
             })
             .collect();

@@ -44,7 +44,7 @@ pub fn write(landed: &Landed, dir: &Path, scenario: &str) -> anyhow::Result<usiz
             std::fs::create_dir_all(&folder)
                 .map_err(|e| anyhow::anyhow!("--keep-mail {}: {e}", folder.display()))?;
             let id = copy
-                .message
+                .summary()
                 .internet_message_id
                 .clone()
                 .unwrap_or_else(|| copy.message.id.clone());
@@ -55,6 +55,7 @@ pub fn write(landed: &Landed, dir: &Path, scenario: &str) -> anyhow::Result<usiz
                 path = folder.join(format!("{}.copy-{n}.eml", file_name(&id)));
             }
             let mime = copy
+                .message
                 .content
                 .mime()
                 .map_err(|e| anyhow::anyhow!("reading back {id} in {}: {e}", copy.mailbox))?;

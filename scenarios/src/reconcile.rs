@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use connector::RunReport;
-use mock_mailbox::state::InspectedMessage;
+use mock_mailbox::message::Summary;
+use mock_mailbox::state::Placed;
 use serde::Serialize;
 
 use crate::model::Scenario;
@@ -90,20 +91,27 @@ impl ScenarioReport {
     }
 }
 
-/// One delivered copy: the mailbox, what the mailbox's inspection view shows of it, and
-/// its content in the fake's store (exact bytes with `content.mime()`, read when asked:
-/// a big day's bytes are not all held at once).
+/// One delivered copy: the mailbox, where the message is there, and its content in the
+/// fake's store (its summary, shared by every mailbox holding the same bytes; the exact
+/// bytes with `content.mime()`, read when asked: a big day's bytes are not all held at
+/// once, and with `--retain summary` not at all).
 #[derive(Debug, Clone)]
 pub struct Copy {
     pub mailbox: String,
-    pub message: InspectedMessage,
-    pub content: std::sync::Arc<mock_mailbox::store::Content>,
+    pub message: Placed,
+}
+
+impl Copy {
+    /// What the message says (parsed once, on arrival).
+    pub fn summary(&self) -> &Summary {
+        &self.message.content.summary
+    }
 }
 
 /// Where each item landed: item id → its copies.
 pub type Landed = BTreeMap<String, Vec<Copy>>;
 
-fn header<'a>(m: &'a InspectedMessage, name: &str) -> Option<&'a str> {
+fn header<'a>(m: &'a Summary, name: &str) -> Option<&'a str> {
     m.headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -132,14 +140,15 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Res
     let mut out: Landed = BTreeMap::new();
     // A user without a mailbox has nothing to show, and nothing can land there.
     for user in scenario.users.iter().filter(|u| u.mailbox) {
-        let messages = mailbox.inspect_messages(&user.upn, true).ok_or_else(|| {
+        let messages = mailbox.inspect_placed(&user.upn, true).ok_or_else(|| {
             anyhow::anyhow!(
                 "the mock mailbox cannot show the mailbox of {}: its contents cannot be reconciled",
                 user.upn
             )
         })?;
         for m in messages {
-            let id = header(&m, "X-WhatsApp-Item-Id")
+            let summary = &m.content.summary;
+            let id = header(summary, "X-WhatsApp-Item-Id")
                 .map(|h| match h.rsplit_once("sha256=") {
                     Some((_, digest)) if h.contains("[cut] sha256=") => long_ids
                         .get(digest.trim())
@@ -147,23 +156,16 @@ pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Res
                         .unwrap_or_else(|| h.to_owned()),
                     _ => h.to_owned(),
                 })
-                .unwrap_or_else(|| m.internet_message_id.clone().unwrap_or_default());
+                .unwrap_or_else(|| summary.internet_message_id.clone().unwrap_or_default());
             // A later content of an id (a revision) is its own expected item.
-            let id = match header(&m, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
-                Some(n) => crate::oracle::revision_key(&id, n),
-                None => id,
-            };
-            let content = mailbox.inspect_content(&user.upn, &m.id).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the mock mailbox lost the bytes of message {} in {}",
-                    m.id,
-                    user.upn
-                )
-            })?;
+            let id =
+                match header(summary, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
+                    Some(n) => crate::oracle::revision_key(&id, n),
+                    None => id,
+                };
             out.entry(id).or_default().push(Copy {
                 mailbox: user.upn.to_lowercase(),
                 message: m,
-                content,
             });
         }
     }
@@ -200,7 +202,7 @@ fn check_copy(
     fields_out: &mut Vec<Finding>,
     content_out: &mut Vec<Finding>,
 ) {
-    let m = &copy.message;
+    let m = copy.summary();
     let finding = |detail: String| Finding {
         item_id: item_id.to_owned(),
         mailbox: Some(copy.mailbox.clone()),
@@ -353,7 +355,7 @@ fn check_copy(
             )),
         }
     }
-    match copy.content.head() {
+    match copy.message.content.head() {
         Ok(head) => {
             if let Some(pos) = head.iter().position(|&b| {
                 !b.is_ascii() || (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
@@ -800,7 +802,7 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
             })
             .collect();
         places.sort();
-        let first = &copies[0].message;
+        let first = copies[0].summary();
         let mut carried: Vec<String> = first
             .attachments
             .iter()

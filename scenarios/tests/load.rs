@@ -2,10 +2,10 @@
 //! reconciles, the accounting adds up, and the report carries every field scripts read.
 //! (Speed is reported by the command, never asserted here.)
 
-use scenarios::load::{ConnectorMode, LoadParams, Mix, Throttling};
+use scenarios::load::{ConnectorMode, LoadParams, Mix, Retain, Throttling};
 use scenarios::reconcile::Verdict;
 
-fn params(mix: Mix) -> LoadParams {
+fn params(mix: Mix, retain: Retain) -> LoadParams {
     LoadParams {
         employees: 12,
         external_contacts: 10,
@@ -18,6 +18,7 @@ fn params(mix: Mix) -> LoadParams {
         pacing: true,
         fault_rate: 0.0,
         connector: ConnectorMode::InProcess,
+        retain,
         connector_bin: None,
         concurrency: 4,
         seed: 11,
@@ -48,7 +49,9 @@ fn paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
     let work = scenarios::harness::temp_dir("load-test");
-    let report = scenarios::load::run(&params(Mix::Realistic), &work)
+    // Summaries only: the reconciliation checks every attachment by the SHA-256 the fake
+    // took on arrival, with no bytes kept.
+    let report = scenarios::load::run(&params(Mix::Realistic, Retain::Summary), &work)
         .await
         .unwrap();
     std::fs::remove_dir_all(&work).unwrap();
@@ -72,10 +75,12 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
     let latency = &report.import.latency[0];
     assert_eq!(latency.count, a.delivered, "one latency per delivery");
     assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
-    assert!(
-        report.resources.mailbox_disk_bytes > 0,
-        "the fake kept the bytes on disk"
+    assert_eq!(
+        report.resources.mailbox_disk_bytes, 0,
+        "a summary mailbox keeps no bytes"
     );
+    assert_eq!(report.resources.mailbox_retain, Retain::Summary);
+
     // The page: self-contained (nothing fetched), with its four charts and the verdict.
     let page = scenarios::load::html::page(&report).unwrap();
     assert_eq!(page.matches("<svg").count(), 4, "four charts");
@@ -94,11 +99,15 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_text_mix_carries_no_file_and_still_reconciles() {
     let work = scenarios::harness::temp_dir("load-test-text");
-    let report = scenarios::load::run(&params(Mix::Text), &work)
+    let report = scenarios::load::run(&params(Mix::Text, Retain::Full), &work)
         .await
         .unwrap();
     std::fs::remove_dir_all(&work).unwrap();
     assert_eq!(report.verdict, Verdict::Pass);
+    assert!(
+        report.resources.mailbox_disk_bytes > 0,
+        "the fake kept the bytes on disk"
+    );
     assert!(
         !report
             .accounting
@@ -112,7 +121,7 @@ async fn the_text_mix_carries_no_file_and_still_reconciles() {
 
 #[test]
 fn bad_parameters_are_refused_before_anything_starts() {
-    let mut p = params(Mix::Text);
+    let mut p = params(Mix::Text, Retain::Auto);
     p.employees = 0;
     p.items_per_day = 0;
     p.start = chrono::Utc::now();

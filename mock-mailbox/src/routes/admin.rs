@@ -89,9 +89,12 @@ pub async fn mime(
     let content = state
         .inspect_content(&user, &message)
         .ok_or_else(GraphError::item_not_found)?;
-    let mime = content.mime().map_err(|e| {
-        tracing::error!(error = %e, "a stored message cannot be read back");
-        GraphError::internal()
+    let mime = content.mime().map_err(|e| match e {
+        crate::store::ReadError::NotRetained => GraphError::not_retained(),
+        crate::store::ReadError::Io(e) => {
+            tracing::error!(error = %e, "a stored message cannot be read back");
+            GraphError::internal()
+        }
     })?;
     Ok(([(axum::http::header::CONTENT_TYPE, "message/rfc822")], mime).into_response())
 }

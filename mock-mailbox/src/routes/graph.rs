@@ -714,9 +714,12 @@ pub async fn get_mime(
         .messages
         .get(&message)
         .ok_or_else(GraphError::item_not_found)?;
-    let bytes = found.content.mime().map_err(|e| {
-        tracing::error!(error = %e, "a stored message cannot be read back");
-        GraphError::internal()
+    let bytes = found.content.mime().map_err(|e| match e {
+        crate::store::ReadError::NotRetained => GraphError::not_retained(),
+        crate::store::ReadError::Io(e) => {
+            tracing::error!(error = %e, "a stored message cannot be read back");
+            GraphError::internal()
+        }
     })?;
     let mut response = bytes.into_response();
     response

@@ -462,6 +462,12 @@ async fn raw(
             );
             response
         }
+        Err(crate::store::ReadError::NotRetained) => html(
+            StatusCode::NOT_IMPLEMENTED,
+            pages::not_found(
+                "This mailbox keeps summaries only (--retain summary): the message's bytes were not kept.",
+            ),
+        ),
         Err(e) => {
             tracing::error!(error = %e, "a stored message cannot be read back");
             html(
@@ -493,6 +499,14 @@ async fn attachment(
         .mime()
         .ok()
         .and_then(|mime| crate::message::attachment_content(&mime, index));
+    if !content.retained() {
+        return Ok(html(
+            StatusCode::NOT_IMPLEMENTED,
+            pages::not_found(
+                "This mailbox keeps summaries only (--retain summary): the attachment's bytes were not kept.",
+            ),
+        ));
+    }
     let Some(bytes) = bytes else {
         return Ok(html(
             StatusCode::INTERNAL_SERVER_ERROR,

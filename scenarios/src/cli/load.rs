@@ -36,6 +36,11 @@ pub struct Args {
     /// process: the connector binary as a child (its own memory and CPU figures).
     #[arg(long, value_enum, default_value = "process")]
     pub connector: crate::load::ConnectorMode,
+    /// What the fake mailbox keeps of each message. auto: full bytes if the day fits on
+    /// the disk with room to spare, else summary (the SHA-256 of each message and
+    /// attachment, and what Graph lists; the reconciliation checks the same things).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub retain: crate::load::Retain,
     /// The connector binary (default: the one beside this program, built if absent).
     #[arg(long, value_name = "PATH")]
     pub connector_bin: Option<PathBuf>,
@@ -77,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pacing: !args.no_pacing,
         fault_rate: args.fault_rate,
         connector: args.connector,
+        retain: args.retain,
         connector_bin: args.connector_bin,
         concurrency: args.concurrency,
         seed: args.seed,

@@ -56,6 +56,23 @@ fn as_text(item: &mut Value) {
     item["text"] = json!(text);
 }
 
+/// About how many bytes of MIME the connector's messages for the day come to, each
+/// distinct message once: a few kB of headers and text per item, and each file the size
+/// rule lets in, base64-encoded.
+pub fn estimated_message_bytes(scenario: &Scenario) -> u64 {
+    scenario
+        .items
+        .iter()
+        .map(|item| {
+            let file = attachment_of(item)
+                .map(|(_, size)| size)
+                .filter(|size| *size <= scenario.size_limit)
+                .map_or(0, |size| size.div_ceil(3) * 4 * 78 / 76);
+            3_000 + file
+        })
+        .sum()
+}
+
 /// The bytes of the files an item carries, if any: `(seed, size)`.
 pub fn attachment_of(item: &Value) -> Option<(u64, u64)> {
     let att = item

@@ -47,6 +47,20 @@ pub enum Throttling {
     Graph,
 }
 
+/// How much of each message the fake mailbox keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Retain {
+    /// `full` if the day's estimated messages fit on the disk with room to spare, else
+    /// `summary` (said on the terminal and in the report).
+    Auto,
+    /// Every message's exact bytes, on disk (each distinct message once).
+    Full,
+    /// Each message's summary and SHA-256s (of the message and of every attachment), no
+    /// bytes: for days larger than the disk. The reconciliation checks the same things.
+    Summary,
+}
+
 /// Where the connector runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -72,6 +86,7 @@ pub struct LoadParams {
     /// Share of Graph requests answered 503 (half of it as lost import answers).
     pub fault_rate: f64,
     pub connector: ConnectorMode,
+    pub retain: Retain,
     #[serde(skip)]
     pub connector_bin: Option<PathBuf>,
     /// Requests in flight, for the connector and the raw client alike.
@@ -129,17 +144,23 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     // What must happen, worked out before anything runs (the progress lines use it).
     let expected = oracle::expected(&scenario);
     eprintln!(
-        "load: generated {} items for {} employees over {} day(s) in {:.1}s ({:?} mix)",
+        "load: generated {} items for {} employees over {} day(s) in {:.1}s ({:?} mix; runner RSS {:.0} MB)",
         scenario.items.len(),
         p.employees,
         p.days,
         t.elapsed().as_secs_f64(),
-        p.mix
+        p.mix,
+        usage::rss_now_mb()
     );
     let (dataset, directory) = crate::harness::fixtures(&scenario)?;
-    // Message bytes on disk, each distinct message once: a big day does not fit in RAM.
+    let retain = choose_retention(p, &scenario);
     let mut config = mock_mailbox::Config {
-        storage: mock_mailbox::store::Storage::Disk { dir: None },
+        storage: match retain {
+            // Message bytes on disk, each distinct message once: a big day does not fit
+            // in RAM.
+            Retain::Full | Retain::Auto => mock_mailbox::store::Storage::Disk { dir: None },
+            Retain::Summary => mock_mailbox::store::Storage::Summary,
+        },
         ..mock_mailbox::Config::default()
     };
     if p.throttling == Throttling::Off {
@@ -151,8 +172,10 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     drop(directory);
 
     eprintln!(
-        "load: phase 1, the ceiling: {} raw importMime requests at concurrency {}",
-        p.ceiling_requests, p.concurrency
+        "load: phase 1, the ceiling: {} raw importMime requests at concurrency {} (fakes loaded; runner RSS {:.0} MB)",
+        p.ceiling_requests,
+        p.concurrency,
+        usage::rss_now_mb()
     );
     let self_before = usage::Rusage::own();
     let fanout = expected.deliveries() as f64 / scenario.items.len().max(1) as f64;
@@ -161,19 +184,23 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     fakes.mailbox.reset();
 
     eprintln!(
-        "load: phase 2, the import: the connector ({}) at concurrency {}",
+        "load: phase 2, the import: the connector ({}) at concurrency {} (runner RSS {:.0} MB)",
         match p.connector {
             ConnectorMode::Process => "child process",
             ConnectorMode::InProcess => "in this process",
         },
-        p.concurrency
+        p.concurrency,
+        usage::rss_now_mb()
     );
     let self_before = usage::Rusage::own();
     let disk_before = fakes.mailbox.store().bytes_written();
     let imported = import::run(&fakes, &scenario, p, work, expected.deliveries()).await?;
     let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
 
-    eprintln!("load: reconciling every item against every mailbox");
+    eprintln!(
+        "load: reconciling every item against every mailbox (runner RSS {:.0} MB)",
+        usage::rss_now_mb()
+    );
     let t = Instant::now();
     let landed = reconcile::landed(&scenario, &fakes.mailbox).context("reading what landed")?;
     let reconciliation = reconcile::reconcile(
@@ -200,6 +227,33 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         fakes_import_cpu,
         runner_peak_rss_bytes: own.max_rss_bytes,
         mailbox_disk_bytes,
+        mailbox_retain: retain,
         total_seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// `--retain`, with `auto` decided: `summary` when the messages the fake would store (the
+/// ceiling's and the import's, estimated from the day) and a margin do not fit in the free
+/// space of the temporary directory.
+fn choose_retention(p: &LoadParams, scenario: &crate::Scenario) -> Retain {
+    if p.retain != Retain::Auto {
+        return p.retain;
+    }
+    let per_item = day::estimated_message_bytes(scenario);
+    let items = scenario.items.len().max(1) as u64;
+    let needed = per_item + per_item / items * p.ceiling_requests;
+    let free = usage::free_disk_bytes(&std::env::temp_dir());
+    // Room for the connector's state and staging, and for the rest of the machine.
+    let margin = 4_000_000_000 + needed / 5;
+    match free {
+        Some(free) if needed + margin > free => {
+            eprintln!(
+                "load: the day's messages need about {:.1} GB and {:.1} GB is free: the fake mailbox keeps summaries and hashes only (--retain summary)",
+                needed as f64 / 1e9,
+                free as f64 / 1e9
+            );
+            Retain::Summary
+        }
+        _ => Retain::Full,
+    }
 }

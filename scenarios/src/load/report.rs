@@ -76,6 +76,8 @@ pub struct Resources {
     pub runner_peak_rss_bytes: u64,
     /// Bytes the fake mailbox wrote to its store in phase 2 (each distinct message once).
     pub mailbox_disk_bytes: u64,
+    /// What the fake mailbox kept: `full` bytes, or `summary` and hashes only.
+    pub mailbox_retain: super::Retain,
     pub fakes_cpu_ceiling: Cpu,
     pub fakes_cpu_import: Cpu,
 }
@@ -127,6 +129,7 @@ pub struct Parts<'a> {
     pub fakes_import_cpu: Cpu,
     pub runner_peak_rss_bytes: u64,
     pub mailbox_disk_bytes: u64,
+    pub mailbox_retain: super::Retain,
     pub total_seconds: f64,
 }
 
@@ -232,6 +235,7 @@ impl LoadReport {
                     .unwrap_or(0),
                 runner_peak_rss_bytes: p.runner_peak_rss_bytes,
                 mailbox_disk_bytes: p.mailbox_disk_bytes,
+                mailbox_retain: p.mailbox_retain,
                 fakes_cpu_ceiling: p.fakes_ceiling_cpu,
                 fakes_cpu_import: p.fakes_import_cpu,
             },
@@ -321,9 +325,13 @@ impl LoadReport {
             )),
         }
         out.push(format!(
-            "fakes        peak RSS {} (this process, with the generator and reconciliation), mailbox store {} on disk; CPU ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
+            "fakes        peak RSS {} (this process, with the generator and reconciliation), mailbox store {} on disk ({}); CPU ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
             mb(r.runner_peak_rss_bytes),
             mb(r.mailbox_disk_bytes),
+            match r.mailbox_retain {
+                super::Retain::Summary => "summaries and hashes only",
+                _ => "every message's bytes",
+            },
             r.fakes_cpu_ceiling.user_seconds,
             r.fakes_cpu_ceiling.system_seconds,
             r.fakes_cpu_import.user_seconds,

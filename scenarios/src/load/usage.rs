@@ -67,6 +67,18 @@ pub struct Bucket {
     pub connector_rss_bytes: Option<u64>,
 }
 
+/// Space free for this user on the file system of `path`.
+pub fn free_disk_bytes(path: &std::path::Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+/// This process's resident memory now, in MB (for progress lines; 0 where /proc is
+/// not there).
+pub fn rss_now_mb() -> f64 {
+    rss_of(std::process::id()).unwrap_or(0) as f64 / 1e6
+}
+
 /// The resident memory of a process now, from /proc (Linux only).
 fn rss_of(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
