@@ -227,6 +227,14 @@ impl State {
         count
     }
 
+    /// Adds schema items as a dataset's `items` would have brought them (checked the
+    /// same way, archive times as given), without the caller building a dataset of them:
+    /// a load test's million-item day is not copied into a JSON document first.
+    pub fn load_items(&self, items: &[Value]) -> Result<usize, DatasetError> {
+        let prepared = prepare_items(items, &[])?;
+        Ok(self.insert(prepared))
+    }
+
     /// Appends items at run time, as the provider captures them. An item without
     /// `archived_at` is stamped with the current time.
     pub fn append(

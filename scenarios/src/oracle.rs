@@ -267,6 +267,11 @@ pub struct Expected {
     /// For an item one of whose mailboxes went away: where the rules send it once that
     /// mailbox is no valid user (the mapping falls back, S8-S9). A copy there is allowed.
     pub gone_fallback: BTreeMap<String, BTreeSet<String>>,
+    /// Source items the provider has (schema, raw and raw text items).
+    pub source_items: usize,
+    /// Item ids too long for their header, by the hex SHA-256 a cut header ends with
+    /// (docs/email-format.md): how a landed copy is matched back to its item.
+    pub long_ids: BTreeMap<String, String>,
 }
 
 impl Expected {
@@ -430,6 +435,23 @@ fn base64_size(n: u64) -> u64 {
     n.div_ceil(3) * 4 * 78 / 76
 }
 
+/// Ids longer than a header carries (over 256 characters), by their hex SHA-256.
+fn long_ids(s: &Scenario) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    s.items
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .filter(|id| id.chars().count() > 256)
+        .map(|id| {
+            let digest: String = sha2::Sha256::digest(id.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (digest, id.to_owned())
+        })
+        .collect()
+}
+
 pub fn expected(s: &Scenario) -> Expected {
     let valid: BTreeSet<String> = s
         .users
@@ -451,6 +473,8 @@ pub fn expected(s: &Scenario) -> Expected {
         (s.automatic_mapping && valid.contains(&email)).then_some(email)
     };
     let mut out = Expected {
+        source_items: s.source_items(),
+        long_ids: long_ids(s),
         downloads_may_fail: s.provider_faults.as_ref().is_some_and(|f| {
             // Every try of a download may be corrupted or cut short.
             ["corrupt_download_rate", "reset_rate"]

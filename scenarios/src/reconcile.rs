@@ -122,21 +122,12 @@ fn header<'a>(m: &'a Summary, name: &str) -> Option<&'a str> {
 /// header is written cut, ending with the SHA-256 of the whole id (docs/email-format.md);
 /// it is matched back to the source item through that digest. A mailbox the inspection
 /// view cannot show is an error, never an empty mailbox.
-pub fn landed(scenario: &Scenario, mailbox: &mock_mailbox::State) -> anyhow::Result<Landed> {
-    use sha2::Digest;
-    let long_ids: BTreeMap<String, String> = scenario
-        .items
-        .iter()
-        .filter_map(|i| i["id"].as_str())
-        .filter(|id| id.chars().count() > 256)
-        .map(|id| {
-            let digest: String = sha2::Sha256::digest(id.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            (digest, id.to_owned())
-        })
-        .collect();
+pub fn landed(
+    scenario: &Scenario,
+    expected: &Expected,
+    mailbox: &mock_mailbox::State,
+) -> anyhow::Result<Landed> {
+    let long_ids = &expected.long_ids;
     let mut out: Landed = BTreeMap::new();
     // A user without a mailbox has nothing to show, and nothing can land there.
     for user in scenario.users.iter().filter(|u| u.mailbox) {
@@ -441,7 +432,7 @@ pub fn reconcile(
     let mut r = ScenarioReport {
         name: scenario.name.clone(),
         seed: scenario.seed,
-        source_items: scenario.source_items(),
+        source_items: expected.source_items,
         expected_deliveries: expected.deliveries(),
         found_deliveries: 0,
         missing: Vec::new(),

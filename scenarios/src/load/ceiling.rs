@@ -42,16 +42,18 @@ pub struct CeilingFigures {
     pub buckets: Vec<Bucket>,
 }
 
-/// Runs the ceiling phase against `fakes`' mailbox.
-/// `fanout` is the day's mean number of mailboxes per item.
+/// Runs the ceiling phase against `fakes`' mailbox, posting `templates` (see
+/// [`templates`]). `fanout` is the day's mean number of mailboxes per item.
 pub async fn run(
     fakes: &Fakes,
     scenario: &Scenario,
+    templates: Vec<Vec<u8>>,
     p: &LoadParams,
     fanout: f64,
 ) -> anyhow::Result<CeilingFigures> {
     let fanout = fanout.max(1.0);
-    let templates = Arc::new(templates(scenario));
+    anyhow::ensure!(!templates.is_empty(), "the day has no item to shape a message on");
+    let templates = Arc::new(templates);
     let mailboxes: Arc<Vec<(String, Semaphore)>> = Arc::new(
         scenario
             .users
@@ -236,7 +238,7 @@ async fn token(http: &reqwest::Client, base: &str, tenant: &str) -> anyhow::Resu
 /// MIME messages (without their Message-ID line) shaped like items sampled evenly
 /// across the day: the text, a metadata block of about the connector's size, and the
 /// item's file when the size rule lets it in.
-fn templates(scenario: &Scenario) -> Vec<Vec<u8>> {
+pub fn templates(scenario: &Scenario) -> Vec<Vec<u8>> {
     let items = &scenario.items;
     let n = items.len().clamp(1, TEMPLATES);
     let step = (items.len() / n).max(1);

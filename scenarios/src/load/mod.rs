@@ -140,7 +140,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     p.check()?;
     let started = Instant::now();
     let t = Instant::now();
-    let scenario = day::make(p)?;
+    let mut scenario = day::make(p)?;
     // What must happen, worked out before anything runs (the progress lines use it).
     let expected = oracle::expected(&scenario);
     eprintln!(
@@ -152,8 +152,9 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         p.mix,
         usage::rss_now_mb()
     );
-    let (dataset, directory) = crate::harness::fixtures(&scenario)?;
+    let (dataset, directory) = crate::harness::fixtures_without_items(&scenario)?;
     let retain = choose_retention(p, &scenario);
+    let templates = ceiling::templates(&scenario);
     let mut config = mock_mailbox::Config {
         storage: match retain {
             // Message bytes on disk, each distinct message once: a big day does not fit
@@ -170,6 +171,14 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     fakes.tenant = scenario.tenant_domain.clone();
     drop(dataset);
     drop(directory);
+    fakes
+        .provider
+        .load_items(&scenario.items)
+        .context("loading the day into the fake provider")?;
+    // From here the day is in the provider (as compact JSON text) and what must happen
+    // in `expected`: the items as JSON values, several kB each, are not kept through the
+    // run.
+    scenario.items = Vec::new();
 
     eprintln!(
         "load: phase 1, the ceiling: {} raw importMime requests at concurrency {} (fakes loaded; runner RSS {:.0} MB)",
@@ -178,8 +187,8 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let self_before = usage::Rusage::own();
-    let fanout = expected.deliveries() as f64 / scenario.items.len().max(1) as f64;
-    let ceiling = ceiling::run(&fakes, &scenario, p, fanout).await?;
+    let fanout = expected.deliveries() as f64 / expected.source_items.max(1) as f64;
+    let ceiling = ceiling::run(&fakes, &scenario, templates, p, fanout).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     fakes.mailbox.reset();
 
@@ -202,7 +211,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let t = Instant::now();
-    let landed = reconcile::landed(&scenario, &fakes.mailbox).context("reading what landed")?;
+    let landed = reconcile::landed(&scenario, &expected, &fakes.mailbox).context("reading what landed")?;
     let reconciliation = reconcile::reconcile(
         &scenario,
         &expected,
@@ -218,6 +227,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     Ok(report::LoadReport::new(report::Parts {
         params: p.clone(),
         scenario: &scenario,
+        expected: &expected,
         ceiling,
         imported,
         reconciliation,
