@@ -41,8 +41,6 @@ pub struct Summary {
     pub body_text: String,
     pub body_html: Option<String>,
     pub attachments: Vec<AttachmentSummary>,
-    /// Every header, name and decoded value, in order.
-    pub headers: Vec<(String, String)>,
 }
 
 /// Why a MIME import was refused.
@@ -113,22 +111,6 @@ fn summary_of(parsed: &mail_parser::Message<'_>) -> Result<Summary, MimeError> {
             _ => Vec::new(),
         }
     };
-    let headers = parsed
-        .headers()
-        .iter()
-        .map(|h| {
-            let raw = parsed
-                .raw_message()
-                .get(h.offset_start() as usize..h.offset_end() as usize)
-                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
-                .unwrap_or_default();
-            let value = match h.value() {
-                HeaderValue::Text(t) => t.to_string(),
-                _ => unfold(&raw),
-            };
-            (h.name().to_owned(), value)
-        })
-        .collect();
     let attachments = parsed
         .attachments()
         .map(|part| AttachmentSummary {
@@ -174,8 +156,35 @@ fn summary_of(parsed: &mail_parser::Message<'_>) -> Result<Summary, MimeError> {
             .and_then(|p| p.text_contents())
             .map(str::to_owned),
         attachments,
-        headers,
     })
+}
+
+/// Every header of a header section (the bytes before the first empty line), name and
+/// decoded value, in order: what Graph's `internetMessageHeaders` lists. Read when asked
+/// rather than kept decoded beside each message (a big day holds a million of them).
+pub fn headers_of(head: &[u8]) -> Vec<(String, String)> {
+    let mut whole = Vec::with_capacity(head.len() + 4);
+    whole.extend_from_slice(head);
+    whole.extend_from_slice(b"\r\n\r\n");
+    let Some(parsed) = parser().parse(&whole) else {
+        return Vec::new();
+    };
+    parsed
+        .headers()
+        .iter()
+        .map(|h| {
+            let raw = parsed
+                .raw_message()
+                .get(h.offset_start() as usize..h.offset_end() as usize)
+                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+                .unwrap_or_default();
+            let value = match h.value() {
+                HeaderValue::Text(t) => t.to_string(),
+                _ => unfold(&raw),
+            };
+            (h.name().to_owned(), value)
+        })
+        .collect()
 }
 
 /// The first line of a message must be a header field (`Name: value`).
@@ -278,7 +287,8 @@ impl StoredMessage {
             m.insert(
                 "internetMessageHeaders".into(),
                 Value::Array(
-                    s.headers
+                    self.content
+                        .headers()
                         .iter()
                         .map(|(n, v)| json!({"name": n, "value": v}))
                         .collect(),
@@ -306,10 +316,11 @@ mod tests {
         );
         assert_eq!(s.in_reply_to, ["wa-0@archive.example"]);
         assert_eq!(s.date.unwrap().to_rfc3339(), "2026-11-22T09:00:01+00:00");
-        assert!(
-            s.headers
-                .contains(&("X-WhatsApp-Kind".into(), "text".into()))
-        );
+        let head = &mime[..mime.windows(4).position(|w| w == b"\r\n\r\n").unwrap()];
+        let headers = headers_of(head);
+        assert!(headers.contains(&("X-WhatsApp-Kind".into(), "text".into())));
+        assert!(headers.contains(&("Subject".into(), "Prix 👍".into())));
+        assert_eq!(headers.len(), 7);
         assert_eq!(s.body_text.trim(), "Hello there");
     }
 

@@ -369,7 +369,7 @@ impl Placed {
             is_draft: self.is_draft,
             size: self.content.len,
             attachments: s.attachments.clone(),
-            headers: s.headers.clone(),
+            headers: self.content.headers(),
             in_reply_to: s.in_reply_to.clone(),
             references: s.references.clone(),
             body_text: s.body_text.clone(),

@@ -42,6 +42,9 @@ pub struct Content {
     pub sha256: [u8; 32],
     pub len: usize,
     pub summary: Summary,
+    /// The header section, kept in memory in every mode (the reconciliation and Graph's
+    /// `internetMessageHeaders` read it; decoded when asked).
+    head: Box<[u8]>,
     bytes: Bytes,
 }
 
@@ -53,10 +56,8 @@ enum Bytes {
         offset: u64,
         file: Arc<Segment>,
     },
-    /// Not kept: the header section only (every byte before the first empty line).
-    Dropped {
-        head: Box<[u8]>,
-    },
+    /// Not kept (the header section is, beside).
+    Dropped,
 }
 
 /// Why a message's bytes cannot be given back.
@@ -72,7 +73,7 @@ pub enum ReadError {
 impl Content {
     /// Whether the exact bytes are kept (not with [`Storage::Summary`]).
     pub fn retained(&self) -> bool {
-        !matches!(self.bytes, Bytes::Dropped { .. })
+        !matches!(self.bytes, Bytes::Dropped)
     }
 
     /// The exact MIME bytes.
@@ -84,36 +85,18 @@ impl Content {
                 file.file.read_exact_at(&mut buf, *offset)?;
                 Ok(buf)
             }
-            Bytes::Dropped { .. } => Err(ReadError::NotRetained),
+            Bytes::Dropped => Err(ReadError::NotRetained),
         }
     }
 
-    /// The header section: every byte up to the first empty line (or all of them). Kept
-    /// in every mode.
-    pub fn head(&self) -> std::io::Result<Vec<u8>> {
-        match &self.bytes {
-            Bytes::Memory(b) => Ok(b[..head_end(b).unwrap_or(b.len())].to_vec()),
-            Bytes::Dropped { head } => Ok(head.to_vec()),
-            Bytes::File { offset, file } => {
-                let mut buf = Vec::new();
-                let mut at = 0usize;
-                while at < self.len {
-                    let n = (16 * 1024).min(self.len - at);
-                    let start = buf.len();
-                    buf.resize(start + n, 0);
-                    file.file
-                        .read_exact_at(&mut buf[start..], offset + at as u64)?;
-                    at += n;
-                    // Look again from a little before the new bytes (CRLF CRLF may span).
-                    let from = start.saturating_sub(3);
-                    if let Some(e) = head_end(&buf[from..]) {
-                        buf.truncate(from + e);
-                        return Ok(buf);
-                    }
-                }
-                Ok(buf)
-            }
-        }
+    /// The header section: every byte up to the first empty line (or all of them).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Every header, name and decoded value, in order.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        crate::message::headers_of(&self.head)
     }
 }
 
@@ -209,12 +192,15 @@ impl Store {
         if let Some(known) = self.lookup(&sha256) {
             return Ok(known);
         }
-        let summary = summarise(&mime)?;
+        let mut summary = summarise(&mime)?;
         let len = mime.len();
+        let head: Box<[u8]> = mime[..head_end(&mime).unwrap_or(len)].into();
         let bytes = match &self.segment {
-            None if self.summary_only => Bytes::Dropped {
-                head: mime[..head_end(&mime).unwrap_or(len)].into(),
-            },
+            None if self.summary_only => {
+                // Graph then gives the body as text: the HTML alternative is the text's.
+                summary.body_html = None;
+                Bytes::Dropped
+            }
             None => Bytes::Memory(mime),
             Some(segment) => {
                 let offset = {
@@ -238,6 +224,7 @@ impl Store {
             sha256,
             len,
             summary,
+            head,
             bytes,
         });
         let mut known = self.known.lock().expect("store lock poisoned");
@@ -300,7 +287,7 @@ mod tests {
         assert_eq!(a.mime().unwrap(), MIME);
         assert_eq!(other.mime().unwrap(), MIME.replace_first());
         assert_eq!(
-            a.head().unwrap(),
+            a.head(),
             b"From: a@b.example\r\nSubject: hi\r\nMessage-ID: <1@x>"
         );
         assert_eq!(a.summary.subject, "hi");
@@ -310,10 +297,7 @@ mod tests {
             "x".repeat(16 * 1024 - 40)
         );
         let c = store.put(long.clone().into_bytes()).unwrap();
-        assert_eq!(
-            c.head().unwrap(),
-            long.split("\r\n\r\n").next().unwrap().as_bytes()
-        );
+        assert_eq!(c.head(), long.split("\r\n\r\n").next().unwrap().as_bytes());
         drop((a, b, other, store));
         assert!(dir.exists(), "a content still held keeps the store's file");
         assert_eq!(c.mime().unwrap(), long.as_bytes());
@@ -333,9 +317,10 @@ mod tests {
         assert!(!a.retained());
         assert!(matches!(a.mime(), Err(ReadError::NotRetained)));
         assert_eq!(
-            a.head().unwrap(),
+            a.head(),
             &mime[..mime.windows(4).position(|w| w == b"\r\n\r\n").unwrap()]
         );
+        assert_eq!(a.headers()[1], ("Subject".to_owned(), "hi".to_owned()));
         assert_eq!(a.len, mime.len());
         assert_eq!(a.sha256, <[u8; 32]>::from(Sha256::digest(mime)));
         assert_eq!(a.summary.subject, "hi");

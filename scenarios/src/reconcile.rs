@@ -111,8 +111,8 @@ impl Copy {
 /// Where each item landed: item id → its copies.
 pub type Landed = BTreeMap<String, Vec<Copy>>;
 
-fn header<'a>(m: &'a Summary, name: &str) -> Option<&'a str> {
-    m.headers
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
@@ -139,7 +139,8 @@ pub fn landed(
         })?;
         for m in messages {
             let summary = &m.content.summary;
-            let id = header(summary, "X-WhatsApp-Item-Id")
+            let headers = m.content.headers();
+            let id = header(&headers, "X-WhatsApp-Item-Id")
                 .map(|h| match h.rsplit_once("sha256=") {
                     Some((_, digest)) if h.contains("[cut] sha256=") => long_ids
                         .get(digest.trim())
@@ -150,7 +151,7 @@ pub fn landed(
                 .unwrap_or_else(|| summary.internet_message_id.clone().unwrap_or_default());
             // A later content of an id (a revision) is its own expected item.
             let id =
-                match header(summary, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
+                match header(&headers, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
                     Some(n) => crate::oracle::revision_key(&id, n),
                     None => id,
                 };
@@ -194,6 +195,7 @@ fn check_copy(
     content_out: &mut Vec<Finding>,
 ) {
     let m = copy.summary();
+    let headers = copy.message.content.headers();
     let finding = |detail: String| Finding {
         item_id: item_id.to_owned(),
         mailbox: Some(copy.mailbox.clone()),
@@ -231,7 +233,7 @@ fn check_copy(
             short(&m.subject)
         ));
     }
-    let omission = header(m, "X-WhatsApp-Omitted-Attachment");
+    let omission = header(&headers, "X-WhatsApp-Omitted-Attachment");
     let noted_in_body = m.body_text.contains("[Attachment left out:");
     let mut content = |detail: String| content_out.push(finding(detail));
     // The file is carried, with the provider's bytes. Answers whether a file of that size
@@ -337,7 +339,7 @@ fn check_copy(
         }
     }
     for (name, value) in &fields.headers {
-        match header(m, name) {
+        match header(&headers, name) {
             Some(v) if v == value => {}
             found => content(format!(
                 "{name} is {:?}, the item says {:?}",
@@ -346,18 +348,14 @@ fn check_copy(
             )),
         }
     }
-    match copy.message.content.head() {
-        Ok(head) => {
-            if let Some(pos) = head.iter().position(|&b| {
-                !b.is_ascii() || (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
-            }) {
-                content(format!(
-                    "header byte {pos} is {:#04x}: every header must be 7-bit, without control characters",
-                    head[pos]
-                ));
-            }
-        }
-        Err(e) => content(format!("the message's bytes cannot be read back: {e}")),
+    let head = copy.message.content.head();
+    if let Some(pos) = head.iter().position(|&b| {
+        !b.is_ascii() || (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
+    }) {
+        content(format!(
+            "header byte {pos} is {:#04x}: every header must be 7-bit, without control characters",
+            head[pos]
+        ));
     }
 }
 
@@ -799,7 +797,10 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
             .iter()
             .map(|a| format!("{} {}B {}", short(&a.name), a.size, &a.sha256[..12]))
             .collect();
-        if let Some(h) = header(first, "X-WhatsApp-Omitted-Attachment") {
+        if let Some(h) = header(
+            &copies[0].message.content.headers(),
+            "X-WhatsApp-Omitted-Attachment",
+        ) {
             let reason = h.rsplit("reason=").next().unwrap_or_default();
             carried.push(format!("attachment omitted ({reason})"));
         }

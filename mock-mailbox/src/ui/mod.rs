@@ -392,6 +392,7 @@ async fn message(
             user: m.user.clone(),
             row: pages::Row::of(m, message, deleted),
             summary: message.content.summary.clone(),
+            headers: message.content.headers(),
             imported_at: message.created,
         })
     });

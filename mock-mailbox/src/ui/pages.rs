@@ -89,11 +89,12 @@ impl Row {
             received: m.received(),
             size: m.content.len,
             attachments: s.attachments.len(),
-            revision: s
-                .headers
-                .iter()
+            revision: m
+                .content
+                .headers()
+                .into_iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case("X-WhatsApp-Revision"))
-                .map(|(_, v)| v.clone()),
+                .map(|(_, v)| v),
             draft: m.is_draft,
             deleted,
         }
@@ -104,6 +105,8 @@ pub struct MessageView {
     pub user: User,
     pub row: Row,
     pub summary: Summary,
+    /// Every header, name and decoded value, in order.
+    pub headers: Vec<(String, String)>,
     pub imported_at: DateTime<Utc>,
 }
 
@@ -344,9 +347,9 @@ pub fn message(view: &MessageView) -> Markup {
                 tr { th { "Size" } td { (size(view.row.size)) " (" (view.row.size) " bytes)" } }
             }
             details {
-                summary { "All headers (" (s.headers.len()) ")" }
+                summary { "All headers (" (view.headers.len()) ")" }
                 table.fields {
-                    @for (name, value) in &s.headers { tr { th { (name) } td { (value) } } }
+                    @for (name, value) in &view.headers { tr { th { (name) } td { (value) } } }
                 }
             }
             h2 { "Text" }

@@ -52,7 +52,10 @@ pub async fn run(
     fanout: f64,
 ) -> anyhow::Result<CeilingFigures> {
     let fanout = fanout.max(1.0);
-    anyhow::ensure!(!templates.is_empty(), "the day has no item to shape a message on");
+    anyhow::ensure!(
+        !templates.is_empty(),
+        "the day has no item to shape a message on"
+    );
     let templates = Arc::new(templates);
     let mailboxes: Arc<Vec<(String, Semaphore)>> = Arc::new(
         scenario

@@ -211,7 +211,8 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let t = Instant::now();
-    let landed = reconcile::landed(&scenario, &expected, &fakes.mailbox).context("reading what landed")?;
+    let landed =
+        reconcile::landed(&scenario, &expected, &fakes.mailbox).context("reading what landed")?;
     let reconciliation = reconcile::reconcile(
         &scenario,
         &expected,
