@@ -2,7 +2,8 @@
 //! generated from a seed), run through the connector against both fakes, and reconciled
 //! item by item against what landed in every mailbox.
 //!
-//! [`model`] is the scenario file, [`generate`] and [`strategy`] make scenarios,
+//! [`model`] is the scenario file (read and expanded by [`scenario_file`]), [`generate`]
+//! and [`strategy`] make scenarios,
 //! [`runner`] runs them, [`oracle`] computes what must happen from the mission's rules on
 //! its own (never with the connector's code), [`reconcile`] compares, [`html`] writes the
 //! reconciliation as a page.
@@ -19,6 +20,7 @@ pub mod model;
 pub mod oracle;
 pub mod reconcile;
 pub mod runner;
+pub mod scenario_file;
 pub mod strategy;
 
 pub use model::Scenario;

@@ -1,12 +1,8 @@
 //! The scenario file (docs/scenarios.md): explicit, or generator parameters and a seed.
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::generate::GeneratorParams;
 
 fn yes() -> bool {
     true
@@ -147,43 +143,6 @@ impl CrashBy {
 }
 
 impl Scenario {
-    /// Reads a scenario file, expanding a generated one.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    }
-
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let scenario: Self = serde_json::from_str(text)?;
-        scenario.expanded()
-    }
-
-    /// The explicit form: generated content for a file with `generate`, else itself.
-    pub fn expanded(self) -> anyhow::Result<Self> {
-        let Some(params) = self.generate.clone() else {
-            if self.runs.is_empty() {
-                anyhow::bail!("the scenario has no runs: give at least one {{\"until\": ...}}");
-            }
-            return Ok(self);
-        };
-        let mut generated = crate::generate::generate(&params)?;
-        generated.name = self.name;
-        if !self.description.is_empty() {
-            generated.description = self.description;
-        }
-        generated.generate = Some(params);
-        generated.provider_faults = self.provider_faults;
-        if self.visibility.is_some() {
-            generated.visibility = self.visibility;
-        }
-        generated.mailbox_faults = self.mailbox_faults;
-        generated.crashes = self.crashes;
-        generated.crash_by = self.crash_by;
-        generated.concurrency = self.concurrency;
-        Ok(generated)
-    }
-
     /// The file form: a generated scenario is written as its parameters only.
     pub fn to_file_json(&self) -> String {
         let value = match &self.generate {
@@ -226,4 +185,51 @@ impl Scenario {
     pub fn end(&self) -> DateTime<Utc> {
         self.runs.iter().map(|r| r.until).max().unwrap_or_default()
     }
+}
+
+fn d50() -> usize {
+    50
+}
+fn d40() -> usize {
+    40
+}
+fn d1() -> u32 {
+    1
+}
+fn d3000() -> usize {
+    3000
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorParams {
+    pub seed: u64,
+    /// Midnight (UTC) of the first day.
+    pub start: DateTime<Utc>,
+    #[serde(default = "d1")]
+    pub days: u32,
+    #[serde(default = "d50")]
+    pub employees: usize,
+    #[serde(default = "d40")]
+    pub external_contacts: usize,
+    #[serde(default = "d3000")]
+    pub items_per_day: usize,
+    /// Days (from 1) whose daily run is missed; the next run must catch them up.
+    #[serde(default)]
+    pub missed_runs: Vec<u32>,
+    /// Attachments just below, at and just above 10 MiB, and an oversized text.
+    #[serde(default = "yes")]
+    pub boundary_cases: bool,
+    /// Share of items the provider lists late (up to six hours after their archive
+    /// time): those archived near the end of a day are found by the next run's look-back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_rate: f64,
+    /// Share of text items the provider sends again later with changed text (revisions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision_rate: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }

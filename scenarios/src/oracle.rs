@@ -318,6 +318,27 @@ impl Expected {
 }
 
 impl Expected {
+    /// Adds what must happen to another part of the same day (the same directory, runs
+    /// and faults; other items), for a day worked out part by part. Parts are
+    /// independent only if no item id comes in two of them (no repeats, no revisions
+    /// across parts): an id seen twice is refused.
+    pub fn absorb(&mut self, part: Expected) -> anyhow::Result<()> {
+        for (id, outcome) in part.items {
+            if self.items.insert(id.clone(), outcome).is_some() {
+                anyhow::bail!(
+                    "item id {id:?} comes in two parts of the day: the parts are not independent"
+                );
+            }
+        }
+        self.notices.extend(part.notices);
+        self.downloads_may_fail |= part.downloads_may_fail;
+        self.gone.extend(part.gone);
+        self.gone_fallback.extend(part.gone_fallback);
+        self.source_items += part.source_items;
+        self.long_ids.extend(part.long_ids);
+        Ok(())
+    }
+
     /// Deliveries that must happen (items near the limit not counted).
     pub fn deliveries(&self) -> usize {
         self.items

@@ -239,16 +239,37 @@ async fn token(http: &reqwest::Client, base: &str, tenant: &str) -> anyhow::Resu
 }
 
 /// MIME messages (without their Message-ID line) shaped like items sampled evenly
-/// across the day: the text, a metadata block of about the connector's size, and the
-/// item's file when the size rule lets it in.
-pub fn templates(scenario: &Scenario) -> Vec<Vec<u8>> {
-    let items = &scenario.items;
-    let n = items.len().clamp(1, TEMPLATES);
-    let step = (items.len() / n).max(1);
-    (0..n)
-        .filter_map(|i| items.get(i * step))
-        .map(|item| template(item, scenario.size_limit))
-        .collect()
+/// across the day as it streams by: the text, a metadata block of about the connector's
+/// size, and the item's file when the size rule lets it in.
+#[derive(Debug)]
+pub struct Templates {
+    wanted: usize,
+    step: usize,
+    seen: usize,
+    limit: u64,
+    pub messages: Vec<Vec<u8>>,
+}
+
+impl Templates {
+    /// For a day of `total` items and the size limit `limit`.
+    pub fn new(total: usize, limit: u64) -> Self {
+        let wanted = total.clamp(1, TEMPLATES);
+        Self {
+            wanted,
+            step: (total / wanted).max(1),
+            seen: 0,
+            limit,
+            messages: Vec::new(),
+        }
+    }
+
+    /// The day's next item.
+    pub fn offer(&mut self, item: &serde_json::Value) {
+        if self.seen.is_multiple_of(self.step) && self.messages.len() < self.wanted {
+            self.messages.push(template(item, self.limit));
+        }
+        self.seen += 1;
+    }
 }
 
 fn template(item: &serde_json::Value, limit: u64) -> Vec<u8> {

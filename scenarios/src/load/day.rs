@@ -1,40 +1,91 @@
-//! The day a load run imports: the generator's organisation and traffic from the seed,
-//! then the chosen mix.
+//! The day a load run imports, as a stream: the generator's organisation (a scenario
+//! without items) and its items drawn from the seed on demand, the chosen mix applied,
+//! so that a day of any size is never held whole.
 
 use serde_json::{Value, json};
 
 use super::{LoadParams, Mix};
-use crate::generate::{GeneratorParams, generate};
+use crate::generate::{GeneratorParams, Traffic};
 use crate::model::Scenario;
 
-/// Generates the day (no boundary cases: a load run measures ordinary traffic).
-pub fn make(p: &LoadParams) -> anyhow::Result<Scenario> {
-    let mut scenario = generate(&GeneratorParams {
-        seed: p.seed,
-        start: p.start,
-        days: p.days,
-        employees: p.employees,
-        external_contacts: p.external_contacts,
-        items_per_day: p.items_per_day,
-        missed_runs: Vec::new(),
-        boundary_cases: false,
-        late_rate: 0.0,
-        revision_rate: 0.0,
-    })?;
-    scenario.name = format!("load-{}x{}-seed{}", p.days, p.items_per_day, p.seed);
-    if p.mix == Mix::Text {
-        for item in &mut scenario.items {
-            as_text(item);
+/// The day: `shell` is the scenario without its items (directory, employees, mapping
+/// file, runs, the two unreadable raw items); [`DayStream::next_chunk`] draws the items.
+#[derive(Debug)]
+pub struct DayStream {
+    pub shell: Scenario,
+    traffic: Traffic,
+    mix: Mix,
+    parts: usize,
+}
+
+impl DayStream {
+    /// The organisation and the first draw of the generator (no boundary cases: a load
+    /// run measures ordinary traffic; the recorded scenarios cover them).
+    pub fn new(p: &LoadParams) -> anyhow::Result<Self> {
+        let traffic = Traffic::new(&GeneratorParams {
+            seed: p.seed,
+            start: p.start,
+            days: p.days,
+            employees: p.employees,
+            external_contacts: p.external_contacts,
+            items_per_day: p.items_per_day,
+            missed_runs: Vec::new(),
+            boundary_cases: false,
+            late_rate: 0.0,
+            revision_rate: 0.0,
+        })?;
+        let mut shell = traffic.shell();
+        shell.name = format!("load-{}x{}-seed{}", p.days, p.items_per_day, p.seed);
+        if p.fault_rate > 0.0 {
+            shell.mailbox_faults = Some(json!({
+                "seed": p.seed,
+                "unavailable_rate": p.fault_rate / 2.0,
+                "lost_import_response_rate": p.fault_rate / 2.0,
+            }));
         }
+        Ok(Self {
+            shell,
+            traffic,
+            mix: p.mix,
+            parts: 0,
+        })
     }
-    if p.fault_rate > 0.0 {
-        scenario.mailbox_faults = Some(json!({
-            "seed": p.seed,
-            "unavailable_rate": p.fault_rate / 2.0,
-            "lost_import_response_rate": p.fault_rate / 2.0,
-        }));
+
+    /// Items the day holds in all.
+    pub fn total(&self) -> usize {
+        self.traffic.total()
     }
-    Ok(scenario)
+
+    /// The next part of the day as a scenario of its own: the shell with the next `n`
+    /// items (fewer at the end), the two unreadable raw items in the first part only;
+    /// `None` once every item is drawn. The parts' items never share an id, so each can
+    /// be worked out on its own (`oracle::Expected::absorb`).
+    pub fn next_part(&mut self, n: usize) -> Option<Scenario> {
+        let mut items: Vec<Value> = self.traffic.by_ref().take(n).collect();
+        if items.is_empty() {
+            return None;
+        }
+        if self.mix == Mix::Text {
+            items.iter_mut().for_each(as_text);
+        }
+        let mut part = self.shell.clone();
+        if self.parts > 0 {
+            part.raw_items.clear();
+        }
+        part.items = items;
+        self.parts += 1;
+        Some(part)
+    }
+}
+
+/// About how many bytes of MIME the connector's message for `item` comes to: a few kB
+/// of headers and text, and its file when the size rule lets it in, base64-encoded.
+pub fn estimated_message_bytes(item: &Value, limit: u64) -> u64 {
+    let file = attachment_of(item)
+        .map(|(_, size)| size)
+        .filter(|size| *size <= limit)
+        .map_or(0, |size| size.div_ceil(3) * 4 * 78 / 76);
+    3_000 + file
 }
 
 /// An item with a file becomes a text item: its caption, or what it was.
@@ -54,23 +105,6 @@ fn as_text(item: &mut Value) {
     }
     item["type"] = json!("text");
     item["text"] = json!(text);
-}
-
-/// About how many bytes of MIME the connector's messages for the day come to, each
-/// distinct message once: a few kB of headers and text per item, and each file the size
-/// rule lets in, base64-encoded.
-pub fn estimated_message_bytes(scenario: &Scenario) -> u64 {
-    scenario
-        .items
-        .iter()
-        .map(|item| {
-            let file = attachment_of(item)
-                .map(|(_, size)| size)
-                .filter(|size| *size <= scenario.size_limit)
-                .map_or(0, |size| size.div_ceil(3) * 4 * 78 / 76);
-            3_000 + file
-        })
-        .sum()
 }
 
 /// The bytes of the files an item carries, if any: `(seed, size)`.
@@ -100,5 +134,63 @@ mod tests {
         as_text(&mut doc);
         assert_eq!(doc["text"], "Q3 deck");
         assert!(doc.get("document").is_none());
+    }
+
+    /// What the load run does with a day streamed in parts must equal the whole day:
+    /// the same items in the same order, and the same expected outcome of each.
+    #[test]
+    fn a_day_drawn_and_worked_out_in_parts_is_the_day_drawn_whole() {
+        use crate::oracle::{Expected, expected};
+        let p = LoadParams {
+            employees: 12,
+            external_contacts: 10,
+            items_per_day: 450,
+            days: 2,
+            mix: Mix::Realistic,
+            throttling: super::super::Throttling::Off,
+            pacing: false,
+            fault_rate: 0.0,
+            connector: super::super::ConnectorMode::InProcess,
+            retain: super::super::Retain::Auto,
+            connector_bin: None,
+            concurrency: 4,
+            seed: 5,
+            ceiling_requests: 100,
+            start: crate::harness::t("2026-11-20T00:00:00Z"),
+        };
+        let whole = crate::generate::generate(&GeneratorParams {
+            seed: p.seed,
+            start: p.start,
+            days: p.days,
+            employees: p.employees,
+            external_contacts: p.external_contacts,
+            items_per_day: p.items_per_day,
+            missed_runs: Vec::new(),
+            boundary_cases: false,
+            late_rate: 0.0,
+            revision_rate: 0.0,
+        })
+        .unwrap();
+        let mut day = DayStream::new(&p).unwrap();
+        assert_eq!(day.total(), 900);
+        let mut parts = Expected::default();
+        let mut items = Vec::new();
+        while let Some(part) = day.next_part(200) {
+            parts.absorb(expected(&part)).unwrap();
+            items.extend(part.items);
+        }
+        assert_eq!(items, whole.items);
+        let all = expected(&whole);
+        assert_eq!(parts.items, all.items);
+        assert_eq!(parts.notices, all.notices);
+        assert_eq!(parts.source_items, all.source_items);
+        assert_eq!(parts.deliveries(), all.deliveries());
+        assert!(all.deliveries() > 900, "items fan out to mailboxes");
+        // A part that repeats an id is not independent: refused, never merged.
+        let mut again = day.shell.clone();
+        again.raw_items.clear();
+        again.items = items[..1].to_vec();
+        let e = parts.absorb(expected(&again)).unwrap_err().to_string();
+        assert!(e.contains("comes in two parts"), "{e}");
     }
 }

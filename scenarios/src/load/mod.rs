@@ -140,21 +140,20 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     p.check()?;
     let started = Instant::now();
     let t = Instant::now();
-    let mut scenario = day::make(p)?;
-    // What must happen, worked out before anything runs (the progress lines use it).
-    let expected = oracle::expected(&scenario);
-    eprintln!(
-        "load: generated {} items for {} employees over {} day(s) in {:.1}s ({:?} mix; runner RSS {:.0} MB)",
-        scenario.items.len(),
-        p.employees,
-        p.days,
-        t.elapsed().as_secs_f64(),
-        p.mix,
-        usage::rss_now_mb()
-    );
-    let (dataset, directory) = crate::harness::fixtures_without_items(&scenario)?;
-    let retain = choose_retention(p, &scenario);
-    let templates = ceiling::templates(&scenario);
+    let mut day = day::DayStream::new(p)?;
+    let total = day.total();
+    let limit = day.shell.size_limit;
+    // The first part of the day tells how big its messages run, before the fake mailbox
+    // is set up to keep them.
+    let mut next = day.next_part(CHUNK);
+    let first = next.as_ref().map_or(&[][..], |part| &part.items[..]);
+    let per_item = first
+        .iter()
+        .map(|item| day::estimated_message_bytes(item, limit))
+        .sum::<u64>()
+        / first.len().max(1) as u64;
+    let retain = choose_retention(p, per_item, total);
+    let (dataset, directory) = crate::harness::fixtures_without_items(&day.shell)?;
     let mut config = mock_mailbox::Config {
         storage: match retain {
             // Message bytes on disk, each distinct message once: a big day does not fit
@@ -168,17 +167,43 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         config.limits = mock_mailbox::throttle::Limits::unlimited();
     }
     let mut fakes = Fakes::start_live(&dataset, &directory, config).await?;
-    fakes.tenant = scenario.tenant_domain.clone();
+    fakes.tenant = day.shell.tenant_domain.clone();
     drop(dataset);
     drop(directory);
-    fakes
-        .provider
-        .load_items(&scenario.items)
-        .context("loading the day into the fake provider")?;
-    // From here the day is in the provider (as compact JSON text) and what must happen
-    // in `expected`: the items as JSON values, several kB each, are not kept through the
-    // run.
-    scenario.items = Vec::new();
+    // The day, part by part: what must happen to each part (the oracle), a sample of it
+    // for the ceiling's messages, and the part itself into the fake provider (as compact
+    // JSON text). Only one part's JSON values are held at a time.
+    let mut expected = oracle::Expected::default();
+    let mut templates = ceiling::Templates::new(total, limit);
+    let mut drawn = 0usize;
+    while let Some(part) = next {
+        expected
+            .absorb(oracle::expected(&part))
+            .context("working out what must happen to the day")?;
+        part.items.iter().for_each(|item| templates.offer(item));
+        fakes
+            .provider
+            .load_items(&part.items)
+            .context("loading the day into the fake provider")?;
+        drawn += part.items.len();
+        if total > CHUNK {
+            eprintln!(
+                "  day: {drawn} of {total} items drawn, worked out and loaded ({:.0}s in; runner RSS {:.0} MB)",
+                t.elapsed().as_secs_f64(),
+                usage::rss_now_mb()
+            );
+        }
+        next = day.next_part(CHUNK);
+    }
+    let scenario = day.shell;
+    eprintln!(
+        "load: drew {drawn} items for {} employees over {} day(s), worked out what must happen and loaded the provider in {:.1}s ({:?} mix; runner RSS {:.0} MB)",
+        p.employees,
+        p.days,
+        t.elapsed().as_secs_f64(),
+        p.mix,
+        usage::rss_now_mb()
+    );
 
     eprintln!(
         "load: phase 1, the ceiling: {} raw importMime requests at concurrency {} (fakes loaded; runner RSS {:.0} MB)",
@@ -188,7 +213,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     );
     let self_before = usage::Rusage::own();
     let fanout = expected.deliveries() as f64 / expected.source_items.max(1) as f64;
-    let ceiling = ceiling::run(&fakes, &scenario, templates, p, fanout).await?;
+    let ceiling = ceiling::run(&fakes, &scenario, templates.messages, p, fanout).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     fakes.mailbox.reset();
 
@@ -243,16 +268,18 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     }))
 }
 
+/// Items drawn, worked out and loaded at a time: a part's JSON values are a few hundred
+/// MB at most.
+const CHUNK: usize = 50_000;
+
 /// `--retain`, with `auto` decided: `summary` when the messages the fake would store (the
-/// ceiling's and the import's, estimated from the day) and a margin do not fit in the free
-/// space of the temporary directory.
-fn choose_retention(p: &LoadParams, scenario: &crate::Scenario) -> Retain {
+/// ceiling's and the import's, from the first part's mean size) and a margin do not fit
+/// in the free space of the temporary directory.
+fn choose_retention(p: &LoadParams, per_item: u64, items: usize) -> Retain {
     if p.retain != Retain::Auto {
         return p.retain;
     }
-    let per_item = day::estimated_message_bytes(scenario);
-    let items = scenario.items.len().max(1) as u64;
-    let needed = per_item + per_item / items * p.ceiling_requests;
+    let needed = per_item * (items as u64 + p.ceiling_requests);
     let free = usage::free_disk_bytes(&std::env::temp_dir());
     // Room for the connector's state and staging, and for the rest of the machine.
     let margin = 4_000_000_000 + needed / 5;

@@ -90,8 +90,9 @@ fn rss_of(pid: u32) -> Option<u64> {
 /// The span of each bucket.
 pub const BUCKET: Duration = Duration::from_secs(10);
 
-/// Counts messages stored by the fake mailbox once a second, and prints a progress line
-/// every [`BUCKET`].
+/// Counts messages stored by the fake mailbox once a second into [`BUCKET`]s, and shows
+/// progress: a bar redrawn every second when stderr is a terminal, else a plain line
+/// every [`BUCKET`] (for logs and CI).
 #[derive(Debug)]
 pub struct Sampler {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -108,27 +109,57 @@ impl Sampler {
         child: std::sync::Arc<std::sync::atomic::AtomicU32>,
     ) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new(expected.max(1));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "  {prefix:8} [{bar:30}] {pos}/{len} stored ({percent}%), {elapsed} in, ~{eta} left  {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label);
+            bar
+        });
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let base = mailbox.counters().imports;
             let mut buckets = Vec::new();
             let mut bucket_start = base;
-            let mut tick = tokio::time::interval(BUCKET);
+            let mut last_second = base;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
+            let mut seconds = 0u64;
             loop {
                 let done = tokio::select! {
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
+                seconds += 1;
                 let now = mailbox.counters().imports;
+                let pid = child.load(std::sync::atomic::Ordering::Relaxed);
+                let rss = (pid != 0).then(|| rss_of(pid)).flatten();
+                let rss_text = rss.map_or(String::new(), |r| {
+                    format!(", connector RSS {:.0} MB", r as f64 / 1e6)
+                });
+                if let Some(bar) = &bar {
+                    // The expected total is an estimate: never show more than 100 %.
+                    if now - base > bar.length().unwrap_or(0) {
+                        bar.set_length(now - base);
+                    }
+                    bar.set_position(now - base);
+                    bar.set_message(format!("{}/s{rss_text}", now - last_second));
+                }
+                last_second = now;
+                if !done && seconds % BUCKET.as_secs() != 0 {
+                    continue;
+                }
                 let span = if done {
                     started.elapsed().as_secs_f64() - (buckets.len() as f64 * BUCKET.as_secs_f64())
                 } else {
                     BUCKET.as_secs_f64()
                 };
                 let deliveries = now.saturating_sub(bucket_start);
-                let pid = child.load(std::sync::atomic::Ordering::Relaxed);
-                let rss = (pid != 0).then(|| rss_of(pid)).flatten();
                 if !done || deliveries > 0 {
                     buckets.push(Bucket {
                         from_second: buckets.len() as u64 * BUCKET.as_secs(),
@@ -143,24 +174,25 @@ impl Sampler {
                 }
                 bucket_start = now;
                 if done {
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
                     return buckets;
                 }
-                eprintln!(
-                    "  {label}: {:>9} messages stored{}, {:>8.0}/s over the last {}s, {:.0}s in{}",
-                    now - base,
-                    if expected > 0 {
-                        format!(" (~{:.0}%)", (now - base) as f64 * 100.0 / expected as f64)
-                    } else {
-                        String::new()
-                    },
-                    deliveries as f64 / BUCKET.as_secs_f64(),
-                    BUCKET.as_secs(),
-                    started.elapsed().as_secs_f64(),
-                    rss.map_or(String::new(), |r| format!(
-                        ", connector RSS {:.0} MB",
-                        r as f64 / 1e6
-                    ))
-                );
+                if bar.is_none() {
+                    eprintln!(
+                        "  {label}: {:>9} messages stored{}, {:>8.0}/s over the last {}s, {:.0}s in{rss_text}",
+                        now - base,
+                        if expected > 0 {
+                            format!(" (~{:.0}%)", (now - base) as f64 * 100.0 / expected as f64)
+                        } else {
+                            String::new()
+                        },
+                        deliveries as f64 / BUCKET.as_secs_f64(),
+                        BUCKET.as_secs(),
+                        started.elapsed().as_secs_f64(),
+                    );
+                }
             }
         });
         Self { stop, task }
