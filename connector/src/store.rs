@@ -491,6 +491,16 @@ impl Store {
         })
     }
 
+    /// The highest sequence number staged in `window` so far (0 if none): sequence
+    /// numbers grow in the order items are staged.
+    pub fn last_staged_seq(&self, window: i64) -> Result<i64, ConnectorError> {
+        self.with(|db| {
+            let mut stmt =
+                db.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM staged WHERE window_id = ?1")?;
+            stmt.query_row(params![window], |r| r.get(0))
+        })
+    }
+
     /// Up to `limit` staged items after `after_seq`, in listing order.
     pub fn staged_after(
         &self,

@@ -50,6 +50,7 @@ impl Connector {
         self.progress.tick();
         // The record key: the provider's id, and the revision of its content.
         let key_id = staged.item_id.as_str();
+        let seq = staged.seq;
         let (provider_id, revision) = state::split_key(key_id);
         let mut item = match wire::read_item_text(&staged.json) {
             Ok(item) => item,
@@ -237,7 +238,7 @@ impl Connector {
                 .await
             {
                 Ok(true) => {
-                    self.latency.delivered(key_id);
+                    self.latency.delivered(window.id, seq);
                     if message.omitted.is_some() {
                         result.account.delivered_without_attachment += 1;
                     } else {

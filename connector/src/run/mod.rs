@@ -113,19 +113,33 @@ pub struct Connector {
 
 /// When each staged item became ready to send, and how long its deliveries took from
 /// then: measured from readiness, not from sending, so time spent queued counts.
+/// Readiness is kept per staged page, not per item: items are staged a page at a time,
+/// with growing sequence numbers, so a page's range of them says when each became
+/// ready, and a day of a million items costs a thousand entries, not a million.
 #[derive(Debug)]
 struct Latencies {
     /// When this run started: the readiness of items staged by an earlier run.
     run_started: Mutex<Instant>,
-    ready: Mutex<HashMap<String, Instant>>,
+    pages: Mutex<HashMap<i64, Pages>>,
     histogram: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+/// The pages staged in one window by this run.
+#[derive(Debug, Default)]
+struct Pages {
+    /// `(after, last, at)`: sequence numbers above `after` up to `last` were staged at
+    /// `at`; in staging order.
+    staged: Vec<(i64, i64, Instant)>,
+    /// The page being staged now: numbers above `after`, staged at `at` (recorded
+    /// before its transaction, so a delivery that picks an item up at once finds it).
+    staging: Option<(i64, Instant)>,
 }
 
 impl Default for Latencies {
     fn default() -> Self {
         Self {
             run_started: Mutex::new(Instant::now()),
-            ready: Mutex::default(),
+            pages: Mutex::default(),
             // Milliseconds, 3 significant figures, growing as needed.
             histogram: Mutex::new(hdrhistogram::Histogram::new(3).expect("3 significant figures")),
         }
@@ -133,27 +147,45 @@ impl Default for Latencies {
 }
 
 impl Latencies {
-    fn staged(&self, item_id: &str) {
-        self.ready
-            .lock()
-            .expect("lock poisoned")
-            .insert(item_id.to_owned(), Instant::now());
+    /// A page of `window` is about to be staged, after sequence number `after`, `at`
+    /// (now).
+    fn staging(&self, window: i64, after: i64, at: Instant) {
+        let mut pages = self.pages.lock().expect("lock poisoned");
+        pages.entry(window).or_default().staging = Some((after, at));
     }
 
-    fn delivered(&self, item_id: &str) {
-        let since = self
-            .ready
-            .lock()
-            .expect("lock poisoned")
-            .get(item_id)
-            .copied()
-            .unwrap_or_else(|| *self.run_started.lock().expect("lock poisoned"));
-        let ms = since.elapsed().as_millis() as u64;
+    /// The page begun with [`Latencies::staging`] is staged, up to sequence number `last`.
+    fn staged(&self, window: i64, last: i64) {
+        let mut pages = self.pages.lock().expect("lock poisoned");
+        let pages = pages.entry(window).or_default();
+        if let Some((after, at)) = pages.staging.take()
+            && last > after
+        {
+            pages.staged.push((after, last, at));
+        }
+    }
+
+    /// When the staged item `seq` of `window` became ready: its page's time, or the
+    /// run's start for an item staged before this run.
+    fn ready_at(&self, window: i64, seq: i64) -> Instant {
+        let pages = self.pages.lock().expect("lock poisoned");
+        let found = pages.get(&window).and_then(|p| {
+            let i = p.staged.partition_point(|(_, last, _)| *last < seq);
+            match p.staged.get(i) {
+                Some((after, _, at)) if seq > *after => Some(*at),
+                _ => p
+                    .staging
+                    .filter(|(after, _)| seq > *after)
+                    .map(|(_, at)| at),
+            }
+        });
+        found.unwrap_or_else(|| *self.run_started.lock().expect("lock poisoned"))
+    }
+
+    /// A delivery of the staged item `seq` of `window` is done.
+    fn delivered(&self, window: i64, seq: i64) {
+        let ms = self.ready_at(window, seq).elapsed().as_millis() as u64;
         let _ = self.histogram.lock().expect("lock poisoned").record(ms);
-    }
-
-    fn done_with(&self, item_id: &str) {
-        self.ready.lock().expect("lock poisoned").remove(item_id);
     }
 }
 
@@ -512,5 +544,41 @@ mod tests {
             next_daily_run(t("2026-12-31T23:00:00Z"), at),
             t("2027-01-01T02:00:00Z")
         );
+    }
+
+    #[test]
+    fn an_item_is_ready_from_when_its_page_was_staged_and_earlier_ones_from_the_run_start() {
+        let latency = Latencies::default();
+        let started = *latency.run_started.lock().unwrap();
+        let (first, second, third) = (
+            started + Duration::from_secs(1),
+            started + Duration::from_secs(2),
+            started + Duration::from_secs(3),
+        );
+        // Window 7: items 1-3 staged by an earlier run; this run stages 4-10, then 11-12,
+        // and is staging 13 on.
+        latency.staging(7, 3, first);
+        latency.staged(7, 10);
+        latency.staging(7, 10, second);
+        latency.staged(7, 12);
+        latency.staging(7, 12, third);
+        for (seq, expected) in [
+            (1, started),
+            (3, started),
+            (4, first),
+            (10, first),
+            (11, second),
+            (12, second),
+            (13, third),
+            (99, third),
+        ] {
+            assert_eq!(latency.ready_at(7, seq), expected, "item {seq}");
+        }
+        assert_eq!(latency.ready_at(8, 4), started, "another window's items");
+        // A page that staged nothing new (all seen before) leaves no range.
+        latency.staged(7, 12);
+        latency.staging(7, 12, third);
+        latency.staged(7, 12);
+        assert_eq!(latency.pages.lock().unwrap()[&7].staged.len(), 2);
     }
 }

@@ -119,7 +119,6 @@ impl Connector {
                 _ = listing.changed(), if !listed_all && queue.is_empty() => continue,
             };
             let (staged, r) = result?;
-            self.latency.done_with(&staged.item_id);
             account.add(&r.account);
             if !r.failures.is_empty() {
                 failed.push((staged, r.error()));
@@ -185,9 +184,6 @@ impl Connector {
             }
             // Ready from now (marked first: a delivery may pick an item up as soon as it
             // is staged). One transaction a page; content seen before is not staged again.
-            for (id, ..) in &readable_items {
-                self.latency.staged(id);
-            }
             let listing = if again {
                 state::Listing::Again
             } else if window.look_back {
@@ -195,15 +191,14 @@ impl Connector {
             } else {
                 state::Listing::First
             };
+            self.latency.staging(
+                window.id,
+                self.store.last_staged_seq(window.id)?,
+                std::time::Instant::now(),
+            );
             let new = self.store.stage_page(window.id, &readable_items, listing)?;
-            for (id, ..) in &readable_items {
-                if !again && !new.iter().any(|n| &n.key == id) {
-                    self.latency.done_with(id);
-                }
-            }
-            for n in new.iter().filter(|n| n.revision > 1) {
-                self.latency.staged(&n.key);
-            }
+            self.latency
+                .staged(window.id, self.store.last_staged_seq(window.id)?);
             staged += new.len() as u64;
             // Wakes the deliveries waiting for more.
             listed.send_modify(|_| {});

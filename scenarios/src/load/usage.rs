@@ -151,7 +151,7 @@ impl Sampler {
                     bar.set_message(format!("{}/s{rss_text}", now - last_second));
                 }
                 last_second = now;
-                if !done && seconds % BUCKET.as_secs() != 0 {
+                if !done && !seconds.is_multiple_of(BUCKET.as_secs()) {
                     continue;
                 }
                 let span = if done {
