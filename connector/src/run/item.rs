@@ -141,23 +141,9 @@ impl Connector {
         if pending.is_empty() {
             return Ok(result);
         }
-        // The size plan, before anything is downloaded: a file that fits on its own but
-        // whose message could not (base64 makes it a third larger) is left out, and the
-        // rest of the item is imported.
+        // The size plan, before anything is downloaded (see `plan`).
         let limit = self.config.size_limit;
-        let carry = match item.content.attachment() {
-            Some(att) if size::attachment_fits(att.size, limit) => {
-                let frame = email::convert(
-                    &item,
-                    Some(AttachmentBody::Bytes(&[])),
-                    &self.options,
-                    limit,
-                );
-                let text_part = email::safe_content_type(&att.content_type).starts_with("text/");
-                size::attachment_can_fit(frame.mime.len(), att.size, text_part, limit)
-            }
-            _ => true,
-        };
+        let carry = plan::carries_file(&item, &self.options, limit);
         // The message, with its attachment staged and verified (or left out, and why).
         let fetched = if carry {
             self.attachment(window, &item).await
@@ -181,33 +167,20 @@ impl Connector {
             Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
             None => None,
         };
-        let mut message = email::convert(&item, body, &self.options, limit);
-        if !size::message_fits(message.mime.len(), limit)
-            && matches!(body, Some(AttachmentBody::Bytes(_)))
-        {
-            // Only a text part can get here (its encoding was not known in advance).
-            message = email::convert(
-                &item,
-                Some(AttachmentBody::Omitted(OmitReason::ToFit)),
-                &self.options,
-                limit,
-            );
-        }
-        if !size::message_fits(message.mime.len(), self.config.size_limit) {
-            self.skip(
-                window,
-                &mut result,
-                &item.id,
-                SkipReason::ItemTooLarge,
-                format!(
-                    "the message is {} bytes; the limit is {}",
-                    message.mime.len(),
-                    self.config.size_limit
-                ),
-            )?;
-            result.left_out(SkipReason::ItemTooLarge, pending.len() as u64);
-            return Ok(result);
-        }
+        let message = match plan::message(&item, body, &self.options, limit) {
+            plan::Planned::Send(message) => message,
+            plan::Planned::TooLarge { bytes } => {
+                self.skip(
+                    window,
+                    &mut result,
+                    &item.id,
+                    SkipReason::ItemTooLarge,
+                    format!("the message is {bytes} bytes; the limit is {limit}"),
+                )?;
+                result.left_out(SkipReason::ItemTooLarge, pending.len() as u64);
+                return Ok(result);
+            }
+        };
         if let (Some(reason), Some(att)) = (message.omitted, item.content.attachment()) {
             self.skip(
                 window,

@@ -10,6 +10,7 @@ mod deliver;
 mod held;
 mod item;
 mod login;
+mod plan;
 mod window;
 
 use deliver::{DeliverError, Target};

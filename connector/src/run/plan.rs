@@ -1,0 +1,138 @@
+//! The pure part of an item's way to the mailboxes: what to send, decided with no I/O.
+//! [`carries_file`] says, before anything is downloaded, whether the item's file is to
+//! be fetched and carried; [`message`] builds what goes to every mailbox from the item
+//! and its file (or why the file is left out), or says that nothing can go.
+
+use crate::email::{self, AttachmentBody, Email, OmitReason, Options};
+use crate::model::Item;
+use crate::size;
+
+/// Whether the item's file is to be fetched and carried: it fits the limit on its own,
+/// and so would the message with it (base64 makes a file a third larger). A file that
+/// fits on its own but not in its message is left out, and the rest is imported (S11).
+/// An item without a file, or with one too large on its own, answers `true`: there is
+/// nothing to leave out to fit.
+pub(super) fn carries_file(item: &Item, options: &Options, limit: u64) -> bool {
+    match item.content.attachment() {
+        Some(att) if size::attachment_fits(att.size, limit) => {
+            let frame = email::convert(item, Some(AttachmentBody::Bytes(&[])), options, limit);
+            let text_part = email::safe_content_type(&att.content_type).starts_with("text/");
+            size::attachment_can_fit(frame.mime.len(), att.size, text_part, limit)
+        }
+        _ => true,
+    }
+}
+
+/// What the item becomes.
+#[derive(Debug)]
+pub(super) enum Planned {
+    /// This message, the same for every mailbox and every attempt.
+    Send(Email),
+    /// No message within the limit can be made: the item is skipped whole.
+    TooLarge { bytes: usize },
+}
+
+/// The message for `item` with `body` (its file's bytes, or why the file is left out).
+/// A text file whose encoding could not be known in advance, and that makes the message
+/// too large, is left out to fit; a message still too large is not sent at all.
+pub(super) fn message(
+    item: &Item,
+    body: Option<AttachmentBody<'_>>,
+    options: &Options,
+    limit: u64,
+) -> Planned {
+    let mut message = email::convert(item, body, options, limit);
+    if !size::message_fits(message.mime.len(), limit)
+        && matches!(body, Some(AttachmentBody::Bytes(_)))
+    {
+        message = email::convert(
+            item,
+            Some(AttachmentBody::Omitted(OmitReason::ToFit)),
+            options,
+            limit,
+        );
+    }
+    if size::message_fits(message.mime.len(), limit) {
+        Planned::Send(message)
+    } else {
+        Planned::TooLarge {
+            bytes: message.mime.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: u64 = 64 * 1024;
+
+    fn item(text: &str, file: Option<(u64, &str)>) -> Item {
+        let body = match file {
+            None => serde_json::json!({"type": "text", "text": text}),
+            Some((size, content_type)) => serde_json::json!({"type": "document",
+                "document": {"caption": text, "attachment": {"id": "att-1", "file_name": "f.bin",
+                "content_type": content_type, "size": size, "sha256": "00".repeat(32)}}}),
+        };
+        let mut json = serde_json::json!({"id": "wa-1", "capture_mode": "cloud_archiver",
+            "archived_at": "2026-11-22T09:00:05Z", "sent_at": "2026-11-22T09:00:01Z",
+            "conversation": {"id": "c-1", "type": "direct", "name": null},
+            "from": {"phone": "+33612345678", "name": "Chloé", "user_email": "chloe@contoso.example"},
+            "to": [{"phone": "+14155550100", "name": "Bob", "user_email": "bob@contoso.example"}]});
+        for (k, v) in body.as_object().unwrap() {
+            json[k] = v.clone();
+        }
+        crate::provider::wire::read_item_text(&json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_file_is_carried_only_if_its_message_would_fit() {
+        let options = Options::default();
+        assert!(carries_file(&item("hi", None), &options, LIMIT));
+        assert!(carries_file(
+            &item("hi", Some((1_000, "image/jpeg"))),
+            &options,
+            LIMIT
+        ));
+        // Fits on its own, but base64 makes its message too large: left out to fit.
+        let near = LIMIT - 1_000;
+        assert!(!carries_file(
+            &item("hi", Some((near, "image/jpeg"))),
+            &options,
+            LIMIT
+        ));
+        // Too large on its own: nothing to leave out to fit (it is left out as too large).
+        assert!(carries_file(
+            &item("hi", Some((LIMIT + 1, "image/jpeg"))),
+            &options,
+            LIMIT
+        ));
+    }
+
+    #[test]
+    fn a_message_over_the_limit_leaves_its_text_file_out_or_is_not_sent() {
+        let options = Options::default();
+        // A text file that the size plan let through but whose part came out too large.
+        let it = item("hi", Some((LIMIT - 4_000, "text/plain")));
+        let bytes = vec![b'\x01'; (LIMIT - 4_000) as usize];
+        match message(&it, Some(AttachmentBody::Bytes(&bytes)), &options, LIMIT) {
+            Planned::Send(m) => {
+                assert_eq!(m.omitted, Some(OmitReason::ToFit));
+                assert!(size::message_fits(m.mime.len(), LIMIT));
+            }
+            other => panic!("expected the message without its file, got {other:?}"),
+        }
+        // A small file is carried as it is.
+        let small = item("hi", Some((3, "application/pdf")));
+        match message(&small, Some(AttachmentBody::Bytes(b"abc")), &options, LIMIT) {
+            Planned::Send(m) => assert_eq!(m.omitted, None),
+            other => panic!("expected the message with its file, got {other:?}"),
+        }
+        // Text alone above the limit: nothing can be sent.
+        let long = "x".repeat(LIMIT as usize + 10);
+        assert!(matches!(
+            message(&item(&long, None), None, &options, LIMIT),
+            Planned::TooLarge { bytes } if bytes as u64 > LIMIT
+        ));
+    }
+}
