@@ -36,6 +36,43 @@ impl ItemResult {
 /// Held while one item works with a staged file.
 pub(super) type FileLock = Arc<tokio::sync::Mutex<()>>;
 
+/// One lock per staged file (by window and attachment id), which several items may share
+/// (two contents of an id, a file sent twice): it is read, downloaded and removed by one
+/// of them at a time. A lock goes once its file is gone and no item holds it, so a day's
+/// run does not keep one for every file it ever staged.
+#[derive(Debug, Default)]
+pub(super) struct FileLocks(Mutex<HashMap<(i64, String), FileLock>>);
+
+impl FileLocks {
+    /// The lock of one staged file.
+    pub(super) fn of(&self, window: i64, attachment_id: &str) -> FileLock {
+        self.0
+            .lock()
+            .expect("lock poisoned")
+            .entry((window, attachment_id.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// The file is gone: its lock goes too, unless another item holds it (that item then
+    /// finds the file gone and stages it again under the same lock).
+    pub(super) fn release(&self, window: i64, attachment_id: &str) {
+        let mut locks = self.0.lock().expect("lock poisoned");
+        let key = (window, attachment_id.to_owned());
+        if locks
+            .get(&key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().expect("lock poisoned").len()
+    }
+}
+
 impl Connector {
     pub(super) async fn process_item(
         &self,
@@ -245,8 +282,11 @@ impl Connector {
             && let Some(att) = item.content.attachment()
         {
             let file = self.staged_file(window.id, &att.id);
-            let _only_this_item = file.lock().await;
+            let only_this_item = file.lock().await;
             self.staging.forget(window.id, &att.id)?;
+            drop(only_this_item);
+            drop(file);
+            self.release_staged_file(window.id, &att.id);
         }
         Ok(result)
     }
@@ -300,11 +340,37 @@ impl Connector {
 
     /// The lock of one staged file.
     pub(super) fn staged_file(&self, window: i64, attachment_id: &str) -> FileLock {
-        self.staged_files
-            .lock()
-            .expect("lock poisoned")
-            .entry((window, attachment_id.to_owned()))
-            .or_default()
-            .clone()
+        self.staged_files.of(window, attachment_id)
+    }
+
+    /// Drops the lock of a staged file that is gone (see [`FileLocks::release`]).
+    pub(super) fn release_staged_file(&self, window: i64, attachment_id: &str) {
+        self.staged_files.release(window, attachment_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_files_lock_is_shared_while_held_and_goes_with_its_file() {
+        let locks = FileLocks::default();
+        let a = locks.of(1, "att-1");
+        let b = locks.of(1, "att-1");
+        assert!(Arc::ptr_eq(&a, &b), "one lock per file");
+        assert!(!Arc::ptr_eq(&a, &locks.of(2, "att-1")), "per window");
+        drop(a);
+        locks.release(1, "att-1");
+        assert!(
+            Arc::ptr_eq(&b, &locks.of(1, "att-1")),
+            "kept while an item holds it"
+        );
+        drop(b);
+        locks.release(1, "att-1");
+        locks.release(2, "att-1");
+        assert_eq!(locks.len(), 0, "gone with their files");
+        locks.release(3, "never staged");
+        assert_eq!(locks.len(), 0);
     }
 }

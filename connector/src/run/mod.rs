@@ -14,7 +14,7 @@ mod plan;
 mod window;
 
 use deliver::{DeliverError, Target};
-use item::{FileLock, ItemResult};
+use item::{FileLocks, ItemResult};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -101,10 +101,7 @@ pub struct Connector {
     options: Options,
     targets: Mutex<HashMap<String, Arc<OnceCell<Option<Target>>>>>,
     folders: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
-    /// One staged file per (window, attachment id), which several items may share (two
-    /// contents of an id, a file sent twice): it is read, downloaded and removed by one
-    /// of them at a time.
-    staged_files: Mutex<HashMap<(i64, String), FileLock>>,
+    staged_files: FileLocks,
     progress: Progress,
     latency: Latencies,
     /// Deliveries that failed in this run: tried again (a held item, an item listed
@@ -255,7 +252,7 @@ impl Connector {
             options,
             targets: Mutex::default(),
             folders: Mutex::default(),
-            staged_files: Mutex::default(),
+            staged_files: FileLocks::default(),
             progress: Progress::default(),
             latency: Latencies::default(),
             failed_here: Mutex::default(),
