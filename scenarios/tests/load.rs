@@ -80,6 +80,10 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
         "a summary mailbox keeps no bytes"
     );
     assert_eq!(report.resources.mailbox_retain, Retain::Summary);
+    assert!(
+        report.resources.connector_state_bytes > 0,
+        "the connector's state is on disk"
+    );
 
     // The page: self-contained (nothing fetched), with its four charts and the verdict.
     let page = scenarios::load::html::page(&report).unwrap();

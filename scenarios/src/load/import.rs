@@ -38,6 +38,9 @@ pub struct ImportFigures {
     /// report); `None` when it ran in this process, whose figures are the fakes'.
     pub connector: Option<Rusage>,
     pub buckets: Vec<Bucket>,
+    /// The connector's state directory once the day is imported (its SQLite state and
+    /// what is left staged): the disk the connector keeps between runs.
+    pub state_bytes: u64,
     #[serde(skip)]
     pub reports: Vec<RunReport>,
 }
@@ -128,8 +131,24 @@ pub async fn run(
             ..Rusage::children()
         }),
         buckets,
+        state_bytes: dir_bytes(&state),
         reports,
     })
+}
+
+/// Bytes of the files under `dir`, at any depth (0 for what cannot be read).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The connector's configuration file for the fakes: the settings the in-process run

@@ -72,6 +72,8 @@ pub struct Resources {
     /// The most attachment bytes the connector kept staged at once (its run reports'
     /// `peak_staging_bytes`, the largest run's).
     pub connector_peak_staging_bytes: u64,
+    /// The connector's state directory after the import (SQLite state, anything staged).
+    pub connector_state_bytes: u64,
     /// This process: both fakes, the generator, the raw client and the reconciliation.
     pub runner_peak_rss_bytes: u64,
     /// Bytes the fake mailbox wrote to its store in phase 2 (each distinct message once).
@@ -234,6 +236,7 @@ impl LoadReport {
                     .map(|r| r.peak_staging_bytes)
                     .max()
                     .unwrap_or(0),
+                connector_state_bytes: p.imported.state_bytes,
                 runner_peak_rss_bytes: p.runner_peak_rss_bytes,
                 mailbox_disk_bytes: p.mailbox_disk_bytes,
                 mailbox_retain: p.mailbox_retain,
@@ -314,15 +317,17 @@ impl LoadReport {
         let r = &self.resources;
         match &r.connector {
             Some(cn) => out.push(format!(
-                "connector    peak RSS {}, peak staging {}, CPU {:.1}s user + {:.1}s system",
+                "connector    peak RSS {}, peak staging {}, state on disk {}, CPU {:.1}s user + {:.1}s system",
                 mb(cn.max_rss_bytes),
                 mb(r.connector_peak_staging_bytes),
+                mb(r.connector_state_bytes),
                 cn.user_seconds,
                 cn.system_seconds
             )),
             None => out.push(format!(
-                "connector    ran in this process (its memory and CPU are in the runner's); peak staging {}",
-                mb(r.connector_peak_staging_bytes)
+                "connector    ran in this process (its memory and CPU are in the runner's); peak staging {}, state on disk {}",
+                mb(r.connector_peak_staging_bytes),
+                mb(r.connector_state_bytes)
             )),
         }
         out.push(format!(
