@@ -18,22 +18,27 @@ pub struct DayStream {
     parts: usize,
 }
 
+/// The generator's parameters for a load day: ordinary traffic only (no boundary cases,
+/// no late items, no revisions: the recorded scenarios cover those).
+fn generator_params(p: &LoadParams) -> GeneratorParams {
+    GeneratorParams {
+        seed: p.seed,
+        start: p.start,
+        days: p.days,
+        employees: p.employees,
+        external_contacts: p.external_contacts,
+        items_per_day: p.items_per_day,
+        missed_runs: Vec::new(),
+        boundary_cases: false,
+        late_rate: 0.0,
+        revision_rate: 0.0,
+    }
+}
+
 impl DayStream {
-    /// The organisation and the first draw of the generator (no boundary cases: a load
-    /// run measures ordinary traffic; the recorded scenarios cover them).
+    /// The organisation, drawn from the seed; the items are drawn by `next_part`.
     pub fn new(p: &LoadParams) -> anyhow::Result<Self> {
-        let traffic = Traffic::new(&GeneratorParams {
-            seed: p.seed,
-            start: p.start,
-            days: p.days,
-            employees: p.employees,
-            external_contacts: p.external_contacts,
-            items_per_day: p.items_per_day,
-            missed_runs: Vec::new(),
-            boundary_cases: false,
-            late_rate: 0.0,
-            revision_rate: 0.0,
-        })?;
+        let traffic = Traffic::new(&generator_params(p))?;
         let mut shell = traffic.shell();
         shell.name = format!("load-{}x{}-seed{}", p.days, p.items_per_day, p.seed);
         if p.fault_rate > 0.0 {
@@ -185,19 +190,7 @@ mod tests {
             ceiling_requests: 100,
             start: crate::harness::t("2026-11-20T00:00:00Z"),
         };
-        let whole = crate::generate::generate(&GeneratorParams {
-            seed: p.seed,
-            start: p.start,
-            days: p.days,
-            employees: p.employees,
-            external_contacts: p.external_contacts,
-            items_per_day: p.items_per_day,
-            missed_runs: Vec::new(),
-            boundary_cases: false,
-            late_rate: 0.0,
-            revision_rate: 0.0,
-        })
-        .unwrap();
+        let whole = crate::generate::generate(&generator_params(&p)).unwrap();
         let mut day = DayStream::new(&p).unwrap();
         assert_eq!(day.total(), 900);
         let mut parts = Expected::default();
