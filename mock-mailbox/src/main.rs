@@ -66,6 +66,11 @@ enum Retain {
 async fn main() -> anyhow::Result<()> {
     mock_common::serve::init_logging();
     let args = Args::parse();
+    if args.retain == Retain::Summary && (args.store.is_some() || args.in_memory) {
+        anyhow::bail!(
+            "--retain summary keeps no message bytes, so --store and --in-memory do not apply: give one or the other"
+        );
+    }
     let admin = mock_common::serve::admin_token(
         args.admin_token_file.as_deref(),
         "MOCK_MAILBOX_ADMIN_TOKEN",

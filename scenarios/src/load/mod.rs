@@ -292,6 +292,16 @@ fn choose_retention(p: &LoadParams, per_item: u64, items: usize) -> Retain {
             );
             Retain::Summary
         }
-        _ => Retain::Full,
+        _ => {
+            eprintln!(
+                "load: the day's messages need about {:.1} GB{}: the fake mailbox keeps every message's bytes on disk (--retain full)",
+                needed as f64 / 1e9,
+                free.map_or(String::new(), |f| format!(
+                    " and {:.1} GB is free",
+                    f as f64 / 1e9
+                ))
+            );
+            Retain::Full
+        }
     }
 }
