@@ -21,7 +21,7 @@ pub fn page(r: &LoadReport) -> anyhow::Result<String> {
         ),
         (
             "Latency",
-            "Percentiles in milliseconds. Import: from an item being staged, ready to send, to its mailbox's answer.",
+            "Percentiles in seconds. Import: from an item being staged, ready to send, to its mailbox's answer.",
             latency(r)?,
         ),
         (
@@ -158,17 +158,17 @@ fn latency(r: &LoadReport) -> anyhow::Result<String> {
     let points = |l: Option<&connector::report::Latency>| -> Vec<(f64, f64)> {
         l.map(|l| {
             vec![
-                (50.0, l.p50_ms as f64),
-                (95.0, l.p95_ms as f64),
-                (99.0, l.p99_ms as f64),
-                (100.0, l.max_ms as f64),
+                (50.0, l.p50_ms as f64 / 1000.0),
+                (95.0, l.p95_ms as f64 / 1000.0),
+                (99.0, l.p99_ms as f64 / 1000.0),
+                (100.0, l.max_ms as f64 / 1000.0),
             ]
         })
         .unwrap_or_default()
     };
     lines(
         45.0,
-        "milliseconds",
+        "seconds",
         "percentile (100 = max)",
         &[
             ("ceiling", BLUE, points(r.ceiling.latency.as_ref())),
