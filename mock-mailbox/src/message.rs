@@ -223,7 +223,67 @@ pub struct StoredMessage {
     pub deleted_with: Option<String>,
 }
 
+/// Heap bytes a `String` holds.
+fn text(s: &str) -> usize {
+    s.len()
+}
+
+impl Mailbox {
+    fn heap_bytes(&self) -> usize {
+        text(&self.name) + text(&self.address)
+    }
+}
+
+impl Summary {
+    /// About how many bytes this summary takes in memory, beside its own struct: its
+    /// strings and lists (allocator overhead not counted).
+    pub fn heap_bytes(&self) -> usize {
+        let boxes = |l: &[Mailbox]| {
+            l.iter()
+                .map(|m| std::mem::size_of::<Mailbox>() + m.heap_bytes())
+                .sum::<usize>()
+        };
+        let ids = |l: &[String]| {
+            l.iter()
+                .map(|s| std::mem::size_of::<String>() + s.len())
+                .sum::<usize>()
+        };
+        self.internet_message_id.as_deref().map_or(0, text)
+            + text(&self.subject)
+            + self.from.as_ref().map_or(0, Mailbox::heap_bytes)
+            + boxes(&self.to)
+            + boxes(&self.cc)
+            + boxes(&self.bcc)
+            + boxes(&self.reply_to)
+            + ids(&self.in_reply_to)
+            + ids(&self.references)
+            + text(&self.body_text)
+            + self.body_html.as_deref().map_or(0, text)
+            + self
+                .attachments
+                .iter()
+                .map(|a| {
+                    std::mem::size_of::<AttachmentSummary>()
+                        + a.name.len()
+                        + a.content_type.len()
+                        + a.sha256.len()
+                })
+                .sum::<usize>()
+    }
+}
+
 impl StoredMessage {
+    /// About how many bytes this entry takes in memory with its key in the mailbox's
+    /// map, its content aside (shared by every copy of the same bytes).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + 2 * text(&self.id)
+            + std::mem::size_of::<String>()
+            + text(&self.folder_id)
+            + text(&self.change_key)
+            + self.deleted_with.as_deref().map_or(0, text)
+    }
+
     pub fn summary(&self) -> &Summary {
         &self.content.summary
     }

@@ -379,6 +379,17 @@ impl Placed {
     }
 }
 
+/// What [`State::memory`] found.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Memory {
+    /// Messages stored, one per mailbox holding it.
+    pub messages: u64,
+    /// Distinct contents (each kept once).
+    pub contents: u64,
+    /// Their estimated bytes in memory (allocator overhead not counted).
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectedFolder {
     pub id: String,
@@ -961,6 +972,34 @@ impl State {
                 })
                 .collect(),
         }
+    }
+
+    /// What the mailboxes hold in memory, estimated from their data (a figure of the fake
+    /// alone, where the process's RSS also counts whatever shares it): every stored
+    /// message (recoverable ones too), each distinct content once.
+    pub fn memory(&self) -> Memory {
+        let mut out = Memory::default();
+        let mut seen = std::collections::HashSet::new();
+        let mailboxes: Vec<_> = self
+            .0
+            .mailboxes
+            .read()
+            .expect("lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for mailbox in mailboxes {
+            let mailbox = mailbox.lock().expect("lock poisoned");
+            for m in mailbox.messages.values().chain(&mailbox.recoverable) {
+                out.messages += 1;
+                out.bytes += m.heap_bytes() as u64;
+                if seen.insert(Arc::as_ptr(&m.content)) {
+                    out.contents += 1;
+                    out.bytes += m.content.heap_bytes() as u64;
+                }
+            }
+        }
+        out
     }
 
     /// Empties every mailbox back to its well-known folders and zeroes the counters.

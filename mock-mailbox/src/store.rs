@@ -89,6 +89,18 @@ impl Content {
         }
     }
 
+    /// About how many bytes this content takes in memory: the struct, the summary's
+    /// strings and lists, the header section and, in memory mode, the message.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.summary.heap_bytes()
+            + self.head.len()
+            + match &self.bytes {
+                Bytes::Memory(b) => b.len(),
+                Bytes::File { .. } | Bytes::Dropped => 0,
+            }
+    }
+
     /// The header section: every byte up to the first empty line (or all of them).
     pub fn head(&self) -> &[u8] {
         &self.head

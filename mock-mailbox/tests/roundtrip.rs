@@ -205,6 +205,21 @@ async fn on_disk_the_same_message_in_two_mailboxes_is_one_file_and_comes_back_ex
         assert_eq!(value.status, StatusCode::OK);
         assert_eq!(value.body, mime, "byte for byte from disk");
     }
+    // In memory: two entries, one content (its bytes are on disk).
+    let memory = fake.state.memory();
+    assert_eq!((memory.messages, memory.contents), (2, 1));
+    let content = fake.state.inspect_content(ALICE, &ids[0]).unwrap();
+    let entries = memory.bytes - content.heap_bytes() as u64;
+    assert!(
+        entries > 0 && entries < content.heap_bytes() as u64,
+        "the content is counted once, the two entries are small: {entries} of {}",
+        memory.bytes
+    );
+    assert!(
+        content.heap_bytes() < mime.len(),
+        "the bytes are not in memory"
+    );
+    drop(content);
     // The inspection view reads the same bytes, and the summary is shared.
     let alice = fake.state.inspect_messages(ALICE, false).unwrap();
     assert_eq!(alice[0].size, mime.len());

@@ -84,6 +84,13 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
         report.resources.connector_state_bytes > 0,
         "the connector's state is on disk"
     );
+    let memory = report.resources.mailbox_memory;
+    assert_eq!(
+        memory.messages, a.delivered,
+        "every stored delivery counted"
+    );
+    assert!(memory.contents > 0 && memory.contents < memory.messages);
+    assert!(memory.bytes > memory.messages * 100);
 
     // The page: self-contained (nothing fetched), with its four charts and the verdict.
     let page = scenarios::load::html::page(&report).unwrap();

@@ -247,6 +247,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     );
     drop(landed);
     let reconcile_seconds = t.elapsed().as_secs_f64();
+    let mailbox_memory = fakes.mailbox.memory();
     let counters = fakes.mailbox.counters();
     let mailbox_disk_bytes = fakes.mailbox.store().bytes_written() - disk_before;
     let own = usage::Rusage::own();
@@ -264,6 +265,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         runner_peak_rss_bytes: own.max_rss_bytes,
         mailbox_disk_bytes,
         mailbox_retain: retain,
+        mailbox_memory,
         total_seconds: started.elapsed().as_secs_f64(),
     }))
 }

@@ -80,6 +80,10 @@ pub struct Resources {
     pub mailbox_disk_bytes: u64,
     /// What the fake mailbox kept: `full` bytes, or `summary` and hashes only.
     pub mailbox_retain: super::Retain,
+    /// The fake mailbox's own data in memory after the import, estimated from it
+    /// (messages stored, distinct contents, bytes): the fake's figure apart from the
+    /// runner's RSS.
+    pub mailbox_memory: mock_mailbox::state::Memory,
     pub fakes_cpu_ceiling: Cpu,
     pub fakes_cpu_import: Cpu,
 }
@@ -133,6 +137,7 @@ pub struct Parts<'a> {
     pub runner_peak_rss_bytes: u64,
     pub mailbox_disk_bytes: u64,
     pub mailbox_retain: super::Retain,
+    pub mailbox_memory: mock_mailbox::state::Memory,
     pub total_seconds: f64,
 }
 
@@ -240,6 +245,7 @@ impl LoadReport {
                 runner_peak_rss_bytes: p.runner_peak_rss_bytes,
                 mailbox_disk_bytes: p.mailbox_disk_bytes,
                 mailbox_retain: p.mailbox_retain,
+                mailbox_memory: p.mailbox_memory,
                 fakes_cpu_ceiling: p.fakes_ceiling_cpu,
                 fakes_cpu_import: p.fakes_import_cpu,
             },
@@ -330,6 +336,14 @@ impl LoadReport {
                 mb(r.connector_state_bytes)
             )),
         }
+        let mm = &r.mailbox_memory;
+        out.push(format!(
+            "mailbox      holds about {} in memory for {} stored messages ({} distinct): {} B per stored message (estimated from its data)",
+            mb(mm.bytes),
+            mm.messages,
+            mm.contents,
+            mm.bytes / mm.messages.max(1)
+        ));
         out.push(format!(
             "fakes        peak RSS {} (this process, with the generator and reconciliation), mailbox store {} on disk ({}); CPU ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
             mb(r.runner_peak_rss_bytes),
