@@ -162,11 +162,8 @@ mod tests {
         (sent, refused, windows)
     }
 
-    #[test]
-    fn sustained_small_requests_reach_the_request_budget_with_few_429s() {
-        let budget = Budget::graph();
-        let (sent, refused, seconds) = sustained(budget, 60_000, 100);
-        let allowed = budget.requests as f64 * seconds / budget.request_window.as_secs_f64();
+    /// The targets: at least 95 % of the allowed rate, at most 1 % refused.
+    fn reaches_the_budget(sent: u64, refused: u64, allowed: f64) {
         assert!(
             sent as f64 >= allowed * 0.95,
             "{sent} sent of {allowed:.0} allowed"
@@ -178,6 +175,14 @@ mod tests {
     }
 
     #[test]
+    fn sustained_small_requests_reach_the_request_budget_with_few_429s() {
+        let budget = Budget::graph();
+        let (sent, refused, seconds) = sustained(budget, 60_000, 100);
+        let allowed = budget.requests as f64 * seconds / budget.request_window.as_secs_f64();
+        reaches_the_budget(sent, refused, allowed);
+    }
+
+    #[test]
     fn sustained_big_uploads_reach_the_upload_budget_with_few_429s() {
         let budget = Budget::graph();
         let bytes = 150_000;
@@ -185,14 +190,7 @@ mod tests {
         let allowed = budget.upload_bytes as f64 * seconds
             / budget.upload_window.as_secs_f64()
             / bytes as f64;
-        assert!(
-            sent as f64 >= allowed * 0.95,
-            "{sent} sent of {allowed:.0} allowed"
-        );
-        assert!(
-            refused as f64 <= sent as f64 * 0.01,
-            "{refused} refused of {sent}"
-        );
+        reaches_the_budget(sent, refused, allowed);
     }
 
     #[test]

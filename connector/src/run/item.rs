@@ -281,12 +281,12 @@ impl Connector {
         if result.failures.is_empty()
             && let Some(att) = item.content.attachment()
         {
-            let file = self.staged_file(window.id, &att.id);
+            let file = self.staged_files.of(window.id, &att.id);
             let only_this_item = file.lock().await;
             self.staging.forget(window.id, &att.id)?;
             drop(only_this_item);
             drop(file);
-            self.release_staged_file(window.id, &att.id);
+            self.staged_files.release(window.id, &att.id);
         }
         Ok(result)
     }
@@ -307,7 +307,7 @@ impl Connector {
         if att.id.len() > email::MAX_ATTACHMENT_ID {
             return Ok(Some(Err(OmitReason::Unreachable)));
         }
-        let file = self.staged_file(window.id, &att.id);
+        let file = self.staged_files.of(window.id, &att.id);
         let _only_this_item = file.lock().await;
         let path = self.staging.attachment(window.id, &att.id)?;
         if let Ok(bytes) = tokio::fs::read(&path).await
@@ -336,16 +336,6 @@ impl Connector {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// The lock of one staged file.
-    pub(super) fn staged_file(&self, window: i64, attachment_id: &str) -> FileLock {
-        self.staged_files.of(window, attachment_id)
-    }
-
-    /// Drops the lock of a staged file that is gone (see [`FileLocks::release`]).
-    pub(super) fn release_staged_file(&self, window: i64, attachment_id: &str) {
-        self.staged_files.release(window, attachment_id);
     }
 }
 
