@@ -137,12 +137,18 @@ impl Drop for Segment {
     }
 }
 
+/// A content being kept now, which the imports of the same bytes wait for.
+type Coming = Arc<tokio::sync::OnceCell<Arc<Content>>>;
+
 /// Every distinct message stored, by SHA-256.
 #[derive(Debug)]
 pub struct Store {
     segment: Option<Arc<Segment>>,
     summary_only: bool,
     known: Mutex<HashMap<[u8; 32], Weak<Content>>>,
+    /// Contents being read and written now: a second import of the same bytes at the
+    /// same time waits for the first, so they are read and written once.
+    coming: Mutex<HashMap<[u8; 32], Coming>>,
     bytes_on_disk: AtomicU64,
 }
 
@@ -188,6 +194,7 @@ impl Store {
             segment,
             summary_only: matches!(storage, Storage::Summary),
             known: Mutex::default(),
+            coming: Mutex::default(),
             bytes_on_disk: AtomicU64::new(0),
         })
     }
@@ -198,9 +205,33 @@ impl Store {
     }
 
     /// Keeps a message: the content already stored if the same bytes are, else a new
-    /// one (read, summarised and written once).
-    pub fn put(&self, mime: Vec<u8>) -> Result<Arc<Content>, StoreError> {
+    /// one (read, summarised and written once, even when the same bytes come several
+    /// times at once: the others wait for the first).
+    pub async fn put(&self, mime: Vec<u8>) -> Result<Arc<Content>, StoreError> {
         let sha256: [u8; 32] = Sha256::digest(&mime).into();
+        if let Some(known) = self.lookup(&sha256) {
+            return Ok(known);
+        }
+        let cell = self
+            .coming
+            .lock()
+            .expect("store lock poisoned")
+            .entry(sha256)
+            .or_default()
+            .clone();
+        let kept = cell
+            .get_or_try_init(|| async { self.keep_new(sha256, mime) })
+            .await
+            .cloned();
+        // Known from now on (or refused, and the next one tries again).
+        let mut coming = self.coming.lock().expect("store lock poisoned");
+        if coming.get(&sha256).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            coming.remove(&sha256);
+        }
+        kept
+    }
+
+    fn keep_new(&self, sha256: [u8; 32], mime: Vec<u8>) -> Result<Arc<Content>, StoreError> {
         if let Some(known) = self.lookup(&sha256) {
             return Ok(known);
         }
@@ -285,15 +316,15 @@ mod tests {
 
     const MIME: &[u8] = b"From: a@b.example\r\nSubject: hi\r\nMessage-ID: <1@x>\r\n\r\nHello\r\n";
 
-    #[test]
-    fn the_same_bytes_are_kept_once_and_read_back_exactly_on_disk() {
+    #[tokio::test]
+    async fn the_same_bytes_are_kept_once_and_read_back_exactly_on_disk() {
         let store = Store::new(&Storage::Disk { dir: None }).unwrap();
         let dir = store.path().unwrap().to_path_buf();
-        let a = store.put(MIME.to_vec()).unwrap();
-        let b = store.put(MIME.to_vec()).unwrap();
+        let a = store.put(MIME.to_vec()).await.unwrap();
+        let b = store.put(MIME.to_vec()).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b), "one content for the same bytes");
         assert_eq!(store.bytes_written(), MIME.len() as u64);
-        let other = store.put(MIME.replace_first()).unwrap();
+        let other = store.put(MIME.replace_first()).await.unwrap();
         assert!(!Arc::ptr_eq(&a, &other));
         assert_eq!(store.bytes_written(), 2 * MIME.len() as u64);
         assert_eq!(a.mime().unwrap(), MIME);
@@ -308,7 +339,7 @@ mod tests {
             "Subject: {}\r\nFrom: a@b.example\r\n\r\nbody\r\n",
             "x".repeat(16 * 1024 - 40)
         );
-        let c = store.put(long.clone().into_bytes()).unwrap();
+        let c = store.put(long.clone().into_bytes()).await.unwrap();
         assert_eq!(c.head(), long.split("\r\n\r\n").next().unwrap().as_bytes());
         drop((a, b, other, store));
         assert!(dir.exists(), "a content still held keeps the store's file");
@@ -320,12 +351,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_summary_store_keeps_the_head_and_the_hashes_but_not_the_bytes() {
+    #[tokio::test]
+    async fn a_summary_store_keeps_the_head_and_the_hashes_but_not_the_bytes() {
         let store = Store::new(&Storage::Summary).unwrap();
         assert!(store.path().is_none(), "nothing on disk");
         let mime = b"From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"f.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n";
-        let a = store.put(mime.to_vec()).unwrap();
+        let a = store.put(mime.to_vec()).await.unwrap();
         assert!(!a.retained());
         assert!(matches!(a.mime(), Err(ReadError::NotRetained)));
         assert_eq!(
@@ -345,15 +376,43 @@ mod tests {
             "ae4b3280e56e2faf83f414a6e3dabe9d5fbe18976544c05fed121accb85b53fc"
         );
         assert_eq!(store.bytes_written(), 0);
-        let b = store.put(mime.to_vec()).unwrap();
+        let b = store.put(mime.to_vec()).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b), "still one content for the same bytes");
     }
 
     #[test]
-    fn what_is_not_a_message_is_refused_and_not_kept() {
+    fn the_same_bytes_coming_at_once_are_read_and_written_once() {
+        let store = Store::new(&Storage::Disk { dir: None }).expect("a temporary store");
+        // Long enough that reading it takes a while: the imports overlap.
+        let mut mime = MIME.to_vec();
+        for line in 0..20_000 {
+            mime.extend_from_slice(format!("line {line} of a long message\r\n").as_bytes());
+        }
+        // Eight threads, let go at once, each importing the same bytes.
+        let start = std::sync::Barrier::new(8);
+        let kept: Vec<Arc<Content>> = std::thread::scope(|s| {
+            let puts: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .expect("a runtime");
+                        start.wait();
+                        runtime.block_on(store.put(mime.clone())).unwrap()
+                    })
+                })
+                .collect();
+            puts.into_iter().map(|p| p.join().unwrap()).collect()
+        });
+        assert!(kept.iter().all(|c| Arc::ptr_eq(c, &kept[0])), "one content");
+        assert_eq!(store.bytes_written(), mime.len() as u64, "written once");
+    }
+
+    #[tokio::test]
+    async fn what_is_not_a_message_is_refused_and_not_kept() {
         let store = Store::new(&Storage::Memory).unwrap();
         assert!(matches!(
-            store.put(b"not mail".to_vec()),
+            store.put(b"not mail".to_vec()).await,
             Err(StoreError::Mime(MimeError::NotMime))
         ));
     }

@@ -374,9 +374,12 @@ pub async fn create_folder(
 }
 
 /// Decodes a base64 MIME body and keeps it in the message store.
-fn keep(state: &State, body: &[u8]) -> Result<std::sync::Arc<crate::store::Content>, GraphError> {
+async fn keep(
+    state: &State,
+    body: &[u8],
+) -> Result<std::sync::Arc<crate::store::Content>, GraphError> {
     let mime = decode_base64(body).map_err(mime_error)?;
-    state.store().put(mime).map_err(|e| match e {
+    state.store().put(mime).await.map_err(|e| match e {
         crate::store::StoreError::Mime(e) => mime_error(e),
         crate::store::StoreError::Io(e) => {
             tracing::error!(error = %e, "the message store cannot write");
@@ -512,7 +515,7 @@ pub async fn import_mime(
         .ok_or_else(GraphError::item_not_found)?
         .id
         .clone();
-    let content = keep(&state, &body)?;
+    let content = keep(&state, &body).await?;
     let (stored, upn) = {
         let mut mailbox = call.mailbox();
         let stored = mailbox.import(&folder_id, content, false, state.now());
@@ -563,7 +566,7 @@ async fn create_draft_in(
         .ok_or_else(GraphError::item_not_found)?
         .id
         .clone();
-    let content = keep(&state, &body)?;
+    let content = keep(&state, &body).await?;
     let stored = call
         .mailbox()
         .import(&folder_id, content, true, state.now());
