@@ -397,6 +397,41 @@ fn participant(phone: &str, name: &str, email: Option<&str>) -> Value {
     json!({"phone": phone, "name": name, "user_email": email})
 }
 
+/// Both fakes: the provider with `dataset`, the example directory behind `wrap_mailbox`.
+async fn fakes_of(dataset: &Value, wrap_mailbox: impl FnOnce(Router) -> Router) -> Fakes {
+    let directory =
+        mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap();
+    Fakes::start(
+        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
+        &directory,
+        t(NOW),
+        wrap_mailbox,
+    )
+    .await
+    .unwrap()
+}
+
+/// People of the example directory (and one who is not in it).
+fn alice() -> Value {
+    participant(
+        "+16174354634",
+        "Alice Archer",
+        Some("alice.archer@contoso.example"),
+    )
+}
+
+fn bob() -> Value {
+    participant(
+        "+12124325249",
+        "Bob Baker",
+        Some("bob.baker@contoso.example"),
+    )
+}
+
+fn outsider() -> Value {
+    participant("+14155550123", "Erin Outside", None)
+}
+
 fn item(id: &str, archived_at: &str, from: Value, to: Vec<Value>, body: (&str, Value)) -> Value {
     let mut v = json!({
         "id": id, "capture_mode": "cloud_archiver", "archived_at": archived_at, "sent_at": archived_at,
@@ -409,22 +444,14 @@ fn item(id: &str, archived_at: &str, from: Value, to: Vec<Value>, body: (&str, V
 
 #[tokio::test]
 async fn omissions_are_reported_with_their_reasons_and_missed_days_are_caught_up() {
-    let alice = participant(
-        "+16174354634",
-        "Alice Archer",
-        Some("alice.archer@contoso.example"),
-    );
-    let bob = participant(
-        "+12124325249",
-        "Bob Baker",
-        Some("bob.baker@contoso.example"),
-    );
+    let alice = alice();
+    let bob = bob();
     let frank = participant(
         "+15550000005",
         "Frank Former",
         Some("frank.former@contoso.example"),
     );
-    let outsider = participant("+14155550123", "Erin Outside", None);
+    let outsider = outsider();
     let doc = |id: &str, size: u64, seed: u64| json!({"caption": null, "attachment": {"id": id, "file_name": "big.pdf", "content_type": "application/pdf", "size": size, "seed": seed}});
     let items = vec![
         item(
@@ -476,16 +503,7 @@ async fn omissions_are_reported_with_their_reasons_and_missed_days_are_caught_up
         "items": items.into_iter().chain([broken]).collect::<Vec<_>>(),
         "raw_items": [{"id": "d3-garbage", "archived_at": "2026-11-22T12:00:00Z", "type": "hologram"}],
     });
-    let directory =
-        mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap();
-    let fakes = Fakes::start(
-        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
-        &directory,
-        t(NOW),
-        |r| r,
-    )
-    .await
-    .unwrap();
+    let fakes = fakes_of(&dataset, |r| r).await;
     let state = temp_dir("omissions");
     let mut config = fakes.config(&state, None);
     config.size_limit = 8_000;
@@ -752,4 +770,93 @@ async fn a_window_closes_only_once_it_has_settled() {
         future.is_err(),
         "a window that ends in the future is refused, not closed early"
     );
+}
+
+/// One mailbox stops answering its imports for as long as the test likes: every other
+/// mailbox's deliveries still go (a mailbox holds back only its own lane), and once it
+/// answers again, everything lands exactly once.
+#[tokio::test]
+async fn a_mailbox_that_stops_answering_holds_back_only_its_own_deliveries() {
+    const ALICE_ID: &str = "a1b2c3d4-0001-4000-8000-000000000001";
+    const BOB_ID: &str = "a1b2c3d4-0002-4000-8000-000000000002";
+    const BOBS: u64 = 20;
+    // Alice's items come first, more of them than the connector has places.
+    let to_outsider = |who: &'static str, from: Value, hour: u32, n: u64| {
+        (0..n).map(move |i| {
+            let at = format!("2026-11-20T{hour}:{i:02}:00Z");
+            let text = json!(format!("to {who}, {i}"));
+            let id = format!("{}-{i:02}", who.to_lowercase());
+            item(&id, &at, from.clone(), vec![outsider()], ("text", text))
+        })
+    };
+    let items: Vec<Value> = to_outsider("Alice", alice(), 10, 40)
+        .chain(to_outsider("Bob", bob(), 11, BOBS))
+        .collect();
+    let dataset = json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": items,
+    });
+    let (release, released) = tokio::sync::watch::channel(false);
+    let bob_landed = Arc::new(AtomicU64::new(0));
+    let landed = Arc::new(tokio::sync::Notify::new());
+    let hold_alice = {
+        let (bob_landed, landed) = (bob_landed.clone(), landed.clone());
+        move |router: Router| {
+            router.layer(middleware::from_fn(move |request: Request, next: Next| {
+                let path = request.uri().path().to_owned();
+                let mut released = released.clone();
+                let (bob_landed, landed) = (bob_landed.clone(), landed.clone());
+                async move {
+                    let import = path.ends_with("/importMime");
+                    if import && path.contains(ALICE_ID) {
+                        released
+                            .wait_for(|r| *r)
+                            .await
+                            .expect("the test holds the sender");
+                    }
+                    let response = next.run(request).await;
+                    if import && path.contains(BOB_ID) && response.status().is_success() {
+                        bob_landed.fetch_add(1, Ordering::SeqCst);
+                        landed.notify_one();
+                    }
+                    response
+                }
+            }))
+        }
+    };
+    let fakes = fakes_of(&dataset, hold_alice).await;
+    let state = temp_dir("lanes");
+    let mut config = fakes.config(&state, None);
+    // More places than one mailbox may use (four), so that its stuck requests leave some.
+    config.concurrency = 8;
+    let connector = Connector::new(config, fixed_clock(t(NOW))).unwrap();
+    let run = connector.run(t("2026-11-21T00:00:00Z"), Some(t("2026-11-20T00:00:00Z")));
+    let bob_first = async {
+        // A guard against a hang, not a measure of time: with a shared barrier, Bob's
+        // deliveries would wait behind Alice's for ever.
+        tokio::time::timeout(Duration::from_secs(120), async {
+            while bob_landed.load(Ordering::SeqCst) < BOBS {
+                landed.notified().await;
+            }
+        })
+        .await
+        .expect("Bob's deliveries waited behind Alice's stuck mailbox");
+        release.send(true).unwrap();
+    };
+    let (report, ()) = tokio::join!(run, bob_first);
+    let report = report.unwrap();
+    let a = &report.accounting;
+    assert_eq!(
+        (a.items, a.delivered, a.failed),
+        (60, 60, 0),
+        "{}",
+        a.line()
+    );
+    assert!(a.adds_up(), "{}", a.line());
+    let mut ids: Vec<String> = fakes.contents().into_iter().map(|(_, _, id)| id).collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!((before, ids.len()), (60, 60), "each landed once");
+    std::fs::remove_dir_all(&state).unwrap();
 }

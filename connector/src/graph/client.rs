@@ -119,8 +119,11 @@ pub struct GraphClient {
     /// Set once the identity platform refuses the client secret: it is never sent again
     /// by this client.
     refused: Arc<std::sync::Mutex<Option<(String, String)>>>,
-    /// Each mailbox's schedule against Graph's budgets (`None`: not paced).
-    pacer: Option<Arc<super::pace::Pacer>>,
+    /// Each mailbox's schedule against Graph's budgets, or only its `Retry-After`.
+    pacer: Arc<super::pace::Pacer>,
+    /// Requests on the wire at once, all mailboxes together (`None`: unbounded). Held
+    /// only while a request is sent and answered, never while it waits for its mailbox.
+    wire: Option<Arc<Semaphore>>,
 }
 
 /// An OData string literal: quotes doubled.
@@ -149,14 +152,27 @@ impl GraphClient {
             mailboxes: Arc::default(),
             retry,
             refused: Arc::default(),
-            pacer: None,
+            pacer: Arc::new(super::pace::Pacer::unpaced()),
+            wire: None,
         }
     }
 
     /// Paces each mailbox to `budget` (`None`: not paced; a `429` is still honoured).
     pub fn with_pacing(mut self, budget: Option<super::pace::Budget>) -> Self {
-        self.pacer = budget.map(|b| Arc::new(super::pace::Pacer::new(b)));
+        self.pacer =
+            Arc::new(budget.map_or_else(super::pace::Pacer::unpaced, super::pace::Pacer::new));
         self
+    }
+
+    /// At most `n` requests on the wire at once, whatever mailboxes they are for.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.wire = Some(Arc::new(Semaphore::new(n.max(1))));
+        self
+    }
+
+    /// When `mailbox` may next send, by its pacing and any `Retry-After` it was given.
+    pub fn ready_at(&self, mailbox: &str, now: Instant) -> Instant {
+        self.pacer.ready_at(mailbox, now)
     }
 
     async fn fresh_token(&self, force: bool) -> Result<Secret, GraphError> {
@@ -278,11 +294,13 @@ impl GraphClient {
                     Ok(token) => token,
                     Err(e) => return Attempt::Fatal(e),
                 };
-                if let Some(pacer) = &self.pacer {
-                    pacer.wait(mailbox, upload_bytes).await;
-                }
+                self.pacer.wait(mailbox, upload_bytes).await;
                 let sent = {
                     let _slot = gate.acquire().await.expect("gates are never closed");
+                    let _on_the_wire = match &self.wire {
+                        Some(wire) => Some(wire.acquire().await.expect("never closed")),
+                        None => None,
+                    };
                     build(&self.http, token.expose()).send().await
                 };
                 let r = match sent {
@@ -329,8 +347,8 @@ impl GraphClient {
                 if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     // Throttled: the request was not processed. Nothing more goes to
                     // this mailbox before its Retry-After.
-                    if let (Some(pacer), Some(wait)) = (&self.pacer, wait) {
-                        pacer.throttled(
+                    if let Some(wait) = wait {
+                        self.pacer.throttled(
                             mailbox,
                             self.retry.delay(attempt, Some(wait)),
                             Instant::now(),

@@ -51,6 +51,8 @@ struct Lane {
 /// Every mailbox's schedule.
 #[derive(Debug)]
 pub struct Pacer {
+    /// `false`: no budgets are kept, only each mailbox's `Retry-After`.
+    paced: bool,
     per_request: Duration,
     per_byte_ns: f64,
     /// How far ahead of its schedule a mailbox may be: one window of each budget.
@@ -67,6 +69,7 @@ impl Pacer {
         let per_byte_ns =
             budget.upload_window.as_nanos() as f64 / (budget.upload_bytes.max(1) as f64 * SHARE);
         Self {
+            paced: true,
             per_request,
             per_byte_ns,
             request_burst: budget.request_window,
@@ -75,11 +78,51 @@ impl Pacer {
         }
     }
 
+    /// No budgets: a mailbox waits only for the `Retry-After` of a `429` it was given.
+    pub fn unpaced() -> Self {
+        Self {
+            paced: false,
+            per_request: Duration::ZERO,
+            per_byte_ns: 0.0,
+            request_burst: Duration::ZERO,
+            upload_burst: Duration::ZERO,
+            lanes: Mutex::default(),
+        }
+    }
+
+    /// When `mailbox` may send its next request, as far as its schedule and any
+    /// `Retry-After` say (the bytes of that request aside), without reserving anything:
+    /// what a caller asks before it starts work for the mailbox.
+    pub fn ready_at(&self, mailbox: &str, now: Instant) -> Instant {
+        let lanes = self.lanes.lock().expect("lock poisoned");
+        let Some(lane) = lanes.get(&mailbox.to_ascii_lowercase()) else {
+            return now;
+        };
+        let mut at = lane.blocked_until.unwrap_or(now).max(now);
+        if self.paced {
+            let requests_at = lane.requests_until.map_or(now, |t| t.max(now));
+            let bytes_at = lane.bytes_until.map_or(now, |t| t.max(now));
+            at = at
+                .max(
+                    (requests_at + self.per_request)
+                        .checked_sub(self.request_burst)
+                        .unwrap_or(now),
+                )
+                .max(bytes_at.checked_sub(self.upload_burst).unwrap_or(now));
+        }
+        at
+    }
+
     /// Reserves one request carrying `bytes` on `mailbox` at `now`: how long to wait
     /// before sending it.
     pub fn reserve(&self, mailbox: &str, bytes: u64, now: Instant) -> Duration {
         let mut lanes = self.lanes.lock().expect("lock poisoned");
         let lane = lanes.entry(mailbox.to_ascii_lowercase()).or_default();
+        if !self.paced {
+            return lane
+                .blocked_until
+                .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        }
         let requests_at = lane.requests_until.map_or(now, |t| t.max(now));
         let bytes_at = lane.bytes_until.map_or(now, |t| t.max(now));
         let cost = Duration::from_nanos((bytes as f64 * self.per_byte_ns) as u64);
@@ -211,5 +254,39 @@ mod tests {
         pacer.throttled("b@x", Duration::from_secs(30), now);
         assert!(pacer.reserve("b@x", 0, now) >= Duration::from_secs(30));
         assert!(pacer.reserve("c@x", 0, now).is_zero());
+    }
+
+    #[test]
+    fn readiness_is_told_without_reserving_and_a_429_holds_an_unpaced_mailbox_too() {
+        let now = Instant::now();
+        let pacer = Pacer::new(Budget {
+            requests: 10,
+            request_window: Duration::from_secs(10),
+            upload_bytes: 1 << 30,
+            upload_window: Duration::from_secs(10),
+        });
+        assert_eq!(pacer.ready_at("a@x", now), now, "never seen");
+        // 97 % of ten in a window's burst: the ninth may go at once, the tenth not.
+        for _ in 0..8 {
+            pacer.reserve("a@x", 0, now);
+        }
+        assert_eq!(pacer.ready_at("a@x", now), now, "eight of ten used");
+        assert_eq!(pacer.ready_at("a@x", now), now, "asking reserves nothing");
+        pacer.reserve("a@x", 0, now);
+        assert!(
+            pacer.ready_at("a@x", now) > now,
+            "the window's budget is used"
+        );
+        assert_eq!(pacer.ready_at("b@x", now), now, "per mailbox");
+
+        let unpaced = Pacer::unpaced();
+        for _ in 0..1000 {
+            assert!(unpaced.reserve("a@x", 1 << 30, now).is_zero());
+        }
+        assert_eq!(unpaced.ready_at("a@x", now), now);
+        unpaced.throttled("a@x", Duration::from_secs(30), now);
+        assert_eq!(unpaced.ready_at("a@x", now), now + Duration::from_secs(30));
+        assert_eq!(unpaced.reserve("a@x", 0, now), Duration::from_secs(30));
+        assert_eq!(unpaced.ready_at("b@x", now), now);
     }
 }

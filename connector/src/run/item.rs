@@ -73,12 +73,96 @@ impl FileLocks {
     }
 }
 
+/// An item read, its skips recorded and its mailboxes found: what is left is one delivery
+/// to each mailbox that does not have it yet, in whatever order their lanes allow.
+#[derive(Debug)]
+pub(super) struct OpenItem {
+    pub(super) staged: Staged,
+    pub(super) item: Item,
+    /// The mailboxes still to deliver to, by key, and what the state knew of each.
+    pub(super) pending: BTreeMap<String, (Target, Option<DeliveryState>)>,
+    message: tokio::sync::Mutex<Building>,
+}
+
+/// The item's message: built by the first delivery that goes, shared by the others.
+#[derive(Debug, Default)]
+struct Building {
+    message: Option<Message>,
+    /// The skips the message brings (the attachment left out, too large) are recorded.
+    recorded: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Message {
+    /// Its Message-ID and omission (the MIME itself is not kept), and the body sent.
+    Send(Arc<(email::Email, ImportBody)>),
+    /// No message within the limit can be made: every delivery is left out.
+    TooLarge,
+    /// The provider failed to give the attachment: the item waits for a later run.
+    Failed,
+}
+
+impl OpenItem {
+    /// Drops the built message while no delivery of the item is going: it is built again
+    /// (from the item and its staged file) when one goes. Answers the bytes freed.
+    pub(super) fn park(&self) -> usize {
+        let Ok(mut building) = self.message.try_lock() else {
+            return 0;
+        };
+        match &building.message {
+            Some(Message::Send(sent)) => {
+                let bytes = sent.1.len();
+                building.message = None;
+                bytes
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// What planning an item came to.
+pub(super) enum Planned {
+    /// Nothing to send: skipped, failed, or every mailbox has it.
+    Settled(ItemResult),
+    /// Deliveries to make; the result so far (the item's count, its skips).
+    Open(Arc<OpenItem>, ItemResult),
+}
+
+impl ItemResult {
+    pub(super) fn merge(&mut self, other: ItemResult) {
+        self.account.add(&other.account);
+        self.skips.extend(other.skips);
+        self.failures.extend(other.failures);
+    }
+}
+
 impl Connector {
+    /// One item, start to end: planned, then delivered to each mailbox in turn (the held
+    /// list's way; a window's items go through the lanes instead).
     pub(super) async fn process_item(
         &self,
         window: &Window,
         staged: Staged,
     ) -> Result<ItemResult, ConnectorError> {
+        let (open, mut result) = match self.plan_item(window, staged).await? {
+            Planned::Settled(result) => return Ok(result),
+            Planned::Open(open, result) => (open, result),
+        };
+        for key in open.pending.keys() {
+            let (r, _) = self.deliver_one(window, &open, key).await?;
+            result.merge(r);
+        }
+        self.settle_item(window, &open, &result).await?;
+        Ok(result)
+    }
+
+    /// Reads a staged item, records the skips it brings, finds its mailboxes and which of
+    /// them have it already. Nothing is downloaded or sent.
+    pub(super) async fn plan_item(
+        &self,
+        window: &Window,
+        staged: Staged,
+    ) -> Result<Planned, ConnectorError> {
         let mut result = ItemResult::default();
         result.account.items = 1;
         self.progress
@@ -87,7 +171,6 @@ impl Connector {
         self.progress.tick();
         // The record key: the provider's id, and the revision of its content.
         let key_id = staged.item_id.as_str();
-        let seq = staged.seq;
         let (provider_id, revision) = state::split_key(key_id);
         let mut item = match wire::read_item_text(&staged.json) {
             Ok(item) => item,
@@ -101,7 +184,7 @@ impl Connector {
                 )?;
                 result.account.planned = 1;
                 result.left_out(SkipReason::InvalidItem, 1);
-                return Ok(result);
+                return Ok(Planned::Settled(result));
             }
         };
         item.revision = revision;
@@ -145,7 +228,7 @@ impl Connector {
                     });
                     result.account.planned = 1;
                     result.account.failed = 1;
-                    return Ok(result);
+                    return Ok(Planned::Settled(result));
                 }
             }
         }
@@ -163,40 +246,68 @@ impl Connector {
             )?;
             result.account.planned = 1;
             result.left_out(SkipReason::Unmapped, 1);
-            return Ok(result);
+            return Ok(Planned::Settled(result));
         }
         result.account.planned = targets.len() as u64;
-        let mut pending = Vec::new();
+        let mut pending = BTreeMap::new();
         for (key, target) in targets {
             match self.store.delivery(key_id, &key)? {
                 Some(DeliveryState::Delivered) => {
                     result.account.already_there += 1;
                 }
-                state => pending.push((key, target, state)),
+                state => {
+                    pending.insert(key, (target, state));
+                }
             }
         }
         if pending.is_empty() {
-            return Ok(result);
+            return Ok(Planned::Settled(result));
         }
+        let open = Arc::new(OpenItem {
+            staged,
+            item,
+            pending,
+            message: tokio::sync::Mutex::default(),
+        });
+        Ok(Planned::Open(open, result))
+    }
+
+    /// The item's message: the one built already, or built now (its file staged and
+    /// verified, or left out and why). The skips it brings are recorded the first time.
+    /// Answers the message and, if it was built now, the bytes of its body.
+    async fn message_of(
+        &self,
+        window: &Window,
+        open: &OpenItem,
+        result: &mut ItemResult,
+    ) -> Result<(Message, Option<usize>), ConnectorError> {
+        let mut building = open.message.lock().await;
+        if let Some(message) = &building.message {
+            return Ok((message.clone(), None));
+        }
+        let item = &open.item;
         // The size plan, before anything is downloaded (see `plan`).
         let limit = self.config.size_limit;
-        let carry = plan::carries_file(&item, &self.options, limit);
-        // The message, with its attachment staged and verified (or left out, and why).
+        let carry = plan::carries_file(item, &self.options, limit);
         let fetched = if carry {
-            self.attachment(window, &item).await
+            self.attachment(window, item).await
         } else {
             Ok(Some(Err(OmitReason::ToFit)))
         };
         let bytes = match fetched {
             Ok(b) => b,
             Err(e) => {
-                result.failures.push(Failure {
-                    item_id: item.id.clone(),
-                    mailbox: None,
-                    error: e.to_string(),
-                });
-                result.account.failed += pending.len() as u64;
-                return Ok(result);
+                if !building.recorded {
+                    result.failures.push(Failure {
+                        item_id: item.id.clone(),
+                        mailbox: None,
+                        error: e.to_string(),
+                    });
+                }
+                building.recorded = true;
+                let message = Message::Failed;
+                building.message = Some(message.clone());
+                return Ok((message, None));
             }
         };
         let body = match &bytes {
@@ -204,82 +315,128 @@ impl Connector {
             Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
             None => None,
         };
-        let message = match plan::message(&item, body, &self.options, limit) {
-            plan::Planned::Send(message) => message,
+        let first = !building.recorded;
+        building.recorded = true;
+        let (message, built) = match plan::message(item, body, &self.options, limit) {
+            plan::Planned::Send(mut message) => {
+                if first
+                    && let (Some(reason), Some(att)) = (message.omitted, item.content.attachment())
+                {
+                    self.skip(
+                        window,
+                        result,
+                        &item.id,
+                        reason.reason(),
+                        format!(
+                            "{} ({} bytes) left out; the message is imported without it",
+                            att.file_name, att.size
+                        ),
+                    )?;
+                }
+                // Encoded once, sent to every mailbox and on every attempt; the MIME
+                // itself is not needed any more.
+                let body = ImportBody::encode(&message.mime);
+                message.mime = Vec::new();
+                let len = body.len();
+                (Message::Send(Arc::new((message, body))), Some(len))
+            }
             plan::Planned::TooLarge { bytes } => {
-                self.skip(
-                    window,
-                    &mut result,
-                    &item.id,
-                    SkipReason::ItemTooLarge,
-                    format!("the message is {bytes} bytes; the limit is {limit}"),
-                )?;
-                result.left_out(SkipReason::ItemTooLarge, pending.len() as u64);
-                return Ok(result);
+                if first {
+                    self.skip(
+                        window,
+                        result,
+                        &item.id,
+                        SkipReason::ItemTooLarge,
+                        format!("the message is {bytes} bytes; the limit is {limit}"),
+                    )?;
+                }
+                (Message::TooLarge, None)
             }
         };
-        if let (Some(reason), Some(att)) = (message.omitted, item.content.attachment()) {
-            self.skip(
-                window,
-                &mut result,
-                &item.id,
-                reason.reason(),
-                format!(
-                    "{} ({} bytes) left out; the message is imported without it",
-                    att.file_name, att.size
-                ),
-            )?;
-        }
-        // Encoded once, sent to every mailbox and on every attempt.
-        let body = ImportBody::encode(&message.mime);
-        for (key, target, state) in pending {
-            // A delivery with no record is known never to have been sent only in a window
-            // this run began; anywhere else (a window a crash left open, a held item) its
-            // record may have been lost with an uncommitted group: look first.
-            let look_first = state == Some(DeliveryState::Attempted)
-                || !window.fresh
-                || self
-                    .failed_here
+        building.message = Some(message.clone());
+        Ok((message, built))
+    }
+
+    /// One delivery of an open item, to the mailbox `key`: its share of the item's
+    /// result, and the bytes of the message if this delivery built it.
+    pub(super) async fn deliver_one(
+        &self,
+        window: &Window,
+        open: &OpenItem,
+        key: &str,
+    ) -> Result<(ItemResult, Option<usize>), ConnectorError> {
+        let mut result = ItemResult::default();
+        let (message, built) = self.message_of(window, open, &mut result).await?;
+        let sent = match message {
+            Message::Send(sent) => sent,
+            Message::TooLarge => {
+                result.left_out(SkipReason::ItemTooLarge, 1);
+                return Ok((result, built));
+            }
+            Message::Failed => {
+                result.account.failed += 1;
+                return Ok((result, built));
+            }
+        };
+        let (message, body) = &*sent;
+        let (target, state) = &open.pending[key];
+        let key_id = open.staged.item_id.as_str();
+        // A delivery with no record is known never to have been sent only in a window
+        // this run began; anywhere else (a window a crash left open, a held item) its
+        // record may have been lost with an uncommitted group: look first.
+        let look_first = *state == Some(DeliveryState::Attempted)
+            || !window.fresh
+            || self
+                .failed_here
+                .lock()
+                .expect("lock poisoned")
+                .contains(&(key_id.to_owned(), key.to_owned()));
+        match self
+            .deliver(key_id, message, body, key, target, look_first)
+            .await
+        {
+            Ok(true) => {
+                self.latency.delivered(window.id, open.staged.seq);
+                if message.omitted.is_some() {
+                    result.account.delivered_without_attachment += 1;
+                } else {
+                    result.account.delivered += 1;
+                }
+                self.progress
+                    .deliveries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(false) => {
+                result.account.already_there += 1;
+            }
+            Err(DeliverError::State(e)) => return Err(e),
+            Err(DeliverError::Graph(e)) => {
+                result.account.failed += 1;
+                tracing::warn!(item = %open.item.id, mailbox = %target.user.user_principal_name, error = %e, "delivery failed");
+                self.failed_here
                     .lock()
                     .expect("lock poisoned")
-                    .contains(&(key_id.to_owned(), key.clone()));
-            match self
-                .deliver(key_id, &message, &body, &key, &target, look_first)
-                .await
-            {
-                Ok(true) => {
-                    self.latency.delivered(window.id, seq);
-                    if message.omitted.is_some() {
-                        result.account.delivered_without_attachment += 1;
-                    } else {
-                        result.account.delivered += 1;
-                    }
-                    self.progress
-                        .deliveries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok(false) => {
-                    result.account.already_there += 1;
-                }
-                Err(DeliverError::State(e)) => return Err(e),
-                Err(DeliverError::Graph(e)) => {
-                    result.account.failed += 1;
-                    tracing::warn!(item = %item.id, mailbox = %target.user.user_principal_name, error = %e, "delivery failed");
-                    self.failed_here
-                        .lock()
-                        .expect("lock poisoned")
-                        .insert((key_id.to_owned(), key.clone()));
-                    result.failures.push(Failure {
-                        item_id: item.id.clone(),
-                        mailbox: Some(target.user.user_principal_name.clone()),
-                        error: e.to_string(),
-                    });
-                }
+                    .insert((key_id.to_owned(), key.to_owned()));
+                result.failures.push(Failure {
+                    item_id: open.item.id.clone(),
+                    mailbox: Some(target.user.user_principal_name.clone()),
+                    error: e.to_string(),
+                });
             }
         }
-        // Every mailbox has it: its file need not stay at rest until the window closes.
+        Ok((result, built))
+    }
+
+    /// Every delivery of the item is over. If every mailbox has it, its file need not
+    /// stay at rest until the window closes.
+    pub(super) async fn settle_item(
+        &self,
+        window: &Window,
+        open: &OpenItem,
+        result: &ItemResult,
+    ) -> Result<(), ConnectorError> {
         if result.failures.is_empty()
-            && let Some(att) = item.content.attachment()
+            && let Some(att) = open.item.content.attachment()
         {
             let file = self.staged_files.of(window.id, &att.id);
             let only_this_item = file.lock().await;
@@ -288,7 +445,7 @@ impl Connector {
             drop(file);
             self.staged_files.release(window.id, &att.id);
         }
-        Ok(result)
+        Ok(())
     }
 
     /// The attachment's bytes (staged and verified), the reason it is left out, or

@@ -4,11 +4,13 @@
 //! By what each part does: this module sets the connector up and runs the windows in
 //! turn; `login` signs in; `held` tries the held list first; `window` stages a window
 //! and works on its items while the listing goes on; `item` turns one staged item into
-//! its deliveries; `deliver` is the exactly-once protocol with Microsoft 365.
+//! its deliveries; `lanes` decides which delivery starts next, per mailbox; `deliver` is
+//! the exactly-once protocol with Microsoft 365.
 
 mod deliver;
 mod held;
 mod item;
+mod lanes;
 mod login;
 mod plan;
 mod window;
@@ -73,7 +75,8 @@ fn clients(
         config.client_secret.clone(),
         retry.clone(),
     )
-    .with_pacing(config.pacing);
+    .with_pacing(config.pacing)
+    .with_concurrency(config.concurrency);
     (provider, graph)
 }
 

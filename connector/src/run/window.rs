@@ -1,7 +1,21 @@
 //! A window: its listing staged page by page, its staged items worked on while the
 //! listing goes on, and its accounting.
 
+use super::item::{OpenItem, Planned};
 use super::*;
+
+/// The bytes of built messages kept for items none of whose deliveries goes right now.
+const MESSAGES_KEPT: usize = 64 * 1024 * 1024;
+
+/// An open item in a window's work: how many of its deliveries are left and going, the
+/// bytes of its message if built, and its result so far.
+struct Opened {
+    item: Arc<OpenItem>,
+    remaining: usize,
+    started: usize,
+    built: usize,
+    result: ItemResult,
+}
 
 impl Connector {
     /// Works through one window and closes it. Answers what became of its items.
@@ -70,24 +84,57 @@ impl Connector {
         Ok(())
     }
 
-    /// Works through the staged items of a window, as the listing stages them, at most
-    /// `concurrency` at once, with no batch barrier: an item that waits (a mailbox's
-    /// Retry-After) holds one place, never the others. Answers how many items it worked
-    /// on and those that failed. `listing` turns true once the listing is complete.
+    /// Works through the staged items of a window as the listing stages them. Items are
+    /// planned (read, mapped, their skips recorded) `concurrency` at a time; each of
+    /// their deliveries waits in its mailbox's lane (see `lanes`), and a lane starts one
+    /// when its mailbox may send. A throttled or paced mailbox holds back only its own
+    /// deliveries, and there is no barrier between items. An item is settled when its
+    /// last delivery is over. At concurrency 1 items go one at a time, in order. Answers
+    /// the window's accounting and the items that failed.
+    /// `listing` turns true once the listing is complete.
     pub(super) async fn deliver_staged(
         &self,
         window: &Window,
         mut listing: tokio::sync::watch::Receiver<bool>,
         report: &mut RunReport,
     ) -> Result<(Accounting, Vec<(Staged, String)>), ConnectorError> {
+        let concurrency = self.config.concurrency;
+        // Items open at once (planned, deliveries not all over): enough that the lanes of
+        // other mailboxes stay fed while one mailbox waits out a long Retry-After, and an
+        // open item without its message is small.
+        let open_max = (concurrency * 512).max(4096);
+        // Deliveries started at once. Only `concurrency` requests are on the wire at a
+        // time (the Graph client's bound); the others wait for a slot with their message.
+        // At concurrency 1 one item is worked on at a time, start to end, and one request
+        // goes at a time: the requests come in one order, which replays rely on.
+        let sequential = concurrency == 1;
+        let started_max = if sequential {
+            1
+        } else {
+            concurrency * lanes::PER_LANE
+        };
+        let room = |open: usize, planning: usize| {
+            if sequential {
+                open == 0 && planning == 0
+            } else {
+                planning < concurrency && open + planning < open_max
+            }
+        };
         let mut account = Accounting::default();
         let mut failed: Vec<(Staged, String)> = Vec::new();
         let mut queue = std::collections::VecDeque::new();
         let mut after = 0i64;
         let mut listed_all = false;
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let mut open: HashMap<i64, Opened> = HashMap::new();
+        let mut lanes = lanes::Lanes::default();
+        let mut built_bytes = 0usize;
+        let mut park_above = MESSAGES_KEPT;
+        let mut parked = 0u64;
+        let mut planning = futures_util::stream::FuturesUnordered::new();
+        let mut sending = futures_util::stream::FuturesUnordered::new();
         loop {
-            while in_flight.len() < self.config.concurrency {
+            // Plan more items while there is room.
+            while room(open.len(), planning.len()) {
                 if queue.is_empty() && !listed_all {
                     // Read before looking: a listing complete before an empty look means
                     // nothing more will come.
@@ -101,40 +148,107 @@ impl Connector {
                     queue.extend(page);
                 }
                 match queue.pop_front() {
-                    Some(staged) => in_flight.push(self.work_on(window, staged)),
+                    Some(staged) => planning.push(self.plan_item(window, staged)),
                     None => break,
                 }
             }
-            if in_flight.is_empty() {
-                if listed_all {
+            // Start what the lanes allow.
+            let now = Instant::now();
+            while lanes.started() < started_max {
+                let Some((key, seq)) = lanes.next(now, |mailbox| self.graph.ready_at(mailbox, now))
+                else {
                     break;
+                };
+                let opened = open
+                    .get_mut(&seq)
+                    .expect("a queued delivery's item is open");
+                opened.started += 1;
+                let item = opened.item.clone();
+                sending.push(async move {
+                    let r = self.deliver_one(window, &item, &key).await;
+                    (seq, key, r)
+                });
+            }
+            if planning.is_empty() && sending.is_empty() && lanes.queued() == 0 {
+                if listed_all && queue.is_empty() {
+                    break;
+                }
+                if !queue.is_empty() {
+                    continue;
                 }
                 // Nothing to do until the listing stages more (or ends: a closed channel
                 // means the fetcher is done, and the next look settles it).
                 let _ = listing.changed().await;
                 continue;
             }
-            let result = tokio::select! {
-                Some(result) = in_flight.next() => result,
-                _ = listing.changed(), if !listed_all && queue.is_empty() => continue,
-            };
-            let (staged, r) = result?;
-            account.add(&r.account);
-            if !r.failures.is_empty() {
-                failed.push((staged, r.error()));
+            let wake = lanes.next_wake();
+            let may_plan = queue.is_empty() && !listed_all && room(open.len(), planning.len());
+            tokio::select! {
+                Some(planned) = planning.next(), if !planning.is_empty() => {
+                    match planned? {
+                        Planned::Settled(r) => {
+                            account.add(&r.account);
+                            report.failed.extend(r.failures);
+                        }
+                        Planned::Open(item, result) => {
+                            let seq = item.staged.seq;
+                            for key in item.pending.keys() {
+                                lanes.push(key, seq);
+                            }
+                            let remaining = item.pending.len();
+                            open.insert(seq, Opened { item, remaining, started: 0, built: 0, result });
+                        }
+                    }
+                }
+                Some((seq, key, r)) = sending.next(), if !sending.is_empty() => {
+                    lanes.done(&key);
+                    let (r, built) = r?;
+                    let opened = open.get_mut(&seq).expect("a started delivery's item is open");
+                    opened.started -= 1;
+                    opened.remaining -= 1;
+                    if let Some(bytes) = built {
+                        opened.built = bytes;
+                        built_bytes += bytes;
+                    }
+                    opened.result.merge(r);
+                    if opened.remaining == 0 {
+                        let opened = open.remove(&seq).expect("just seen");
+                        built_bytes -= opened.built;
+                        self.settle_item(window, &opened.item, &opened.result).await?;
+                        account.add(&opened.result.account);
+                        let Opened { item, result, .. } = opened;
+                        if !result.failures.is_empty() {
+                            let error = result.error();
+                            failed.push((item.staged.clone(), error));
+                        }
+                        report.failed.extend(result.failures);
+                    } else if built_bytes > park_above {
+                        // Messages of items waiting only on sleeping or busy lanes are
+                        // dropped, and built again when one of their deliveries goes.
+                        for opened in open.values_mut().filter(|o| o.started == 0 && o.built > 0) {
+                            built_bytes -= opened.built;
+                            opened.built = 0;
+                            opened.item.park();
+                            parked += 1;
+                        }
+                        // Not looked at again until a quarter more is kept.
+                        park_above = built_bytes.max(MESSAGES_KEPT) + MESSAGES_KEPT / 4;
+                    }
+                    if built_bytes < MESSAGES_KEPT {
+                        park_above = MESSAGES_KEPT;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.unwrap_or(now).into()), if wake.is_some() && lanes.started() < started_max => {}
+                _ = listing.changed(), if may_plan => {}
             }
-            report.failed.extend(r.failures);
+        }
+        if parked > 0 {
+            tracing::info!(
+                parked,
+                "messages dropped while their items waited on busy or throttled mailboxes, built again when sent"
+            );
         }
         Ok((account, failed))
-    }
-
-    pub(super) async fn work_on(
-        &self,
-        window: &Window,
-        staged: Staged,
-    ) -> Result<(Staged, ItemResult), ConnectorError> {
-        let r = self.process_item(window, staged.clone()).await?;
-        Ok((staged, r))
     }
 
     /// Lists the whole window and stages every readable item as received, a page at a

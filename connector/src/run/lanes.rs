@@ -1,0 +1,220 @@
+//! Per-mailbox lanes: which delivery goes next. Pure bookkeeping, no I/O.
+//!
+//! Each mailbox has a lane: a queue of its deliveries (each a reference to a staged item
+//! by its sequence number, never message bytes), at most [`PER_LANE`] of them started at
+//! once. A lane whose mailbox may not send yet (its pacing, or a `429`'s `Retry-After`)
+//! sleeps until then and is not looked at; a full or sleeping lane never holds back
+//! another, and there is no barrier between items. Of the lanes that may start one, the
+//! one whose next delivery is of the oldest item goes first: an item's deliveries tend
+//! to go together (its message is built once and soon dropped), and items are delivered
+//! roughly in the order they were staged.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::Instant;
+
+/// Deliveries started at once per mailbox: Graph's 4 requests in flight per mailbox.
+pub(super) const PER_LANE: usize = crate::graph::client::PER_MAILBOX;
+
+#[derive(Debug, Default)]
+struct Lane {
+    queued: VecDeque<i64>,
+    started: usize,
+    /// Where the lane is: in the turn order, asleep until a time, or neither (no work
+    /// it may start).
+    at: Place,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    #[default]
+    Idle,
+    InTurn,
+    Asleep,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Lanes {
+    lanes: HashMap<String, Lane>,
+    /// Lanes that may start a delivery, each once, by the item of their next delivery.
+    turn: BinaryHeap<Reverse<(i64, String)>>,
+    /// Lanes asleep, by when they wake.
+    asleep: BinaryHeap<Reverse<(Instant, String)>>,
+    started: usize,
+    queued: usize,
+}
+
+impl Lanes {
+    /// Queues a delivery of staged item `seq` to `mailbox`.
+    pub(super) fn push(&mut self, mailbox: &str, seq: i64) {
+        let lane = self.lanes.entry(mailbox.to_owned()).or_default();
+        lane.queued.push_back(seq);
+        self.queued += 1;
+        self.relist(mailbox);
+    }
+
+    /// The next delivery to start, `(mailbox, seq)`: the oldest item's first, skipping
+    /// (and putting to sleep) each lane whose mailbox `ready_at` says may not send at
+    /// `now`. `None` when no lane may start one now.
+    pub(super) fn next(
+        &mut self,
+        now: Instant,
+        ready_at: impl Fn(&str) -> Instant,
+    ) -> Option<(String, i64)> {
+        self.wake(now);
+        while let Some(Reverse((_, mailbox))) = self.turn.pop() {
+            let lane = self.lanes.get_mut(&mailbox).expect("a listed lane exists");
+            let at = ready_at(&mailbox);
+            if at > now {
+                lane.at = Place::Asleep;
+                self.asleep.push(Reverse((at, mailbox)));
+                continue;
+            }
+            let seq = lane.queued.pop_front().expect("a listed lane has work");
+            lane.started += 1;
+            lane.at = Place::Idle;
+            self.started += 1;
+            self.queued -= 1;
+            self.relist(&mailbox);
+            return Some((mailbox, seq));
+        }
+        None
+    }
+
+    /// A delivery to `mailbox` started by [`next`](Self::next) is over.
+    pub(super) fn done(&mut self, mailbox: &str) {
+        let lane = self.lanes.get_mut(mailbox).expect("a started lane exists");
+        lane.started -= 1;
+        self.started -= 1;
+        self.relist(mailbox);
+        self.forget_if_idle(mailbox);
+    }
+
+    /// A lane with nothing queued, started or scheduled goes (it comes back with its
+    /// next delivery).
+    fn forget_if_idle(&mut self, mailbox: &str) {
+        if self.lanes.get(mailbox).is_some_and(|lane| {
+            lane.started == 0 && lane.queued.is_empty() && lane.at == Place::Idle
+        }) {
+            self.lanes.remove(mailbox);
+        }
+    }
+
+    /// When the first sleeping lane wakes, if any sleeps.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        self.asleep.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Deliveries started and not yet over.
+    pub(super) fn started(&self) -> usize {
+        self.started
+    }
+
+    /// Deliveries waiting in a lane.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    fn wake(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.asleep.peek() {
+            if *at > now {
+                break;
+            }
+            let Reverse((_, mailbox)) = self.asleep.pop().expect("peeked");
+            if let Some(lane) = self.lanes.get_mut(&mailbox) {
+                lane.at = Place::Idle;
+                self.relist(&mailbox);
+                self.forget_if_idle(&mailbox);
+            }
+        }
+    }
+
+    /// Puts a lane in the turn order if it may start a delivery and is not there (nor
+    /// asleep) already.
+    fn relist(&mut self, mailbox: &str) {
+        let lane = self.lanes.get_mut(mailbox).expect("the lane exists");
+        if lane.at == Place::Idle && !lane.queued.is_empty() && lane.started < PER_LANE {
+            lane.at = Place::InTurn;
+            let head = *lane.queued.front().expect("not empty");
+            self.turn.push(Reverse((head, mailbox.to_owned())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn drain(lanes: &mut Lanes, now: Instant, ready: impl Fn(&str) -> Instant) -> Vec<String> {
+        let mut started = Vec::new();
+        while let Some((mailbox, _)) = lanes.next(now, &ready) {
+            started.push(mailbox);
+        }
+        started
+    }
+
+    #[test]
+    fn a_full_lane_never_holds_back_another_and_the_oldest_item_goes_first() {
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        for seq in 0..10 {
+            lanes.push("busy", seq);
+        }
+        lanes.push("quiet", 100);
+        lanes.push("quiet", 101);
+        let started = drain(&mut lanes, now, |_| now);
+        assert_eq!(
+            started,
+            ["busy", "busy", "busy", "busy", "quiet", "quiet"],
+            "the oldest first, four at most for one mailbox"
+        );
+        assert_eq!((lanes.started(), lanes.queued()), (6, 6));
+        // One of the busy mailbox's four ends: one more of its deliveries may start.
+        lanes.done("busy");
+        assert_eq!(drain(&mut lanes, now, |_| now), ["busy"]);
+        // A late item for the quiet mailbox starts at once, whatever waits for the busy one.
+        lanes.push("quiet", 102);
+        assert_eq!(lanes.next(now, |_| now), Some(("quiet".into(), 102)));
+    }
+
+    #[test]
+    fn a_mailbox_that_may_not_send_sleeps_and_the_others_go_on() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(300);
+        let mut lanes = Lanes::default();
+        for seq in 0..3 {
+            lanes.push("throttled", seq);
+            lanes.push("fine", seq);
+        }
+        let ready = |m: &str| if m == "throttled" { later } else { now };
+        assert_eq!(drain(&mut lanes, now, ready), ["fine", "fine", "fine"]);
+        assert_eq!(lanes.next_wake(), Some(later));
+        // Nothing for it before its time, even when asked again.
+        lanes.push("fine", 3);
+        assert_eq!(drain(&mut lanes, now, ready), ["fine"]);
+        // Once the time comes, it goes, in order.
+        let order: Vec<i64> = std::iter::from_fn(|| lanes.next(later, |_| later))
+            .map(|(_, seq)| seq)
+            .collect();
+        assert_eq!(order, [0, 1, 2]);
+        assert_eq!(lanes.next_wake(), None);
+    }
+
+    #[test]
+    fn a_lane_goes_once_nothing_is_queued_or_started_and_comes_back_with_work() {
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        lanes.push("a", 1);
+        lanes.push("a", 2);
+        assert_eq!(lanes.next(now, |_| now), Some(("a".into(), 1)));
+        assert_eq!(lanes.next(now, |_| now), Some(("a".into(), 2)));
+        lanes.done("a");
+        assert_eq!(lanes.lanes.len(), 1, "one still going");
+        lanes.done("a");
+        assert_eq!((lanes.started(), lanes.queued()), (0, 0));
+        assert!(lanes.lanes.is_empty(), "{:?}", lanes.lanes);
+        lanes.push("a", 3);
+        assert_eq!(lanes.next(now, |_| now), Some(("a".into(), 3)));
+    }
+}
