@@ -5,7 +5,7 @@ use super::item::{OpenItem, Planned};
 use super::*;
 
 /// The bytes of built messages kept for items none of whose deliveries goes right now.
-const MESSAGES_KEPT: usize = 64 * 1024 * 1024;
+const MESSAGES_KEPT: usize = 32 * 1024 * 1024;
 
 /// An open item in a window's work: how many of its deliveries are left and going, the
 /// bytes of its message if built, and its result so far.
