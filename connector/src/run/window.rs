@@ -132,9 +132,12 @@ impl Connector {
         let mut parked = 0u64;
         let mut planning = futures_util::stream::FuturesUnordered::new();
         let mut sending = futures_util::stream::FuturesUnordered::new();
+        // Items whose last delivery is over, being settled (their staged file forgotten,
+        // under its lock: awaited here, beside the deliveries, which may hold that lock).
+        let mut settling = futures_util::stream::FuturesUnordered::new();
         loop {
             // Plan more items while there is room.
-            while room(open.len(), planning.len()) {
+            while room(open.len() + settling.len(), planning.len()) {
                 if queue.is_empty() && !listed_all {
                     // Read before looking: a listing complete before an empty look means
                     // nothing more will come.
@@ -169,7 +172,11 @@ impl Connector {
                     (seq, key, r)
                 });
             }
-            if planning.is_empty() && sending.is_empty() && lanes.queued() == 0 {
+            if planning.is_empty()
+                && sending.is_empty()
+                && settling.is_empty()
+                && lanes.queued() == 0
+            {
                 if listed_all && queue.is_empty() {
                     break;
                 }
@@ -182,7 +189,9 @@ impl Connector {
                 continue;
             }
             let wake = lanes.next_wake();
-            let may_plan = queue.is_empty() && !listed_all && room(open.len(), planning.len());
+            let may_plan = queue.is_empty()
+                && !listed_all
+                && room(open.len() + settling.len(), planning.len());
             tokio::select! {
                 Some(planned) = planning.next(), if !planning.is_empty() => {
                     match planned? {
@@ -214,14 +223,10 @@ impl Connector {
                     if opened.remaining == 0 {
                         let opened = open.remove(&seq).expect("just seen");
                         built_bytes -= opened.built;
-                        self.settle_item(window, &opened.item, &opened.result).await?;
-                        account.add(&opened.result.account);
-                        let Opened { item, result, .. } = opened;
-                        if !result.failures.is_empty() {
-                            let error = result.error();
-                            failed.push((item.staged.clone(), error));
-                        }
-                        report.failed.extend(result.failures);
+                        settling.push(async move {
+                            self.settle_item(window, &opened.item, &opened.result).await?;
+                            Ok::<_, ConnectorError>(opened)
+                        });
                     } else if built_bytes > park_above {
                         // Messages of items waiting only on sleeping or busy lanes are
                         // dropped, and built again when one of their deliveries goes.
@@ -237,6 +242,15 @@ impl Connector {
                     if built_bytes < MESSAGES_KEPT {
                         park_above = MESSAGES_KEPT;
                     }
+                }
+                Some(settled) = settling.next(), if !settling.is_empty() => {
+                    let Opened { item, result, .. } = settled?;
+                    account.add(&result.account);
+                    if !result.failures.is_empty() {
+                        let error = result.error();
+                        failed.push((item.staged.clone(), error));
+                    }
+                    report.failed.extend(result.failures);
                 }
                 _ = tokio::time::sleep_until(wake.unwrap_or(now).into()), if wake.is_some() && lanes.started() < started_max => {}
                 _ = listing.changed(), if may_plan => {}
