@@ -95,7 +95,7 @@ impl Pacer {
     /// what a caller asks before it starts work for the mailbox.
     pub fn ready_at(&self, mailbox: &str, now: Instant) -> Instant {
         let lanes = self.lanes.lock().expect("lock poisoned");
-        let Some(lane) = lanes.get(&mailbox.to_ascii_lowercase()) else {
+        let Some(lane) = lanes.get(&*lane_key(mailbox)) else {
             return now;
         };
         let mut at = lane.blocked_until.unwrap_or(now).max(now);
@@ -117,7 +117,7 @@ impl Pacer {
     /// before sending it.
     pub fn reserve(&self, mailbox: &str, bytes: u64, now: Instant) -> Duration {
         let mut lanes = self.lanes.lock().expect("lock poisoned");
-        let lane = lanes.entry(mailbox.to_ascii_lowercase()).or_default();
+        let lane = lane_of(&mut lanes, mailbox);
         if !self.paced {
             return lane
                 .blocked_until
@@ -155,10 +155,27 @@ impl Pacer {
     /// The mailbox answered `429` anyway: nothing more goes to it before `retry_after`.
     pub fn throttled(&self, mailbox: &str, retry_after: Duration, now: Instant) {
         let mut lanes = self.lanes.lock().expect("lock poisoned");
-        let lane = lanes.entry(mailbox.to_ascii_lowercase()).or_default();
+        let lane = lane_of(&mut lanes, mailbox);
         let until = now + retry_after;
         lane.blocked_until = Some(lane.blocked_until.map_or(until, |t| t.max(until)));
     }
+}
+
+/// A mailbox's key: lower case, copied only when it is not already (asked per request).
+fn lane_key(mailbox: &str) -> std::borrow::Cow<'_, str> {
+    if mailbox.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(mailbox.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(mailbox)
+    }
+}
+
+fn lane_of<'a>(lanes: &'a mut HashMap<String, Lane>, mailbox: &str) -> &'a mut Lane {
+    let key = lane_key(mailbox);
+    if !lanes.contains_key(&*key) {
+        lanes.insert(key.clone().into_owned(), Lane::default());
+    }
+    lanes.get_mut(&*key).expect("just made")
 }
 
 #[cfg(test)]

@@ -11,13 +11,16 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Deliveries started at once per mailbox: Graph's 4 requests in flight per mailbox.
 pub(super) const PER_LANE: usize = crate::graph::client::PER_MAILBOX;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Lane {
+    /// The mailbox, shared by the turn order and the sleepers (no copy per delivery).
+    name: Arc<str>,
     queued: VecDeque<i64>,
     started: usize,
     /// Where the lane is: in the turn order, asleep until a time, or neither (no work
@@ -35,11 +38,11 @@ enum Place {
 
 #[derive(Debug, Default)]
 pub(super) struct Lanes {
-    lanes: HashMap<String, Lane>,
+    lanes: HashMap<Arc<str>, Lane>,
     /// Lanes that may start a delivery, each once, by the item of their next delivery.
-    turn: BinaryHeap<Reverse<(i64, String)>>,
+    turn: BinaryHeap<Reverse<(i64, Arc<str>)>>,
     /// Lanes asleep, by when they wake.
-    asleep: BinaryHeap<Reverse<(Instant, String)>>,
+    asleep: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
     started: usize,
     queued: usize,
 }
@@ -47,7 +50,17 @@ pub(super) struct Lanes {
 impl Lanes {
     /// Queues a delivery of staged item `seq` to `mailbox`.
     pub(super) fn push(&mut self, mailbox: &str, seq: i64) {
-        let lane = self.lanes.entry(mailbox.to_owned()).or_default();
+        if !self.lanes.contains_key(mailbox) {
+            let name: Arc<str> = Arc::from(mailbox);
+            let lane = Lane {
+                name: name.clone(),
+                queued: VecDeque::new(),
+                started: 0,
+                at: Place::Idle,
+            };
+            self.lanes.insert(name, lane);
+        }
+        let lane = self.lanes.get_mut(mailbox).expect("just made");
         lane.queued.push_back(seq);
         self.queued += 1;
         self.relist(mailbox);
@@ -60,7 +73,7 @@ impl Lanes {
         &mut self,
         now: Instant,
         ready_at: impl Fn(&str) -> Instant,
-    ) -> Option<(String, i64)> {
+    ) -> Option<(Arc<str>, i64)> {
         self.wake(now);
         while let Some(Reverse((_, mailbox))) = self.turn.pop() {
             let lane = self.lanes.get_mut(&mailbox).expect("a listed lane exists");
@@ -136,7 +149,7 @@ impl Lanes {
         if lane.at == Place::Idle && !lane.queued.is_empty() && lane.started < PER_LANE {
             lane.at = Place::InTurn;
             let head = *lane.queued.front().expect("not empty");
-            self.turn.push(Reverse((head, mailbox.to_owned())));
+            self.turn.push(Reverse((head, lane.name.clone())));
         }
     }
 }
@@ -149,7 +162,7 @@ mod tests {
     fn drain(lanes: &mut Lanes, now: Instant, ready: impl Fn(&str) -> Instant) -> Vec<String> {
         let mut started = Vec::new();
         while let Some((mailbox, _)) = lanes.next(now, &ready) {
-            started.push(mailbox);
+            started.push(mailbox.to_string());
         }
         started
     }
