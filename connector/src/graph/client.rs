@@ -122,7 +122,8 @@ pub struct GraphClient {
     /// Each mailbox's schedule against Graph's budgets, or only its `Retry-After`.
     pacer: Arc<super::pace::Pacer>,
     /// Requests on the wire at once, all mailboxes together (`None`: unbounded). Held
-    /// only while a request is sent and answered, never while it waits for its mailbox.
+    /// from sending a request until its answer's head arrives, never while the request
+    /// waits for its mailbox.
     wire: Option<Arc<Semaphore>>,
 }
 

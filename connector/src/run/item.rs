@@ -104,13 +104,16 @@ enum Message {
 
 impl OpenItem {
     /// Drops the built message while no delivery of the item is going: it is built again
-    /// (from the item and its staged file) when one goes. Answers the bytes freed.
+    /// (from the item and its staged file, to the same bytes) when one goes. Answers the
+    /// bytes freed.
     pub(super) fn park(&self) -> usize {
         let Ok(mut building) = self.message.try_lock() else {
             return 0;
         };
         match &building.message {
-            Some(Message::Send(sent)) => {
+            // A file that could not be verified might be fetched the next time: the item's
+            // other mailboxes would get another message. Kept.
+            Some(Message::Send(sent)) if sent.0.omitted != Some(OmitReason::Unverifiable) => {
                 let bytes = sent.1.len();
                 building.message = None;
                 bytes
@@ -499,6 +502,50 @@ impl Connector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open_with(omitted: Option<OmitReason>) -> OpenItem {
+        let item = super::super::plan::tests::item("hi", None);
+        let email = email::Email {
+            message_id: "<wa-1@x>".into(),
+            mime: Vec::new(),
+            omitted,
+        };
+        let building = Building {
+            message: Some(Message::Send(Arc::new((email, ImportBody::encode(b"abc"))))),
+            recorded: true,
+        };
+        OpenItem {
+            staged: Staged {
+                seq: 1,
+                item_id: "wa-1".into(),
+                json: String::new(),
+            },
+            item,
+            pending: BTreeMap::new(),
+            message: tokio::sync::Mutex::new(building),
+        }
+    }
+
+    #[test]
+    fn a_parked_message_is_one_that_is_built_again_the_same() {
+        let open = open_with(None);
+        assert_eq!(open.park(), 4, "the base64 of three bytes");
+        assert!(open.message.try_lock().unwrap().message.is_none());
+        assert!(
+            open.message.try_lock().unwrap().recorded,
+            "its skips stay recorded"
+        );
+        let left_to_fit = open_with(Some(OmitReason::ToFit));
+        assert_eq!(left_to_fit.park(), 4, "decided without a download");
+        // Unverifiable now, perhaps fetched later: the other mailboxes must get the same.
+        let unverifiable = open_with(Some(OmitReason::Unverifiable));
+        assert_eq!(unverifiable.park(), 0);
+        assert!(unverifiable.message.try_lock().unwrap().message.is_some());
+        // Busy (a delivery is building or reading it): left alone.
+        let busy = open_with(None);
+        let _held = busy.message.try_lock().unwrap();
+        assert_eq!(busy.park(), 0);
+    }
 
     #[test]
     fn a_staged_files_lock_is_shared_while_held_and_goes_with_its_file() {

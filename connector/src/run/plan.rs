@@ -62,12 +62,12 @@ pub(super) fn message(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const LIMIT: u64 = 64 * 1024;
 
-    fn item(text: &str, file: Option<(u64, &str)>) -> Item {
+    pub(in crate::run) fn item(text: &str, file: Option<(u64, &str)>) -> Item {
         let body = match file {
             None => serde_json::json!({"type": "text", "text": text}),
             Some((size, content_type)) => serde_json::json!({"type": "document",
