@@ -860,3 +860,96 @@ async fn a_mailbox_that_stops_answering_holds_back_only_its_own_deliveries() {
     assert_eq!((before, ids.len()), (60, 60), "each landed once");
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+/// A participant whose mailbox cannot be looked up (Graph keeps failing) fails the item
+/// before any delivery: it is held, not lost, and the next run delivers it.
+#[tokio::test]
+async fn an_item_whose_mailbox_cannot_be_looked_up_is_held_and_delivered_later() {
+    let items = vec![
+        item(
+            "to-alice",
+            "2026-11-20T10:00:00Z",
+            outsider(),
+            vec![alice()],
+            ("text", json!("for Alice")),
+        ),
+        item(
+            "to-bob",
+            "2026-11-20T10:01:00Z",
+            outsider(),
+            vec![bob()],
+            ("text", json!("for Bob")),
+        ),
+    ];
+    let dataset = json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": items,
+    });
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let bob_unreachable = {
+        let failing = failing.clone();
+        move |router: Router| {
+            router.layer(middleware::from_fn(move |request: Request, next: Next| {
+                let failing = failing.load(Ordering::SeqCst)
+                    && request.uri().path().starts_with("/v1.0/users/bob.baker");
+                async move {
+                    if failing {
+                        return axum::response::IntoResponse::into_response(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        );
+                    }
+                    next.run(request).await
+                }
+            }))
+        }
+    };
+    for concurrency in [1, 4] {
+        let fakes = fakes_of(&dataset, bob_unreachable.clone()).await;
+        let state = temp_dir(&format!("unmappable-now-{concurrency}"));
+        failing.store(true, Ordering::SeqCst);
+        let run = |since: Option<&str>| {
+            let mut config = fakes.config(&state, None);
+            config.concurrency = concurrency;
+            let connector = Connector::new(config, fixed_clock(t(NOW)))
+                .unwrap()
+                .with_retry_delays(Duration::from_millis(1), Duration::from_millis(5));
+            let (until, since) = (t("2026-11-21T00:00:00Z"), since.map(t));
+            async move { connector.run(until, since).await.unwrap() }
+        };
+        let first = run(Some("2026-11-20T00:00:00Z")).await;
+        let a = &first.accounting;
+        assert!(a.adds_up(), "{}", a.line());
+        assert_eq!((a.delivered, a.failed), (1, 1), "{}", a.line());
+        let held: Vec<&str> = first.held.iter().map(|h| h.item_id.as_str()).collect();
+        assert_eq!(
+            held,
+            ["to-bob"],
+            "concurrency {concurrency}: held, not lost"
+        );
+        // Graph answers again: the next run delivers it from the held list.
+        failing.store(false, Ordering::SeqCst);
+        let second = run(None).await;
+        assert!(second.held.is_empty(), "{:?}", second.held);
+        let mut landed: Vec<(String, String)> = fakes
+            .contents()
+            .into_iter()
+            .map(|(mailbox, _, id)| (mailbox, id))
+            .collect();
+        landed.sort();
+        assert_eq!(
+            landed,
+            [
+                (
+                    "alice.archer@contoso.example".to_owned(),
+                    "<to-alice@whatsapp-archiver.invalid>".to_owned()
+                ),
+                (
+                    "bob.baker@contoso.example".to_owned(),
+                    "<to-bob@whatsapp-archiver.invalid>".to_owned()
+                ),
+            ],
+            "concurrency {concurrency}: each once"
+        );
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+}

@@ -125,8 +125,9 @@ impl OpenItem {
 
 /// What planning an item came to.
 pub(super) enum Planned {
-    /// Nothing to send: skipped, failed, or every mailbox has it.
-    Settled(ItemResult),
+    /// Nothing to send: skipped, failed (to be held, with the item as staged), or every
+    /// mailbox has it.
+    Settled(Staged, ItemResult),
     /// Deliveries to make; the result so far (the item's count, its skips).
     Open(Arc<OpenItem>, ItemResult),
 }
@@ -148,7 +149,7 @@ impl Connector {
         staged: Staged,
     ) -> Result<ItemResult, ConnectorError> {
         let (open, mut result) = match self.plan_item(window, staged).await? {
-            Planned::Settled(result) => return Ok(result),
+            Planned::Settled(_, result) => return Ok(result),
             Planned::Open(open, result) => (open, result),
         };
         for key in open.pending.keys() {
@@ -187,7 +188,7 @@ impl Connector {
                 )?;
                 result.account.planned = 1;
                 result.left_out(SkipReason::InvalidItem, 1);
-                return Ok(Planned::Settled(result));
+                return Ok(Planned::Settled(staged, result));
             }
         };
         item.revision = revision;
@@ -231,7 +232,7 @@ impl Connector {
                     });
                     result.account.planned = 1;
                     result.account.failed = 1;
-                    return Ok(Planned::Settled(result));
+                    return Ok(Planned::Settled(staged, result));
                 }
             }
         }
@@ -249,7 +250,7 @@ impl Connector {
             )?;
             result.account.planned = 1;
             result.left_out(SkipReason::Unmapped, 1);
-            return Ok(Planned::Settled(result));
+            return Ok(Planned::Settled(staged, result));
         }
         result.account.planned = targets.len() as u64;
         let mut pending = BTreeMap::new();
@@ -264,7 +265,7 @@ impl Connector {
             }
         }
         if pending.is_empty() {
-            return Ok(Planned::Settled(result));
+            return Ok(Planned::Settled(staged, result));
         }
         let open = Arc::new(OpenItem {
             staged,

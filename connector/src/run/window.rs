@@ -195,8 +195,13 @@ impl Connector {
             tokio::select! {
                 Some(planned) = planning.next(), if !planning.is_empty() => {
                     match planned? {
-                        Planned::Settled(r) => {
+                        Planned::Settled(staged, r) => {
                             account.add(&r.account);
+                            // Failed before any delivery (a mailbox could not be looked
+                            // up): held, like any item that failed.
+                            if !r.failures.is_empty() {
+                                failed.push((staged, r.error()));
+                            }
                             report.failed.extend(r.failures);
                         }
                         Planned::Open(item, result) => {
