@@ -259,10 +259,13 @@ impl GraphClient {
     }
 
     fn mailbox_gate(&self, mailbox: &str) -> Arc<Semaphore> {
-        self.mailboxes
-            .lock()
-            .expect("gate lock poisoned")
-            .entry(mailbox.to_ascii_lowercase())
+        let key = super::pace::lane_key(mailbox);
+        let mut gates = self.mailboxes.lock().expect("gate lock poisoned");
+        if let Some(gate) = gates.get(&*key) {
+            return gate.clone();
+        }
+        gates
+            .entry(key.into_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(PER_MAILBOX)))
             .clone()
     }

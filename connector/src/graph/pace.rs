@@ -51,8 +51,6 @@ struct Lane {
 /// Every mailbox's schedule.
 #[derive(Debug)]
 pub struct Pacer {
-    /// `false`: no budgets are kept, only each mailbox's `Retry-After`.
-    paced: bool,
     per_request: Duration,
     per_byte_ns: f64,
     /// How far ahead of its schedule a mailbox may be: one window of each budget.
@@ -69,7 +67,6 @@ impl Pacer {
         let per_byte_ns =
             budget.upload_window.as_nanos() as f64 / (budget.upload_bytes.max(1) as f64 * SHARE);
         Self {
-            paced: true,
             per_request,
             per_byte_ns,
             request_burst: budget.request_window,
@@ -81,7 +78,6 @@ impl Pacer {
     /// No budgets: a mailbox waits only for the `Retry-After` of a `429` it was given.
     pub fn unpaced() -> Self {
         Self {
-            paced: false,
             per_request: Duration::ZERO,
             per_byte_ns: 0.0,
             request_burst: Duration::ZERO,
@@ -95,40 +91,20 @@ impl Pacer {
     /// what a caller asks before it starts work for the mailbox.
     pub fn ready_at(&self, mailbox: &str, now: Instant) -> Instant {
         let lanes = self.lanes.lock().expect("lock poisoned");
-        let Some(lane) = lanes.get(&*lane_key(mailbox)) else {
-            return now;
-        };
-        let mut at = lane.blocked_until.unwrap_or(now).max(now);
-        if self.paced {
-            let requests_at = lane.requests_until.map_or(now, |t| t.max(now));
-            let bytes_at = lane.bytes_until.map_or(now, |t| t.max(now));
-            at = at
-                .max(
-                    (requests_at + self.per_request)
-                        .checked_sub(self.request_burst)
-                        .unwrap_or(now),
-                )
-                .max(bytes_at.checked_sub(self.upload_burst).unwrap_or(now));
+        match lanes.get(&*lane_key(mailbox)) {
+            Some(lane) => self.send_at(lane, Duration::ZERO, now),
+            None => now,
         }
-        at
     }
 
-    /// Reserves one request carrying `bytes` on `mailbox` at `now`: how long to wait
-    /// before sending it.
-    pub fn reserve(&self, mailbox: &str, bytes: u64, now: Instant) -> Duration {
-        let mut lanes = self.lanes.lock().expect("lock poisoned");
-        let lane = lane_of(&mut lanes, mailbox);
-        if !self.paced {
-            return lane
-                .blocked_until
-                .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
-        }
+    /// When a request costing `cost` of upload time may go on `lane`: once both budgets
+    /// allow (the time each is used up to, after this request, may be at most one window
+    /// ahead) and no `Retry-After` holds it. Unpaced, every cost and burst is zero, so
+    /// only the `Retry-After` counts.
+    fn send_at(&self, lane: &Lane, cost: Duration, now: Instant) -> Instant {
         let requests_at = lane.requests_until.map_or(now, |t| t.max(now));
         let bytes_at = lane.bytes_until.map_or(now, |t| t.max(now));
-        let cost = Duration::from_nanos((bytes as f64 * self.per_byte_ns) as u64);
-        // Sent once both budgets allow: the time each is used up to, after this request,
-        // may be at most one window ahead.
-        let send_at = (requests_at + self.per_request)
+        (requests_at + self.per_request)
             .checked_sub(self.request_burst)
             .unwrap_or(now)
             .max(
@@ -137,7 +113,18 @@ impl Pacer {
                     .unwrap_or(now),
             )
             .max(lane.blocked_until.unwrap_or(now))
-            .max(now);
+            .max(now)
+    }
+
+    /// Reserves one request carrying `bytes` on `mailbox` at `now`: how long to wait
+    /// before sending it.
+    pub fn reserve(&self, mailbox: &str, bytes: u64, now: Instant) -> Duration {
+        let mut lanes = self.lanes.lock().expect("lock poisoned");
+        let lane = lane_of(&mut lanes, mailbox);
+        let cost = Duration::from_nanos((bytes as f64 * self.per_byte_ns) as u64);
+        let send_at = self.send_at(lane, cost, now);
+        let requests_at = lane.requests_until.map_or(now, |t| t.max(now));
+        let bytes_at = lane.bytes_until.map_or(now, |t| t.max(now));
         lane.requests_until = Some(requests_at + self.per_request);
         lane.bytes_until = Some(bytes_at + cost);
         send_at - now
@@ -162,7 +149,7 @@ impl Pacer {
 }
 
 /// A mailbox's key: lower case, copied only when it is not already (asked per request).
-fn lane_key(mailbox: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn lane_key(mailbox: &str) -> std::borrow::Cow<'_, str> {
     if mailbox.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(mailbox.to_ascii_lowercase())
     } else {

@@ -298,17 +298,18 @@ impl Connector {
         } else {
             Ok(Some(Err(OmitReason::ToFit)))
         };
+        // The first build records what the message brings; a build again does not.
+        let first = !std::mem::replace(&mut building.recorded, true);
         let bytes = match fetched {
             Ok(b) => b,
             Err(e) => {
-                if !building.recorded {
+                if first {
                     result.failures.push(Failure {
                         item_id: item.id.clone(),
                         mailbox: None,
                         error: e.to_string(),
                     });
                 }
-                building.recorded = true;
                 let message = Message::Failed;
                 building.message = Some(message.clone());
                 return Ok((message, None));
@@ -319,8 +320,6 @@ impl Connector {
             Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
             None => None,
         };
-        let first = !building.recorded;
-        building.recorded = true;
         let (message, built) = match plan::message(item, body, &self.options, limit) {
             plan::Planned::Send(mut message) => {
                 if first
