@@ -88,6 +88,20 @@ impl GraphError {
     }
 }
 
+/// A message the fake cannot read back: refused as not kept (summary retention), or an
+/// internal error, logged, for a store that fails to read its own file.
+impl From<crate::store::ReadError> for GraphError {
+    fn from(e: crate::store::ReadError) -> Self {
+        match e {
+            crate::store::ReadError::NotRetained => Self::not_retained(),
+            crate::store::ReadError::Io(e) => {
+                tracing::error!(error = %e, "a stored message cannot be read back");
+                Self::internal()
+            }
+        }
+    }
+}
+
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         let request_id = mock_common::request_id();

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MimeHeaders};
 use serde::Serialize;
@@ -25,8 +27,9 @@ pub struct AttachmentSummary {
     pub sha256: String,
 }
 
-/// What the fake knows of a message besides its bytes.
-#[derive(Debug, Clone, Serialize)]
+/// What the fake knows of a message besides its bytes: read on arrival, then built again
+/// from the header section and the kept fields when asked ([`crate::store::Content::open`]).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub internet_message_id: Option<String>,
     pub subject: String,
@@ -93,6 +96,35 @@ pub fn attachment_content(mime: &[u8], index: usize) -> Option<Vec<u8>> {
 }
 
 fn summary_of(parsed: &mail_parser::Message<'_>) -> Result<Summary, MimeError> {
+    let mut summary = header_fields(parsed);
+    summary.attachments = parsed
+        .attachments()
+        .map(|part| AttachmentSummary {
+            name: part.attachment_name().unwrap_or("attachment").to_owned(),
+            content_type: part
+                .content_type()
+                .map(|c| match c.subtype() {
+                    Some(sub) => format!("{}/{sub}", c.ctype()),
+                    None => c.ctype().to_owned(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            size: part.contents().len(),
+            sha256: {
+                use sha2::Digest;
+                hex(&sha2::Sha256::digest(part.contents()).into())
+            },
+        })
+        .collect();
+    Ok(summary)
+}
+
+/// Lowercase hex of a SHA-256.
+pub fn hex(sha256: &[u8; 32]) -> String {
+    sha256.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a parsed message says in its headers and bodies, its attachments aside.
+fn header_fields(parsed: &mail_parser::Message<'_>) -> Summary {
     let list = |a: Option<&Address>| -> Vec<Mailbox> {
         a.map(|a| {
             a.iter()
@@ -111,28 +143,7 @@ fn summary_of(parsed: &mail_parser::Message<'_>) -> Result<Summary, MimeError> {
             _ => Vec::new(),
         }
     };
-    let attachments = parsed
-        .attachments()
-        .map(|part| AttachmentSummary {
-            name: part.attachment_name().unwrap_or("attachment").to_owned(),
-            content_type: part
-                .content_type()
-                .map(|c| match c.subtype() {
-                    Some(sub) => format!("{}/{sub}", c.ctype()),
-                    None => c.ctype().to_owned(),
-                })
-                .unwrap_or_else(|| "application/octet-stream".into()),
-            size: part.contents().len(),
-            sha256: {
-                use sha2::Digest;
-                sha2::Sha256::digest(part.contents())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            },
-        })
-        .collect();
-    Ok(Summary {
+    Summary {
         internet_message_id: parsed.message_id().map(|id| format!("<{id}>")),
         subject: parsed.subject().unwrap_or_default().to_owned(),
         from: list(parsed.from()).into_iter().next(),
@@ -155,21 +166,27 @@ fn summary_of(parsed: &mail_parser::Message<'_>) -> Result<Summary, MimeError> {
             .find(|p| p.is_text_html())
             .and_then(|p| p.text_contents())
             .map(str::to_owned),
-        attachments,
-    })
+        attachments: Vec::new(),
+    }
 }
 
 /// Every header of a header section (the bytes before the first empty line), name and
 /// decoded value, in order: what Graph's `internetMessageHeaders` lists. Read when asked
 /// rather than kept decoded beside each message (a big day holds a million of them).
 pub fn headers_of(head: &[u8]) -> Vec<(String, String)> {
+    read_head(head).1
+}
+
+/// A header section read again: the summary's fields that come from headers (subject,
+/// addresses, ids, date; no body and no attachments), and every header in order.
+pub(crate) fn read_head(head: &[u8]) -> (Summary, Vec<(String, String)>) {
     let mut whole = Vec::with_capacity(head.len() + 4);
     whole.extend_from_slice(head);
     whole.extend_from_slice(b"\r\n\r\n");
     let Some(parsed) = parser().parse(&whole) else {
-        return Vec::new();
+        return (Summary::default(), Vec::new());
     };
-    parsed
+    let headers = parsed
         .headers()
         .iter()
         .map(|h| {
@@ -184,7 +201,12 @@ pub fn headers_of(head: &[u8]) -> Vec<(String, String)> {
             };
             (h.name().to_owned(), value)
         })
-        .collect()
+        .collect();
+    let mut summary = header_fields(&parsed);
+    summary.attachments.clear();
+    summary.body_text.clear();
+    summary.body_html = None;
+    (summary, headers)
 }
 
 /// The first line of a message must be a header field (`Name: value`).
@@ -209,94 +231,114 @@ fn unfold(raw: &str) -> String {
         .join(" ")
 }
 
-/// A message in a mailbox.
+/// A message in a mailbox: a few numbers and a pointer to its content. Its ids are
+/// worked out from them when asked ([`Ids`]), so a mailbox of a million messages keeps
+/// no id strings.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
-    pub id: String,
-    pub folder_id: String,
+    /// The mailbox's user id, shared by every message of the mailbox.
+    owner: Arc<str>,
+    /// Its number in the mailbox: the message id and change key are made from it.
+    pub serial: u64,
+    /// The number of the folder it is in (see [`Ids::folder`]).
+    pub folder: u64,
     /// The bytes and what was read from them, shared by every copy of the same bytes.
     pub content: Arc<crate::store::Content>,
     pub is_draft: bool,
     pub created: DateTime<Utc>,
-    pub change_key: String,
     /// Deleted for good with its folder (a seeded fault): that folder's name.
-    pub deleted_with: Option<String>,
+    pub deleted_with: Option<Box<str>>,
 }
 
-/// Heap bytes a `String` holds.
-fn text(s: &str) -> usize {
-    s.len()
-}
+/// The ids of a mailbox's objects, made from the user id, a kind and a number, as Graph's
+/// opaque base64 ids look: `AAMkA` and the URL-safe base64 of `user/kind/number`.
+#[derive(Debug)]
+pub struct Ids;
 
-impl Mailbox {
-    fn heap_bytes(&self) -> usize {
-        text(&self.name) + text(&self.address)
+impl Ids {
+    pub fn make(owner: &str, kind: &str, serial: u64) -> String {
+        format!(
+            "AAMkA{}",
+            URL_SAFE_NO_PAD.encode(format!("{owner}/{kind}/{serial}"))
+        )
     }
-}
 
-impl Summary {
-    /// About how many bytes this summary takes in memory, beside its own struct: its
-    /// strings and lists (allocator overhead not counted).
-    pub fn heap_bytes(&self) -> usize {
-        let boxes = |l: &[Mailbox]| {
-            l.iter()
-                .map(|m| std::mem::size_of::<Mailbox>() + m.heap_bytes())
-                .sum::<usize>()
-        };
-        let ids = |l: &[String]| {
-            l.iter()
-                .map(|s| std::mem::size_of::<String>() + s.len())
-                .sum::<usize>()
-        };
-        self.internet_message_id.as_deref().map_or(0, text)
-            + text(&self.subject)
-            + self.from.as_ref().map_or(0, Mailbox::heap_bytes)
-            + boxes(&self.to)
-            + boxes(&self.cc)
-            + boxes(&self.bcc)
-            + boxes(&self.reply_to)
-            + ids(&self.in_reply_to)
-            + ids(&self.references)
-            + text(&self.body_text)
-            + self.body_html.as_deref().map_or(0, text)
-            + self
-                .attachments
-                .iter()
-                .map(|a| {
-                    std::mem::size_of::<AttachmentSummary>()
-                        + a.name.len()
-                        + a.content_type.len()
-                        + a.sha256.len()
-                })
-                .sum::<usize>()
+    /// A folder's id.
+    pub fn folder(owner: &str, serial: u64) -> String {
+        Self::make(owner, "f", serial)
+    }
+
+    /// The number in an id made for `owner` and `kind`, or `None` for any other string
+    /// (another mailbox's id, another kind, not an id at all).
+    pub fn serial(owner: &str, kind: &str, id: &str) -> Option<u64> {
+        let decoded = URL_SAFE_NO_PAD.decode(id.strip_prefix("AAMkA")?).ok()?;
+        let text = std::str::from_utf8(&decoded).ok()?;
+        let rest = text.strip_prefix(owner)?.strip_prefix('/')?;
+        let (k, n) = rest.split_once('/')?;
+        // Only the spelling this fake makes: no sign, no leading zero.
+        if k != kind || n.starts_with(['+', '0']) && n != "0" {
+            return None;
+        }
+        n.parse().ok()
     }
 }
 
 impl StoredMessage {
+    pub fn new(
+        owner: Arc<str>,
+        serial: u64,
+        folder: u64,
+        content: Arc<crate::store::Content>,
+        is_draft: bool,
+        created: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            owner,
+            serial,
+            folder,
+            content,
+            is_draft,
+            created,
+            deleted_with: None,
+        }
+    }
+
+    /// Graph's id of the message.
+    pub fn id(&self) -> String {
+        Ids::make(&self.owner, "m", self.serial)
+    }
+
+    /// The id of the folder it is in.
+    pub fn folder_id(&self) -> String {
+        Ids::folder(&self.owner, self.folder)
+    }
+
+    /// Its version, as Graph's `changeKey` (messages here are never changed).
+    pub fn change_key(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("ck{}", self.serial))
+    }
+
     /// About how many bytes this entry takes in memory with its key in the mailbox's
     /// map, its content aside (shared by every copy of the same bytes).
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + 2 * text(&self.id)
-            + std::mem::size_of::<String>()
-            + text(&self.folder_id)
-            + text(&self.change_key)
-            + self.deleted_with.as_deref().map_or(0, text)
-    }
-
-    pub fn summary(&self) -> &Summary {
-        &self.content.summary
+            + std::mem::size_of::<u64>()
+            + self.deleted_with.as_deref().map_or(0, str::len)
     }
 
     /// When Graph says it was received: the `Date` header, else the import time.
     pub fn received(&self) -> DateTime<Utc> {
-        self.summary().date.unwrap_or(self.created)
+        self.content.date().unwrap_or(self.created)
     }
 
     /// The Graph `message` resource. `internetMessageHeaders` appears only when selected,
     /// as in Graph.
-    pub fn to_graph(&self, with_headers: bool) -> Map<String, Value> {
-        let s = self.summary();
+    pub fn to_graph(
+        &self,
+        with_headers: bool,
+    ) -> Result<Map<String, Value>, crate::store::ReadError> {
+        let opened = self.content.open()?;
+        let s = &opened.summary;
         let email = |m: &Mailbox| json!({"emailAddress": {"name": m.name, "address": m.address}});
         let many = |l: &[Mailbox]| Value::Array(l.iter().map(email).collect());
         let (content_type, content) = match &s.body_html {
@@ -314,12 +356,12 @@ impl StoredMessage {
         let mut m = Map::new();
         m.insert(
             "@odata.etag".into(),
-            json!(format!("W/\"{}\"", self.change_key)),
+            json!(format!("W/\"{}\"", self.change_key())),
         );
-        m.insert("id".into(), json!(self.id));
+        m.insert("id".into(), json!(self.id()));
         m.insert("createdDateTime".into(), json!(created));
         m.insert("lastModifiedDateTime".into(), json!(created));
-        m.insert("changeKey".into(), json!(self.change_key));
+        m.insert("changeKey".into(), json!(self.change_key()));
         m.insert("categories".into(), json!([]));
         m.insert("receivedDateTime".into(), json!(received));
         m.insert("sentDateTime".into(), json!(received));
@@ -328,7 +370,7 @@ impl StoredMessage {
         m.insert("subject".into(), json!(s.subject));
         m.insert("bodyPreview".into(), json!(preview));
         m.insert("importance".into(), json!("normal"));
-        m.insert("parentFolderId".into(), json!(self.folder_id));
+        m.insert("parentFolderId".into(), json!(self.folder_id()));
         m.insert("isRead".into(), json!(!self.is_draft));
         m.insert("isDraft".into(), json!(self.is_draft));
         m.insert(
@@ -347,15 +389,15 @@ impl StoredMessage {
             m.insert(
                 "internetMessageHeaders".into(),
                 Value::Array(
-                    self.content
-                        .headers()
+                    opened
+                        .headers
                         .iter()
                         .map(|(n, v)| json!({"name": n, "value": v}))
                         .collect(),
                 ),
             );
         }
-        m
+        Ok(m)
     }
 }
 
@@ -382,6 +424,24 @@ mod tests {
         assert!(headers.contains(&("Subject".into(), "Prix 👍".into())));
         assert_eq!(headers.len(), 7);
         assert_eq!(s.body_text.trim(), "Hello there");
+    }
+
+    #[test]
+    fn an_id_gives_back_its_number_only_for_its_own_mailbox_and_kind() {
+        let owner = "2f1c9a7e-0000-4000-8000-000000000001";
+        let id = Ids::make(owner, "m", 42);
+        assert!(id.starts_with("AAMkA"));
+        assert_eq!(Ids::serial(owner, "m", &id), Some(42));
+        assert_eq!(Ids::serial(owner, "f", &id), None, "another kind");
+        let other = "2f1c9a7e-0000-4000-8000-000000000002";
+        assert_eq!(Ids::serial(other, "m", &id), None, "another mailbox");
+        assert_eq!(Ids::serial(owner, "m", &Ids::make(other, "m", 42)), None);
+        for not_ours in ["", "AAMkA", "AAMkA!!", "42", &Ids::make(owner, "m", 1)[1..]] {
+            assert_eq!(Ids::serial(owner, "m", not_ours), None, "{not_ours:?}");
+        }
+        // One spelling per number: no leading zero, no sign.
+        let padded = format!("AAMkA{}", URL_SAFE_NO_PAD.encode(format!("{owner}/m/042")));
+        assert_eq!(Ids::serial(owner, "m", &padded), None);
     }
 
     #[test]

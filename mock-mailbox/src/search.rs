@@ -11,7 +11,8 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::error::GraphError;
-use crate::message::{Mailbox, StoredMessage};
+use crate::message::{Mailbox, StoredMessage, Summary};
+use crate::store::ReadError;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Term {
@@ -70,10 +71,23 @@ impl Search {
         Ok(Self(groups))
     }
 
-    pub fn matches(&self, message: &StoredMessage) -> bool {
-        self.0
-            .iter()
-            .any(|group| group.iter().all(|t| t.matches(message)))
+    /// Whether a message matches; its summary is read from the store at most once, and
+    /// only if a term needs it.
+    pub fn matches(&self, message: &StoredMessage) -> Result<bool, ReadError> {
+        let mut summary = None;
+        for group in &self.0 {
+            let mut all = true;
+            for term in group {
+                if !term.matches(message, &mut summary)? {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -120,44 +134,61 @@ impl Term {
         Ok(Self::Field(field, value))
     }
 
-    fn matches(&self, m: &StoredMessage) -> bool {
-        let s = m.summary();
-        let people = |list: &[Mailbox], v: &str| {
+    fn matches(&self, m: &StoredMessage, summary: &mut Option<Summary>) -> Result<bool, ReadError> {
+        let (field, v) = match self {
+            // The date and the attachments are in memory.
+            Self::HasAttachment(want) => return Ok(m.content.has_attachments() == *want),
+            Self::Received(cmp, start, day_end) => {
+                return Ok(received_in(m.received(), *cmp, *start, *day_end));
+            }
+            Self::Free(v) => (None, v),
+            Self::Field(field, v) => (Some(*field), v),
+        };
+        let s = match summary {
+            Some(s) => s,
+            None => summary.insert(m.content.summary()?),
+        };
+        let people = |list: &[Mailbox]| {
             list.iter()
                 .any(|p| p.name.to_lowercase().contains(v) || p.address.to_lowercase().contains(v))
         };
         let from: Vec<Mailbox> = s.from.iter().cloned().collect();
-        match self {
-            Self::Free(v) => {
-                people(&from, v)
+        Ok(match field {
+            None => {
+                people(&from)
                     || s.subject.to_lowercase().contains(v)
                     || s.body_text.to_lowercase().contains(v)
             }
-            Self::Field(Field::From, v) => people(&from, v),
-            Self::Field(Field::To, v) => people(&s.to, v),
-            Self::Field(Field::Cc, v) => people(&s.cc, v),
-            Self::Field(Field::Participants, v) => {
-                people(&from, v) || people(&s.to, v) || people(&s.cc, v) || people(&s.bcc, v)
+            Some(Field::From) => people(&from),
+            Some(Field::To) => people(&s.to),
+            Some(Field::Cc) => people(&s.cc),
+            Some(Field::Participants) => {
+                people(&from) || people(&s.to) || people(&s.cc) || people(&s.bcc)
             }
-            Self::Field(Field::Subject, v) => s.subject.to_lowercase().contains(v),
-            Self::Field(Field::Body, v) => s.body_text.to_lowercase().contains(v),
-            Self::HasAttachment(want) => s.attachments.is_empty() != *want,
-            Self::Received(cmp, start, day_end) => {
-                let at = m.received();
-                match (cmp, day_end) {
-                    // A date stands for the whole day [start, day_end).
-                    (Cmp::Eq, Some(end)) => at >= *start && at < *end,
-                    (Cmp::Ge, _) => at >= *start,
-                    (Cmp::Gt, Some(end)) => at >= *end,
-                    (Cmp::Le, Some(end)) => at < *end,
-                    (Cmp::Lt, _) => at < *start,
-                    // A time is an instant.
-                    (Cmp::Eq, None) => at == *start,
-                    (Cmp::Gt, None) => at > *start,
-                    (Cmp::Le, None) => at <= *start,
-                }
-            }
-        }
+            Some(Field::Subject) => s.subject.to_lowercase().contains(v),
+            Some(Field::Body) => s.body_text.to_lowercase().contains(v),
+        })
+    }
+}
+
+/// Whether a message received `at` is in the range a `received` term gives.
+fn received_in(
+    at: DateTime<Utc>,
+    cmp: Cmp,
+    start: DateTime<Utc>,
+    day_end: Option<DateTime<Utc>>,
+) -> bool {
+    match (cmp, day_end) {
+        // A date stands for the whole day [start, day_end).
+        (Cmp::Eq, Some(end)) => at >= start && at < end,
+        (Cmp::Ge, _) => at >= start,
+        (Cmp::Gt, Some(end)) => at >= end,
+        (Cmp::Le, Some(end)) => at < end,
+        (Cmp::Lt, _) => at < start,
+        // A time is an instant.
+        (Cmp::Eq, None) => at == start,
+        (Cmp::Gt, None) => at > start,
+        (Cmp::Le, None) => at <= start,
     }
 }
 

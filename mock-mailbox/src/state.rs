@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::StatusCode;
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::directory::{Directory, DirectoryError, Faults, Tenant, User};
 use crate::error::{GraphError, TokenError};
-use crate::message::{AttachmentSummary, MimeError, StoredMessage};
+use crate::message::{AttachmentSummary, Ids, MimeError, StoredMessage};
 use crate::throttle::{Limits, Permit, Throttle, Throttled, Usage};
 use mock_common::{AdminToken, Lookup, Sessions, SharedClock};
 
@@ -81,6 +81,9 @@ impl AppSession {
 #[serde(rename_all = "camelCase")]
 pub struct Folder {
     pub id: String,
+    /// The number its id is made from ([`Ids::folder`]).
+    #[serde(skip)]
+    pub serial: u64,
     pub display_name: String,
     #[serde(skip)]
     pub well_known: Option<&'static str>,
@@ -92,14 +95,18 @@ pub struct Mailbox {
     pub user: User,
     pub root_id: String,
     pub folders: Vec<Folder>,
-    pub messages: BTreeMap<String, StoredMessage>,
+    /// By [`StoredMessage::serial`]: the id is made from it.
+    pub messages: BTreeMap<u64, StoredMessage>,
     /// Deleted while on Litigation Hold: out of every folder, still kept.
     pub recoverable: Vec<StoredMessage>,
     next: u64,
+    /// The user id, shared by every message (their ids are made from it).
+    owner: Arc<str>,
 }
 
 impl Mailbox {
     fn new(user: User) -> Self {
+        let user_id = user.id.clone();
         let mut mailbox = Self {
             root_id: String::new(),
             user,
@@ -107,12 +114,14 @@ impl Mailbox {
             messages: BTreeMap::new(),
             recoverable: Vec::new(),
             next: 0,
+            owner: Arc::from(user_id.as_str()),
         };
-        mailbox.root_id = mailbox.new_id("root");
+        mailbox.root_id = mailbox.new_id("root").0;
         for (name, well_known) in WELL_KNOWN {
-            let id = mailbox.new_id("f");
+            let (id, serial) = mailbox.new_id("f");
             mailbox.folders.push(Folder {
                 id,
+                serial,
                 display_name: name.to_owned(),
                 well_known: Some(well_known),
             });
@@ -120,12 +129,21 @@ impl Mailbox {
         mailbox
     }
 
-    fn new_id(&mut self, kind: &str) -> String {
+    /// A new id of `kind`, and the number it is made from.
+    fn new_id(&mut self, kind: &str) -> (String, u64) {
         self.next += 1;
-        format!(
-            "AAMkA{}",
-            URL_SAFE_NO_PAD.encode(format!("{}/{kind}/{}", self.user.id, self.next))
-        )
+        (Ids::make(&self.owner, kind, self.next), self.next)
+    }
+
+    /// A message by its Graph id.
+    pub fn message(&self, id: &str) -> Option<&StoredMessage> {
+        self.messages.get(&Ids::serial(&self.owner, "m", id)?)
+    }
+
+    /// A recoverable item by its Graph id.
+    pub fn recoverable(&self, id: &str) -> Option<&StoredMessage> {
+        let serial = Ids::serial(&self.owner, "m", id)?;
+        self.recoverable.iter().find(|m| m.serial == serial)
     }
 
     /// A folder by id or well-known name.
@@ -137,10 +155,10 @@ impl Mailbox {
         })
     }
 
-    pub fn folder_size(&self, folder_id: &str) -> usize {
+    pub fn folder_size(&self, folder: &Folder) -> usize {
         self.messages
             .values()
-            .filter(|m| m.folder_id == folder_id)
+            .filter(|m| m.folder == folder.serial)
             .count()
     }
 
@@ -157,8 +175,10 @@ impl Mailbox {
                 "A folder with the specified name already exists.",
             ));
         }
+        let (id, serial) = self.new_id("f");
         let folder = Folder {
-            id: self.new_id("f"),
+            id,
+            serial,
             display_name: name.to_owned(),
             well_known: None,
         };
@@ -169,22 +189,21 @@ impl Mailbox {
     /// Stores a message that arrived as MIME.
     pub fn import(
         &mut self,
-        folder_id: &str,
+        folder: u64,
         content: Arc<crate::store::Content>,
         is_draft: bool,
         now: DateTime<Utc>,
     ) -> StoredMessage {
-        let id = self.new_id("m");
-        let message = StoredMessage {
-            change_key: URL_SAFE_NO_PAD.encode(format!("ck{}", self.next)),
-            id: id.clone(),
-            folder_id: folder_id.to_owned(),
+        self.next += 1;
+        let message = StoredMessage::new(
+            self.owner.clone(),
+            self.next,
+            folder,
             content,
             is_draft,
-            created: now,
-            deleted_with: None,
-        };
-        self.messages.insert(id, message.clone());
+            now,
+        );
+        self.messages.insert(self.next, message.clone());
         message
     }
 
@@ -200,15 +219,15 @@ impl Mailbox {
             return 0;
         };
         let folder = self.folders.remove(at);
-        let ids: Vec<String> = self
+        let ids: Vec<u64> = self
             .messages
             .values()
-            .filter(|m| m.folder_id == folder_id)
-            .map(|m| m.id.clone())
+            .filter(|m| m.folder == folder.serial)
+            .map(|m| m.serial)
             .collect();
         for id in &ids {
             if let Some(mut message) = self.messages.remove(id) {
-                message.deleted_with = Some(folder.display_name.clone());
+                message.deleted_with = Some(folder.display_name.as_str().into());
                 self.recoverable.push(message);
             }
         }
@@ -217,7 +236,10 @@ impl Mailbox {
 
     /// Deletes a message: gone, or kept as recoverable under Litigation Hold.
     pub fn delete(&mut self, id: &str) -> bool {
-        match self.messages.remove(id) {
+        let Some(serial) = Ids::serial(&self.owner, "m", id) else {
+            return false;
+        };
+        match self.messages.remove(&serial) {
             Some(message) => {
                 if self.user.litigation_hold {
                     self.recoverable.push(message);
@@ -341,42 +363,49 @@ pub struct InspectedMessage {
 /// bytes): what [`InspectedMessage`] shows, without copying the summary.
 #[derive(Debug, Clone)]
 pub struct Placed {
-    pub id: String,
-    pub folder_id: String,
-    pub folder: String,
-    pub imported_at: DateTime<Utc>,
-    pub is_draft: bool,
+    pub stored: StoredMessage,
+    /// Its folder's name (shared by the folder's messages), or "Recoverable Items".
+    pub folder: Arc<str>,
     pub recoverable: bool,
-    pub deleted_with: Option<String>,
-    pub content: Arc<crate::store::Content>,
 }
 
 impl Placed {
-    /// The inspection API's view of it.
-    pub fn inspected(&self) -> InspectedMessage {
-        let s = &self.content.summary;
-        InspectedMessage {
-            id: self.id.clone(),
-            folder_id: self.folder_id.clone(),
-            folder: self.folder.clone(),
-            internet_message_id: s.internet_message_id.clone(),
-            subject: s.subject.clone(),
-            from: s.from.clone(),
-            to: s.to.clone(),
-            cc: s.cc.clone(),
+    /// The inspection API's view of it (its header section and text read back).
+    pub fn inspected(&self) -> Result<InspectedMessage, crate::store::ReadError> {
+        let m = &self.stored;
+        let opened = m.content.open()?;
+        let s = opened.summary;
+        Ok(InspectedMessage {
+            id: m.id(),
+            folder_id: m.folder_id(),
+            folder: self.folder.to_string(),
+            internet_message_id: s.internet_message_id,
+            subject: s.subject,
+            from: s.from,
+            to: s.to,
+            cc: s.cc,
             date: s.date,
-            imported_at: self.imported_at,
-            is_draft: self.is_draft,
-            size: self.content.len,
-            attachments: s.attachments.clone(),
-            headers: self.content.headers(),
-            in_reply_to: s.in_reply_to.clone(),
-            references: s.references.clone(),
-            body_text: s.body_text.clone(),
+            imported_at: m.created,
+            is_draft: m.is_draft,
+            size: m.content.len,
+            attachments: s.attachments,
+            headers: opened.headers,
+            in_reply_to: s.in_reply_to,
+            references: s.references,
+            body_text: s.body_text,
             recoverable: self.recoverable,
-            deleted_with: self.deleted_with.clone(),
-        }
+            deleted_with: m.deleted_with.as_deref().map(str::to_owned),
+        })
     }
+}
+
+/// Why a mailbox's messages cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("no such mailbox")]
+    NoMailbox,
+    #[error(transparent)]
+    Read(crate::store::ReadError),
 }
 
 /// What [`State::memory`] found.
@@ -882,7 +911,7 @@ impl State {
                     id: f.id.clone(),
                     display_name: f.display_name.clone(),
                     well_known: f.well_known,
-                    message_count: mailbox.folder_size(&f.id),
+                    message_count: mailbox.folder_size(f),
                 })
                 .collect(),
         )
@@ -893,13 +922,12 @@ impl State {
         &self,
         user: &str,
         include_recoverable: bool,
-    ) -> Option<Vec<InspectedMessage>> {
-        Some(
-            self.inspect_placed(user, include_recoverable)?
-                .iter()
-                .map(Placed::inspected)
-                .collect(),
-        )
+    ) -> Result<Vec<InspectedMessage>, InspectError> {
+        self.inspect_placed(user, include_recoverable)
+            .ok_or(InspectError::NoMailbox)?
+            .iter()
+            .map(|p| p.inspected().map_err(InspectError::Read))
+            .collect()
     }
 
     /// Every message of a mailbox, as where it is and its shared content: nothing of the
@@ -907,31 +935,28 @@ impl State {
     pub fn inspect_placed(&self, user: &str, include_recoverable: bool) -> Option<Vec<Placed>> {
         let mailbox = self.any_mailbox(user)?;
         let mailbox = mailbox.lock().expect("lock poisoned");
-        let folder_name = |id: &str| {
-            mailbox
-                .folders
-                .iter()
-                .find(|f| f.id == id)
-                .map(|f| f.display_name.clone())
-                .unwrap_or_default()
-        };
-        let view = |m: &StoredMessage, recoverable: bool| Placed {
-            id: m.id.clone(),
-            folder_id: m.folder_id.clone(),
-            folder: if recoverable {
-                "Recoverable Items".into()
-            } else {
-                folder_name(&m.folder_id)
-            },
-            imported_at: m.created,
-            is_draft: m.is_draft,
-            recoverable,
-            deleted_with: m.deleted_with.clone(),
-            content: m.content.clone(),
-        };
-        let mut all: Vec<_> = mailbox.messages.values().map(|m| view(m, false)).collect();
+        let names: HashMap<u64, Arc<str>> = mailbox
+            .folders
+            .iter()
+            .map(|f| (f.serial, Arc::from(f.display_name.as_str())))
+            .collect();
+        let recoverable: Arc<str> = Arc::from("Recoverable Items");
+        let unknown: Arc<str> = Arc::from("");
+        let mut all: Vec<_> = mailbox
+            .messages
+            .values()
+            .map(|m| Placed {
+                stored: m.clone(),
+                folder: names.get(&m.folder).unwrap_or(&unknown).clone(),
+                recoverable: false,
+            })
+            .collect();
         if include_recoverable {
-            all.extend(mailbox.recoverable.iter().map(|m| view(m, true)));
+            all.extend(mailbox.recoverable.iter().map(|m| Placed {
+                stored: m.clone(),
+                folder: recoverable.clone(),
+                recoverable: true,
+            }));
         }
         Some(all)
     }
@@ -946,9 +971,8 @@ impl State {
         let mailbox = self.any_mailbox(user)?;
         let mailbox = mailbox.lock().expect("lock poisoned");
         mailbox
-            .messages
-            .get(message_id)
-            .or_else(|| mailbox.recoverable.iter().find(|m| m.id == message_id))
+            .message(message_id)
+            .or_else(|| mailbox.recoverable(message_id))
             .map(|m| m.content.clone())
     }
 

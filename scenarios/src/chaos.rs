@@ -233,8 +233,11 @@ impl Fingerprint {
             .map(|c| {
                 (
                     c.mailbox.clone(),
-                    c.message.folder.clone(),
-                    c.summary().internet_message_id.clone().unwrap_or_default(),
+                    c.message.folder.to_string(),
+                    c.content()
+                        .internet_message_id()
+                        .unwrap_or_default()
+                        .to_owned(),
                 )
             })
             .collect();

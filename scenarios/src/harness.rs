@@ -254,16 +254,23 @@ impl Fakes {
             for user in &tenant.users {
                 // A user without a mailbox has nothing to show; one with a mailbox the
                 // view cannot show is a broken harness, never an empty mailbox.
-                let Some(messages) = self
+                let messages = match self
                     .mailbox
                     .inspect_messages(&user.user_principal_name, true)
-                else {
-                    assert!(
-                        !user.mailbox_enabled,
-                        "the mock mailbox cannot show {}",
+                {
+                    Ok(messages) => messages,
+                    Err(mock_mailbox::state::InspectError::NoMailbox) => {
+                        assert!(
+                            !user.mailbox_enabled,
+                            "the mock mailbox cannot show {}",
+                            user.user_principal_name
+                        );
+                        continue;
+                    }
+                    Err(e) => panic!(
+                        "the mock mailbox cannot show {}: {e}",
                         user.user_principal_name
-                    );
-                    continue;
+                    ),
                 };
                 for m in messages {
                     all.push((

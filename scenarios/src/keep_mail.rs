@@ -44,10 +44,9 @@ pub fn write(landed: &Landed, dir: &Path, scenario: &str) -> anyhow::Result<usiz
             std::fs::create_dir_all(&folder)
                 .map_err(|e| anyhow::anyhow!("--keep-mail {}: {e}", folder.display()))?;
             let id = copy
-                .summary()
-                .internet_message_id
-                .clone()
-                .unwrap_or_else(|| copy.message.id.clone());
+                .content()
+                .internet_message_id()
+                .map_or_else(|| copy.message.stored.id(), str::to_owned);
             let mut path: PathBuf = folder.join(format!("{}.eml", file_name(&id)));
             let mut n = 1;
             while path.exists() {
@@ -55,8 +54,7 @@ pub fn write(landed: &Landed, dir: &Path, scenario: &str) -> anyhow::Result<usiz
                 path = folder.join(format!("{}.copy-{n}.eml", file_name(&id)));
             }
             let mime = copy
-                .message
-                .content
+                .content()
                 .mime()
                 .map_err(|e| anyhow::anyhow!("reading back {id} in {}: {e}", copy.mailbox))?;
             std::fs::write(&path, mime)

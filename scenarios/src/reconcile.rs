@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use anyhow::Context as _;
 use connector::RunReport;
-use mock_mailbox::message::Summary;
 use mock_mailbox::state::Placed;
+use mock_mailbox::store::{Content, Opened};
 use serde::Serialize;
 
 use crate::model::Scenario;
@@ -102,9 +103,15 @@ pub struct Copy {
 }
 
 impl Copy {
-    /// What the message says (parsed once, on arrival).
-    pub fn summary(&self) -> &Summary {
-        &self.message.content.summary
+    /// Its content in the fake's store (shared by every copy of the same bytes).
+    pub fn content(&self) -> &std::sync::Arc<Content> {
+        &self.message.stored.content
+    }
+
+    /// Its header section and text, read back from the fake's store, and the summary
+    /// built from them.
+    pub fn open(&self) -> Result<Opened, mock_mailbox::store::ReadError> {
+        self.content().open()
     }
 }
 
@@ -138,8 +145,12 @@ pub fn landed(
             )
         })?;
         for m in messages {
-            let summary = &m.content.summary;
-            let headers = m.content.headers();
+            let headers = m.stored.content.headers().with_context(|| {
+                format!(
+                    "the mock mailbox cannot read back a message of {}",
+                    user.upn
+                )
+            })?;
             let id = header(&headers, "X-WhatsApp-Item-Id")
                 .map(|h| match h.rsplit_once("sha256=") {
                     Some((_, digest)) if h.contains("[cut] sha256=") => long_ids
@@ -148,7 +159,13 @@ pub fn landed(
                         .unwrap_or_else(|| h.to_owned()),
                     _ => h.to_owned(),
                 })
-                .unwrap_or_else(|| summary.internet_message_id.clone().unwrap_or_default());
+                .unwrap_or_else(|| {
+                    m.stored
+                        .content
+                        .internet_message_id()
+                        .unwrap_or_default()
+                        .to_owned()
+                });
             // A later content of an id (a revision) is its own expected item.
             let id =
                 match header(&headers, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
@@ -194,12 +211,23 @@ fn check_copy(
     fields_out: &mut Vec<Finding>,
     content_out: &mut Vec<Finding>,
 ) {
-    let m = copy.summary();
-    let headers = copy.message.content.headers();
     let finding = |detail: String| Finding {
         item_id: item_id.to_owned(),
         mailbox: Some(copy.mailbox.clone()),
         detail,
+    };
+    let Opened {
+        summary: m,
+        headers,
+        head,
+    } = match copy.open() {
+        Ok(opened) => opened,
+        Err(e) => {
+            content_out.push(finding(format!(
+                "the copy cannot be read back from the mock mailbox: {e}"
+            )));
+            return;
+        }
     };
     let mut field = |detail: String| fields_out.push(finding(detail));
     let sender = m
@@ -348,7 +376,6 @@ fn check_copy(
             )),
         }
     }
-    let head = copy.message.content.head();
     if let Some(pos) = head.iter().position(|&b| {
         !b.is_ascii() || (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
     }) {
@@ -551,14 +578,15 @@ pub fn reconcile(
             let here: Vec<&Copy> = copies.iter().filter(|c| &c.mailbox == mailbox).collect();
             let in_folder: Vec<&&Copy> = here
                 .iter()
-                .filter(|c| c.message.folder == FOLDER && !c.message.recoverable)
+                .filter(|c| &*c.message.folder == FOLDER && !c.message.recoverable)
                 .collect();
             // Delivered, then deleted for good with the archive folder by a person (a
             // seeded fault): the connector's part was done.
             let deleted_with_folder: Vec<&&Copy> = here
                 .iter()
                 .filter(|c| {
-                    c.message.recoverable && c.message.deleted_with.as_deref() == Some(FOLDER)
+                    c.message.recoverable
+                        && c.message.stored.deleted_with.as_deref() == Some(FOLDER)
                 })
                 .collect();
             let deleted_only = in_folder.is_empty()
@@ -783,7 +811,7 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
         let mut places: Vec<String> = copies
             .iter()
             .map(|c| {
-                if c.message.folder == FOLDER {
+                if &*c.message.folder == FOLDER {
                     c.mailbox.clone()
                 } else {
                     format!("{} ({})", c.mailbox, c.message.folder)
@@ -791,18 +819,20 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
             })
             .collect();
         places.sort();
-        let first = copies[0].summary();
-        let mut carried: Vec<String> = first
-            .attachments
+        let mut carried: Vec<String> = copies[0]
+            .content()
+            .attachments()
             .iter()
             .map(|a| format!("{} {}B {}", short(&a.name), a.size, &a.sha256[..12]))
             .collect();
-        if let Some(h) = header(
-            &copies[0].message.content.headers(),
-            "X-WhatsApp-Omitted-Attachment",
-        ) {
-            let reason = h.rsplit("reason=").next().unwrap_or_default();
-            carried.push(format!("attachment omitted ({reason})"));
+        match copies[0].content().headers() {
+            Ok(headers) => {
+                if let Some(h) = header(&headers, "X-WhatsApp-Omitted-Attachment") {
+                    let reason = h.rsplit("reason=").next().unwrap_or_default();
+                    carried.push(format!("attachment omitted ({reason})"));
+                }
+            }
+            Err(e) => carried.push(format!("cannot be read back: {e}")),
         }
         let carried = if carried.is_empty() {
             String::new()

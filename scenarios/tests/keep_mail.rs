@@ -19,14 +19,14 @@ async fn every_delivered_copy_is_kept_byte_for_byte() {
     let mut files = 0;
     for copies in outcome.landed.values() {
         for copy in copies {
-            let id = copy.summary().internet_message_id.as_deref().unwrap();
+            let id = copy.content().internet_message_id().unwrap();
             let path = out
                 .join(&scenario.name)
                 .join(&copy.mailbox)
                 .join(format!("{}.eml", id.trim_matches(['<', '>'])));
             assert_eq!(
                 std::fs::read(&path).unwrap(),
-                copy.message.content.mime().unwrap(),
+                copy.content().mime().unwrap(),
                 "{}",
                 path.display()
             );

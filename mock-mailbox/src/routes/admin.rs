@@ -76,7 +76,10 @@ pub async fn messages(
         .is_some_and(|v| v == "true");
     let messages = state
         .inspect_messages(&user, include)
-        .ok_or_else(|| no_mailbox(&user))?;
+        .map_err(|e| match e {
+            crate::state::InspectError::NoMailbox => no_mailbox(&user),
+            crate::state::InspectError::Read(e) => e.into(),
+        })?;
     Ok(axum::Json(json!({ "messages": messages })).into_response())
 }
 
@@ -89,13 +92,7 @@ pub async fn mime(
     let content = state
         .inspect_content(&user, &message)
         .ok_or_else(GraphError::item_not_found)?;
-    let mime = content.mime().map_err(|e| match e {
-        crate::store::ReadError::NotRetained => GraphError::not_retained(),
-        crate::store::ReadError::Io(e) => {
-            tracing::error!(error = %e, "a stored message cannot be read back");
-            GraphError::internal()
-        }
-    })?;
+    let mime = content.mime()?;
     Ok(([(axum::http::header::CONTENT_TYPE, "message/rfc822")], mime).into_response())
 }
 

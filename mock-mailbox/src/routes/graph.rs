@@ -166,7 +166,7 @@ fn folder_json(mailbox: &Mailbox, folder: &Folder) -> Map<String, Value> {
     let size: usize = mailbox
         .messages
         .values()
-        .filter(|m| m.folder_id == folder.id)
+        .filter(|m| m.folder == folder.serial)
         .map(|m| m.content.len)
         .sum();
     let mut m = Map::new();
@@ -175,10 +175,7 @@ fn folder_json(mailbox: &Mailbox, folder: &Folder) -> Map<String, Value> {
     m.insert("parentFolderId".into(), json!(mailbox.root_id));
     m.insert("childFolderCount".into(), json!(0));
     m.insert("unreadItemCount".into(), json!(0));
-    m.insert(
-        "totalItemCount".into(),
-        json!(mailbox.folder_size(&folder.id)),
-    );
+    m.insert("totalItemCount".into(), json!(mailbox.folder_size(folder)));
     m.insert("sizeInBytes".into(), json!(size));
     m.insert("isHidden".into(), json!(false));
     m
@@ -385,6 +382,9 @@ async fn keep(
             tracing::error!(error = %e, "the message store cannot write");
             GraphError::internal()
         }
+        crate::store::StoreError::TooLong => {
+            GraphError::bad_request("The message's header section or text is too long to keep.")
+        }
     })
 }
 
@@ -431,17 +431,22 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, GraphError> 
     })
 }
 
-fn message_entity(root: &str, user: &str, message: &StoredMessage, q: Option<&Query>) -> Value {
+fn message_entity(
+    root: &str,
+    user: &str,
+    message: &StoredMessage,
+    q: Option<&Query>,
+) -> Result<Value, GraphError> {
     let with_headers = q.is_some_and(|q| q.selects("internetMessageHeaders"));
-    let mut m = message.to_graph(with_headers);
+    let mut m = message.to_graph(with_headers)?;
     m.insert(
         "@odata.context".into(),
         json!(context(root, &format!("users('{user}')/messages/$entity"))),
     );
-    match q {
+    Ok(match q {
         Some(q) => q.project(m),
         None => Value::Object(m),
-    }
+    })
 }
 
 pub async fn import_mime(
@@ -509,20 +514,19 @@ pub async fn import_mime(
     }
     // Decoded and parsed before the mailbox is locked: a mailbox takes several imports
     // at once, as Exchange does.
-    let folder_id = call
+    let folder = call
         .mailbox()
         .folder(&folder)
         .ok_or_else(GraphError::item_not_found)?
-        .id
-        .clone();
+        .serial;
     let content = keep(&state, &body).await?;
     let (stored, upn) = {
         let mut mailbox = call.mailbox();
-        let stored = mailbox.import(&folder_id, content, false, state.now());
+        let stored = mailbox.import(folder, content, false, state.now());
         (stored, mailbox.user.user_principal_name.clone())
     };
     state.count_import();
-    tracing::debug!(mailbox = %upn, message = %stored.id, "message imported");
+    tracing::debug!(mailbox = %upn, message = %stored.id(), "message imported");
     if call.fault == Some(Fault::LoseImportResponse) {
         return Err(GraphError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -530,7 +534,7 @@ pub async fn import_mime(
             "The gateway timed out.",
         ));
     }
-    Ok(created(message_entity(&root, &user, &stored, None)))
+    Ok(created(message_entity(&root, &user, &stored, None)?))
 }
 
 async fn create_draft_in(
@@ -560,17 +564,14 @@ async fn create_draft_in(
             "This fake creates messages from MIME only: send the base64 MIME with Content-Type: text/plain.",
         ));
     }
-    let folder_id = call
+    let folder = call
         .mailbox()
         .folder(folder.as_deref().unwrap_or("drafts"))
         .ok_or_else(GraphError::item_not_found)?
-        .id
-        .clone();
+        .serial;
     let content = keep(&state, &body).await?;
-    let stored = call
-        .mailbox()
-        .import(&folder_id, content, true, state.now());
-    Ok(created(message_entity(&root, &user, &stored, None)))
+    let stored = call.mailbox().import(folder, content, true, state.now());
+    Ok(created(message_entity(&root, &user, &stored, None)?))
 }
 
 pub async fn create_draft(
@@ -616,37 +617,41 @@ async fn list_in(
         None => None,
     };
     let mailbox = call.mailbox();
-    let folder_id = match &folder {
+    let folder = match &folder {
         Some(f) => Some(
             mailbox
                 .folder(f)
                 .ok_or_else(GraphError::item_not_found)?
-                .id
-                .clone(),
+                .serial,
         ),
         None => None,
     };
-    let mut messages: Vec<&StoredMessage> = mailbox
+    let mut messages: Vec<&StoredMessage> = Vec::new();
+    for m in mailbox
         .messages
         .values()
-        .filter(|m| folder_id.as_deref().is_none_or(|f| m.folder_id == f))
+        .filter(|m| folder.is_none_or(|f| m.folder == f))
         .filter(|m| {
             wanted_id
                 .as_deref()
-                .is_none_or(|w| m.summary().internet_message_id.as_deref() == Some(w))
+                .is_none_or(|w| m.content.internet_message_id() == Some(w))
         })
-        .filter(|m| search.as_ref().is_none_or(|s| s.matches(m)))
-        .collect();
+    {
+        if search.as_ref().map_or(Ok(true), |s| s.matches(m))? {
+            messages.push(m);
+        }
+    }
+    // Newest first; among equals, in the order they came.
     messages.sort_by(|a, b| {
         b.received()
             .cmp(&a.received())
-            .then_with(|| a.id.cmp(&b.id))
+            .then_with(|| a.serial.cmp(&b.serial))
     });
     let with_headers = q.selects("internetMessageHeaders");
     let values = messages
         .into_iter()
-        .map(|m| q.project(m.to_graph(with_headers)))
-        .collect();
+        .map(|m| Ok(q.project(m.to_graph(with_headers)?)))
+        .collect::<Result<_, crate::store::ReadError>>()?;
     let what = match &folder {
         Some(f) => format!("users('{user}')/mailFolders('{f}')/messages"),
         None => format!("users('{user}')/messages"),
@@ -692,10 +697,9 @@ pub async fn get_message(
     let q = query(q)?;
     let mailbox = call.mailbox();
     let found = mailbox
-        .messages
-        .get(&message)
+        .message(&message)
         .ok_or_else(GraphError::item_not_found)?;
-    Ok(axum::Json(message_entity(&root, &user, found, Some(&q))).into_response())
+    Ok(axum::Json(message_entity(&root, &user, found, Some(&q))?).into_response())
 }
 
 pub async fn get_mime(
@@ -714,16 +718,9 @@ pub async fn get_mime(
     )?;
     let mailbox = call.mailbox();
     let found = mailbox
-        .messages
-        .get(&message)
+        .message(&message)
         .ok_or_else(GraphError::item_not_found)?;
-    let bytes = found.content.mime().map_err(|e| match e {
-        crate::store::ReadError::NotRetained => GraphError::not_retained(),
-        crate::store::ReadError::Io(e) => {
-            tracing::error!(error = %e, "a stored message cannot be read back");
-            GraphError::internal()
-        }
-    })?;
+    let bytes = found.content.mime()?;
     let mut response = bytes.into_response();
     response
         .headers_mut()

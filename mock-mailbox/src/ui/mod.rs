@@ -72,6 +72,14 @@ enum Refusal {
     Off,
     /// No valid session: the login page, with status 401.
     Login,
+    /// A message the fake's own store cannot read back.
+    Unreadable(crate::store::ReadError),
+}
+
+impl From<crate::store::ReadError> for Refusal {
+    fn from(e: crate::store::ReadError) -> Self {
+        Self::Unreadable(e)
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -84,6 +92,13 @@ impl IntoResponse for Refusal {
             )
                 .into_response(),
             Refusal::Login => html(StatusCode::UNAUTHORIZED, pages::login(None)),
+            Refusal::Unreadable(e) => {
+                tracing::error!(error = %e, "a stored message cannot be read back");
+                html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::not_found("A message of this page cannot be read back from the store."),
+                )
+            }
         }
     }
 }
@@ -209,16 +224,16 @@ async fn mailbox(
 ) -> Result<Response, Refusal> {
     signed_in(&state, &headers)?;
     let view = state.read_mailbox(&user, |m| {
-        let mut counts = std::collections::HashMap::<&str, usize>::new();
+        let mut counts = std::collections::HashMap::<u64, usize>::new();
         for message in m.messages.values() {
-            *counts.entry(message.folder_id.as_str()).or_default() += 1;
+            *counts.entry(message.folder).or_default() += 1;
         }
         pages::FoldersView {
             user: m.user.clone(),
             folders: m
                 .folders
                 .iter()
-                .map(|f| (f.clone(), counts.get(f.id.as_str()).copied().unwrap_or(0)))
+                .map(|f| (f.clone(), counts.get(&f.serial).copied().unwrap_or(0)))
                 .collect(),
             recoverable: m.recoverable.len(),
         }
@@ -235,7 +250,7 @@ fn sorted<'a>(messages: impl Iterator<Item = &'a StoredMessage>) -> Vec<&'a Stor
     list.sort_by(|a, b| {
         b.received()
             .cmp(&a.received())
-            .then_with(|| a.id.cmp(&b.id))
+            .then_with(|| a.serial.cmp(&b.serial))
     });
     list
 }
@@ -248,15 +263,15 @@ fn list_view(
     deleted: bool,
     heading: String,
     here: &str,
-) -> pages::ListView {
+) -> Result<pages::ListView, crate::store::ReadError> {
     let total = list.len();
     let rows = list
         .into_iter()
         .skip((page - 1).saturating_mul(PAGE_SIZE))
         .take(PAGE_SIZE)
         .map(|m| pages::Row::of(mailbox, m, deleted))
-        .collect();
-    pages::ListView {
+        .collect::<Result<_, _>>()?;
+    Ok(pages::ListView {
         user: mailbox.user.clone(),
         heading,
         here: format!("/ui/mailboxes/{}/{here}", mailbox.user.id),
@@ -265,7 +280,7 @@ fn list_view(
         rows,
         total,
         page,
-    }
+    })
 }
 
 async fn folder(
@@ -278,7 +293,7 @@ async fn folder(
     let page = query.page.unwrap_or(1).max(1);
     let view = state.read_mailbox(&user, |m| {
         let folder = m.folders.iter().find(|f| f.id == folder)?.clone();
-        let list = sorted(m.messages.values().filter(|x| x.folder_id == folder.id));
+        let list = sorted(m.messages.values().filter(|x| x.folder == folder.serial));
         Some(list_view(
             m,
             list,
@@ -288,7 +303,7 @@ async fn folder(
             &format!("folders/{}", folder.id),
         ))
     });
-    Ok(match view {
+    Ok(match view.map(|v| v.transpose()).transpose()? {
         Some(Some(view)) => html(StatusCode::OK, pages::list(&view)),
         Some(None) => not_found("No such folder in this mailbox."),
         None => not_found("No mailbox for that user."),
@@ -323,16 +338,22 @@ async fn search(
     let view = state.read_mailbox(&user, |m| {
         let list = match &parsed {
             Ok(search) if !text.is_empty() => {
-                sorted(m.messages.values().filter(|x| search.matches(x)))
+                let mut found = Vec::new();
+                for x in m.messages.values() {
+                    if search.matches(x)? {
+                        found.push(x);
+                    }
+                }
+                sorted(found.into_iter())
             }
             _ => Vec::new(),
         };
-        let mut view = list_view(m, list, page, false, format!("Search: {shown}"), "search");
+        let mut view = list_view(m, list, page, false, format!("Search: {shown}"), "search")?;
         view.query = Some(shown.clone());
         view.error = parsed.as_ref().err().cloned();
-        view
+        Ok::<_, crate::store::ReadError>(view)
     });
-    Ok(match view {
+    Ok(match view.transpose()? {
         Some(view) => {
             let status = if view.error.is_some() {
                 StatusCode::BAD_REQUEST
@@ -364,7 +385,7 @@ async fn recoverable(
             "recoverable",
         )
     });
-    Ok(match view {
+    Ok(match view.transpose()? {
         Some(view) => html(StatusCode::OK, pages::list(&view)),
         None => not_found("No mailbox for that user."),
     })
@@ -372,13 +393,10 @@ async fn recoverable(
 
 /// A message of the mailbox, in a folder or recoverable: what the page shows of it.
 fn find<'a>(mailbox: &'a Mailbox, id: &str) -> Option<(&'a StoredMessage, bool)> {
-    mailbox.messages.get(id).map(|m| (m, false)).or_else(|| {
-        mailbox
-            .recoverable
-            .iter()
-            .find(|m| m.id == id)
-            .map(|m| (m, true))
-    })
+    mailbox
+        .message(id)
+        .map(|m| (m, false))
+        .or_else(|| mailbox.recoverable(id).map(|m| (m, true)))
 }
 
 async fn message(
@@ -388,15 +406,20 @@ async fn message(
 ) -> Result<Response, Refusal> {
     signed_in(&state, &headers)?;
     let view = state.read_mailbox(&user, |m| {
-        find(m, &id).map(|(message, deleted)| pages::MessageView {
-            user: m.user.clone(),
-            row: pages::Row::of(m, message, deleted),
-            summary: message.content.summary.clone(),
-            headers: message.content.headers(),
-            imported_at: message.created,
-        })
+        find(m, &id)
+            .map(|(message, deleted)| {
+                let opened = message.content.open()?;
+                Ok::<_, crate::store::ReadError>(pages::MessageView {
+                    user: m.user.clone(),
+                    row: pages::Row::of(m, message, deleted)?,
+                    summary: opened.summary,
+                    headers: opened.headers,
+                    imported_at: message.created,
+                })
+            })
+            .transpose()
     });
-    Ok(match view {
+    Ok(match view.transpose()? {
         Some(Some(view)) => html(StatusCode::OK, pages::message(&view)),
         Some(None) => not_found("No such message in this mailbox."),
         None => not_found("No mailbox for that user."),
@@ -417,8 +440,11 @@ async fn html_body(
     signed_in(&state, &headers)?;
     let body = state
         .read_mailbox(&user, |m| {
-            find(m, &id).map(|(message, _)| message.content.summary.body_html.clone())
+            find(m, &id)
+                .map(|(message, _)| message.content.summary().map(|s| s.body_html))
+                .transpose()
         })
+        .transpose()?
         .flatten()
         .flatten();
     let Some(body) = body else {
@@ -488,7 +514,7 @@ async fn attachment(
     let found = state
         .read_mailbox(&user, |m| {
             find(m, &id).and_then(|(x, _)| {
-                let name = x.content.summary.attachments.get(index)?.name.clone();
+                let name = x.content.attachments().get(index)?.name.clone();
                 Some((x.content.clone(), name))
             })
         })

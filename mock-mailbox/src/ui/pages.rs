@@ -63,17 +63,22 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn of(mailbox: &Mailbox, m: &StoredMessage, deleted: bool) -> Self {
-        let s = m.summary();
-        Self {
-            id: m.id.clone(),
+    pub fn of(
+        mailbox: &Mailbox,
+        m: &StoredMessage,
+        deleted: bool,
+    ) -> Result<Self, crate::store::ReadError> {
+        let opened = m.content.open()?;
+        let s = opened.summary;
+        Ok(Self {
+            id: m.id(),
             folder: if deleted {
                 "Recoverable Items".into()
             } else {
                 mailbox
                     .folders
                     .iter()
-                    .find(|f| f.id == m.folder_id)
+                    .find(|f| f.serial == m.folder)
                     .map(|f| f.display_name.clone())
                     .unwrap_or_default()
             },
@@ -85,19 +90,18 @@ impl Row {
                 .map(address)
                 .collect::<Vec<_>>()
                 .join(", "),
-            subject: s.subject.clone(),
+            subject: s.subject,
             received: m.received(),
             size: m.content.len,
             attachments: s.attachments.len(),
-            revision: m
-                .content
-                .headers()
+            revision: opened
+                .headers
                 .into_iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case("X-WhatsApp-Revision"))
                 .map(|(_, v)| v),
             draft: m.is_draft,
             deleted,
-        }
+        })
     }
 }
 

@@ -349,7 +349,7 @@ impl LoadReport {
             mb(r.runner_peak_rss_bytes),
             mb(r.mailbox_disk_bytes),
             match r.mailbox_retain {
-                super::Retain::Summary => "summaries and hashes only",
+                super::Retain::Summary => "header sections, texts and hashes only",
                 _ => "every message's bytes",
             },
             r.fakes_cpu_ceiling.user_seconds,
