@@ -192,6 +192,8 @@ pub enum DatasetError {
     Account { username: String, reason: String },
     #[error("faults: {0}")]
     Faults(String),
+    #[error("the fake provider cannot write its items to its temporary file: {0}")]
+    Store(std::io::Error),
 }
 
 /// An account as the server keeps it: the name and an argon2 hash.

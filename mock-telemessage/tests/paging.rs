@@ -3,6 +3,7 @@
 
 mod common;
 
+use axum::http::StatusCode;
 use chrono::Duration;
 use common::*;
 use proptest::prelude::*;
@@ -42,5 +43,62 @@ proptest! {
             fake.list_all(&token, &fmt(since), &fmt(until), page_size).await
         });
         prop_assert_eq!(got, expected);
+    }
+}
+
+/// Items kept in the temporary item file page exactly as items kept in memory: the same
+/// items in the same order, each the same JSON text, whichever the page size.
+#[tokio::test]
+async fn items_kept_on_disk_are_listed_as_items_kept_in_memory() {
+    let base = t("2026-11-22T00:00:00Z");
+    let items: Vec<_> = (0..40u32)
+        .map(|n| {
+            // Collisions in time, ids out of order, text that needs escaping.
+            let at = base + Duration::minutes(i64::from(n % 7));
+            let mut item = text_item(&format!("wa-{:02}", 39 - n), &at.to_rfc3339());
+            item["text"] = serde_json::json!(format!("line {n}\n\"quoted\" é 👍"));
+            item
+        })
+        .collect();
+    let in_memory = fake(items.clone());
+    let on_disk = fake(Vec::new());
+    on_disk.state.keep_items_on_disk().unwrap();
+    // In two batches, as a load run loads its day part by part.
+    on_disk.state.load_items(&items[..25]).unwrap();
+    on_disk.state.load_items(&items[25..]).unwrap();
+    for fake in [&in_memory, &on_disk] {
+        assert_eq!(fake.state.counters().items_held, 40);
+    }
+    let (a, b) = (in_memory.token().await, on_disk.token().await);
+    for page_size in [1, 7, 100] {
+        let first = format!(
+            "/api/v1/items?since=2026-11-22T00:00:00Z&until=2026-11-23T00:00:00Z&page_size={page_size}"
+        );
+        let (mut uri_x, mut uri_y) = (first.clone(), first);
+        let mut pages = 0;
+        loop {
+            let (x, y) = (
+                in_memory.get(&uri_x, Some(&a)).await,
+                on_disk.get(&uri_y, Some(&b)).await,
+            );
+            assert_eq!((x.status, y.status), (StatusCode::OK, StatusCode::OK));
+            let (x, y) = (x.json(), y.json());
+            assert_eq!(
+                x["items"], y["items"],
+                "page size {page_size}, page {pages}"
+            );
+            assert!(!x["items"].as_array().unwrap().is_empty());
+            pages += 1;
+            // Each fake's own cursor (signed with its own key) leads on.
+            match (x["next_cursor"].as_str(), y["next_cursor"].as_str()) {
+                (Some(p), Some(q)) => {
+                    uri_x = format!("/api/v1/items?cursor={p}");
+                    uri_y = format!("/api/v1/items?cursor={q}");
+                }
+                (None, None) => break,
+                other => panic!("one listing ended before the other: {other:?}"),
+            }
+        }
+        assert_eq!(pages, 40usize.div_ceil(page_size));
     }
 }
