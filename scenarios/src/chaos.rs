@@ -232,7 +232,7 @@ impl Fingerprint {
             .flatten()
             .map(|c| {
                 (
-                    c.mailbox.clone(),
+                    c.mailbox.to_string(),
                     c.message.folder.to_string(),
                     c.content()
                         .internet_message_id()

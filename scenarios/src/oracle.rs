@@ -8,19 +8,80 @@
 //! whose size is near the limit may go either way. Raw (off-schema) items are
 //! `invalid_item`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::model::Scenario;
 
+/// One copy of a string that many items name (a mailbox, an address, a conversation):
+/// a million-item day names the same few thousand of them millions of times, and the
+/// expected outcome of every item is held until the day is reconciled.
+fn shared(s: &str) -> Arc<str> {
+    static ALL: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+    let mut all = ALL
+        .get_or_init(Mutex::default)
+        .lock()
+        .expect("shared strings poisoned");
+    match all.get(s) {
+        Some(known) => known.clone(),
+        None => {
+            let new: Arc<str> = Arc::from(s);
+            all.insert(new.clone());
+            new
+        }
+    }
+}
+
+/// The mailboxes an item must land in (principal names, lower case): sorted, each once,
+/// each name shared with every other item naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mailboxes(Box<[Arc<str>]>);
+
+impl Mailboxes {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|m| &**m)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, mailbox: &str) -> bool {
+        self.0.binary_search_by(|m| (**m).cmp(mailbox)).is_ok()
+    }
+}
+
+impl FromIterator<String> for Mailboxes {
+    fn from_iter<I: IntoIterator<Item = String>>(names: I) -> Self {
+        let mut all: Vec<Arc<str>> = names.into_iter().map(|n| shared(&n)).collect();
+        all.sort();
+        all.dedup();
+        Self(all.into_boxed_slice())
+    }
+}
+
+impl<'a> IntoIterator for &'a Mailboxes {
+    type Item = &'a str;
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, Arc<str>>, fn(&Arc<str>) -> &str>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|m| &**m)
+    }
+}
+
 /// What a landed message must show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fields {
-    pub sender: String,
+    pub sender: Arc<str>,
     /// The addresses of `To`, in order.
-    pub recipients: Vec<String>,
+    pub recipients: Vec<Arc<str>>,
     pub sent_at: Option<DateTime<Utc>>,
     /// The subject must start with `DELETED` (deleted before export, or a deletion).
     pub deleted_marker: bool,
@@ -37,7 +98,7 @@ pub struct Fields {
     /// its control characters shown as symbols.
     pub text: Vec<String>,
     /// `X-WhatsApp-*` headers and the exact value each must have.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Arc<str>)>,
 }
 
 /// The host of every Message-ID (docs/email-format.md).
@@ -229,13 +290,13 @@ pub enum Attachment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Deliver {
-        mailboxes: BTreeSet<String>,
+        mailboxes: Mailboxes,
         attachment: Attachment,
         fields: Fields,
     },
     /// Close to the size limit: delivered with its attachment, or `item_too_large`.
     DeliverOrTooLarge {
-        mailboxes: BTreeSet<String>,
+        mailboxes: Mailboxes,
         attachment: Attachment,
         fields: Fields,
     },
@@ -294,7 +355,7 @@ impl Expected {
                 else {
                     continue;
                 };
-                if mailboxes.iter().any(|m| gone.contains(m))
+                if mailboxes.iter().any(|m| gone.iter().any(|g| g == m))
                     && let Some(
                         Outcome::Deliver {
                             mailboxes: then, ..
@@ -307,7 +368,7 @@ impl Expected {
                     self.gone_fallback
                         .entry(id.clone())
                         .or_default()
-                        .extend(then.iter().cloned());
+                        .extend(then.iter().map(str::to_owned));
                 }
             }
         }
@@ -624,8 +685,7 @@ pub fn expected(s: &Scenario) -> Expected {
         let participants: Vec<&Value> = std::iter::once(&item["from"])
             .chain(item["to"].as_array().into_iter().flatten())
             .collect();
-        let mailboxes: BTreeSet<String> =
-            participants.iter().filter_map(|p| mailbox_of(p)).collect();
+        let mailboxes: Mailboxes = participants.iter().filter_map(|p| mailbox_of(p)).collect();
         if mailboxes.is_empty() {
             out.items.insert(
                 revision_key(&id, revision),
@@ -672,17 +732,14 @@ pub fn expected(s: &Scenario) -> Expected {
             .then(|| v.to_owned())
         };
         let mut headers = vec![
-            ("X-WhatsApp-Kind", kind.to_owned()),
+            ("X-WhatsApp-Kind", shared(kind)),
             (
                 "X-WhatsApp-Capture-Mode",
-                item["capture_mode"].as_str().unwrap_or_default().to_owned(),
+                shared(item["capture_mode"].as_str().unwrap_or_default()),
             ),
             (
                 "X-WhatsApp-Conversation-Type",
-                item["conversation"]["type"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                shared(item["conversation"]["type"].as_str().unwrap_or_default()),
             ),
         ];
         if let Some(at) = item["archived_at"]
@@ -691,27 +748,29 @@ pub fn expected(s: &Scenario) -> Expected {
         {
             headers.push((
                 "X-WhatsApp-Archived-At",
-                at.to_utc()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                Arc::from(
+                    at.to_utc()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ),
             ));
         }
         if let Some(v) = header_value(&id) {
-            headers.push(("X-WhatsApp-Item-Id", v));
+            headers.push(("X-WhatsApp-Item-Id", Arc::from(v)));
         }
         if revision > 1 {
-            headers.push(("X-WhatsApp-Revision", revision.to_string()));
+            headers.push(("X-WhatsApp-Revision", Arc::from(revision.to_string())));
         }
         if let Some(v) = item["conversation"]["id"].as_str().and_then(header_value) {
-            headers.push(("X-WhatsApp-Conversation-Id", v));
+            headers.push(("X-WhatsApp-Conversation-Id", shared(&v)));
         }
         let fields = Fields {
-            sender: header_address(&item["from"]),
+            sender: shared(&header_address(&item["from"])),
             recipients: item["to"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .take(500)
-                .map(header_address)
+                .map(|p| shared(&header_address(p)))
                 .collect(),
             message_id: revision_message_id(&id, revision),
             references: target
@@ -813,6 +872,27 @@ pub fn expected(s: &Scenario) -> Expected {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_items_mailboxes_are_sorted_once_each_and_share_their_names() {
+        let a: Mailboxes = ["carol@x.example", "al@x.example", "carol@x.example"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            ["al@x.example", "carol@x.example"]
+        );
+        assert_eq!(a.len(), 2);
+        assert!(a.contains("al@x.example") && a.contains("carol@x.example"));
+        assert!(!a.contains("bob@x.example") && !a.contains(""));
+        let b: Mailboxes = std::iter::once("carol@x.example".to_owned()).collect();
+        assert!(
+            Arc::ptr_eq(&a.0[1], &b.0[0]),
+            "one copy of a name for every item naming it"
+        );
+        assert!(Mailboxes::default().is_empty());
+    }
 
     #[test]
     fn reads_numbers_as_files_write_them() {

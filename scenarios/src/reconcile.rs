@@ -98,7 +98,8 @@ impl ScenarioReport {
 /// once, and with `--retain summary` not at all).
 #[derive(Debug, Clone)]
 pub struct Copy {
-    pub mailbox: String,
+    /// Shared by every copy in that mailbox.
+    pub mailbox: std::sync::Arc<str>,
     pub message: Placed,
 }
 
@@ -144,6 +145,7 @@ pub fn landed(
                 user.upn
             )
         })?;
+        let mailbox_name: std::sync::Arc<str> = user.upn.to_lowercase().into();
         for m in messages {
             let headers = m.stored.content.headers().with_context(|| {
                 format!(
@@ -173,7 +175,7 @@ pub fn landed(
                     None => id,
                 };
             out.entry(id).or_default().push(Copy {
-                mailbox: user.upn.to_lowercase(),
+                mailbox: mailbox_name.clone(),
                 message: m,
             });
         }
@@ -213,7 +215,7 @@ fn check_copy(
 ) {
     let finding = |detail: String| Finding {
         item_id: item_id.to_owned(),
-        mailbox: Some(copy.mailbox.clone()),
+        mailbox: Some(copy.mailbox.to_string()),
         detail,
     };
     let Opened {
@@ -235,14 +237,18 @@ fn check_copy(
         .as_ref()
         .map(|f| f.address.to_lowercase())
         .unwrap_or_default();
-    if sender != fields.sender {
+    if *sender != *fields.sender {
         field(format!(
             "sender is {sender}, the rules say {}",
             fields.sender
         ));
     }
     let recipients: Vec<String> = m.to.iter().map(|t| t.address.to_lowercase()).collect();
-    if recipients != fields.recipients {
+    if !recipients
+        .iter()
+        .map(String::as_str)
+        .eq(fields.recipients.iter().map(|r| &**r))
+    {
         field(format!(
             "To is [{}], the item's recipients are [{}]",
             recipients.join(", "),
@@ -368,7 +374,7 @@ fn check_copy(
     }
     for (name, value) in &fields.headers {
         match header(&headers, name) {
-            Some(v) if v == value => {}
+            Some(v) if v == &**value => {}
             found => content(format!(
                 "{name} is {:?}, the item says {:?}",
                 found.map(short),
@@ -433,7 +439,7 @@ pub fn reconcile(
                     let copies = landed.get(item_id);
                     mailboxes.iter().all(|m| {
                         gone.contains(m)
-                            || copies.is_some_and(|c| c.iter().any(|c| &c.mailbox == m))
+                            || copies.is_some_and(|c| c.iter().any(|c| &*c.mailbox == m))
                     })
                 }
                 _ => false,
@@ -553,7 +559,7 @@ pub fn reconcile(
                     None,
                     format!(
                         "reported as {reason}, but the rules deliver it to {}",
-                        mailboxes.iter().cloned().collect::<Vec<_>>().join(", ")
+                        mailboxes.iter().collect::<Vec<_>>().join(", ")
                     ),
                 ));
             }
@@ -575,7 +581,7 @@ pub fn reconcile(
             ));
         }
         for mailbox in mailboxes {
-            let here: Vec<&Copy> = copies.iter().filter(|c| &c.mailbox == mailbox).collect();
+            let here: Vec<&Copy> = copies.iter().filter(|c| &*c.mailbox == mailbox).collect();
             let in_folder: Vec<&&Copy> = here
                 .iter()
                 .filter(|c| &*c.message.folder == FOLDER && !c.message.recoverable)
@@ -639,7 +645,7 @@ pub fn reconcile(
         }
         let fallback = expected.gone_fallback.get(item_id);
         for c in copies {
-            if !mailboxes.contains(&c.mailbox) && !fallback.is_some_and(|f| f.contains(&c.mailbox))
+            if !mailboxes.contains(&c.mailbox) && !fallback.is_some_and(|f| f.contains(&*c.mailbox))
             {
                 r.unexpected.push(finding(
                     Some(&c.mailbox),
@@ -656,7 +662,7 @@ pub fn reconcile(
             for c in copies {
                 r.unexpected.push(Finding {
                     item_id: item_id.clone(),
-                    mailbox: Some(c.mailbox.clone()),
+                    mailbox: Some(c.mailbox.to_string()),
                     detail: "no such source item".into(),
                 });
             }
@@ -812,7 +818,7 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
             .iter()
             .map(|c| {
                 if &*c.message.folder == FOLDER {
-                    c.mailbox.clone()
+                    c.mailbox.to_string()
                 } else {
                     format!("{} ({})", c.mailbox, c.message.folder)
                 }

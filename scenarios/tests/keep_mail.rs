@@ -22,7 +22,7 @@ async fn every_delivered_copy_is_kept_byte_for_byte() {
             let id = copy.content().internet_message_id().unwrap();
             let path = out
                 .join(&scenario.name)
-                .join(&copy.mailbox)
+                .join(&*copy.mailbox)
                 .join(format!("{}.eml", id.trim_matches(['<', '>'])));
             assert_eq!(
                 std::fs::read(&path).unwrap(),
