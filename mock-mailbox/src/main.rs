@@ -45,7 +45,8 @@ struct Args {
     in_memory: bool,
     /// full: keep every message's exact bytes. summary: keep only what Graph lists and
     /// searches, the SHA-256 of each message and attachment, and the header section;
-    /// `$value` then answers 501 ErrorContentNotRetained (for days bigger than the disk).
+    /// `$value` then answers 501 ErrorContentNotRetained (for days bigger than the disk;
+    /// the header sections and texts go to a temporary file, about 1 KB a message).
     #[arg(long, value_enum, default_value = "full")]
     retain: Retain,
     /// File holding the admin token for the /admin inspection API and the web viewer at

@@ -137,6 +137,9 @@ pub fn landed(
 ) -> anyhow::Result<Landed> {
     let long_ids = &expected.long_ids;
     let mut out: Landed = BTreeMap::new();
+    // The copies of one content (an item in several mailboxes) say the same: each
+    // content's header section is read and decoded once.
+    let mut item_of: std::collections::HashMap<*const Content, String> = Default::default();
     // A user without a mailbox has nothing to show, and nothing can land there.
     for user in scenario.users.iter().filter(|u| u.mailbox) {
         let messages = mailbox.inspect_placed(&user.upn, true).ok_or_else(|| {
@@ -147,33 +150,20 @@ pub fn landed(
         })?;
         let mailbox_name: std::sync::Arc<str> = user.upn.to_lowercase().into();
         for m in messages {
-            let headers = m.stored.content.headers().with_context(|| {
-                format!(
-                    "the mock mailbox cannot read back a message of {}",
-                    user.upn
-                )
-            })?;
-            let id = header(&headers, "X-WhatsApp-Item-Id")
-                .map(|h| match h.rsplit_once("sha256=") {
-                    Some((_, digest)) if h.contains("[cut] sha256=") => long_ids
-                        .get(digest.trim())
-                        .cloned()
-                        .unwrap_or_else(|| h.to_owned()),
-                    _ => h.to_owned(),
-                })
-                .unwrap_or_else(|| {
-                    m.stored
-                        .content
-                        .internet_message_id()
-                        .unwrap_or_default()
-                        .to_owned()
-                });
-            // A later content of an id (a revision) is its own expected item.
-            let id =
-                match header(&headers, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
-                    Some(n) => crate::oracle::revision_key(&id, n),
-                    None => id,
-                };
+            let content = std::sync::Arc::as_ptr(&m.stored.content);
+            let id = match item_of.get(&content) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = item_id_of(&m.stored.content, long_ids).with_context(|| {
+                        format!(
+                            "the mock mailbox cannot read back a message of {}",
+                            user.upn
+                        )
+                    })?;
+                    item_of.insert(content, id.clone());
+                    id
+                }
+            };
             out.entry(id).or_default().push(Copy {
                 mailbox: mailbox_name.clone(),
                 message: m,
@@ -181,6 +171,31 @@ pub fn landed(
         }
     }
     Ok(out)
+}
+
+/// The expected item a message carries: its `X-WhatsApp-Item-Id` (matched back to the
+/// whole id through its digest if cut), else its Message-ID; a later content of an id (a
+/// revision) is its own expected item.
+fn item_id_of(
+    content: &Content,
+    long_ids: &BTreeMap<String, String>,
+) -> Result<String, mock_mailbox::store::ReadError> {
+    let headers = content.headers()?;
+    let id = header(&headers, "X-WhatsApp-Item-Id")
+        .map(|h| match h.rsplit_once("sha256=") {
+            Some((_, digest)) if h.contains("[cut] sha256=") => long_ids
+                .get(digest.trim())
+                .cloned()
+                .unwrap_or_else(|| h.to_owned()),
+            _ => h.to_owned(),
+        })
+        .unwrap_or_else(|| content.internet_message_id().unwrap_or_default().to_owned());
+    Ok(
+        match header(&headers, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
+            Some(n) => crate::oracle::revision_key(&id, n),
+            None => id,
+        },
+    )
 }
 
 /// Report reasons that describe a delivered item rather than a skip.
@@ -200,19 +215,20 @@ fn rule_of(reason: &str) -> &'static str {
     }
 }
 
-/// Checks one delivered copy: the envelope fields (sender, recipients, date, deletion
-/// marker, attachment presence) into `fields_out`, and what the message carries (text,
-/// attachment bytes, Message-ID, references, X-WhatsApp headers, the omission note, a
-/// 7-bit header block) into `content_out`.
+/// Checks one delivered copy, as read back (`opened`): the envelope fields (sender,
+/// recipients, date, deletion marker, attachment presence) into `out.field_errors`, and
+/// what the message carries (text, attachment bytes, Message-ID, references, X-WhatsApp
+/// headers, the omission note, a 7-bit header block) into `out.content_errors`.
 fn check_copy(
     item_id: &str,
     copy: &Copy,
+    opened: &Result<Opened, String>,
     fields: &Fields,
     attachment: &Attachment,
     unverifiable_ok: bool,
-    fields_out: &mut Vec<Finding>,
-    content_out: &mut Vec<Finding>,
+    out: &mut ScenarioReport,
 ) {
+    let (fields_out, content_out) = (&mut out.field_errors, &mut out.content_errors);
     let finding = |detail: String| Finding {
         item_id: item_id.to_owned(),
         mailbox: Some(copy.mailbox.to_string()),
@@ -222,7 +238,7 @@ fn check_copy(
         summary: m,
         headers,
         head,
-    } = match copy.open() {
+    } = match opened {
         Ok(opened) => opened,
         Err(e) => {
             content_out.push(finding(format!(
@@ -267,7 +283,7 @@ fn check_copy(
             short(&m.subject)
         ));
     }
-    let omission = header(&headers, "X-WhatsApp-Omitted-Attachment");
+    let omission = header(headers, "X-WhatsApp-Omitted-Attachment");
     let noted_in_body = m.body_text.contains("[Attachment left out:");
     let mut content = |detail: String| content_out.push(finding(detail));
     // The file is carried, with the provider's bytes. Answers whether a file of that size
@@ -373,7 +389,7 @@ fn check_copy(
         }
     }
     for (name, value) in &fields.headers {
-        match header(&headers, name) {
+        match header(headers, name) {
             Some(v) if v == &**value => {}
             found => content(format!(
                 "{name} is {:?}, the item says {:?}",
@@ -580,6 +596,8 @@ pub fn reconcile(
                 "its attachment was left out but the report does not say so".into(),
             ));
         }
+        // An item's copies usually carry the same bytes: read back once for all of them.
+        let mut last: Option<(*const Content, Result<Opened, String>)> = None;
         for mailbox in mailboxes {
             let here: Vec<&Copy> = copies.iter().filter(|c| &*c.mailbox == mailbox).collect();
             let in_folder: Vec<&&Copy> = here
@@ -626,14 +644,22 @@ pub fn reconcile(
                 &in_folder
             };
             for copy in delivered {
+                let content = std::sync::Arc::as_ptr(copy.content());
+                let opened = match &last {
+                    Some((known, opened)) if *known == content => opened,
+                    _ => {
+                        let opened = copy.open().map_err(|e| e.to_string());
+                        &last.insert((content, opened)).1
+                    }
+                };
                 check_copy(
                     item_id,
                     copy,
+                    opened,
                     fields,
                     attachment,
                     expected.downloads_may_fail,
-                    &mut r.field_errors,
-                    &mut r.content_errors,
+                    &mut r,
                 );
             }
             if here.len() > in_folder.len() + deleted_with_folder.len() && !in_folder.is_empty() {

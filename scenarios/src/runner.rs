@@ -46,11 +46,26 @@ pub async fn run_with(
     replay: String,
     concurrency: usize,
 ) -> anyhow::Result<Outcome> {
+    run_through(scenario, work, replay, concurrency, |r| r).await
+}
+
+/// As [`run_with`], with `wrap_mailbox` around the fake mailbox's router (inside the
+/// crash points): for tests that change what reaches the mailbox and check that the
+/// reconciliation sees it.
+pub async fn run_through(
+    scenario: &Scenario,
+    work: &Path,
+    replay: String,
+    concurrency: usize,
+    wrap_mailbox: impl FnOnce(axum::Router) -> axum::Router,
+) -> anyhow::Result<Outcome> {
     let crashes = Crashes::new(&scenario.crashes);
     // Crash points count the mailbox's requests only: the connector lists and delivers at
     // once, so where the provider's requests fall among them varies with timing, while
     // the mailbox's requests come in the same order in every run (one at a time).
-    let fakes = Fakes::for_scenario_wrapped(scenario, |r| r, crashes.layer()).await?;
+    let crash_layer = crashes.layer();
+    let fakes =
+        Fakes::for_scenario_wrapped(scenario, |r| r, move |r| crash_layer(wrap_mailbox(r))).await?;
     let state = work.join("state");
     std::fs::create_dir_all(&state)?;
     let mapping = crate::harness::write_mapping(scenario, work)?;

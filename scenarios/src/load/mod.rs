@@ -297,7 +297,7 @@ fn choose_retention(p: &LoadParams, per_item: u64, items: usize) -> Retain {
     match free {
         Some(free) if needed + margin > free => {
             eprintln!(
-                "load: the day's messages need about {:.1} GB and {:.1} GB is free: the fake mailbox keeps summaries and hashes only (--retain summary)",
+                "load: the day's messages need about {:.1} GB and {:.1} GB is free: the fake mailbox keeps header sections, texts and hashes only (--retain summary)",
                 needed as f64 / 1e9,
                 free as f64 / 1e9
             );
