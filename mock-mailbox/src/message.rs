@@ -337,8 +337,13 @@ impl StoredMessage {
         &self,
         with_headers: bool,
     ) -> Result<Map<String, Value>, crate::store::ReadError> {
-        let opened = self.content.open()?;
-        let s = &opened.summary;
+        // The header list only when asked: the summary alone is usually at hand.
+        let (s, headers) = if with_headers {
+            let opened = self.content.open()?;
+            (opened.summary, Some(opened.headers))
+        } else {
+            (self.content.summary()?, None)
+        };
         let email = |m: &Mailbox| json!({"emailAddress": {"name": m.name, "address": m.address}});
         let many = |l: &[Mailbox]| Value::Array(l.iter().map(email).collect());
         let (content_type, content) = match &s.body_html {
@@ -385,12 +390,11 @@ impl StoredMessage {
         m.insert("bccRecipients".into(), many(&s.bcc));
         m.insert("replyTo".into(), many(&s.reply_to));
         m.insert("flag".into(), json!({"flagStatus": "notFlagged"}));
-        if with_headers {
+        if let Some(headers) = headers {
             m.insert(
                 "internetMessageHeaders".into(),
                 Value::Array(
-                    opened
-                        .headers
+                    headers
                         .iter()
                         .map(|(n, v)| json!({"name": n, "value": v}))
                         .collect(),

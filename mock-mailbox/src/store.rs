@@ -209,9 +209,26 @@ impl Content {
         })
     }
 
-    /// What the fake read from the message.
+    /// What the fake read from the message: as [`Content::open`] builds it, from the
+    /// store's recent summaries when it is there.
     pub fn summary(&self) -> Result<Summary, ReadError> {
-        self.open().map(|o| o.summary)
+        let Place::File { file, offset, .. } = &self.place else {
+            return self.open().map(|o| o.summary);
+        };
+        let recent = file
+            .recent
+            .lock()
+            .expect("store lock poisoned")
+            .get(*offset);
+        if let Some(summary) = recent {
+            return Ok(Summary::clone(&summary));
+        }
+        let summary = self.open()?.summary;
+        file.recent
+            .lock()
+            .expect("store lock poisoned")
+            .put(*offset, Arc::new(summary.clone()));
+        Ok(summary)
     }
 
     /// Every header, name and decoded value, in order.
@@ -265,6 +282,35 @@ struct Segment {
     owned_dir: bool,
     file: std::fs::File,
     end: Mutex<u64>,
+    recent: Mutex<Recent>,
+}
+
+/// The summaries of the contents kept or read last, by their place in the file: an
+/// item's copies arrive together and each import's answer shows the summary, so most
+/// answers need no read of the file and no parse. At most [`RECENT`] of them.
+#[derive(Debug, Default)]
+struct Recent {
+    by_offset: HashMap<u64, Arc<Summary>>,
+    order: std::collections::VecDeque<u64>,
+}
+
+const RECENT: usize = 4096;
+
+impl Recent {
+    fn get(&self, offset: u64) -> Option<Arc<Summary>> {
+        self.by_offset.get(&offset).cloned()
+    }
+
+    fn put(&mut self, offset: u64, summary: Arc<Summary>) {
+        if self.by_offset.insert(offset, summary).is_none() {
+            self.order.push_back(offset);
+            if self.order.len() > RECENT
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.by_offset.remove(&oldest);
+            }
+        }
+    }
 }
 
 impl Segment {
@@ -351,6 +397,7 @@ impl Store {
                     owned_dir,
                     file,
                     end: Mutex::new(0),
+                    recent: Mutex::default(),
                 }))
             }
         };
@@ -399,12 +446,17 @@ impl Store {
         if let Some(known) = self.lookup(&sha256) {
             return Ok(known);
         }
-        let summary = summarise(&mime)?;
+        let mut summary = summarise(&mime)?;
         let len = mime.len();
         let head = head_end(&mime).unwrap_or(len);
         // With summaries only, Graph gives the body as text: the HTML alternative is the
         // text's.
-        let html = summary.body_html.filter(|_| !self.summary_only);
+        if self.summary_only {
+            summary.body_html = None;
+        }
+        // As it will be read back, for the answers that follow at once.
+        let shown = Arc::new(summary.clone());
+        let html = summary.body_html;
         let text = summary.body_text;
         let too_long = |n: usize| u32::try_from(n).map_err(|_| StoreError::TooLong);
         let place = match &self.segment {
@@ -428,6 +480,11 @@ impl Store {
                     (first.len() + text.len() + html_bytes.len()) as u64,
                     Ordering::Relaxed,
                 );
+                segment
+                    .recent
+                    .lock()
+                    .expect("store lock poisoned")
+                    .put(offset, shown);
                 Place::File {
                     file: segment.clone(),
                     offset,
@@ -618,6 +675,13 @@ mod tests {
                 "{storage:?}"
             );
             assert_eq!(opened.head, head, "{storage:?}");
+            // The summary the answers show (kept from the arrival while recent) is the
+            // one read back.
+            assert_eq!(
+                serde_json::to_value(content.summary().unwrap()).unwrap(),
+                serde_json::to_value(&expected).unwrap(),
+                "{storage:?}"
+            );
             assert_eq!(opened.headers, crate::message::headers_of(head));
             assert_eq!(
                 content.internet_message_id(),
@@ -630,6 +694,23 @@ mod tests {
                 assert_eq!(content.mime().unwrap(), mime, "{storage:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_recent_summaries_are_bounded_and_the_oldest_go_first() {
+        let mut recent = Recent::default();
+        let one = Arc::new(Summary::default());
+        for offset in 0..RECENT as u64 {
+            recent.put(offset, one.clone());
+        }
+        // Put again: not counted twice.
+        recent.put(0, one.clone());
+        assert!(recent.get(0).is_some());
+        recent.put(RECENT as u64, one.clone());
+        assert!(recent.get(0).is_none(), "the oldest went");
+        assert!(recent.get(1).is_some() && recent.get(RECENT as u64).is_some());
+        assert_eq!(recent.by_offset.len(), RECENT);
+        assert_eq!(recent.order.len(), RECENT);
     }
 
     #[test]
