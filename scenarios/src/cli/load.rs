@@ -96,7 +96,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (report, html) = (args.report, args.html);
     check_writable(&[&report, &html])?;
     let work = crate::harness::temp_dir("load");
-    let outcome = crate::load::run(&params, &work).await;
+    // Ctrl-C stops the run with everything it made removed: the fakes' temporary files
+    // (a day's messages may take many GB) go with them as the program ends, the
+    // connector child is killed, and the work directory is removed here.
+    let outcome = tokio::select! {
+        outcome = crate::load::run(&params, &work) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
+            "interrupted: the load run stopped; its temporary files are removed"
+        )),
+    };
     let _ = std::fs::remove_dir_all(&work);
     let outcome = outcome?;
     println!("{}", outcome.table());

@@ -212,6 +212,8 @@ async fn spawn(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
+        // Not left running when the load run stops early (Ctrl-C).
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     pid.store(
