@@ -14,7 +14,7 @@
 //! [`Content::retained`] false (docs/mailbox-api.md, "Retention").
 
 use std::collections::HashMap;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -380,17 +380,7 @@ impl Store {
                 };
                 std::fs::create_dir_all(&dir)?;
                 // Named apart, so two stores can share a directory; readable by this user only.
-                let path = dir.join(format!(
-                    "messages-{}-{}.bin",
-                    std::process::id(),
-                    next_store()
-                ));
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)?;
+                let (path, file) = mock_common::private_file(&dir, "messages", "bin")?;
                 Some(Arc::new(Segment {
                     path,
                     dir,

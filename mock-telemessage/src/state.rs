@@ -299,19 +299,8 @@ impl State {
     /// server) rather than in memory: a load test's million-item day holds about 40
     /// bytes per item in memory instead of its whole text. Pages read them back.
     pub fn keep_items_on_disk(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "mock-telemessage-items-{}-{}.json",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
+        let (path, file) =
+            mock_common::private_file(&std::env::temp_dir(), "mock-telemessage-items", "json")?;
         self.0.store.write().expect("store lock poisoned").file =
             Some(ItemFile { path, file, end: 0 });
         Ok(())
