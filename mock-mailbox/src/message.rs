@@ -1,5 +1,5 @@
-//! A stored message: the exact MIME bytes received, and what mail-parser read from them
-//! on arrival (the fields Graph lists and searches).
+//! A stored message: its entry in a mailbox, what mail-parser reads from its bytes (the
+//! fields Graph lists and searches), and its Graph JSON.
 
 use std::sync::Arc;
 

@@ -7,11 +7,15 @@
 //! writing them (0.5 ms an `openat` on these machines). The space of a message no mailbox
 //! holds any more is not reused; it goes with the store.
 //!
+//! Each message's header section and text go to the same file (after the message), and
+//! its summary is built again from them when asked: memory keeps only what Graph
+//! filters and sorts on, and where the rest is.
+//!
 //! For a day larger than the disk, [`Storage::Summary`] keeps no message bytes at all:
-//! each message is read on arrival and only what Graph lists and searches (its
-//! [`Summary`], with the SHA-256 of each attachment), the SHA-256 of the whole message
-//! and its header section stay. Its `$value` is then refused with
-//! [`Content::retained`] false (docs/mailbox-api.md, "Retention").
+//! each message is read on arrival; its header section and text go to a temporary file,
+//! and the SHA-256 of the whole message and of each attachment stay in memory. Its
+//! `$value` is then refused with [`Content::retained`] false (docs/mailbox-api.md,
+//! "Retention").
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
