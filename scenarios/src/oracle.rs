@@ -441,6 +441,42 @@ impl Expected {
     }
 }
 
+/// What a day worked out part by part adds up to, kept while each part's outcomes are
+/// dropped once counted: a load run draws its day again, part by part, to reconcile it
+/// (`reconcile::Reconciliation`), rather than hold the outcome of a million items.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub source_items: usize,
+    pub deliveries: usize,
+    /// See [`Expected::long_ids`]: what landed is matched back to items through them
+    /// before any part is checked.
+    pub long_ids: BTreeMap<String, String>,
+    /// The first 16 bytes of each item id's SHA-256: an id that comes in two parts is
+    /// refused, as [`Expected::absorb`] refuses it (16 bytes per item, not the ids).
+    seen: HashSet<u128>,
+}
+
+impl Tally {
+    pub fn add(&mut self, part: &Expected) -> anyhow::Result<()> {
+        use sha2::Digest as _;
+        for id in part.items.keys() {
+            let digest = sha2::Sha256::digest(id.as_bytes());
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&digest[..16]);
+            if !self.seen.insert(u128::from_be_bytes(key)) {
+                anyhow::bail!(
+                    "item id {id:?} comes in two parts of the day: the parts are not independent"
+                );
+            }
+        }
+        self.source_items += part.source_items;
+        self.deliveries += part.deliveries();
+        self.long_ids
+            .extend(part.long_ids.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(())
+    }
+}
+
 /// `+` and the digits of a number as a mapping file or the provider may write it.
 fn digits_of(raw: &str) -> String {
     number_in(raw, None)

@@ -132,14 +132,15 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// view cannot show is an error, never an empty mailbox.
 pub fn landed(
     scenario: &Scenario,
-    expected: &Expected,
+    long_ids: &BTreeMap<String, String>,
     mailbox: &mock_mailbox::State,
 ) -> anyhow::Result<Landed> {
-    let long_ids = &expected.long_ids;
-    let mut out: Landed = BTreeMap::new();
     // The copies of one content (an item in several mailboxes) say the same: each
-    // content's header section is read and decoded once.
-    let mut item_of: std::collections::HashMap<*const Content, String> = Default::default();
+    // content's header section is read and decoded once. Each item's copies are kept in
+    // a slot of their own, its id once; a big day has millions of copies.
+    let mut slot_of_content: std::collections::HashMap<*const Content, u32> = Default::default();
+    let mut slot_of_id: std::collections::HashMap<String, u32> = Default::default();
+    let mut slots: Vec<Vec<Copy>> = Vec::new();
     // A user without a mailbox has nothing to show, and nothing can land there.
     for user in scenario.users.iter().filter(|u| u.mailbox) {
         let messages = mailbox.inspect_placed(&user.upn, true).ok_or_else(|| {
@@ -151,8 +152,8 @@ pub fn landed(
         let mailbox_name: std::sync::Arc<str> = user.upn.to_lowercase().into();
         for m in messages {
             let content = std::sync::Arc::as_ptr(&m.stored.content);
-            let id = match item_of.get(&content) {
-                Some(id) => id.clone(),
+            let slot = match slot_of_content.get(&content) {
+                Some(slot) => *slot,
                 None => {
                     let id = item_id_of(&m.stored.content, long_ids).with_context(|| {
                         format!(
@@ -160,17 +161,29 @@ pub fn landed(
                             user.upn
                         )
                     })?;
-                    item_of.insert(content, id.clone());
-                    id
+                    let next = u32::try_from(slots.len()).context("over 4 billion items")?;
+                    let slot = *slot_of_id.entry(id).or_insert(next);
+                    if slot == next {
+                        slots.push(Vec::new());
+                    }
+                    slot_of_content.insert(content, slot);
+                    slot
                 }
             };
-            out.entry(id).or_default().push(Copy {
+            // Most items have two or three copies: no room kept for a fourth.
+            let copies = &mut slots[slot as usize];
+            copies.reserve_exact(1);
+            copies.push(Copy {
                 mailbox: mailbox_name.clone(),
                 message: m,
             });
         }
     }
-    Ok(out)
+    drop(slot_of_content);
+    Ok(slot_of_id
+        .into_iter()
+        .map(|(id, slot)| (id, std::mem::take(&mut slots[slot as usize])))
+        .collect())
 }
 
 /// The expected item a message carries: its `X-WhatsApp-Item-Id` (matched back to the
@@ -416,307 +429,423 @@ pub fn reconcile(
     reports: &[RunReport],
     replay: String,
 ) -> ScenarioReport {
-    let mut reported: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut noticed: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut skipped_by_reason = BTreeMap::new();
-    for s in reports.iter().flat_map(|r| &r.skipped) {
-        // Notices about delivered items (a revision, an item listed late) are checked
-        // apart from skips.
-        let into = if NOTICES.contains(&s.reason.as_str()) {
-            &mut noticed
-        } else {
-            &mut reported
+    let mut reconciliation =
+        Reconciliation::new(scenario, expected.gone.clone(), landed, reports, replay);
+    reconciliation.check_part(expected);
+    reconciliation.finish()
+}
+
+/// A reconciliation that takes the expected outcome part by part
+/// ([`Reconciliation::check_part`], each part's items once), so that a day's outcomes
+/// need not all be held at once; what landed and the run reports are the whole day's.
+/// [`reconcile`] is the same with the whole day as one part. What is not any part's,
+/// a copy of no source item or a notice for none, is found by [`Reconciliation::finish`].
+#[derive(Debug)]
+pub struct Reconciliation<'a> {
+    scenario: &'a Scenario,
+    landed: &'a Landed,
+    reports: &'a [RunReport],
+    /// Mailboxes that went away mid-scenario (the whole day's, see [`Expected::gone`]).
+    gone: BTreeSet<String>,
+    /// Skips the reports give, by provider id.
+    reported: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// Notices the reports give, by provider id.
+    noticed: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// Item ids of `landed` some part had.
+    checked: std::collections::HashSet<&'a str>,
+    /// Findings about notices, by provider id; given in id order at the end.
+    notices: BTreeMap<String, Option<Finding>>,
+    quarantine: Vec<Finding>,
+    /// Held items (and items for a person) that wait only for mailboxes gone away.
+    held_for_gone: usize,
+    r: ScenarioReport,
+}
+
+impl<'a> Reconciliation<'a> {
+    pub fn new(
+        scenario: &'a Scenario,
+        gone: BTreeSet<String>,
+        landed: &'a Landed,
+        reports: &'a [RunReport],
+        replay: String,
+    ) -> Self {
+        let mut reported: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut noticed: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut skipped_by_reason = BTreeMap::new();
+        for s in reports.iter().flat_map(|r| &r.skipped) {
+            // Notices about delivered items (a revision, an item listed late) are checked
+            // apart from skips.
+            let into = if NOTICES.contains(&s.reason.as_str()) {
+                &mut noticed
+            } else {
+                &mut reported
+            };
+            if into.entry(&s.item_id).or_default().insert(&s.reason) {
+                *skipped_by_reason.entry(s.reason.clone()).or_default() += 1;
+            }
+        }
+        let r = ScenarioReport {
+            name: scenario.name.clone(),
+            seed: scenario.seed,
+            source_items: 0,
+            expected_deliveries: 0,
+            found_deliveries: 0,
+            missing: Vec::new(),
+            duplicates: Vec::new(),
+            unexpected: Vec::new(),
+            misplaced: Vec::new(),
+            wrongly_skipped: Vec::new(),
+            field_errors: Vec::new(),
+            content_errors: Vec::new(),
+            accounting_errors: check_accounting(reports),
+            skipped_by_reason,
+            expected_skips_by_reason: BTreeMap::new(),
+            connector_failures: 0,
+            gone_mailboxes: gone.iter().cloned().collect(),
+            not_delivered_to_gone: 0,
+            verdict: Verdict::Pass,
+            replay,
         };
-        if into.entry(&s.item_id).or_default().insert(&s.reason) {
-            *skipped_by_reason.entry(s.reason.clone()).or_default() += 1;
+        Self {
+            scenario,
+            landed,
+            reports,
+            gone,
+            reported,
+            noticed,
+            checked: Default::default(),
+            notices: BTreeMap::new(),
+            quarantine: Vec::new(),
+            held_for_gone: 0,
+            r,
         }
     }
-    // What the last run left undone: failed deliveries, items still held for later runs,
-    // and items that need a person.
-    // A failure because a mailbox went away mid-scenario (a seeded fault) is reported,
-    // not lost: a failed delivery to it, or an item held only for it.
-    let gone = &expected.gone;
-    let only_for_gone = |item_id: &str| -> bool {
-        // The report names a later content of an id as "<id> revision <n>".
-        let item_id = match item_id
-            .rsplit_once(" revision ")
-            .and_then(|(id, n)| Some((id, n.parse::<u32>().ok()?)))
-        {
-            Some((id, n)) => crate::oracle::revision_key(id, n),
-            None => item_id.to_owned(),
-        };
-        let item_id = item_id.as_str();
-        !gone.is_empty()
-            && match expected.items.get(item_id) {
-                Some(
-                    Outcome::Deliver { mailboxes, .. }
-                    | Outcome::DeliverOrTooLarge { mailboxes, .. },
-                ) => {
-                    let copies = landed.get(item_id);
-                    mailboxes.iter().all(|m| {
-                        gone.contains(m)
-                            || copies.is_some_and(|c| c.iter().any(|c| &*c.mailbox == m))
-                    })
+
+    /// Checks the items of one part: each item's copies, skips and notices, and its
+    /// quarantine if the provider sent it unreadable. No item may come in two parts.
+    pub fn check_part(&mut self, part: &Expected) {
+        let Self {
+            scenario,
+            landed,
+            reports,
+            gone,
+            reported,
+            noticed,
+            checked,
+            notices,
+            quarantine,
+            held_for_gone,
+            r,
+        } = self;
+        let (landed, reports): (&'a Landed, &'a [RunReport]) = (landed, reports);
+        r.source_items += part.source_items;
+        r.expected_deliveries += part.deliveries();
+        for (reason, n) in part.skips_by_reason() {
+            *r.expected_skips_by_reason.entry(reason).or_default() += n;
+        }
+        // What the last run left undone for want of a mailbox that went away mid-scenario
+        // (a seeded fault) is reported, not lost: an item held only for such mailboxes.
+        let only_for_gone = |item_id: &str| -> bool {
+            // The report names a later content of an id as "<id> revision <n>".
+            let item_id = match item_id
+                .rsplit_once(" revision ")
+                .and_then(|(id, n)| Some((id, n.parse::<u32>().ok()?)))
+            {
+                Some((id, n)) => crate::oracle::revision_key(id, n),
+                None => item_id.to_owned(),
+            };
+            let item_id = item_id.as_str();
+            !gone.is_empty()
+                && match part.items.get(item_id) {
+                    Some(
+                        Outcome::Deliver { mailboxes, .. }
+                        | Outcome::DeliverOrTooLarge { mailboxes, .. },
+                    ) => {
+                        let copies = landed.get(item_id);
+                        mailboxes.iter().all(|m| {
+                            gone.contains(m)
+                                || copies.is_some_and(|c| c.iter().any(|c| &*c.mailbox == m))
+                        })
+                    }
+                    _ => false,
                 }
-                _ => false,
-            }
-    };
-    let connector_failures = reports.last().map_or(0, |r| {
-        r.failed
-            .iter()
-            .filter(|f| {
-                !f.mailbox
-                    .as_ref()
-                    .is_some_and(|m| gone.contains(&m.to_lowercase()))
-            })
-            .count()
-            + r.held
+        };
+        *held_for_gone += reports.last().map_or(0, |last| {
+            last.held
                 .iter()
-                .chain(&r.needs_person)
-                .filter(|h| !only_for_gone(&h.item_id))
+                .chain(&last.needs_person)
+                .filter(|h| only_for_gone(&h.item_id))
                 .count()
-    });
-    let mut r = ScenarioReport {
-        name: scenario.name.clone(),
-        seed: scenario.seed,
-        source_items: expected.source_items,
-        expected_deliveries: expected.deliveries(),
-        found_deliveries: 0,
-        missing: Vec::new(),
-        duplicates: Vec::new(),
-        unexpected: Vec::new(),
-        misplaced: Vec::new(),
-        wrongly_skipped: Vec::new(),
-        field_errors: Vec::new(),
-        content_errors: Vec::new(),
-        accounting_errors: check_accounting(reports),
-        skipped_by_reason,
-        expected_skips_by_reason: expected.skips_by_reason(),
-        connector_failures,
-        gone_mailboxes: gone.iter().cloned().collect(),
-        not_delivered_to_gone: 0,
-        verdict: Verdict::Pass,
-        replay,
-    };
-    let none = Vec::new();
-    for (item_id, outcome) in &expected.items {
-        let copies = landed.get(item_id).unwrap_or(&none);
-        // The report names an item by the provider's id, whichever content it is.
-        let provider_id = item_id.split(" (revision ").next().unwrap_or(item_id);
-        let reasons = reported.get(provider_id).cloned().unwrap_or_default();
-        let finding = |mailbox: Option<&str>, detail: String| Finding {
-            item_id: item_id.clone(),
-            mailbox: mailbox.map(str::to_owned),
-            detail,
-        };
-        let (mailboxes, attachment, fields) = match outcome {
-            Outcome::NeverListed => {
-                for c in copies {
-                    r.unexpected.push(finding(
-                        Some(&c.mailbox),
-                        "landed although the provider made it visible after every listing the rules make".into(),
-                    ));
-                }
-                continue;
+        });
+        let none = Vec::new();
+        for (item_id, outcome) in &part.items {
+            let (item_key, copies) = match landed.get_key_value(item_id) {
+                Some((key, copies)) => (Some(key.as_str()), copies),
+                None => (None, &none),
+            };
+            if let Some(key) = item_key {
+                checked.insert(key);
             }
-            Outcome::Skip { reason } => {
-                for c in copies {
-                    r.unexpected.push(finding(
-                        Some(&c.mailbox),
-                        format!(
-                            "landed in {} although the rules skip it as {reason}{}",
-                            c.message.folder,
-                            rule_of(reason)
-                        ),
-                    ));
+            // The report names an item by the provider's id, whichever content it is.
+            let provider_id = item_id.split(" (revision ").next().unwrap_or(item_id);
+            let reasons = reported.get(provider_id).cloned().unwrap_or_default();
+            let finding = |mailbox: Option<&str>, detail: String| Finding {
+                item_id: item_id.clone(),
+                mailbox: mailbox.map(str::to_owned),
+                detail,
+            };
+            let (mailboxes, attachment, fields) = match outcome {
+                Outcome::NeverListed => {
+                    for c in copies {
+                        r.unexpected.push(finding(
+                            Some(&c.mailbox),
+                            "landed although the provider made it visible after every listing the rules make".into(),
+                        ));
+                    }
+                    continue;
                 }
-                if !reasons.contains(reason) {
+                Outcome::Skip { reason } => {
+                    for c in copies {
+                        r.unexpected.push(finding(
+                            Some(&c.mailbox),
+                            format!(
+                                "landed in {} although the rules skip it as {reason}{}",
+                                c.message.folder,
+                                rule_of(reason)
+                            ),
+                        ));
+                    }
+                    if !reasons.contains(reason) {
+                        r.wrongly_skipped.push(finding(
+                            None,
+                            format!(
+                                "must be reported as {reason}{}; the connector reported {reasons:?}",
+                                rule_of(reason)
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                Outcome::DeliverOrTooLarge { .. }
+                    if copies.is_empty() && reasons.contains("item_too_large") =>
+                {
+                    continue;
+                }
+                Outcome::Deliver {
+                    mailboxes,
+                    attachment,
+                    fields,
+                }
+                | Outcome::DeliverOrTooLarge {
+                    mailboxes,
+                    attachment,
+                    fields,
+                } => (mailboxes, attachment, fields),
+            };
+            for reason in &reasons {
+                // Every mailbox of the item went away before the connector planned it.
+                let all_gone = !gone.is_empty() && mailboxes.iter().all(|m| gone.contains(m));
+                let allowed = (*reason == "unmapped" && all_gone)
+                    || (*reason == "attachment_too_large"
+                        && matches!(attachment, Attachment::Omitted { .. }))
+                    || (*reason == "attachment_unverifiable"
+                        && matches!(attachment, Attachment::Unreachable))
+                    || (*reason == "attachment_omitted_to_fit"
+                        && matches!(
+                            attachment,
+                            Attachment::OmittedToFit { .. }
+                                | Attachment::PresentOrOmittedToFit { .. }
+                        ));
+                if !allowed {
                     r.wrongly_skipped.push(finding(
                         None,
                         format!(
-                            "must be reported as {reason}{}; the connector reported {reasons:?}",
-                            rule_of(reason)
+                            "reported as {reason}, but the rules deliver it to {}",
+                            mailboxes.iter().collect::<Vec<_>>().join(", ")
                         ),
                     ));
                 }
-                continue;
             }
-            Outcome::DeliverOrTooLarge { .. }
-                if copies.is_empty() && reasons.contains("item_too_large") =>
+            // An item none of whose mailboxes was left to take it was never built.
+            let never_built =
+                copies.is_empty() && !gone.is_empty() && mailboxes.iter().all(|m| gone.contains(m));
+            if !never_built
+                && ((matches!(attachment, Attachment::Omitted { .. })
+                    && !reasons.contains("attachment_too_large"))
+                    || (matches!(attachment, Attachment::Unreachable)
+                        && !reasons.contains("attachment_unverifiable"))
+                    || (matches!(attachment, Attachment::OmittedToFit { .. })
+                        && !reasons.contains("attachment_omitted_to_fit")))
             {
-                continue;
-            }
-            Outcome::Deliver {
-                mailboxes,
-                attachment,
-                fields,
-            }
-            | Outcome::DeliverOrTooLarge {
-                mailboxes,
-                attachment,
-                fields,
-            } => (mailboxes, attachment, fields),
-        };
-        for reason in &reasons {
-            // Every mailbox of the item went away before the connector planned it.
-            let all_gone = !gone.is_empty() && mailboxes.iter().all(|m| gone.contains(m));
-            let allowed = (*reason == "unmapped" && all_gone)
-                || (*reason == "attachment_too_large"
-                    && matches!(attachment, Attachment::Omitted { .. }))
-                || (*reason == "attachment_unverifiable"
-                    && matches!(attachment, Attachment::Unreachable))
-                || (*reason == "attachment_omitted_to_fit"
-                    && matches!(
-                        attachment,
-                        Attachment::OmittedToFit { .. } | Attachment::PresentOrOmittedToFit { .. }
-                    ));
-            if !allowed {
                 r.wrongly_skipped.push(finding(
                     None,
-                    format!(
-                        "reported as {reason}, but the rules deliver it to {}",
-                        mailboxes.iter().collect::<Vec<_>>().join(", ")
-                    ),
+                    "its attachment was left out but the report does not say so".into(),
                 ));
             }
-        }
-        // An item none of whose mailboxes was left to take it was never built.
-        let never_built =
-            copies.is_empty() && !gone.is_empty() && mailboxes.iter().all(|m| gone.contains(m));
-        if !never_built
-            && ((matches!(attachment, Attachment::Omitted { .. })
-                && !reasons.contains("attachment_too_large"))
-                || (matches!(attachment, Attachment::Unreachable)
-                    && !reasons.contains("attachment_unverifiable"))
-                || (matches!(attachment, Attachment::OmittedToFit { .. })
-                    && !reasons.contains("attachment_omitted_to_fit")))
-        {
-            r.wrongly_skipped.push(finding(
-                None,
-                "its attachment was left out but the report does not say so".into(),
-            ));
-        }
-        // An item's copies usually carry the same bytes: read back once for all of them.
-        let mut last: Option<(*const Content, Result<Opened, String>)> = None;
-        for mailbox in mailboxes {
-            let here: Vec<&Copy> = copies.iter().filter(|c| &*c.mailbox == mailbox).collect();
-            let in_folder: Vec<&&Copy> = here
-                .iter()
-                .filter(|c| &*c.message.folder == FOLDER && !c.message.recoverable)
-                .collect();
-            // Delivered, then deleted for good with the archive folder by a person (a
-            // seeded fault): the connector's part was done.
-            let deleted_with_folder: Vec<&&Copy> = here
-                .iter()
-                .filter(|c| {
-                    c.message.recoverable
-                        && c.message.stored.deleted_with.as_deref() == Some(FOLDER)
-                })
-                .collect();
-            let deleted_only = in_folder.is_empty()
-                && !deleted_with_folder.is_empty()
-                && deleted_with_folder.len() == here.len();
-            match in_folder.len() {
-                0 if deleted_only => r.found_deliveries += 1,
-                // The participant has had no mailbox since it went away (S9).
-                0 if here.is_empty() && gone.contains(mailbox) => r.not_delivered_to_gone += 1,
-                0 if here.is_empty() => r
-                    .missing
-                    .push(finding(
+            // An item's copies usually carry the same bytes: read back once for all of them.
+            let mut last: Option<(*const Content, Result<Opened, String>)> = None;
+            for mailbox in mailboxes {
+                let here: Vec<&Copy> = copies.iter().filter(|c| &*c.mailbox == mailbox).collect();
+                let in_folder: Vec<&&Copy> = here
+                    .iter()
+                    .filter(|c| &*c.message.folder == FOLDER && !c.message.recoverable)
+                    .collect();
+                // Delivered, then deleted for good with the archive folder by a person (a
+                // seeded fault): the connector's part was done.
+                let deleted_with_folder: Vec<&&Copy> = here
+                    .iter()
+                    .filter(|c| {
+                        c.message.recoverable
+                            && c.message.stored.deleted_with.as_deref() == Some(FOLDER)
+                    })
+                    .collect();
+                let deleted_only = in_folder.is_empty()
+                    && !deleted_with_folder.is_empty()
+                    && deleted_with_folder.len() == here.len();
+                match in_folder.len() {
+                    0 if deleted_only => r.found_deliveries += 1,
+                    // The participant has had no mailbox since it went away (S9).
+                    0 if here.is_empty() && gone.contains(mailbox) => {
+                        r.not_delivered_to_gone += 1
+                    }
+                    0 if here.is_empty() => r
+                        .missing
+                        .push(finding(
+                            Some(mailbox),
+                            "not delivered, but the mapping rule (S7-S9: file first, then email property) sends it here".into(),
+                        )),
+                    0 => r.misplaced.push(finding(
                         Some(mailbox),
-                        "not delivered, but the mapping rule (S7-S9: file first, then email property) sends it here".into(),
+                        format!("in folder {:?}, not {FOLDER:?}", here[0].message.folder),
                     )),
-                0 => r.misplaced.push(finding(
-                    Some(mailbox),
-                    format!("in folder {:?}, not {FOLDER:?}", here[0].message.folder),
-                )),
-                n => {
-                    r.found_deliveries += 1;
-                    if n > 1 {
-                        r.duplicates
-                            .push(finding(Some(mailbox), format!("{n} copies; an item lands once per mailbox, whatever the retries or crashes")));
+                    n => {
+                        r.found_deliveries += 1;
+                        if n > 1 {
+                            r.duplicates
+                                .push(finding(Some(mailbox), format!("{n} copies; an item lands once per mailbox, whatever the retries or crashes")));
+                        }
                     }
                 }
-            }
-            let delivered = if deleted_only {
-                &deleted_with_folder
-            } else {
-                &in_folder
-            };
-            for copy in delivered {
-                let content = std::sync::Arc::as_ptr(copy.content());
-                let opened = match &last {
-                    Some((known, opened)) if *known == content => opened,
-                    _ => {
-                        let opened = copy.open().map_err(|e| e.to_string());
-                        &last.insert((content, opened)).1
-                    }
+                let delivered = if deleted_only {
+                    &deleted_with_folder
+                } else {
+                    &in_folder
                 };
-                check_copy(
-                    item_id,
-                    copy,
-                    opened,
-                    fields,
-                    attachment,
-                    expected.downloads_may_fail,
-                    &mut r,
-                );
+                for copy in delivered {
+                    let content = std::sync::Arc::as_ptr(copy.content());
+                    let opened = match &last {
+                        Some((known, opened)) if *known == content => opened,
+                        _ => {
+                            let opened = copy.open().map_err(|e| e.to_string());
+                            &last.insert((content, opened)).1
+                        }
+                    };
+                    check_copy(
+                        item_id,
+                        copy,
+                        opened,
+                        fields,
+                        attachment,
+                        part.downloads_may_fail,
+                        r,
+                    );
+                }
+                if here.len() > in_folder.len() + deleted_with_folder.len() && !in_folder.is_empty()
+                {
+                    r.misplaced.push(finding(
+                        Some(mailbox),
+                        "also copied outside the archive folder".into(),
+                    ));
+                }
             }
-            if here.len() > in_folder.len() + deleted_with_folder.len() && !in_folder.is_empty() {
-                r.misplaced.push(finding(
-                    Some(mailbox),
-                    "also copied outside the archive folder".into(),
-                ));
-            }
-        }
-        let fallback = expected.gone_fallback.get(item_id);
-        for c in copies {
-            if !mailboxes.contains(&c.mailbox) && !fallback.is_some_and(|f| f.contains(&*c.mailbox))
-            {
-                r.unexpected.push(finding(
-                    Some(&c.mailbox),
-                    format!(
-                        "landed in {} ({}) although the mapping rule (S7-S9: file first, then email property) maps no participant there",
-                        c.mailbox, c.message.folder
-                    ),
-                ));
-            }
-        }
-    }
-    for (item_id, copies) in landed {
-        if !expected.items.contains_key(item_id) {
+            let fallback = part.gone_fallback.get(item_id);
             for c in copies {
-                r.unexpected.push(Finding {
-                    item_id: item_id.clone(),
-                    mailbox: Some(c.mailbox.to_string()),
-                    detail: "no such source item".into(),
-                });
+                if !mailboxes.contains(&c.mailbox)
+                    && !fallback.is_some_and(|f| f.contains(&*c.mailbox))
+                {
+                    r.unexpected.push(finding(
+                        Some(&c.mailbox),
+                        format!(
+                            "landed in {} ({}) although the mapping rule (S7-S9: file first, then email property) maps no participant there",
+                            c.mailbox, c.message.folder
+                        ),
+                    ));
+                }
             }
         }
-    }
-    let ids: BTreeSet<&str> = noticed
-        .keys()
-        .copied()
-        .chain(expected.notices.keys().map(String::as_str))
-        .collect();
-    for id in ids {
-        let got: BTreeSet<&str> = noticed.get(id).cloned().unwrap_or_default();
-        let want: BTreeSet<&str> = expected.notices.get(id).cloned().unwrap_or_default();
-        if got != want {
-            r.wrongly_skipped.push(Finding {
-                item_id: id.to_owned(),
-                mailbox: None,
-                detail: format!(
-                    "the report gives the notices {got:?}; the rules say {want:?} (a later content of an id is `revised_item`, an item found by the look-back `late_visible`)"
-                ),
-            });
+        for (id, want) in &part.notices {
+            let got = noticed.get(id.as_str()).cloned().unwrap_or_default();
+            let want: BTreeSet<&str> = want.iter().copied().collect();
+            notices.insert(id.clone(), notice_finding(id, &got, &want));
         }
+        check_quarantine(scenario, part, reports, quarantine);
     }
-    check_quarantine(scenario, expected, reports, &mut r.wrongly_skipped);
-    if r.problems() > 0 || connector_failures > 0 {
-        r.verdict = Verdict::Fail;
+
+    /// The verdict, once every part is checked: copies of no part's item are unexpected,
+    /// notices for no part's item are wrong, and the last run's failures count.
+    pub fn finish(self) -> ScenarioReport {
+        let Self {
+            landed,
+            reports,
+            gone,
+            noticed,
+            checked,
+            mut notices,
+            quarantine,
+            held_for_gone,
+            mut r,
+            ..
+        } = self;
+        for (item_id, copies) in landed {
+            if !checked.contains(item_id.as_str()) {
+                for c in copies {
+                    r.unexpected.push(Finding {
+                        item_id: item_id.clone(),
+                        mailbox: Some(c.mailbox.to_string()),
+                        detail: "no such source item".into(),
+                    });
+                }
+            }
+        }
+        for (id, got) in &noticed {
+            if !notices.contains_key(*id) {
+                notices.insert((*id).to_owned(), notice_finding(id, got, &BTreeSet::new()));
+            }
+        }
+        r.wrongly_skipped.extend(notices.into_values().flatten());
+        r.wrongly_skipped.extend(quarantine);
+        // What the last run left undone: failed deliveries, items still held for later
+        // runs, and items that need a person; not those that wait only for mailboxes
+        // gone away (a seeded fault), which are reported, not lost.
+        r.connector_failures = reports.last().map_or(0, |last| {
+            last.failed
+                .iter()
+                .filter(|f| {
+                    !f.mailbox
+                        .as_ref()
+                        .is_some_and(|m| gone.contains(&m.to_lowercase()))
+                })
+                .count()
+                + last.held.len()
+                + last.needs_person.len()
+                - held_for_gone
+        });
+        if r.problems() > 0 || r.connector_failures > 0 {
+            r.verdict = Verdict::Fail;
+        }
+        r
     }
-    r
+}
+
+/// A finding if the notices a report gives for an id are not those the rules say.
+fn notice_finding(id: &str, got: &BTreeSet<&str>, want: &BTreeSet<&str>) -> Option<Finding> {
+    (got != want).then(|| Finding {
+        item_id: id.to_owned(),
+        mailbox: None,
+        detail: format!(
+            "the report gives the notices {got:?}; the rules say {want:?} (a later content of an id is `revised_item`, an item found by the look-back `late_visible`)"
+        ),
+    })
 }
 
 /// Each run report's accounting must add up, run and windows alike, and its windows may

@@ -109,7 +109,7 @@ pub async fn run_through(
         .map(|(upn, _)| upn.to_lowercase())
         .collect::<Vec<_>>();
     let expected = oracle::expected(scenario).with_gone(scenario, gone);
-    let landed = reconcile::landed(scenario, &expected, &fakes.mailbox)?;
+    let landed = reconcile::landed(scenario, &expected.long_ids, &fakes.mailbox)?;
     let report = reconcile::reconcile(scenario, &expected, &landed, &runs, replay);
     Ok(Outcome {
         report,

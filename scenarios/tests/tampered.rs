@@ -48,14 +48,13 @@ fn tamper_second_copies(router: axum::Router) -> axum::Router {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_copy_that_differs_from_the_items_other_copies_is_found() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("recorded/rule-capture-modes-and-kinds.json");
+/// Runs the recorded scenario `name` with [`tamper_second_copies`], one delivery at a
+/// time: the second copy of an item is the one to the mailbox its item reaches second.
+async fn run_tampered(name: &str) -> (scenarios::model::Scenario, scenarios::runner::Outcome) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recorded/{name}.json"));
     let scenario = scenarios::model::Scenario::load(&path).unwrap();
     let work = scenarios::harness::temp_dir("tampered");
-    // One delivery at a time: the second copy of an item is the one to the mailbox its
-    // item reaches second.
     let outcome = scenarios::runner::run_through(
         &scenario,
         &work,
@@ -65,6 +64,13 @@ async fn a_copy_that_differs_from_the_items_other_copies_is_found() {
     )
     .await
     .unwrap();
+    std::fs::remove_dir_all(&work).ok();
+    (scenario, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_differs_from_the_items_other_copies_is_found() {
+    let (_, outcome) = run_tampered("rule-capture-modes-and-kinds").await;
     let report = &outcome.report;
     let items_in_two = outcome
         .landed
@@ -96,4 +102,153 @@ async fn a_copy_that_differs_from_the_items_other_copies_is_found() {
         );
     }
     assert_ne!(report.verdict, scenarios::Verdict::Pass);
+}
+
+/// The expected outcome split into `n` parts, each item in one (round-robin), its
+/// notices and fallbacks with it; what belongs to the whole day (mailboxes gone, long
+/// ids, the count of source items) in every part or the first.
+fn in_parts(whole: &scenarios::oracle::Expected, n: usize) -> Vec<scenarios::oracle::Expected> {
+    let mut parts: Vec<scenarios::oracle::Expected> = (0..n)
+        .map(|_| scenarios::oracle::Expected {
+            downloads_may_fail: whole.downloads_may_fail,
+            gone: whole.gone.clone(),
+            long_ids: whole.long_ids.clone(),
+            ..Default::default()
+        })
+        .collect();
+    parts[0].source_items = whole.source_items;
+    let mut part_of = std::collections::BTreeMap::new();
+    for (i, (id, outcome)) in whole.items.iter().enumerate() {
+        let part = &mut parts[i % n];
+        part.items.insert(id.clone(), outcome.clone());
+        if let Some(fallback) = whole.gone_fallback.get(id) {
+            part.gone_fallback.insert(id.clone(), fallback.clone());
+        }
+        let provider_id = id.split(" (revision ").next().unwrap_or(id);
+        part_of.entry(provider_id.to_owned()).or_insert(i % n);
+    }
+    for (id, notices) in &whole.notices {
+        let part = part_of.get(id).copied().unwrap_or(0);
+        parts[part].notices.insert(id.clone(), notices.clone());
+    }
+    parts
+}
+
+/// A report's findings and counts, each list sorted: parts find the same things, in
+/// another order.
+fn sorted(r: &scenarios::reconcile::ScenarioReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap();
+    for (_, list) in v.as_object_mut().unwrap().iter_mut() {
+        if let Some(list) = list.as_array_mut() {
+            list.sort_by_key(|f| f.to_string());
+        }
+    }
+    v
+}
+
+/// `scenarios load` reconciles its day part by part (the day drawn again), so that no
+/// expected outcome is held for the whole day: what it finds must be what the whole
+/// day's reconciliation finds, problems included. Tampered copies (content errors), an
+/// item taken out of the expected outcome (its copies land as no source item), a notice
+/// and a skip taken out of a report and a notice for no item added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_reconciled_in_parts_finds_what_the_whole_day_finds() {
+    use scenarios::reconcile::{Reconciliation, reconcile};
+    for name in [
+        "rule-capture-modes-and-kinds",
+        "rule-size-boundaries",
+        "rule-fallback-mailbox-gone-too",
+        "rule-late-visible",
+        "rule-revised-items",
+        "rule-invalid-items",
+        "rule-mailbox-gone-mid-run",
+    ] {
+        let (scenario, outcome) = run_tampered(name).await;
+        let mut runs = outcome.runs.clone();
+        let mut expected = scenarios::oracle::expected(&scenario)
+            .with_gone(&scenario, outcome.report.gone_mailboxes.clone());
+        // Problems on purpose, so that both ways have something to find.
+        let delivered = outcome.landed.keys().next().unwrap().clone();
+        expected.items.remove(&delivered);
+        let last = runs.last_mut().unwrap();
+        last.skipped.pop();
+        last.skipped.push(connector::report::Skip {
+            item_id: "no-such-item".into(),
+            reason: "late_visible".into(),
+            detail: String::new(),
+        });
+        // The notices of one item taken out of every report.
+        let unnoticed = expected.notices.keys().next().cloned();
+        if let Some(id) = &unnoticed {
+            for run in &mut runs {
+                run.skipped.retain(|s| &s.item_id != id);
+            }
+        }
+        let last = runs.last_mut().unwrap();
+        // Every item held by the last run: those that wait only for mailboxes gone away
+        // are not the connector's failures, the rest are.
+        last.held.extend(
+            expected
+                .items
+                .keys()
+                .chain([&"held-for-no-item".to_owned()])
+                .map(|id| connector::report::HeldItem {
+                    item_id: id.clone(),
+                    runs: 1,
+                    first_failed_at: scenarios::harness::t("2026-11-20T00:00:00Z"),
+                    last_error: String::new(),
+                }),
+        );
+        let whole = reconcile(&scenario, &expected, &outcome.landed, &runs, "r".into());
+        // The problems made on purpose are found.
+        assert!(whole.connector_failures > 0, "{name}");
+        let no_source: Vec<_> = whole
+            .unexpected
+            .iter()
+            .filter(|f| f.detail == "no such source item")
+            .map(|f| f.item_id.as_str())
+            .collect();
+        assert_eq!(
+            no_source,
+            vec![delivered.as_str(); outcome.landed[&delivered].len()],
+            "{name}"
+        );
+        if let Some(id) = &unnoticed {
+            assert!(
+                whole
+                    .wrongly_skipped
+                    .iter()
+                    .any(|f| &f.item_id == id
+                        && f.detail.contains("the report gives the notices {}")),
+                "{name}: {:#?}",
+                whole.wrongly_skipped
+            );
+        }
+        assert!(
+            whole
+                .wrongly_skipped
+                .iter()
+                .any(|f| f.item_id == "no-such-item" && f.detail.contains("late_visible")),
+            "{name}: {:#?}",
+            whole.wrongly_skipped
+        );
+        for n in [1, 3] {
+            let mut by_parts = Reconciliation::new(
+                &scenario,
+                expected.gone.clone(),
+                &outcome.landed,
+                &runs,
+                "r".into(),
+            );
+            for part in in_parts(&expected, n) {
+                by_parts.check_part(&part);
+            }
+            let by_parts = by_parts.finish();
+            assert_eq!(
+                sorted(&by_parts),
+                sorted(&whole),
+                "{name} in {n} part(s) finds what the whole day finds"
+            );
+        }
+    }
 }

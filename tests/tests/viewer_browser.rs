@@ -247,7 +247,8 @@ async fn a_person_sees_what_landed_and_no_script_from_a_message_runs() {
     }
     // The scenario report of this import, as `scenarios run --html` writes it.
     let expected = scenarios::oracle::expected(&scenario);
-    let delivered = scenarios::reconcile::landed(&scenario, &expected, &fakes.mailbox).unwrap();
+    let delivered =
+        scenarios::reconcile::landed(&scenario, &expected.long_ids, &fakes.mailbox).unwrap();
     let report = scenarios::reconcile::reconcile(
         &scenario,
         &expected,

@@ -175,15 +175,16 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         .context("the fake provider cannot make its temporary item file")?;
     drop(dataset);
     drop(directory);
-    // The day, part by part: what must happen to each part (the oracle), a sample of it
-    // for the ceiling's messages, and the part itself into the fake provider (as compact
-    // JSON text). Only one part's JSON values are held at a time.
-    let mut expected = oracle::Expected::default();
+    // The day, part by part: what must happen to each part (the oracle, counted and
+    // dropped: the day is drawn again to reconcile it), a sample of it for the ceiling's
+    // messages, and the part itself into the fake provider (as compact JSON text). Only
+    // one part's JSON values and outcomes are held at a time.
+    let mut tally = oracle::Tally::default();
     let mut templates = ceiling::Templates::new(total, limit);
     let mut drawn = 0usize;
     while let Some(part) = next {
-        expected
-            .absorb(oracle::expected(&part))
+        tally
+            .add(&oracle::expected(&part))
             .context("working out what must happen to the day")?;
         part.items.iter().for_each(|item| templates.offer(item));
         fakes
@@ -202,7 +203,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         }
         next = day.next_part(CHUNK);
     }
-    let scenario = day.shell;
+    let scenario = day.shell.clone();
     eprintln!(
         "load: drew {drawn} items for {} employees over {} day(s), worked out what must happen and loaded the provider in {:.1}s ({:?} mix; runner RSS {:.0} MB)",
         p.employees,
@@ -219,7 +220,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let self_before = usage::Rusage::own();
-    let fanout = expected.deliveries() as f64 / expected.source_items.max(1) as f64;
+    let fanout = tally.deliveries as f64 / tally.source_items.max(1) as f64;
     let ceiling = ceiling::run(&fakes, &scenario, templates.messages, p, fanout).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     fakes.mailbox.reset();
@@ -235,7 +236,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     );
     let self_before = usage::Rusage::own();
     let disk_before = fakes.mailbox.store().bytes_written();
-    let imported = import::run(&fakes, &scenario, p, work, expected.deliveries()).await?;
+    let imported = import::run(&fakes, &scenario, p, work, tally.deliveries).await?;
     let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
 
     eprintln!(
@@ -243,15 +244,22 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let t = Instant::now();
-    let landed =
-        reconcile::landed(&scenario, &expected, &fakes.mailbox).context("reading what landed")?;
-    let reconciliation = reconcile::reconcile(
+    let landed = reconcile::landed(&scenario, &tally.long_ids, &fakes.mailbox)
+        .context("reading what landed")?;
+    // The day drawn again from its seed, part by part: each part's outcomes are worked
+    // out, checked against what landed, and dropped.
+    let mut reconciliation = reconcile::Reconciliation::new(
         &scenario,
-        &expected,
+        Default::default(),
         &landed,
         imported.runs(),
         "scenarios load (same parameters)".into(),
     );
+    let mut again = day.again(p)?;
+    while let Some(part) = again.next_part(CHUNK) {
+        reconciliation.check_part(&oracle::expected(&part));
+    }
+    let reconciliation = reconciliation.finish();
     drop(landed);
     let reconcile_seconds = t.elapsed().as_secs_f64();
     let mailbox_memory = fakes.mailbox.memory();
@@ -261,7 +269,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     Ok(report::LoadReport::new(report::Parts {
         params: p.clone(),
         scenario: &scenario,
-        expected: &expected,
+        source_items: tally.source_items,
         ceiling,
         imported,
         reconciliation,

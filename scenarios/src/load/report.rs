@@ -126,7 +126,7 @@ pub struct Reconciliation {
 pub struct Parts<'a> {
     pub params: LoadParams,
     pub scenario: &'a Scenario,
-    pub expected: &'a crate::oracle::Expected,
+    pub source_items: usize,
     pub ceiling: CeilingFigures,
     pub imported: ImportFigures,
     pub reconciliation: ScenarioReport,
@@ -178,7 +178,7 @@ impl LoadReport {
         };
         let i = &p.imported;
         let accounting = Accounting {
-            items_from_provider: p.expected.source_items,
+            items_from_provider: p.source_items,
             items_fetched: i.items_fetched,
             deliveries_planned: r.expected_deliveries,
             delivered: i.deliveries,
@@ -186,7 +186,7 @@ impl LoadReport {
             failed: i.failed,
             skipped_by_reason: i.skipped_by_reason.clone(),
             adds_up: i.deliveries + i.already_delivered + i.failed == r.expected_deliveries as u64
-                && i.items_fetched == p.expected.source_items as u64,
+                && i.items_fetched == p.source_items as u64,
         };
         let first_findings = r
             .findings()
@@ -223,7 +223,7 @@ impl LoadReport {
         Self {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             day: Day {
-                items: p.expected.source_items,
+                items: p.source_items,
                 employees: p.params.employees,
                 mailboxes: p.scenario.users.iter().filter(|u| u.mailbox).count(),
                 expected_deliveries: r.expected_deliveries,
