@@ -47,8 +47,14 @@ pub fn raw_item_id(raw: &str) -> Option<String> {
     (!id.trim().is_empty()).then_some(id)
 }
 
-/// Reads one raw item's text into the model, or says why it cannot be read.
+/// Reads one raw item's text into the model, or says why it cannot be read. Read
+/// straight into the schema; only text that does not read that way is read again as
+/// JSON values, so that the reason says whether it is the JSON or the schema (and a
+/// repeated key, which the schema refuses, is read as JSON reads it: the last wins).
 pub fn read_item_text(raw: &str) -> Result<model::Item, String> {
+    if let Ok(item) = serde_json::from_str::<Item>(raw) {
+        return into_model(item);
+    }
     let value: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| format!("is not readable JSON: {e}"))?;
     read_item(&value)
@@ -82,7 +88,7 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
+                write_key(key, out);
                 out.push(':');
                 write_canonical(&map[key], out);
             }
@@ -99,6 +105,20 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
             out.push(']');
         }
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A key as JSON writes it: quoted, and escaped only if it has to be.
+fn write_key(key: &str, out: &mut String) {
+    if key
+        .chars()
+        .all(|c| c != '"' && c != '\\' && !c.is_control())
+    {
+        out.push('"');
+        out.push_str(key);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::String(key.to_owned()).to_string());
     }
 }
 
@@ -315,8 +335,13 @@ pub enum CallOutcome {
 
 /// Reads one raw item into the model, or says why it cannot be read. Never panics.
 pub fn read_item(raw: &serde_json::Value) -> Result<model::Item, String> {
-    let item: Item = serde_json::from_value(raw.clone())
-        .map_err(|e| format!("does not follow the item schema: {e}"))?;
+    let item =
+        Item::deserialize(raw).map_err(|e| format!("does not follow the item schema: {e}"))?;
+    into_model(item)
+}
+
+/// An item read in the provider's schema, checked and put in the model's terms.
+fn into_model(item: Item) -> Result<model::Item, String> {
     if item.id.trim().is_empty() {
         return Err("the item id is empty".into());
     }
@@ -518,6 +543,48 @@ mod tests {
         let _: ErrorBody =
             serde_json::from_str(&std::fs::read_to_string(examples().join("error.json")).unwrap())
                 .unwrap();
+    }
+
+    /// Reading an item's text straight into the schema gives what reading it as JSON
+    /// values first gives: every golden item, one with a repeated key (the last wins),
+    /// one with keys that need escapes, texts that are no item; and the canonical form
+    /// the revision digest is made of is the JSON values' own sorted, compact writing.
+    #[test]
+    fn an_item_read_straight_is_the_item_read_through_json_values() {
+        let mut texts: Vec<String> = std::fs::read_dir(examples().join("items"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        let first = texts[0].clone();
+        texts.push(first.replacen('{', r#"{"id": "shadowed", "#, 1));
+        texts.push(first.replacen(
+            '{',
+            r#"{"we\"ird\u0001key\u007f": 1, "\u007f": 2, "ключ": [{"b": 1, "a": "\u2028"}], "#,
+            1,
+        ));
+        texts.extend(["{}", "42", r#"{"id": "\ud800"}"#, "not json"].map(String::from));
+        let mut read = 0;
+        for text in &texts {
+            let straight = read_item_text(text);
+            let through_values = serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("is not readable JSON: {e}"))
+                .and_then(|v| read_item(&v));
+            assert_eq!(
+                format!("{straight:?}"),
+                format!("{through_values:?}"),
+                "{text}"
+            );
+            read += usize::from(straight.is_ok());
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+                let mut canonical = String::new();
+                write_canonical(&value, &mut canonical);
+                assert_eq!(canonical, value.to_string(), "{text}");
+            }
+        }
+        assert!(
+            read >= 11,
+            "the golden items and the one with a repeated key read"
+        );
     }
 
     #[test]
