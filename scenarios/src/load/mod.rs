@@ -246,6 +246,12 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     let t = Instant::now();
     let landed = reconcile::landed(&scenario, &tally.long_ids, &fakes.mailbox)
         .context("reading what landed")?;
+    eprintln!(
+        "load: the copies of {} items read back in {:.1}s; drawing the day again to check them (runner RSS {:.0} MB)",
+        landed.len(),
+        t.elapsed().as_secs_f64(),
+        usage::rss_now_mb()
+    );
     // The day drawn again from its seed, part by part: each part's outcomes are worked
     // out, checked against what landed, and dropped.
     let mut reconciliation = reconcile::Reconciliation::new(
@@ -256,9 +262,21 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         "scenarios load (same parameters)".into(),
     );
     let mut again = day.again(p)?;
-    while let Some(part) = again.next_part(CHUNK) {
-        reconciliation.check_part(&oracle::expected(&part));
-    }
+    // The next part is drawn and worked out on another core while this one is checked
+    // (smaller parts than the first draw's: up to three are held at a time).
+    std::thread::scope(|scope| {
+        let (parts, worked_out) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            while let Some(part) = again.next_part(CHUNK / 4) {
+                if parts.send(oracle::expected(&part)).is_err() {
+                    break;
+                }
+            }
+        });
+        for part in worked_out {
+            reconciliation.check_part(&part);
+        }
+    });
     let reconciliation = reconciliation.finish();
     drop(landed);
     let reconcile_seconds = t.elapsed().as_secs_f64();
