@@ -306,6 +306,21 @@ impl State {
         Ok(())
     }
 
+    /// Lets go of every item and attachment it holds, and empties its item file: it then
+    /// lists nothing and serves no attachment. For a load run once the connector has
+    /// imported the day, when nothing else will ask for it: a million-item day's index
+    /// is hundreds of MB.
+    pub fn forget_items(&self) -> std::io::Result<()> {
+        let mut store = self.0.store.write().expect("store lock poisoned");
+        store.items = BTreeMap::new();
+        store.attachments = BTreeMap::new();
+        if let Some(file) = &mut store.file {
+            file.file.set_len(0)?;
+            file.end = 0;
+        }
+        Ok(())
+    }
+
     /// Adds schema items as a dataset's `items` would have brought them (checked the
     /// same way, archive times as given), without the caller building a dataset of them:
     /// a load test's million-item day is not copied into a JSON document first.

@@ -101,4 +101,21 @@ async fn items_kept_on_disk_are_listed_as_items_kept_in_memory() {
         }
         assert_eq!(pages, 40usize.div_ceil(page_size));
     }
+    // Forgotten (as a load run does after its import): nothing held or listed; items
+    // loaded after are listed as before.
+    on_disk.state.forget_items().unwrap();
+    assert_eq!(on_disk.state.counters().items_held, 0);
+    let first = "/api/v1/items?since=2026-11-22T00:00:00Z&until=2026-11-23T00:00:00Z";
+    let listed = on_disk.get(first, Some(&b)).await.json();
+    assert_eq!(listed["items"], serde_json::json!([]));
+    on_disk.state.load_items(&items[..3]).unwrap();
+    let listed = on_disk.get(first, Some(&b)).await.json();
+    let mut ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["wa-37", "wa-38", "wa-39"]);
 }
