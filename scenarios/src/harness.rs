@@ -55,6 +55,8 @@ pub struct Fakes {
     /// The tenant a connector signs in to.
     pub tenant: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The fakes' own runtimes, when they have them ([`Fakes::start_live`]).
+    apart: Vec<Apart>,
 }
 
 impl Drop for Fakes {
@@ -62,7 +64,51 @@ impl Drop for Fakes {
         for task in &self.tasks {
             task.abort();
         }
+        // The fakes' own runtimes stop with them.
+        self.apart.clear();
     }
+}
+
+/// The names of the threads each fake of a load run serves on (see [`Fakes::start_live`]):
+/// a thread's name is at most 15 bytes in /proc.
+pub const MAILBOX_THREADS: &str = "fake-mailbox";
+pub const PROVIDER_THREADS: &str = "fake-provider";
+
+/// A tokio runtime of a fake's own, shut down with the fakes (without waiting: they may
+/// be dropped inside another runtime).
+#[derive(Debug)]
+struct Apart(Option<tokio::runtime::Runtime>);
+
+impl Drop for Apart {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Serves `router` on a runtime of its own, on two threads named `name`, so that the
+/// fake's CPU time can be told from the rest of this process's
+/// (`load::usage::threads_cpu`). Idle threads are kept, not ended: an ended thread's
+/// CPU time no longer shows under its name.
+fn serve_apart(router: Router, name: &str) -> anyhow::Result<(String, Apart)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .thread_keep_alive(std::time::Duration::from_secs(7 * 24 * 3600))
+        .enable_all()
+        .build()?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let listener = {
+        let _inside = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    runtime.spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((url, Apart(Some(runtime))))
 }
 
 async fn serve(router: Router) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
@@ -124,14 +170,18 @@ impl Fakes {
             shared,
             (mock_mailbox::Config::default(), admin),
             clock,
-            wrap_provider,
-            move |r| wrap_mailbox(time_passes_while_throttled(r, throttled_clock)),
+            (wrap_provider, move |r| {
+                wrap_mailbox(time_passes_while_throttled(r, throttled_clock))
+            }),
+            false,
         )
         .await
     }
 
     /// Both fakes on the system's clock, the mailbox with the given settings (its
-    /// throttling limits, say): for load tests, where time passes for real.
+    /// throttling limits, say): for load tests, where time passes for real. Each fake
+    /// serves on threads of its own ([`MAILBOX_THREADS`], [`PROVIDER_THREADS`]), so
+    /// that a load run gives each one's CPU time.
     pub async fn start_live(
         dataset: &mock_telemessage::Dataset,
         directory: &mock_mailbox::Directory,
@@ -143,8 +193,8 @@ impl Fakes {
             Arc::new(mock_common::SystemClock),
             (mailbox, AdminToken::disabled()),
             ManualClock::new(Utc::now()),
-            |r| r,
-            |r| r,
+            (|r| r, |r| r),
+            true,
         )
         .await
     }
@@ -155,8 +205,11 @@ impl Fakes {
         shared: SharedClock,
         (mailbox_config, admin): (mock_mailbox::Config, AdminToken),
         clock: ManualClock,
-        wrap_provider: impl FnOnce(Router) -> Router,
-        wrap_mailbox: impl FnOnce(Router) -> Router,
+        (wrap_provider, wrap_mailbox): (
+            impl FnOnce(Router) -> Router,
+            impl FnOnce(Router) -> Router,
+        ),
+        apart: bool,
     ) -> anyhow::Result<Self> {
         let provider = mock_telemessage::State::new(
             dataset,
@@ -165,9 +218,17 @@ impl Fakes {
             AdminToken::disabled(),
         )?;
         let mailbox = mock_mailbox::State::new(directory, shared, mailbox_config, admin)?;
-        let (provider_url, a) =
-            serve(wrap_provider(mock_telemessage::router(provider.clone()))).await?;
-        let (mailbox_url, b) = serve(wrap_mailbox(mock_mailbox::router(mailbox.clone()))).await?;
+        let provider_router = wrap_provider(mock_telemessage::router(provider.clone()));
+        let mailbox_router = wrap_mailbox(mock_mailbox::router(mailbox.clone()));
+        let (provider_url, mailbox_url, tasks, apart) = if apart {
+            let (provider_url, a) = serve_apart(provider_router, PROVIDER_THREADS)?;
+            let (mailbox_url, b) = serve_apart(mailbox_router, MAILBOX_THREADS)?;
+            (provider_url, mailbox_url, Vec::new(), vec![a, b])
+        } else {
+            let (provider_url, a) = serve(provider_router).await?;
+            let (mailbox_url, b) = serve(mailbox_router).await?;
+            (provider_url, mailbox_url, vec![a, b], Vec::new())
+        };
         Ok(Self {
             provider,
             mailbox,
@@ -175,7 +236,8 @@ impl Fakes {
             mailbox_url,
             clock,
             tenant: TENANT.into(),
-            tasks: vec![a, b],
+            tasks,
+            apart,
         })
     }
 

@@ -90,6 +90,18 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
         report.resources.connector_state_bytes > 0,
         "the connector's state is on disk"
     );
+    // Each fake's CPU time is read from its own threads: some for the mailbox that
+    // stored every import, and never more than the whole process's in the phase (the
+    // kernel counts threads in 10 ms ticks).
+    let each = report.resources.each_fake_cpu;
+    let whole = report.resources.fakes_cpu_import;
+    let mailbox = each.mailbox_import.user_seconds + each.mailbox_import.system_seconds;
+    let provider = each.provider_import.user_seconds + each.provider_import.system_seconds;
+    assert!(mailbox > 0.0, "{each:?}");
+    assert!(
+        mailbox + provider <= whole.user_seconds + whole.system_seconds + 0.05,
+        "{each:?} within {whole:?}"
+    );
     let memory = report.resources.mailbox_memory;
     assert_eq!(
         memory.messages, a.delivered,

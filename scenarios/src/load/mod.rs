@@ -219,10 +219,21 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         p.concurrency,
         usage::rss_now_mb()
     );
+    let own_threads = || {
+        (
+            usage::threads_cpu(crate::harness::MAILBOX_THREADS),
+            usage::threads_cpu(crate::harness::PROVIDER_THREADS),
+        )
+    };
     let self_before = usage::Rusage::own();
+    let (mailbox_before, _) = own_threads();
     let fanout = tally.deliveries as f64 / tally.source_items.max(1) as f64;
     let ceiling = ceiling::run(&fakes, &scenario, templates.messages, p, fanout).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
+    let mut each_fake_cpu = usage::EachFake {
+        mailbox_ceiling: own_threads().0.since(mailbox_before),
+        ..Default::default()
+    };
     fakes.mailbox.reset();
 
     eprintln!(
@@ -235,12 +246,21 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let self_before = usage::Rusage::own();
+    let (mailbox_before, provider_before) = own_threads();
     let disk_before = fakes.mailbox.store().bytes_written();
     let imported = import::run(&fakes, &scenario, p, work, tally.deliveries).await?;
     let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
+    let (mailbox_after, provider_after) = own_threads();
+    each_fake_cpu.mailbox_import = mailbox_after.since(mailbox_before);
+    each_fake_cpu.provider_import = provider_after.since(provider_before);
 
+    // Nothing asks the provider for the day any more: the reconciliation draws it again.
+    fakes
+        .provider
+        .forget_items()
+        .context("emptying the fake provider's item file")?;
     eprintln!(
-        "load: reconciling every item against every mailbox (runner RSS {:.0} MB)",
+        "load: reconciling every item against every mailbox (the fake provider's day let go; runner RSS {:.0} MB)",
         usage::rss_now_mb()
     );
     let t = Instant::now();
@@ -295,6 +315,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         counters,
         fakes_ceiling_cpu,
         fakes_import_cpu,
+        each_fake_cpu,
         runner_peak_rss_bytes: own.max_rss_bytes,
         mailbox_disk_bytes,
         mailbox_retain: retain,

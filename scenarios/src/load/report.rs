@@ -84,8 +84,12 @@ pub struct Resources {
     /// (messages stored, distinct contents, bytes): the fake's figure apart from the
     /// runner's RSS.
     pub mailbox_memory: mock_mailbox::state::Memory,
+    /// This whole process's CPU time in each phase (both fakes, the raw client in the
+    /// ceiling, the progress sampling).
     pub fakes_cpu_ceiling: Cpu,
     pub fakes_cpu_import: Cpu,
+    /// Each fake's own CPU time, from the threads it serves on.
+    pub each_fake_cpu: super::usage::EachFake,
 }
 
 /// The day's accounting, in the shape of Microsoft's connector logs: items from the
@@ -134,6 +138,7 @@ pub struct Parts<'a> {
     pub counters: mock_mailbox::state::Counters,
     pub fakes_ceiling_cpu: Cpu,
     pub fakes_import_cpu: Cpu,
+    pub each_fake_cpu: super::usage::EachFake,
     pub runner_peak_rss_bytes: u64,
     pub mailbox_disk_bytes: u64,
     pub mailbox_retain: super::Retain,
@@ -248,6 +253,7 @@ impl LoadReport {
                 mailbox_memory: p.mailbox_memory,
                 fakes_cpu_ceiling: p.fakes_ceiling_cpu,
                 fakes_cpu_import: p.fakes_import_cpu,
+                each_fake_cpu: p.each_fake_cpu,
             },
             import: p.imported,
             mailboxes,
@@ -356,6 +362,16 @@ impl LoadReport {
             r.fakes_cpu_ceiling.system_seconds,
             r.fakes_cpu_import.user_seconds,
             r.fakes_cpu_import.system_seconds
+        ));
+        let each = &r.each_fake_cpu;
+        out.push(format!(
+            "             of which the fake mailbox's threads: ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s; the fake provider's: import {:.1}s+{:.1}s",
+            each.mailbox_ceiling.user_seconds,
+            each.mailbox_ceiling.system_seconds,
+            each.mailbox_import.user_seconds,
+            each.mailbox_import.system_seconds,
+            each.provider_import.user_seconds,
+            each.provider_import.system_seconds
         ));
         let a = &self.accounting;
         let skips: Vec<String> = a
