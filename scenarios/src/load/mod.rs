@@ -298,6 +298,20 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         }
     });
     let reconciliation = reconciliation.finish();
+    // The same seed draws the same day; if it ever did not, no verdict would mean much.
+    if (
+        reconciliation.source_items,
+        reconciliation.expected_deliveries,
+    ) != (tally.source_items, tally.deliveries)
+    {
+        anyhow::bail!(
+            "the day drawn again to reconcile it differs from the day imported: {} items and {} deliveries against {} and {}",
+            reconciliation.source_items,
+            reconciliation.expected_deliveries,
+            tally.source_items,
+            tally.deliveries
+        );
+    }
     drop(landed);
     let reconcile_seconds = t.elapsed().as_secs_f64();
     let mailbox_memory = fakes.mailbox.memory();
