@@ -48,10 +48,11 @@ impl Rusage {
     }
 
     pub fn cpu_since(&self, before: &Self) -> Cpu {
-        Cpu {
-            user_seconds: self.user_seconds - before.user_seconds,
-            system_seconds: self.system_seconds - before.system_seconds,
-        }
+        let cpu = |r: &Self| Cpu {
+            user_seconds: r.user_seconds,
+            system_seconds: r.system_seconds,
+        };
+        cpu(self).since(cpu(before))
     }
 }
 
