@@ -233,7 +233,7 @@ impl Fingerprint {
             .map(|c| {
                 (
                     c.mailbox.to_string(),
-                    c.message.folder.to_string(),
+                    c.folder.to_string(),
                     c.content()
                         .internet_message_id()
                         .unwrap_or_default()

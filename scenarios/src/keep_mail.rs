@@ -43,10 +43,7 @@ pub fn write(landed: &Landed, dir: &Path, scenario: &str) -> anyhow::Result<usiz
             let folder = root.join(file_name(&copy.mailbox));
             std::fs::create_dir_all(&folder)
                 .map_err(|e| anyhow::anyhow!("--keep-mail {}: {e}", folder.display()))?;
-            let id = copy
-                .content()
-                .internet_message_id()
-                .map_or_else(|| copy.message.stored.id(), str::to_owned);
+            let id = copy.name();
             let mut path: PathBuf = folder.join(format!("{}.eml", file_name(&id)));
             let mut n = 1;
             while path.exists() {

@@ -2,6 +2,7 @@
 //! view) and what the connector reported, item by item.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use connector::RunReport;
@@ -92,27 +93,65 @@ impl ScenarioReport {
     }
 }
 
-/// One delivered copy: the mailbox, where the message is there, and its content in the
+/// One delivered copy: the mailbox, the folder it is in there, and its content in the
 /// fake's store (its summary, shared by every mailbox holding the same bytes; the exact
 /// bytes with `content.mime()`, read when asked: a big day's bytes are not all held at
-/// once, and with `--retain summary` not at all).
+/// once, and with `--retain summary` not at all). Only what the reconciliation asks is
+/// kept, not the fake's whole entry: a big day has millions of copies.
 #[derive(Debug, Clone)]
 pub struct Copy {
     /// Shared by every copy in that mailbox.
-    pub mailbox: std::sync::Arc<str>,
-    pub message: Placed,
+    pub mailbox: Arc<str>,
+    /// Its folder's name (shared by the folder's copies), or "Recoverable Items".
+    pub folder: Arc<str>,
+    content: Arc<Content>,
+    /// In Recoverable Items.
+    pub recoverable: bool,
+    /// Deleted for good with the archive folder (a seeded fault), not one by one.
+    pub deleted_with_archive_folder: bool,
+    /// The fake's id of the message, kept only when its content has no Message-ID to
+    /// name it by.
+    unnamed_id: Option<Box<str>>,
 }
 
 impl Copy {
+    fn of(mailbox: Arc<str>, placed: Placed) -> Self {
+        let Placed {
+            stored,
+            folder,
+            recoverable,
+        } = placed;
+        Self {
+            mailbox,
+            folder,
+            recoverable,
+            deleted_with_archive_folder: stored.deleted_with.as_deref() == Some(FOLDER),
+            unnamed_id: match stored.content.internet_message_id() {
+                Some(_) => None,
+                None => Some(stored.id().into()),
+            },
+            content: stored.content,
+        }
+    }
+
     /// Its content in the fake's store (shared by every copy of the same bytes).
-    pub fn content(&self) -> &std::sync::Arc<Content> {
-        &self.message.stored.content
+    pub fn content(&self) -> &Arc<Content> {
+        &self.content
     }
 
     /// Its header section and text, read back from the fake's store, and the summary
     /// built from them.
     pub fn open(&self) -> Result<Opened, mock_mailbox::store::ReadError> {
         self.content().open()
+    }
+
+    /// What names it: its Message-ID, or the fake's id if it has none.
+    pub fn name(&self) -> String {
+        match (self.content.internet_message_id(), &self.unnamed_id) {
+            (Some(id), _) => id.to_owned(),
+            (None, Some(id)) => id.to_string(),
+            (None, None) => String::new(),
+        }
     }
 }
 
@@ -149,9 +188,9 @@ pub fn landed(
                 user.upn
             )
         })?;
-        let mailbox_name: std::sync::Arc<str> = user.upn.to_lowercase().into();
+        let mailbox_name: Arc<str> = user.upn.to_lowercase().into();
         for m in messages {
-            let content = std::sync::Arc::as_ptr(&m.stored.content);
+            let content = Arc::as_ptr(&m.stored.content);
             let slot = match slot_of_content.get(&content) {
                 Some(slot) => *slot,
                 None => {
@@ -173,10 +212,7 @@ pub fn landed(
             // Most items have two or three copies: no room kept for a fourth.
             let copies = &mut slots[slot as usize];
             copies.reserve_exact(1);
-            copies.push(Copy {
-                mailbox: mailbox_name.clone(),
-                message: m,
-            });
+            copies.push(Copy::of(mailbox_name.clone(), m));
         }
     }
     drop(slot_of_content);
@@ -610,7 +646,7 @@ impl<'a> Reconciliation<'a> {
                             Some(&c.mailbox),
                             format!(
                                 "landed in {} although the rules skip it as {reason}{}",
-                                c.message.folder,
+                                c.folder,
                                 rule_of(reason)
                             ),
                         ));
@@ -688,16 +724,13 @@ impl<'a> Reconciliation<'a> {
                 let here: Vec<&Copy> = copies.iter().filter(|c| &*c.mailbox == mailbox).collect();
                 let in_folder: Vec<&&Copy> = here
                     .iter()
-                    .filter(|c| &*c.message.folder == FOLDER && !c.message.recoverable)
+                    .filter(|c| &*c.folder == FOLDER && !c.recoverable)
                     .collect();
                 // Delivered, then deleted for good with the archive folder by a person (a
                 // seeded fault): the connector's part was done.
                 let deleted_with_folder: Vec<&&Copy> = here
                     .iter()
-                    .filter(|c| {
-                        c.message.recoverable
-                            && c.message.stored.deleted_with.as_deref() == Some(FOLDER)
-                    })
+                    .filter(|c| c.recoverable && c.deleted_with_archive_folder)
                     .collect();
                 let deleted_only = in_folder.is_empty()
                     && !deleted_with_folder.is_empty()
@@ -716,7 +749,7 @@ impl<'a> Reconciliation<'a> {
                         )),
                     0 => r.misplaced.push(finding(
                         Some(mailbox),
-                        format!("in folder {:?}, not {FOLDER:?}", here[0].message.folder),
+                        format!("in folder {:?}, not {FOLDER:?}", here[0].folder),
                     )),
                     n => {
                         r.found_deliveries += 1;
@@ -732,7 +765,7 @@ impl<'a> Reconciliation<'a> {
                     &in_folder
                 };
                 for copy in delivered {
-                    let content = std::sync::Arc::as_ptr(copy.content());
+                    let content = Arc::as_ptr(copy.content());
                     let opened = match &last {
                         Some((known, opened)) if *known == content => opened,
                         _ => {
@@ -767,7 +800,7 @@ impl<'a> Reconciliation<'a> {
                         Some(&c.mailbox),
                         format!(
                             "landed in {} ({}) although the mapping rule (S7-S9: file first, then email property) maps no participant there",
-                            c.mailbox, c.message.folder
+                            c.mailbox, c.folder
                         ),
                     ));
                 }
@@ -972,10 +1005,10 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
         let mut places: Vec<String> = copies
             .iter()
             .map(|c| {
-                if &*c.message.folder == FOLDER {
+                if &*c.folder == FOLDER {
                     c.mailbox.to_string()
                 } else {
-                    format!("{} ({})", c.mailbox, c.message.folder)
+                    format!("{} ({})", c.mailbox, c.folder)
                 }
             })
             .collect();
