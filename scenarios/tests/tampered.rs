@@ -93,7 +93,7 @@ async fn a_copy_that_differs_from_the_items_other_copies_is_found() {
     assert_eq!(altered.len(), items_in_two, "{:#?}", report.content_errors);
     // Each finding names the mailbox whose copy was changed, not the other.
     for finding in altered {
-        let copy = outcome.landed[&finding.item_id]
+        let copy = outcome.landed[finding.item_id.as_str()]
             .iter()
             .find(|c| Some(&*c.mailbox) == finding.mailbox.as_deref())
             .unwrap();
@@ -172,7 +172,7 @@ async fn a_day_reconciled_in_parts_finds_what_the_whole_day_finds() {
         let mut expected = scenarios::oracle::expected(&scenario)
             .with_gone(&scenario, outcome.report.gone_mailboxes.clone());
         // Problems on purpose, so that both ways have something to find.
-        let delivered = outcome.landed.keys().next().unwrap().clone();
+        let delivered = outcome.landed.keys().next().unwrap().to_owned();
         expected.items.remove(&delivered);
         let last = runs.last_mut().unwrap();
         last.skipped.pop();
@@ -214,7 +214,7 @@ async fn a_day_reconciled_in_parts_finds_what_the_whole_day_finds() {
             .collect();
         assert_eq!(
             no_source,
-            vec![delivered.as_str(); outcome.landed[&delivered].len()],
+            vec![delivered.as_str(); outcome.landed[delivered.as_str()].len()],
             "{name}"
         );
         if let Some(id) = &unnoticed {
