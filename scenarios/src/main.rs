@@ -12,23 +12,34 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc (v3) keeps what is freed for a second before it hands it back, and an arena
-/// it commits at once stays resident when purged: the ceiling's 20,000 requests of a
-/// `realistic` day left the runner 187 MB it no longer used. Here freed pages go back at
-/// once and arenas are committed as they are used: after the same ceiling the runner
-/// held 90 MB instead of 385, for a ceiling about 5 % slower and the same ratio.
+/// mimalloc (v3) keeps freed pages for a second before it hands them back. The fakes'
+/// threads free a few hundred KB per request (the body, its decoding), so at a few
+/// thousand requests a second that second is hundreds of MB: a 20,000-item `realistic`
+/// day's ceiling left the runner 187 MB heavier. Handing them back sooner costs page
+/// faults when the memory is taken again: 100 ms took the runner's peak on a
+/// 100,000-item day from 443 to 394 MB at no cost in speed; 0 ms to 322 MB, but with the
+/// fake mailbox 20 % slower, which would flatter the ratio (docs/load-testing.md).
+/// Arenas reserved after start-up are committed as used, not at once.
 fn hand_back_freed_memory() {
     // Their numbers in mimalloc v3's `mi_option_e` (mimalloc.h), which the bindings lack.
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // mimalloc's own variable, if set, says otherwise (to compare).
+    let delay = std::env::var("MIMALLOC_PURGE_DELAY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PURGE_DELAY_MS);
     #[allow(unsafe_code)]
     // SAFETY: `mi_option_set` only stores a number that mimalloc reads where it uses the
     // option; it may be called at any time, from any thread.
     unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, delay);
         libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
     }
 }
+
+/// How long mimalloc keeps freed pages before it hands them back, in milliseconds.
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 fn main() -> ExitCode {
     hand_back_freed_memory();
