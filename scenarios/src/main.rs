@@ -19,9 +19,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// faults when the memory is taken again: 100 ms took the runner's peak on a
 /// 100,000-item day from 443 to 394 MB at no cost in speed; 0 ms to 322 MB, but with the
 /// fake mailbox 20 % slower, which would flatter the ratio (docs/load-testing.md).
-/// Arenas reserved after start-up are committed as used, not at once.
+/// Arenas reserved from here on (a big day outgrows the first, of 1 GiB, reserved before
+/// `main` runs) are committed as they are used rather than at once; set with the delay,
+/// not measured apart.
 fn hand_back_freed_memory() {
-    // Their numbers in mimalloc v3's `mi_option_e` (mimalloc.h), which the bindings lack.
+    // Their numbers in mimalloc's `mi_option_e` (mimalloc.h, the same in v2 and v3), which
+    // the bindings lack.
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // mimalloc's own variable, if set, says otherwise (to compare).
