@@ -1,6 +1,6 @@
-//! Ctrl-C in the middle of `scenarios load`: the run stops with an error that says so,
-//! its connector child does not outlive it, and nothing it made is left in the temporary
-//! directory (a day's messages may take many GB there).
+//! What `scenarios load` leaves in the temporary directory (a day's messages may take many
+//! GB there): nothing, when it ends and when Ctrl-C stops it in the middle; then it says
+//! so, and its connector child does not outlive it.
 #![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader};
@@ -98,5 +98,25 @@ fn an_interrupted_load_run_leaves_no_file_and_no_connector_behind() {
         "the connector outlived its load run: {:?}",
         processes_naming(&tmp)
     );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn a_finished_load_run_leaves_no_file_behind() {
+    let tmp = scenarios::harness::temp_dir("finished-load");
+    let run = Command::new(env!("CARGO_BIN_EXE_scenarios"))
+        .args(["load", "--items-per-day", "300", "--employees", "10"])
+        .args(["--external-contacts", "5", "--retain", "full"])
+        .args(["--ceiling-requests", "100", "--seed", "5"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{said}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{said}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
