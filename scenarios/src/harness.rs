@@ -699,9 +699,12 @@ pub fn write_mapping(scenario: &crate::Scenario, work: &Path) -> anyhow::Result<
     }
 }
 
-/// A fresh, empty directory under the system's temporary directory.
+/// A fresh, empty directory under the system's temporary directory, each call's own (by
+/// process and a number): tests of one binary run at once, and may share a name.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wa-{name}-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wa-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     dir

@@ -20,10 +20,8 @@ fn random_scenarios_reconcile() {
         .enable_all()
         .build()
         .unwrap();
-    let case = std::sync::atomic::AtomicU32::new(0);
     let result = runner.run(&scenarios::strategy::scenario(), |scenario| {
-        let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let work = scenarios::harness::temp_dir(&format!("property-{n}"));
+        let work = scenarios::harness::temp_dir("property");
         let outcome = runtime.block_on(scenarios::runner::run(
             &scenario,
             &work,

@@ -54,11 +54,7 @@ async fn run_tampered(name: &str) -> (scenarios::model::Scenario, scenarios::run
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recorded/{name}.json"));
     let scenario = scenarios::model::Scenario::load(&path).unwrap();
-    // A directory of each run's own: the tests of this file run at once in one process,
-    // and `temp_dir` names a directory by name and process only.
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let work = scenarios::harness::temp_dir(&format!("tampered-{n}"));
+    let work = scenarios::harness::temp_dir("tampered");
     let outcome = scenarios::runner::run_through(
         &scenario,
         &work,
