@@ -23,6 +23,22 @@ fn processes_naming(path: &Path) -> Vec<String> {
     found
 }
 
+/// What is in `dir`.
+fn entries(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// Whether `holds` comes true, asked again and again (no sleep) up to a bound.
+fn eventually(mut holds: impl FnMut() -> bool) -> bool {
+    (0..100_000).any(|_| {
+        std::thread::yield_now();
+        holds()
+    })
+}
+
 #[test]
 fn an_interrupted_load_run_leaves_no_file_and_no_connector_behind() {
     // The run's own temporary directory: everything it makes goes there.
@@ -60,10 +76,7 @@ fn an_interrupted_load_run_leaves_no_file_and_no_connector_behind() {
     );
     // Interrupted once its connector is running: it is started just after that line.
     // A 20,000-item day takes far longer to import than this takes to see it.
-    let connector_running = (0..100_000).any(|_| {
-        std::thread::yield_now();
-        !processes_naming(&tmp).is_empty()
-    });
+    let connector_running = eventually(|| !processes_naming(&tmp).is_empty());
     assert!(connector_running, "no connector child was seen running");
     let interrupted = Command::new("kill")
         .args(["-INT", &run.id().to_string()])
@@ -80,19 +93,13 @@ fn an_interrupted_load_run_leaves_no_file_and_no_connector_behind() {
         "{}",
         said.join("\n")
     );
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let left = entries(&tmp);
     assert!(left.is_empty(), "left behind: {left:?}");
     // Killed as the program ended, and gone once the kernel has done it (a zombie has no
     // command line left). A connector that was not killed would also stop by itself once
     // it finds the fakes gone, so this catches a connector left running for good, not
     // one left running for a while: tried with the kill on drop taken out, it passed.
-    let gone = (0..100_000).any(|_| {
-        std::thread::yield_now();
-        processes_naming(&tmp).is_empty()
-    });
+    let gone = eventually(|| processes_naming(&tmp).is_empty());
     assert!(
         gone,
         "the connector outlived its load run: {:?}",
@@ -113,10 +120,7 @@ fn a_finished_load_run_leaves_no_file_behind() {
         .unwrap();
     let said = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{said}");
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let left = entries(&tmp);
     assert!(left.is_empty(), "left behind: {left:?}\n{said}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
