@@ -381,8 +381,26 @@ async fn main_inner() -> Result<ExitCode, CliError> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// The connector runs on one thread. Its work is one task that drives every item and
+/// delivery, and on a multi-threaded runtime each request and each answer crossed
+/// between that task and the connection's, waking a parked thread each time: on the
+/// text mix that cost more CPU than the requests themselves (docs/load-testing.md,
+/// "One thread"). Files are still read and written on tokio's blocking threads.
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    runtime.block_on(run_cli())
+}
+
+async fn run_cli() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
