@@ -2,6 +2,7 @@
 //! items staged for the open window, every delivery (item, mailbox, Graph id) and every
 //! skip. A window is advanced only when each of its items is delivered or skipped.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -551,27 +552,39 @@ impl Store {
         item_id: &str,
         mailbox: &str,
     ) -> Result<Option<DeliveryState>, ConnectorError> {
-        if self
+        Ok(self.deliveries(item_id)?.remove(mailbox))
+    }
+
+    /// What the state knows of each of an item's deliveries, by mailbox: one look for
+    /// all of them (asked for every item).
+    pub fn deliveries(
+        &self,
+        item_id: &str,
+    ) -> Result<HashMap<String, DeliveryState>, ConnectorError> {
+        // The uncommitted group first: a delivery recorded there may be committed (and
+        // leave it) before the table is read, never the other way round.
+        let pending: Vec<String> = self
             .pending
             .lock()
             .expect("state lock poisoned")
             .records
             .iter()
-            .any(|(item, key, ..)| item == item_id && key == mailbox)
-        {
-            return Ok(Some(DeliveryState::Delivered));
-        }
-        // Asked for every item and mailbox: the statement is prepared once.
-        self.with(|db| {
-            db.prepare_cached("SELECT state FROM deliveries WHERE item_id = ?1 AND mailbox = ?2")?
-                .query_row(params![item_id, mailbox], |r| r.get::<_, String>(0))
-                .optional()
-        })
-        .map(|s| match s.as_deref() {
-            Some("delivered") => Some(DeliveryState::Delivered),
-            Some(_) => Some(DeliveryState::Attempted),
-            None => None,
-        })
+            .filter(|(item, ..)| item == item_id)
+            .map(|(_, mailbox, ..)| mailbox.clone())
+            .collect();
+        let mut known = self.with(|db| {
+            db.prepare_cached("SELECT mailbox, state FROM deliveries WHERE item_id = ?1")?
+                .query_map(params![item_id], |r| {
+                    let state = match r.get_ref(1)?.as_str()? {
+                        "delivered" => DeliveryState::Delivered,
+                        _ => DeliveryState::Attempted,
+                    };
+                    Ok((r.get::<_, String>(0)?, state))
+                })?
+                .collect::<rusqlite::Result<HashMap<_, _>>>()
+        })?;
+        known.extend(pending.into_iter().map(|m| (m, DeliveryState::Delivered)));
+        Ok(known)
     }
 
     /// Records a delivery. It is committed with others (group commit): a crash may lose

@@ -254,8 +254,9 @@ impl Connector {
         }
         result.account.planned = targets.len() as u64;
         let mut pending = BTreeMap::new();
+        let mut known = self.store.deliveries(key_id)?;
         for (key, target) in targets {
-            match self.store.delivery(key_id, &key)? {
+            match known.remove(&key) {
                 Some(DeliveryState::Delivered) => {
                     result.account.already_there += 1;
                 }
@@ -387,13 +388,10 @@ impl Connector {
         // A delivery with no record is known never to have been sent only in a window
         // this run began; anywhere else (a window a crash left open, a held item) its
         // record may have been lost with an uncommitted group: look first.
-        let look_first = *state == Some(DeliveryState::Attempted)
-            || !window.fresh
-            || self
-                .failed_here
-                .lock()
-                .expect("lock poisoned")
-                .contains(&(key_id.to_owned(), key.to_owned()));
+        let look_first = *state == Some(DeliveryState::Attempted) || !window.fresh || {
+            let failed = self.failed_here.lock().expect("lock poisoned");
+            !failed.is_empty() && failed.contains(&(key_id.to_owned(), key.to_owned()))
+        };
         match self
             .deliver(key_id, message, body, key, target, look_first)
             .await
