@@ -13,6 +13,7 @@ use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 use sha2::{Digest, Sha256};
 
+use crate::digest::hex;
 use crate::mapping::is_email;
 use crate::model::{CallMedia, Content, Item, MembershipAction, Participant};
 use crate::phone::digits;
@@ -141,10 +142,6 @@ pub fn revision_message_id(item_id: &str, revision: u32) -> String {
         "<{}+rev{revision}@{MESSAGE_ID_HOST}>",
         message_id_local(item_id)
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Characters that change the direction text is shown in (bidirectional overrides,

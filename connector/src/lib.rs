@@ -7,6 +7,7 @@
 //! [`graph`], [`store`], [`stage`]. [`run`] ties them together.
 
 pub mod config;
+pub mod digest;
 pub mod email;
 pub mod errors;
 pub mod graph;

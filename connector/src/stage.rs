@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::errors::ConnectorError;
 
 #[derive(Debug, Clone)]
@@ -70,11 +68,7 @@ impl Staging {
     }
 
     fn file_of(&self, dir: &Path, attachment_id: &str) -> PathBuf {
-        let name: String = Sha256::digest(attachment_id.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        dir.join(name)
+        dir.join(crate::digest::sha256_hex(attachment_id.as_bytes()))
     }
 
     /// Counts a file of `bytes` just staged at `path` (one staged again replaces its

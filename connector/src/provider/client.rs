@@ -352,11 +352,7 @@ impl ProviderClient {
             }
         }
         file.flush().await.map_err(io)?;
-        let digest: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = crate::digest::hex(&hasher.finalize());
         let problem = match broken {
             Some(p) => p,
             None if received != size => format!("received {received} bytes, the item says {size}"),

@@ -68,58 +68,46 @@ pub fn read_item_with_digest(raw: &str) -> Result<(model::Item, String), String>
     let value: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| format!("is not readable JSON: {e}"))?;
     let item = read_item(&value)?;
-    let mut canonical = String::with_capacity(raw.len());
+    let mut canonical = Vec::with_capacity(raw.len());
     write_canonical(&value, &mut canonical);
-    let digest = sha2::Sha256::digest(canonical.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::digest::hex(&sha2::Sha256::digest(&canonical));
     Ok((item, digest))
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_key(key, out);
-                out.push(':');
-                write_canonical(&map[key], out);
+                write_json(key, out);
+                out.push(b':');
+                write_canonical(value, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => write_json(other, out),
     }
 }
 
-/// A key as JSON writes it: quoted, and escaped only if it has to be.
-fn write_key(key: &str, out: &mut String) {
-    if key
-        .chars()
-        .all(|c| c != '"' && c != '\\' && !c.is_control())
-    {
-        out.push('"');
-        out.push_str(key);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::Value::String(key.to_owned()).to_string());
-    }
+/// A key or a scalar as JSON writes it (quoted and escaped only where it has to be).
+fn write_json(value: &impl serde::Serialize, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, value).expect("a string or a scalar writes to memory");
 }
 
 #[derive(Debug, Deserialize)]
@@ -545,6 +533,29 @@ mod tests {
                 .unwrap();
     }
 
+    /// The digest a content is known by is written in the state, and compared with the
+    /// digest of what later listings bring: if its form changed between versions, every
+    /// item seen before would come back as a revision and be delivered again. These
+    /// values were computed apart from the connector (Python's `json.dumps` with sorted
+    /// keys, no white space, UTF-8, then SHA-256).
+    #[test]
+    fn the_digest_of_a_content_does_not_change_between_versions() {
+        for (file, expected) in [
+            (
+                "text.json",
+                "156505501d6a559c79d2f529b33d83f895b5fa806c3c82e9f4be9dbef3dc4c50",
+            ),
+            (
+                "call-group.json",
+                "194aec990d594a03dc831d1422999e96fbb09a0530f34573ca0e61f05de0dcee",
+            ),
+        ] {
+            let raw = std::fs::read_to_string(examples().join("items").join(file)).unwrap();
+            let (_, digest) = read_item_with_digest(&raw).unwrap();
+            assert_eq!(digest, expected, "{file}");
+        }
+    }
+
     /// Reading an item's text straight into the schema gives what reading it as JSON
     /// values first gives: every golden item, one with a repeated key (the last wins),
     /// one with keys that need escapes, texts that are no item; and the canonical form
@@ -576,9 +587,13 @@ mod tests {
             );
             read += usize::from(straight.is_ok());
             if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
-                let mut canonical = String::new();
+                let mut canonical = Vec::new();
                 write_canonical(&value, &mut canonical);
-                assert_eq!(canonical, value.to_string(), "{text}");
+                assert_eq!(
+                    String::from_utf8(canonical).expect("JSON is UTF-8"),
+                    value.to_string(),
+                    "{text}"
+                );
             }
         }
         assert!(

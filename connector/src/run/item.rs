@@ -470,7 +470,7 @@ impl Connector {
         let path = self.staging.attachment(window.id, &att.id)?;
         if let Ok(bytes) = tokio::fs::read(&path).await
             && bytes.len() as u64 == att.size
-            && sha256_hex(&bytes) == att.sha256
+            && crate::digest::sha256_hex(&bytes) == att.sha256
         {
             return Ok(Some(Ok(bytes)));
         }

@@ -304,7 +304,8 @@ impl Connector {
                         let id = wire::raw_item_id(text);
                         // Kept once: the same bytes listed again (a look-back, a window
                         // listed again after a crash) are not a second item.
-                        let digest = format!("unreadable:{}", sha256_hex(text.as_bytes()));
+                        let digest =
+                            format!("unreadable:{}", crate::digest::sha256_hex(text.as_bytes()));
                         let key = id.clone().unwrap_or_default();
                         if self.store.seen(&key, &digest)? {
                             continue;
