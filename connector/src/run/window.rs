@@ -294,11 +294,32 @@ impl Connector {
                     self.config.page_size,
                 )
                 .await?;
+            // Reading a page's items and their digests is most of the listing's CPU: it
+            // is done on a blocking thread, and the deliveries go on meanwhile on this one
+            // (docs/load-testing.md, "One thread").
+            let (page, read) = match tokio::task::spawn_blocking(move || {
+                let read: Vec<_> = page
+                    .items
+                    .iter()
+                    .map(|raw| wire::read_item_with_digest(raw.get()))
+                    .collect();
+                (page, read)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    return Err(ConnectorError::Usage(format!(
+                        "reading a page of items was stopped: {e}"
+                    )));
+                }
+            };
             let mut readable_items = Vec::with_capacity(page.items.len());
-            for raw in &page.items {
+            for (raw, read) in page.items.iter().zip(read) {
                 position += 1;
                 let text = raw.get();
-                match wire::read_item_with_digest(text) {
+                match read {
                     Ok((item, digest)) => readable_items.push((item.id, text, digest)),
                     Err(reason) => {
                         let id = wire::raw_item_id(text);
