@@ -12,7 +12,7 @@ mod held;
 mod item;
 mod lanes;
 mod login;
-mod plan;
+pub mod plan;
 mod window;
 
 use deliver::{DeliverError, Target};

@@ -12,7 +12,7 @@ use crate::size;
 /// fits on its own but not in its message is left out, and the rest is imported (S11).
 /// An item without a file, or with one too large on its own, answers `true`: there is
 /// nothing to leave out to fit.
-pub(super) fn carries_file(item: &Item, options: &Options, limit: u64) -> bool {
+pub fn carries_file(item: &Item, options: &Options, limit: u64) -> bool {
     match item.content.attachment() {
         Some(att) if size::attachment_fits(att.size, limit) => {
             let frame = email::convert(item, Some(AttachmentBody::Bytes(&[])), options, limit);
@@ -25,7 +25,7 @@ pub(super) fn carries_file(item: &Item, options: &Options, limit: u64) -> bool {
 
 /// What the item becomes.
 #[derive(Debug)]
-pub(super) enum Planned {
+pub enum Planned {
     /// This message, the same for every mailbox and every attempt.
     Send(Email),
     /// No message within the limit can be made: the item is skipped whole.
@@ -35,7 +35,7 @@ pub(super) enum Planned {
 /// The message for `item` with `body` (its file's bytes, or why the file is left out).
 /// A text file whose encoding could not be known in advance, and that makes the message
 /// too large, is left out to fit; a message still too large is not sent at all.
-pub(super) fn message(
+pub fn message(
     item: &Item,
     body: Option<AttachmentBody<'_>>,
     options: &Options,
@@ -59,6 +59,31 @@ pub(super) fn message(
             bytes: message.mime.len(),
         }
     }
+}
+
+/// What the item becomes when its file, if it is carried, arrives whole as `file`: the
+/// message every mailbox gets when nothing goes wrong. (`scenarios load` posts these
+/// from its raw client, so that the fake's ceiling is measured on the connector's own
+/// messages.)
+pub fn message_when_all_goes_well(
+    item: &Item,
+    file: impl FnOnce() -> Vec<u8>,
+    options: &Options,
+    limit: u64,
+) -> Planned {
+    let bytes = match item.content.attachment() {
+        None => None,
+        Some(_) if !carries_file(item, options, limit) => Some(Err(OmitReason::ToFit)),
+        Some(att) if !size::attachment_fits(att.size, limit) => Some(Err(OmitReason::TooLarge)),
+        Some(att) if att.id.len() > email::MAX_ATTACHMENT_ID => Some(Err(OmitReason::Unreachable)),
+        Some(_) => Some(Ok(file())),
+    };
+    let body = match &bytes {
+        Some(Ok(b)) => Some(AttachmentBody::Bytes(b)),
+        Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
+        None => None,
+    };
+    message(item, body, options, limit)
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub async fn run(
     let fanout = fanout.max(1.0);
     anyhow::ensure!(
         !templates.is_empty(),
-        "the day has no item to shape a message on"
+        "no item of the day makes a message the connector would send, to post in its place"
     );
     let templates = Arc::new(templates);
     let mailboxes: Arc<Vec<(String, Semaphore)>> = Arc::new(
@@ -238,9 +238,10 @@ async fn token(http: &reqwest::Client, base: &str, tenant: &str) -> anyhow::Resu
     Ok(answer.json::<Token>().await?.access_token)
 }
 
-/// MIME messages (without their Message-ID line) shaped like items sampled evenly
-/// across the day as it streams by: the text, a metadata block of about the connector's
-/// size, and the item's file when the size rule lets it in.
+/// The connector's own messages for items sampled evenly across the day as it streams
+/// by (`connector::run::plan`, with the item's file as the provider serves it), without
+/// their Message-ID line: each request gets one of its own. Items the connector cannot
+/// read or would not send are passed over.
 #[derive(Debug)]
 pub struct Templates {
     wanted: usize,
@@ -265,49 +266,122 @@ impl Templates {
 
     /// The day's next item.
     pub fn offer(&mut self, item: &serde_json::Value) {
-        if self.seen.is_multiple_of(self.step) && self.messages.len() < self.wanted {
-            self.messages.push(template(item, self.limit));
+        if self.seen.is_multiple_of(self.step)
+            && self.messages.len() < self.wanted
+            && let Some(message) = template(item, self.limit)
+        {
+            self.messages.push(message);
         }
         self.seen += 1;
     }
 }
 
-fn template(item: &serde_json::Value, limit: u64) -> Vec<u8> {
-    let text = item["text"].as_str().unwrap_or("(no text)");
-    let mut mime = String::from(
-        "From: \"Load Client\" <load@whatsapp.invalid>\r\nTo: <someone@contoso.example>\r\n\
-         Subject: WhatsApp load ceiling\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\n\
-         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_load\"\r\n\r\n\
-         --=_load\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-    );
-    mime.push_str(text);
-    mime.push_str("\r\n\r\n");
-    // The connector's metadata block: conversation, sender, recipients, times, capture.
-    mime.push_str(&"Metadata of the conversation and its participants.\r\n".repeat(10));
-    if let Some((seed, size)) =
-        attachment_of(item).filter(|(_, size)| connector::size::attachment_fits(*size, limit))
-    {
+fn template(item: &serde_json::Value, limit: u64) -> Option<Vec<u8>> {
+    use connector::run::plan::{Planned, message_when_all_goes_well};
+    let read = connector::provider::wire::read_item(item).ok()?;
+    let file = || {
+        let (seed, size) = attachment_of(item).unwrap_or_default();
         let mut bytes = Vec::with_capacity(size as usize);
         let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
         while let Some(chunk) = stream.next_chunk() {
             bytes.extend_from_slice(&chunk);
         }
-        let encoded = STANDARD.encode(&bytes);
-        let mut part = String::from(
-            "--=_load\r\nContent-Type: application/octet-stream\r\n\
-             Content-Disposition: attachment; filename=\"file.bin\"\r\n\
-             Content-Transfer-Encoding: base64\r\n\r\n",
-        );
-        for line in encoded.as_bytes().chunks(76) {
-            part.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            part.push_str("\r\n");
+        bytes
+    };
+    let options = connector::email::Options::default();
+    let Planned::Send(message) = message_when_all_goes_well(&read, file, &options, limit) else {
+        return None;
+    };
+    Some(without_message_id(&message.mime))
+}
+
+/// A message's header section and body without its `Message-ID` line.
+fn without_message_id(mime: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mime.len());
+    let mut rest = mime;
+    let mut in_header = true;
+    let mut dropping = false;
+    while !rest.is_empty() {
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(rest.len(), |at| at + 2);
+        let (line, tail) = rest.split_at(end);
+        if in_header && line == b"\r\n" {
+            in_header = false;
         }
-        // As the connector does: a file that would push the message over the limit
-        // is left out.
-        if connector::size::message_fits(mime.len() + part.len() + 16, limit) {
-            mime.push_str(&part);
+        if in_header {
+            // A folded header goes on in lines that start with white space.
+            let continued = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+            if !continued {
+                dropping = line.len() >= 11 && line[..11].eq_ignore_ascii_case(b"message-id:");
+            }
+        } else {
+            dropping = false;
         }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+        rest = tail;
     }
-    mime.push_str("--=_load--\r\n");
-    mime.into_bytes()
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_loses_its_message_id_and_nothing_else() {
+        let mime = b"From: a@b.example\r\nmessage-ID:\r\n <long@x.invalid>\r\nSubject: s\r\n\r\nMessage-ID: in the body stays\r\n";
+        assert_eq!(
+            without_message_id(mime),
+            b"From: a@b.example\r\nSubject: s\r\n\r\nMessage-ID: in the body stays\r\n"
+        );
+    }
+
+    /// The raw client posts what the connector would send for the item: its metadata
+    /// headers, its text and html parts, and the item's file as the provider serves it.
+    #[test]
+    fn a_template_is_the_connectors_message_for_the_item() {
+        let mut item = serde_json::json!({"id": "wa-7", "capture_mode": "cloud_archiver",
+            "archived_at": "2026-11-22T09:00:05Z", "sent_at": "2026-11-22T09:00:01Z",
+            "conversation": {"id": "c-1", "type": "direct", "name": null},
+            "from": {"phone": "+33612345678", "name": "Chloé", "user_email": "chloe@contoso.example"},
+            "to": [{"phone": "+14155550100", "name": "Bob", "user_email": "bob@contoso.example"}],
+            "type": "text", "text": "the words of the item"});
+        let text = String::from_utf8(template(&item, 4 * 1024 * 1024).unwrap()).unwrap();
+        assert!(!text.to_ascii_lowercase().contains("message-id:"), "{text}");
+        for part in [
+            "X-WhatsApp-Item-Id: wa-7",
+            "the words of the item",
+            "text/html",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        let bytes = {
+            let mut stream = mock_telemessage::attachment::ByteStream::new(11, 3000);
+            let mut all = Vec::new();
+            while let Some(chunk) = stream.next_chunk() {
+                all.extend_from_slice(&chunk);
+            }
+            all
+        };
+        use sha2::Digest;
+        item["type"] = "document".into();
+        item["document"] = serde_json::json!({"caption": "a file", "attachment": {"id": "att-1",
+            "file_name": "f.bin", "content_type": "application/octet-stream", "size": 3000,
+            "seed": 11, "sha256": connector::digest::hex(&sha2::Sha256::digest(&bytes))}});
+        let text = String::from_utf8(template(&item, 4 * 1024 * 1024).unwrap()).unwrap();
+        let encoded: String = STANDARD
+            .encode(&bytes)
+            .as_bytes()
+            .chunks(76)
+            .map(|l| format!("{}\r\n", std::str::from_utf8(l).unwrap()))
+            .collect();
+        assert!(
+            text.contains(&encoded),
+            "the file's bytes, base64 in 76-column lines"
+        );
+    }
 }
