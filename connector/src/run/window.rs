@@ -308,12 +308,9 @@ impl Connector {
             .await
             {
                 Ok(done) => done,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => {
-                    return Err(ConnectorError::Usage(format!(
-                        "reading a page of items was stopped: {e}"
-                    )));
-                }
+                // Only a panic ends it early: the runtime is not shut down while the run
+                // awaits it. The panic goes on here, as when the page was read in place.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
             let mut readable_items = Vec::with_capacity(page.items.len());
             for (raw, read) in page.items.iter().zip(read) {
