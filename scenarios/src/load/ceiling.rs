@@ -281,18 +281,23 @@ fn template(item: &serde_json::Value, limit: u64) -> Option<Vec<u8>> {
     let read = connector::provider::wire::read_item(item).ok()?;
     let file = || {
         let (seed, size) = attachment_of(item).unwrap_or_default();
-        let mut bytes = Vec::with_capacity(size as usize);
-        let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
-        while let Some(chunk) = stream.next_chunk() {
-            bytes.extend_from_slice(&chunk);
-        }
-        bytes
+        file_bytes(seed, size)
     };
     let options = connector::email::Options::default();
     let Planned::Send(message) = message_when_all_goes_well(&read, file, &options, limit) else {
         return None;
     };
     Some(without_message_id(&message.mime))
+}
+
+/// A file's bytes as the fake provider serves them.
+fn file_bytes(seed: u64, size: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
+    while let Some(chunk) = stream.next_chunk() {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
 }
 
 /// A message's header section and body without its `Message-ID` line.
@@ -359,19 +364,16 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part} in {text}");
         }
-        let bytes = {
-            let mut stream = mock_telemessage::attachment::ByteStream::new(11, 3000);
-            let mut all = Vec::new();
-            while let Some(chunk) = stream.next_chunk() {
-                all.extend_from_slice(&chunk);
-            }
-            all
-        };
-        use sha2::Digest;
+        let bytes = file_bytes(11, 3000);
+        assert_eq!(
+            connector::digest::sha256_hex(&bytes),
+            mock_telemessage::attachment::sha256_hex(11, 3000),
+            "the bytes the provider serves"
+        );
         item["type"] = "document".into();
         item["document"] = serde_json::json!({"caption": "a file", "attachment": {"id": "att-1",
             "file_name": "f.bin", "content_type": "application/octet-stream", "size": 3000,
-            "seed": 11, "sha256": connector::digest::hex(&sha2::Sha256::digest(&bytes))}});
+            "seed": 11, "sha256": mock_telemessage::attachment::sha256_hex(11, 3000)}});
         let text = String::from_utf8(template(&item, 4 * 1024 * 1024).unwrap()).unwrap();
         let encoded: String = STANDARD
             .encode(&bytes)
