@@ -2,7 +2,7 @@
 //! reconciles, the accounting adds up, and the report carries every field scripts read.
 //! (Speed is reported by the command, never asserted here.)
 
-use scenarios::load::{ConnectorMode, LoadParams, Mix, Retain, Throttling};
+use scenarios::load::{ConnectorMode, LoadParams, Mix, ProviderMode, Retain, Throttling};
 use scenarios::reconcile::Verdict;
 
 fn params(mix: Mix, retain: Retain) -> LoadParams {
@@ -20,6 +20,8 @@ fn params(mix: Mix, retain: Retain) -> LoadParams {
         connector: ConnectorMode::InProcess,
         retain,
         connector_bin: None,
+        provider: ProviderMode::InProcess,
+        provider_program: None,
         concurrency: 4,
         seed: 11,
         ceiling_requests: 200,
@@ -128,11 +130,18 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_text_mix_carries_no_file_and_still_reconciles() {
     let work = scenarios::harness::temp_dir("load-test-text");
-    let report = scenarios::load::run(&params(Mix::Text, Retain::Full), &work)
-        .await
-        .unwrap();
+    // The provider in its own process, as `scenarios load` runs it by default: the
+    // connector must have fetched the day from it (the provider the fakes started with
+    // holds nothing), and its memory is its own.
+    let mut p = params(Mix::Text, Retain::Full);
+    p.provider = ProviderMode::Process;
+    p.provider_program = Some(env!("CARGO_BIN_EXE_scenarios").into());
+    let report = scenarios::load::run(&p, &work).await.unwrap();
     std::fs::remove_dir_all(&work).unwrap();
     assert_eq!(report.verdict, Verdict::Pass);
+    assert_eq!(report.accounting.items_from_provider, report.day.items);
+    let provider_peak = report.resources.provider_peak_rss_bytes.unwrap();
+    assert!(provider_peak > 1_000_000, "{provider_peak}");
     assert!(
         report.resources.mailbox_disk_bytes > 0,
         "the fake kept the bytes on disk"
@@ -158,4 +167,67 @@ fn bad_parameters_are_refused_before_anything_starts() {
     assert!(e.contains("--employees must be at least 1"), "{e}");
     assert!(e.contains("--items-per-day must be at least 1"), "{e}");
     assert!(e.contains("in the future"), "{e}");
+}
+
+/// Files the fake provider's process `pid` keeps its items in (none once it stopped).
+fn item_files_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("mock-telemessage-items-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_child_holds_the_day_on_disk_and_leaves_nothing_behind() {
+    use scenarios::load::provider::Provider;
+    let work = scenarios::harness::temp_dir("load-provider-child");
+    let p = params(Mix::Text, Retain::Auto);
+    let mut day = scenarios::load::day::DayStream::new(&p).unwrap();
+    let part = day.next_part(5).unwrap();
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_scenarios"));
+
+    let mut provider = Provider::child(program, &day.shell, &work).await.unwrap();
+    let pid = provider.pid().unwrap();
+    provider.load_items(&part.items).await.unwrap();
+    provider.loaded(part.items.len()).await.unwrap();
+    let files = item_files_of(pid);
+    assert_eq!(files.len(), 1, "its items are in one file of its own");
+    let held = std::fs::read_to_string(&files[0]).unwrap();
+    let first_id = part.items[0]["id"].as_str().unwrap();
+    assert!(held.contains(first_id), "the file holds the items");
+    let finished = provider.finish().await.unwrap();
+    assert!(finished.peak_rss_bytes.unwrap() > 1_000_000);
+    assert!(item_files_of(pid).is_empty(), "its item file is removed");
+
+    // Telling it a different count is refused, naming both.
+    let mut provider = Provider::child(program, &day.shell, &work).await.unwrap();
+    provider.load_items(&part.items).await.unwrap();
+    let e = provider.loaded(part.items.len() + 1).await.unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "holds {} items of the {}",
+            part.items.len(),
+            part.items.len() + 1
+        )),
+        "{e}"
+    );
+    drop(provider);
+
+    // An item the provider cannot take stops it, with an error, and no file left.
+    let mut provider = Provider::child(program, &day.shell, &work).await.unwrap();
+    let pid = provider.pid().unwrap();
+    provider
+        .load_items(&[serde_json::json!({"id": "no-such-shape"})])
+        .await
+        .unwrap();
+    let e = provider.loaded(1).await.unwrap_err();
+    assert!(
+        e.to_string().contains("the fake provider's process exited"),
+        "{e}"
+    );
+    assert!(item_files_of(pid).is_empty(), "its item file is removed");
+    std::fs::remove_dir_all(&work).unwrap();
 }

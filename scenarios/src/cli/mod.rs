@@ -50,6 +50,9 @@ pub enum Command {
     /// configuration and the mailbox viewer's URL with the file holding its admin token,
     /// and runs until interrupted.
     Serve(serve::Args),
+    /// The fake provider of `scenarios load`, as its child process (not for people).
+    #[command(hide = true)]
+    LoadProvider(crate::load::provider::ChildArgs),
 }
 
 /// Runs the command the line asked for.
@@ -62,5 +65,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chaos(args) => chaos::run(args).await,
         Command::Shrink(args) => shrink::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::LoadProvider(args) => crate::load::provider::serve_child(&args.shell)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }

@@ -263,6 +263,8 @@ mod tests {
             connector: super::super::ConnectorMode::InProcess,
             retain: super::super::Retain::Auto,
             connector_bin: None,
+            provider: crate::load::ProviderMode::InProcess,
+            provider_program: None,
             concurrency: 4,
             seed: 5,
             ceiling_requests: 100,

@@ -4,6 +4,7 @@
 //! - [`day`] makes the day (the generator, then the traffic mix);
 //! - [`ceiling`] is phase 1, a raw `importMime` client with no connector logic;
 //! - [`import`] is phase 2, the connector (a child process, or in this process);
+//! - [`provider`] is the fake provider (a child process, or in this process);
 //! - [`usage`] reads CPU and peak memory, and samples throughput while a phase runs;
 //! - [`report`] is what is printed and written as JSON, [`html`] the page with charts.
 
@@ -11,6 +12,7 @@ pub mod ceiling;
 pub mod day;
 pub mod html;
 pub mod import;
+pub mod provider;
 pub mod report;
 pub mod usage;
 
@@ -71,6 +73,17 @@ pub enum ConnectorMode {
     InProcess,
 }
 
+/// Where the fake provider runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderMode {
+    /// A child process (this program, `load-provider`): its memory and CPU are its own,
+    /// and it gives its memory back once the import is over.
+    Process,
+    /// Inside this process, on threads of its own (its memory mixes with the runner's).
+    InProcess,
+}
+
 /// The parameters of a load run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadParams {
@@ -89,6 +102,11 @@ pub struct LoadParams {
     pub retain: Retain,
     #[serde(skip)]
     pub connector_bin: Option<PathBuf>,
+    pub provider: ProviderMode,
+    /// The program to run as the provider's child (`PROGRAM load-provider`): by
+    /// default this one, which must then be `scenarios`.
+    #[serde(skip)]
+    pub provider_program: Option<PathBuf>,
     /// Requests in flight, for the connector and the raw client alike.
     pub concurrency: usize,
     pub seed: u64,
@@ -168,11 +186,21 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     }
     let mut fakes = Fakes::start_live(&dataset, &directory, config).await?;
     fakes.tenant = day.shell.tenant_domain.clone();
-    // The day's items wait in a temporary file, not in this process's memory.
-    fakes
-        .provider
-        .keep_items_on_disk()
-        .context("the fake provider cannot make its temporary item file")?;
+    // The day's items wait in a temporary file, not in memory. In a child process, the
+    // provider is the connector's: the one started with the fakes stays empty, unasked.
+    let mut provider = match p.provider {
+        ProviderMode::InProcess => provider::Provider::in_process(fakes.provider.clone())?,
+        ProviderMode::Process => {
+            let program = match &p.provider_program {
+                Some(program) => program.clone(),
+                None => std::env::current_exe().context("finding this program's own path")?,
+            };
+            provider::Provider::child(&program, &day.shell, work).await?
+        }
+    };
+    if let Some(url) = provider.url() {
+        fakes.provider_url = url.to_owned();
+    }
     drop(dataset);
     drop(directory);
     // The day, part by part: what must happen to each part (the oracle, counted and
@@ -187,9 +215,9 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
             .add(&oracle::expected(&part))
             .context("working out what must happen to the day")?;
         part.items.iter().for_each(|item| templates.offer(item));
-        fakes
-            .provider
+        provider
             .load_items(&part.items)
+            .await
             .context("loading the day into the fake provider")?;
         let before = drawn;
         drawn += part.items.len();
@@ -203,6 +231,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         }
         next = day.next_part(CHUNK);
     }
+    provider.loaded(drawn).await?;
     let scenario = day.shell.clone();
     eprintln!(
         "load: drew {drawn} items for {} employees over {} day(s), worked out what must happen and loaded the provider in {:.1}s ({:?} mix; runner RSS {:.0} MB)",
@@ -219,19 +248,14 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         p.concurrency,
         usage::rss_now_mb()
     );
-    let own_threads = || {
-        (
-            usage::threads_cpu(crate::harness::MAILBOX_THREADS),
-            usage::threads_cpu(crate::harness::PROVIDER_THREADS),
-        )
-    };
+    let mailbox_cpu = || usage::threads_cpu(crate::harness::MAILBOX_THREADS);
     let self_before = usage::Rusage::own();
-    let (mailbox_before, _) = own_threads();
+    let mailbox_before = mailbox_cpu();
     let fanout = tally.deliveries as f64 / tally.source_items.max(1) as f64;
     let ceiling = ceiling::run(&fakes, &scenario, templates.messages, p, fanout).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     let mut each_fake_cpu = usage::EachFake {
-        mailbox_ceiling: own_threads().0.since(mailbox_before),
+        mailbox_ceiling: mailbox_cpu().since(mailbox_before),
         ..Default::default()
     };
     fakes.mailbox.reset();
@@ -246,19 +270,20 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let self_before = usage::Rusage::own();
-    let (mailbox_before, provider_before) = own_threads();
+    let mailbox_before = mailbox_cpu();
+    let provider_before = provider.cpu().await?;
     let disk_before = fakes.mailbox.store().bytes_written();
     let imported = import::run(&fakes, &scenario, p, work, tally.deliveries).await?;
     let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
-    let (mailbox_after, provider_after) = own_threads();
-    each_fake_cpu.mailbox_import = mailbox_after.since(mailbox_before);
-    each_fake_cpu.provider_import = provider_after.since(provider_before);
+    each_fake_cpu.mailbox_import = mailbox_cpu().since(mailbox_before);
+    each_fake_cpu.provider_import = provider.cpu().await?.since(provider_before);
+    // What this process held at most before the reconciliation: with the provider in a
+    // process of its own, the fake mailbox and what drawing the day and the raw client
+    // left.
+    let runner_peak_before_reconcile = usage::Rusage::own().max_rss_bytes;
 
     // Nothing asks the provider for the day any more: the reconciliation draws it again.
-    fakes
-        .provider
-        .forget_items()
-        .context("emptying the fake provider's item file")?;
+    let provider = provider.finish().await?;
     eprintln!(
         "load: reconciling every item against every mailbox (the fake provider's day let go; runner RSS {:.0} MB)",
         usage::rss_now_mb()
@@ -331,6 +356,8 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         fakes_import_cpu,
         each_fake_cpu,
         runner_peak_rss_bytes: own.max_rss_bytes,
+        runner_peak_rss_before_reconcile_bytes: runner_peak_before_reconcile,
+        provider_peak_rss_bytes: provider.peak_rss_bytes,
         mailbox_disk_bytes,
         mailbox_retain: retain,
         mailbox_memory,

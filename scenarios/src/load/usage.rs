@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 /// A process's (or its waited-for children's) CPU time and peak resident set.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Rusage {
     pub user_seconds: f64,
     pub system_seconds: f64,
@@ -47,16 +47,20 @@ impl Rusage {
         Self::read(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
     }
 
+    pub fn cpu(&self) -> Cpu {
+        Cpu {
+            user_seconds: self.user_seconds,
+            system_seconds: self.system_seconds,
+        }
+    }
+
     pub fn cpu_since(&self, before: &Self) -> Cpu {
-        let cpu = |r: &Self| Cpu {
-            user_seconds: r.user_seconds,
-            system_seconds: r.system_seconds,
-        };
-        cpu(self).since(cpu(before))
+        self.cpu().since(before.cpu())
     }
 }
 
-/// Each fake's CPU time, from its own threads (see `harness::Fakes::start_live`).
+/// Each fake's CPU time: from its own threads (see `harness::Fakes::start_live`), or the
+/// provider's own process.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct EachFake {
     pub mailbox_ceiling: Cpu,
