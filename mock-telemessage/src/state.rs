@@ -92,19 +92,13 @@ struct Store {
     file: Option<ItemFile>,
 }
 
-/// An append-only file of items' JSON text, readable by this user only; removed with
-/// the server.
+/// An append-only file of items' JSON text, readable by this user only. Its name is
+/// removed as soon as it is made: the open file is all the fake uses, and the kernel
+/// frees it with the fake, however the fake ends (killed included).
 #[derive(Debug)]
 struct ItemFile {
-    path: std::path::PathBuf,
     file: std::fs::File,
     end: u64,
-}
-
-impl Drop for ItemFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// An item's JSON as it goes on the wire: in memory, or at a place in the item file.
@@ -295,14 +289,14 @@ impl State {
         Ok(count)
     }
 
-    /// Keeps the JSON of items added from now on in a temporary file (removed with the
-    /// server) rather than in memory: a load test's million-item day holds about 40
+    /// Keeps the JSON of items added from now on in a temporary file (nameless: gone with
+    /// the fake, however it ends) rather than in memory: a load test's million-item day holds about 40
     /// bytes per item in memory instead of its whole text. Pages read them back.
     pub fn keep_items_on_disk(&self) -> std::io::Result<()> {
         let (path, file) =
             mock_common::private_file(&std::env::temp_dir(), "mock-telemessage-items", "json")?;
-        self.0.store.write().expect("store lock poisoned").file =
-            Some(ItemFile { path, file, end: 0 });
+        std::fs::remove_file(&path)?;
+        self.0.store.write().expect("store lock poisoned").file = Some(ItemFile { file, end: 0 });
         Ok(())
     }
 

@@ -63,6 +63,14 @@ async fn items_kept_on_disk_are_listed_as_items_kept_in_memory() {
     let in_memory = fake(items.clone());
     let on_disk = fake(Vec::new());
     on_disk.state.keep_items_on_disk().unwrap();
+    // Its file has no name to leave behind, however the fake ends.
+    let named = format!("mock-telemessage-items-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&named))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // In two batches, as a load run loads its day part by part.
     on_disk.state.load_items(&items[..25]).unwrap();
     on_disk.state.load_items(&items[25..]).unwrap();
