@@ -9,6 +9,7 @@
 //! - [`report`] is what is printed and written as JSON, [`html`] the page with charts.
 
 pub mod ceiling;
+pub mod child;
 pub mod day;
 pub mod html;
 pub mod import;
@@ -363,6 +364,23 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         mailbox_memory,
         total_seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// Writes the day's organisation without items (what a child fake is started with) into
+/// `work`.
+fn write_shell(shell: &crate::Scenario, work: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = work.join("shell.json");
+    if !path.exists() {
+        std::fs::write(&path, serde_json::to_vec(shell)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// Reads what [`write_shell`] wrote.
+fn read_shell(path: &std::path::Path) -> anyhow::Result<crate::Scenario> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Items drawn, worked out and loaded at a time. A part's JSON values are freed once it

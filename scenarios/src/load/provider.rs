@@ -1,26 +1,19 @@
 //! The fake provider of a load run: in a process of its own (the default for figures, so
 //! that its memory and CPU are its own), or in this one (tests).
 //!
-//! The child is this same program, `scenarios load-provider --shell FILE` (hidden from
-//! `--help`). It prints `listening on http://HOST:PORT` once bound, then reads its
-//! standard input a line at a time:
-//! - a JSON object is one of the day's items (schema JSON, as the generator drew it);
-//!   items are kept in the provider's own temporary file, not in memory;
-//! - an empty line ends the day: it answers `loaded N`;
-//! - `usage` answers its own CPU time and peak resident memory, as one JSON line;
-//! - the end of its input stops it, its temporary file removed (Ctrl-C likewise).
+//! The child (`scenarios load-provider --shell FILE`, see [`super::child`]) reads the
+//! day from its input: a line holding a JSON object is one of the day's items (schema
+//! JSON, as the generator drew it), kept in the provider's own temporary file rather
+//! than in memory; an empty line ends the day and is answered `loaded N`.
 
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use super::usage::{self, Cpu, Rusage};
+use super::child::Child;
+use super::usage::{self, Cpu};
 use crate::Scenario;
 
 /// Items the child adds to its store at a time.
@@ -30,7 +23,7 @@ const BATCH: usize = 1_000;
 #[derive(Debug)]
 pub enum Provider {
     InProcess(mock_telemessage::State),
-    Child(Box<ChildProvider>),
+    Child(Box<Child>),
 }
 
 /// The provider's figures once the import is over.
@@ -53,39 +46,15 @@ impl Provider {
     /// Starts `program load-provider` with the scenario's accounts and employees (its
     /// shell, written into `work`), and waits until it listens.
     pub async fn child(program: &Path, shell: &Scenario, work: &Path) -> anyhow::Result<Self> {
-        let shell_path = work.join("provider-shell.json");
-        std::fs::write(&shell_path, serde_json::to_vec(shell)?)
-            .with_context(|| format!("writing {}", shell_path.display()))?;
-        let mut child = tokio::process::Command::new(program)
-            .arg("load-provider")
-            .arg("--shell")
-            .arg(&shell_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            // Its errors show where the runner's do.
-            .stderr(Stdio::inherit())
-            // Not killed when dropped: closing its input stops it, and it removes its
-            // item file as it goes (a kill would leave the file behind).
-            .spawn()
-            .with_context(|| format!("starting the fake provider ({})", program.display()))?;
-        let input = BufWriter::with_capacity(
-            1 << 20,
-            child.stdin.take().context("the fake provider's input")?,
-        );
-        let output =
-            BufReader::new(child.stdout.take().context("the fake provider's output")?).lines();
-        let mut provider = ChildProvider {
-            child,
-            input,
-            output,
-            url: String::new(),
-        };
-        let line = provider.answer().await?;
-        provider.url = line
-            .strip_prefix("listening on ")
-            .with_context(|| format!("the fake provider said {line:?}, not where it listens"))?
-            .to_owned();
-        Ok(Self::Child(Box::new(provider)))
+        let shell_path = super::write_shell(shell, work)?;
+        let child = Child::start(
+            "fake provider",
+            program,
+            "load-provider",
+            &["--shell".as_ref(), shell_path.as_os_str()],
+        )
+        .await?;
+        Ok(Self::Child(Box::new(child)))
     }
 
     /// Where the child listens (`None` in this process: the `Fakes`' own URL).
@@ -100,7 +69,7 @@ impl Provider {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Self::InProcess(_) => None,
-            Self::Child(c) => c.child.id(),
+            Self::Child(c) => c.pid(),
         }
     }
 
@@ -111,15 +80,12 @@ impl Provider {
                 state.load_items(items)?;
             }
             Self::Child(c) => {
-                let mut line = Vec::with_capacity(4096);
+                let mut lines = Vec::with_capacity(items.len() * 1024);
                 for item in items {
-                    line.clear();
-                    serde_json::to_writer(&mut line, item)?;
-                    line.push(b'\n');
-                    if let Err(e) = c.input.write_all(&line).await {
-                        return Err(c.gone(e).await);
-                    }
+                    serde_json::to_writer(&mut lines, item)?;
+                    lines.push(b'\n');
                 }
+                c.send(&lines).await?;
             }
         }
         Ok(())
@@ -128,8 +94,7 @@ impl Provider {
     /// Ends the day; the child answers how many items it holds, which must be `drawn`.
     pub async fn loaded(&mut self, drawn: usize) -> anyhow::Result<()> {
         if let Self::Child(c) = self {
-            c.say("").await?;
-            let line = c.answer().await?;
+            let line = c.ask("").await?;
             let held: usize = line
                 .strip_prefix("loaded ")
                 .and_then(|n| n.parse().ok())
@@ -163,81 +128,17 @@ impl Provider {
                     peak_rss_bytes: None,
                 })
             }
-            Self::Child(c) => {
-                let mut c = *c;
-                let usage = c.usage().await?;
-                let ChildProvider {
-                    mut child, input, ..
-                } = c;
-                drop(input);
-                let status = child
-                    .wait()
-                    .await
-                    .context("waiting for the fake provider")?;
-                anyhow::ensure!(status.success(), "the fake provider exited with {status}");
-                Ok(Finished {
-                    peak_rss_bytes: Some(usage.max_rss_bytes),
-                })
-            }
+            Self::Child(c) => Ok(Finished {
+                peak_rss_bytes: Some(c.stop().await?.max_rss_bytes),
+            }),
         }
-    }
-}
-
-/// The fake provider as a child process, and the pipes to it.
-#[derive(Debug)]
-pub struct ChildProvider {
-    child: Child,
-    input: BufWriter<ChildStdin>,
-    output: Lines<BufReader<ChildStdout>>,
-    url: String,
-}
-
-impl ChildProvider {
-    async fn say(&mut self, line: &str) -> anyhow::Result<()> {
-        let written = async {
-            self.input.write_all(line.as_bytes()).await?;
-            self.input.write_all(b"\n").await?;
-            self.input.flush().await
-        }
-        .await;
-        match written {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.gone(e).await),
-        }
-    }
-
-    async fn answer(&mut self) -> anyhow::Result<String> {
-        match self.output.next_line().await {
-            Ok(Some(line)) => Ok(line),
-            Ok(None) => Err(self.gone(std::io::ErrorKind::UnexpectedEof.into()).await),
-            Err(e) => Err(self.gone(e).await),
-        }
-    }
-
-    async fn usage(&mut self) -> anyhow::Result<Rusage> {
-        self.say("usage").await?;
-        let line = self.answer().await?;
-        serde_json::from_str(&line)
-            .with_context(|| format!("the fake provider's usage line {line:?}"))
-    }
-
-    /// The error for a pipe that broke: the child stopped (its own error is above). A
-    /// pipe breaks only as the child exits, so it is waited for.
-    async fn gone(&mut self, e: std::io::Error) -> anyhow::Error {
-        let status = match self.child.wait().await {
-            Ok(status) => format!("exited with {status}"),
-            Err(_) => "stopped answering".to_owned(),
-        };
-        anyhow::anyhow!("the fake provider's process {status} ({e}); its errors, if any, are above")
     }
 }
 
 /// The child's side: serves the provider with the scenario's accounts and employees from
 /// `shell`, and the day's items from its input (see the module's documentation).
 pub async fn serve_child(shell: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read(shell).with_context(|| format!("reading {}", shell.display()))?;
-    let scenario: Scenario =
-        serde_json::from_slice(&text).with_context(|| format!("reading {}", shell.display()))?;
+    let scenario = super::read_shell(shell)?;
     let (dataset, _) = crate::harness::fixtures_without_items(&scenario)?;
     let state = mock_telemessage::State::new(
         &dataset,
@@ -249,70 +150,26 @@ pub async fn serve_child(shell: &Path) -> anyhow::Result<()> {
     state
         .keep_items_on_disk()
         .context("the fake provider cannot make its temporary item file")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let router = mock_telemessage::router(state.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    let mut out = std::io::stdout();
-    writeln!(out, "listening on http://{address}")?;
-    out.flush()?;
-
-    // Its input is read on a thread of its own; the lines come here, where Ctrl-C is
-    // heard too.
-    let (lines, mut incoming) = tokio::sync::mpsc::channel::<std::io::Result<String>>(4 * BATCH);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            if lines.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
     let mut batch = Vec::with_capacity(BATCH);
     let mut held = 0usize;
-    let outcome = loop {
-        let line = tokio::select! {
-            line = incoming.recv() => line,
-            _ = tokio::signal::ctrl_c() => break Ok(()),
-        };
-        let line = match line {
-            None => break Ok(()),
-            Some(Err(e)) => break Err(anyhow::Error::from(e).context("reading the day")),
-            Some(Ok(line)) => line,
-        };
+    let router = mock_telemessage::router(state.clone());
+    super::child::serve(router, |line| {
         if line.starts_with('{') {
-            match serde_json::from_str::<Value>(&line) {
-                Ok(item) => batch.push(item),
-                Err(e) => {
-                    break Err(anyhow::anyhow!(
-                        "item {} of the day: {e}",
-                        held + batch.len() + 1
-                    ));
-                }
-            }
+            let item = serde_json::from_str::<Value>(line)
+                .with_context(|| format!("item {} of the day", held + batch.len() + 1))?;
+            batch.push(item);
             if batch.len() == BATCH {
                 held += state.load_items(&batch)?;
                 batch.clear();
             }
-            continue;
+            return Ok(None);
         }
-        match line.as_str() {
-            "" => {
-                held += state.load_items(&batch)?;
-                batch.clear();
-                writeln!(out, "loaded {held}")?;
-            }
-            "usage" => writeln!(out, "{}", serde_json::to_string(&Rusage::own())?)?,
-            other => break Err(anyhow::anyhow!("unknown command {other:?}")),
-        }
-        out.flush()?;
-    };
-    // The item file goes with the last handle on the state: the server's (its
-    // connections' tasks go with the runtime, as the program ends).
-    server.abort();
-    state.forget_items()?;
-    outcome
+        anyhow::ensure!(line.is_empty(), "unknown command {line:?}");
+        held += state.load_items(&batch)?;
+        batch.clear();
+        Ok(Some(format!("loaded {held}")))
+    })
+    .await
 }
 
 /// `scenarios load-provider`: the fake provider of `scenarios load`, as its child.
