@@ -409,7 +409,7 @@ pub enum InspectError {
 }
 
 /// What [`State::memory`] found.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Memory {
     /// Messages stored, one per mailbox holding it.
     pub messages: u64,
@@ -427,7 +427,7 @@ pub struct InspectedFolder {
     pub message_count: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Counters {
     pub tokens_issued: u64,
     pub token_failures: u64,
@@ -440,7 +440,7 @@ pub struct Counters {
     pub per_application_mailbox: Vec<UsageRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct UsageRow {
     pub client_id: String,
     pub mailbox: String,

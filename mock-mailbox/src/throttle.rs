@@ -52,7 +52,7 @@ pub enum Throttled {
 }
 
 /// What one (application, mailbox) pair has used.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Usage {
     pub requests: u64,
     pub throttled: u64,

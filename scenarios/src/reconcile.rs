@@ -16,7 +16,7 @@ use crate::oracle::{Attachment, Expected, Fields, Outcome};
 /// The folder every item must land in.
 pub const FOLDER: &str = "WhatsApp Archiver";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -24,7 +24,7 @@ pub enum Verdict {
 }
 
 /// One discrepancy: the item, the mailbox, and which rule it breaks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Finding {
     pub item_id: String,
     pub mailbox: Option<String>,
@@ -32,7 +32,7 @@ pub struct Finding {
 }
 
 /// A scenario's reconciliation (the fields of interfaces.md, and more).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ScenarioReport {
     pub name: String,
     pub seed: Option<u64>,
@@ -57,9 +57,9 @@ pub struct ScenarioReport {
     pub connector_failures: usize,
     /// Mailboxes a seeded fault disabled (or whose user it deleted) mid-scenario, and
     /// the expected deliveries to them that were not made (S9: no mailbox from then on).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gone_mailboxes: Vec<String>,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub not_delivered_to_gone: usize,
     pub verdict: Verdict,
     /// The command that replays this scenario.

@@ -2,7 +2,7 @@
 //! reconciles, the accounting adds up, and the report carries every field scripts read.
 //! (Speed is reported by the command, never asserted here.)
 
-use scenarios::load::{ConnectorMode, LoadParams, Mix, ProviderMode, Retain, Throttling};
+use scenarios::load::{ConnectorMode, FakesMode, LoadParams, Mix, Retain, Throttling};
 use scenarios::reconcile::Verdict;
 
 fn params(mix: Mix, retain: Retain) -> LoadParams {
@@ -20,8 +20,8 @@ fn params(mix: Mix, retain: Retain) -> LoadParams {
         connector: ConnectorMode::InProcess,
         retain,
         connector_bin: None,
-        provider: ProviderMode::InProcess,
-        provider_program: None,
+        fakes: FakesMode::InProcess,
+        fakes_program: None,
         concurrency: 4,
         seed: 11,
         ceiling_requests: 200,
@@ -130,18 +130,27 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_text_mix_carries_no_file_and_still_reconciles() {
     let work = scenarios::harness::temp_dir("load-test-text");
-    // The provider in its own process, as `scenarios load` runs it by default: the
-    // connector must have fetched the day from it (the provider the fakes started with
-    // holds nothing), and its memory is its own.
+    // The fakes in processes of their own, as `scenarios load` runs them by default: the
+    // connector must have fetched the day from the provider's and delivered it to the
+    // mailbox's (the fakes started here hold nothing), and the reconciliation must have
+    // read that mailbox.
     let mut p = params(Mix::Text, Retain::Full);
-    p.provider = ProviderMode::Process;
-    p.provider_program = Some(env!("CARGO_BIN_EXE_scenarios").into());
+    p.fakes = FakesMode::Process;
+    p.fakes_program = Some(env!("CARGO_BIN_EXE_scenarios").into());
     let report = scenarios::load::run(&p, &work).await.unwrap();
     std::fs::remove_dir_all(&work).unwrap();
     assert_eq!(report.verdict, Verdict::Pass);
     assert_eq!(report.accounting.items_from_provider, report.day.items);
-    let provider_peak = report.resources.provider_peak_rss_bytes.unwrap();
+    // Each fake's memory is its own; the reconciliation's comes after the mailbox's.
+    let r = &report.resources;
+    let provider_peak = r.provider_peak_rss_bytes.unwrap();
+    let mailbox_peak = r.mailbox_peak_rss_bytes.unwrap();
     assert!(provider_peak > 1_000_000, "{provider_peak}");
+    assert!(mailbox_peak > 1_000_000, "{mailbox_peak}");
+    assert!(r.reconcile_peak_rss_bytes.unwrap() >= mailbox_peak);
+    // The fake mailbox's figures came from its process: every delivery it stored.
+    assert_eq!(r.mailbox_memory.messages, report.accounting.delivered);
+    assert!(r.each_fake_cpu.mailbox_import.user_seconds > 0.0);
     assert!(
         report.resources.mailbox_disk_bytes > 0,
         "the fake kept the bytes on disk"

@@ -36,10 +36,10 @@ pub struct Args {
     /// process: the connector binary as a child (its own memory and CPU figures).
     #[arg(long, value_enum, default_value = "process")]
     pub connector: crate::load::ConnectorMode,
-    /// process: the fake provider as a child process of this program (its own memory
-    /// and CPU figures, its memory given back before the reconciliation).
+    /// process: each fake a child process of this program (its own memory and CPU
+    /// figures; the reconciliation runs in the fake mailbox's once its peak is read).
     #[arg(long, value_enum, default_value = "process")]
-    pub provider: crate::load::ProviderMode,
+    pub fakes: crate::load::FakesMode,
     /// What the fake mailbox keeps of each message. auto: full bytes if the day fits on
     /// the disk with room to spare, else summary (the SHA-256 of each message and
     /// attachment, and what Graph lists; the reconciliation checks the same things).
@@ -88,8 +88,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         connector: args.connector,
         retain: args.retain,
         connector_bin: args.connector_bin,
-        provider: args.provider,
-        provider_program: None,
+        fakes: args.fakes,
+        fakes_program: None,
         concurrency: args.concurrency,
         seed: args.seed,
         ceiling_requests: args

@@ -53,6 +53,9 @@ pub enum Command {
     /// The fake provider of `scenarios load`, as its child process (not for people).
     #[command(hide = true)]
     LoadProvider(crate::load::provider::ChildArgs),
+    /// The fake mailbox of `scenarios load`, as its child process (not for people).
+    #[command(hide = true)]
+    LoadMailbox(crate::load::mailbox::ChildArgs),
 }
 
 /// Runs the command the line asked for.
@@ -66,6 +69,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Shrink(args) => shrink::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::LoadProvider(args) => crate::load::provider::serve_child(&args.shell)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::LoadMailbox(args) => crate::load::mailbox::serve_child(args)
             .await
             .map(|()| ExitCode::SUCCESS),
     }

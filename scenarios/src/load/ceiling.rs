@@ -46,6 +46,7 @@ pub struct CeilingFigures {
 /// [`templates`]). `fanout` is the day's mean number of mailboxes per item.
 pub async fn run(
     fakes: &Fakes,
+    mailbox: &super::mailbox::Mailbox,
     scenario: &Scenario,
     templates: Vec<Vec<u8>>,
     p: &LoadParams,
@@ -84,7 +85,7 @@ pub async fn run(
     });
     let sampler = Sampler::start(
         "ceiling",
-        fakes.mailbox.clone(),
+        mailbox.clone(),
         p.ceiling_requests,
         Default::default(),
     );

@@ -26,7 +26,8 @@ pub struct Child {
     /// Which fake, for errors.
     name: &'static str,
     process: tokio::process::Child,
-    input: BufWriter<ChildStdin>,
+    /// `None` once closed, which stops it.
+    input: Option<BufWriter<ChildStdin>>,
     output: Lines<BufReader<ChildStdout>>,
     /// Where it listens.
     pub url: String,
@@ -56,7 +57,7 @@ impl Child {
         let mut child = Self {
             name,
             process,
-            input,
+            input: Some(input),
             output,
             url: String::new(),
         };
@@ -74,7 +75,11 @@ impl Child {
 
     /// Writes `bytes` (whole lines) without waiting for an answer.
     pub async fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        match self.input.write_all(bytes).await {
+        let written = match &mut self.input {
+            Some(input) => input.write_all(bytes).await,
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        };
+        match written {
             Ok(()) => Ok(()),
             Err(e) => Err(self.gone(e).await),
         }
@@ -83,9 +88,10 @@ impl Child {
     /// Says `line` and reads the answer.
     pub async fn ask(&mut self, line: &str) -> anyhow::Result<String> {
         let written = async {
-            self.input.write_all(line.as_bytes()).await?;
-            self.input.write_all(b"\n").await?;
-            self.input.flush().await
+            let input = self.input.as_mut().ok_or(std::io::ErrorKind::BrokenPipe)?;
+            input.write_all(line.as_bytes()).await?;
+            input.write_all(b"\n").await?;
+            input.flush().await
         }
         .await;
         if let Err(e) = written {
@@ -104,14 +110,10 @@ impl Child {
     /// Its last usage, then it stops: its input closed, its exit waited for.
     pub async fn stop(mut self) -> anyhow::Result<Rusage> {
         let usage = self.usage().await?;
-        let Self {
-            mut process,
-            input,
-            name,
-            ..
-        } = self;
-        drop(input);
-        let status = process
+        self.input = None;
+        let name = self.name;
+        let status = self
+            .process
             .wait()
             .await
             .with_context(|| format!("waiting for the {name}"))?;
@@ -138,6 +140,22 @@ impl Child {
             "the {}'s process {status} ({e}); its errors, if any, are above",
             self.name
         )
+    }
+}
+
+impl Drop for Child {
+    /// A runner stopped early (Ctrl-C, an error) closes the child's input here, and
+    /// gives it a moment to stop and remove its files before going on to end: a check
+    /// of the temporary directory once the runner is gone then finds nothing. Not for
+    /// ever: a child in the middle of a reconciliation stops only after it, by itself.
+    fn drop(&mut self) {
+        self.input = None;
+        for _ in 0..1_000 {
+            match self.process.try_wait() {
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                _ => return,
+            }
+        }
     }
 }
 

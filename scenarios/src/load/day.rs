@@ -1,7 +1,8 @@
 //! The day a load run imports, as a stream: the generator's organisation (a scenario
 //! without items) and its items drawn from the seed on demand, the chosen mix applied,
 //! so that a day of any size is never held whole. A day can be drawn again from the
-//! same seed ([`DayStream::again`]), its files' hashes remembered from the first time.
+//! same seed ([`DayStream::again_from`]), its files' hashes remembered from the first
+//! time.
 
 use serde_json::{Value, json};
 
@@ -69,12 +70,40 @@ impl DayStream {
         })
     }
 
-    /// The same day from its first item again (the same parameters give the same
-    /// items), with the files' hashes this stream has worked out so far.
-    pub fn again(&mut self, p: &LoadParams) -> anyhow::Result<Self> {
+    /// Writes the files' hashes this stream has worked out so far into `path` (48 bytes
+    /// each: seed, size, digest), for a process that draws the day again
+    /// ([`DayStream::again_from`]).
+    pub fn save_hashes(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for (seed, size, digest) in &self.hashes.known {
+            std::io::Write::write_all(&mut out, &seed.to_le_bytes())?;
+            std::io::Write::write_all(&mut out, &size.to_le_bytes())?;
+            std::io::Write::write_all(&mut out, digest)?;
+        }
+        std::io::Write::flush(&mut out)
+    }
+
+    /// The same day from its first item again, with the files' hashes that
+    /// [`DayStream::save_hashes`] wrote (a file that does not match is hashed again).
+    pub fn again_from(p: &LoadParams, hashes: &std::path::Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(hashes)?;
+        anyhow::ensure!(
+            bytes.len() % 48 == 0,
+            "{}: not a file of hashes ({} bytes)",
+            hashes.display(),
+            bytes.len()
+        );
+        let known = bytes
+            .chunks_exact(48)
+            .map(|r| {
+                let number =
+                    |at: usize| u64::from_le_bytes(r[at..at + 8].try_into().expect("8 bytes"));
+                (number(0), number(8), r[16..].try_into().expect("32 bytes"))
+            })
+            .collect();
         let mut day = Self::new(p)?;
         day.hashes = FileHashes {
-            known: std::mem::take(&mut self.hashes.known),
+            known,
             replay: Some(0),
         };
         Ok(day)
@@ -263,8 +292,8 @@ mod tests {
             connector: super::super::ConnectorMode::InProcess,
             retain: super::super::Retain::Auto,
             connector_bin: None,
-            provider: crate::load::ProviderMode::InProcess,
-            provider_program: None,
+            fakes: crate::load::FakesMode::InProcess,
+            fakes_program: None,
             concurrency: 4,
             seed: 5,
             ceiling_requests: 100,
@@ -283,7 +312,10 @@ mod tests {
         }
         // Drawn again (as the reconciliation does), in other parts, with the files'
         // hashes read back: the same items.
-        let mut again = day.again(&p).unwrap();
+        let hashes = crate::harness::temp_dir("day-hashes").join("hashes");
+        day.save_hashes(&hashes).unwrap();
+        let mut again = DayStream::again_from(&p, &hashes).unwrap();
+        std::fs::remove_dir_all(hashes.parent().unwrap()).unwrap();
         let mut items_again = Vec::new();
         while let Some(part) = again.next_part(333) {
             items_again.extend(part.items);

@@ -56,6 +56,7 @@ impl ImportFigures {
 /// deliveries, for progress lines.
 pub async fn run(
     fakes: &Fakes,
+    mailbox: &super::mailbox::Mailbox,
     scenario: &Scenario,
     p: &LoadParams,
     work: &Path,
@@ -73,12 +74,7 @@ pub async fn run(
         ConnectorMode::InProcess => None,
     };
     let child = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let sampler = Sampler::start(
-        "import",
-        fakes.mailbox.clone(),
-        expected as u64,
-        child.clone(),
-    );
+    let sampler = Sampler::start("import", mailbox.clone(), expected as u64, child.clone());
     let started = Instant::now();
     let mut reports = Vec::new();
     for (n, spec) in scenario.runs.iter().enumerate() {

@@ -4,7 +4,8 @@
 //! - [`day`] makes the day (the generator, then the traffic mix);
 //! - [`ceiling`] is phase 1, a raw `importMime` client with no connector logic;
 //! - [`import`] is phase 2, the connector (a child process, or in this process);
-//! - [`provider`] is the fake provider (a child process, or in this process);
+//! - [`provider`] and [`mailbox`] are the fakes (each a child process, see [`child`],
+//!   or in this process); the reconciliation runs where the fake mailbox is;
 //! - [`usage`] reads CPU and peak memory, and samples throughput while a phase runs;
 //! - [`report`] is what is printed and written as JSON, [`html`] the page with charts.
 
@@ -13,6 +14,7 @@ pub mod child;
 pub mod day;
 pub mod html;
 pub mod import;
+pub mod mailbox;
 pub mod provider;
 pub mod report;
 pub mod usage;
@@ -25,11 +27,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::harness::Fakes;
-use crate::{oracle, reconcile};
+use crate::oracle;
 pub use report::LoadReport;
 
 /// What goes into the day's messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mix {
     /// Every item as text: no attachment anywhere.
@@ -40,7 +42,7 @@ pub enum Mix {
 }
 
 /// How the fake mailbox throttles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Throttling {
     /// No limit: what the machine can do.
@@ -51,7 +53,7 @@ pub enum Throttling {
 }
 
 /// How much of each message the fake mailbox keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Retain {
     /// `full` if the day's estimated messages fit on the disk with room to spare, else
@@ -65,7 +67,7 @@ pub enum Retain {
 }
 
 /// Where the connector runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectorMode {
     /// The `connector` binary as a child process: its memory and CPU are its own.
@@ -74,19 +76,21 @@ pub enum ConnectorMode {
     InProcess,
 }
 
-/// Where the fake provider runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+/// Where the fakes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-pub enum ProviderMode {
-    /// A child process (this program, `load-provider`): its memory and CPU are its own,
-    /// and it gives its memory back once the import is over.
+pub enum FakesMode {
+    /// Each in a child process (this program, `load-provider` and `load-mailbox`): their
+    /// memory and CPU are their own. The reconciliation runs in the fake mailbox's, after
+    /// its peak is read.
     Process,
-    /// Inside this process, on threads of its own (its memory mixes with the runner's).
+    /// Inside this process, each on threads of its own (their memory mixes with the
+    /// runner's).
     InProcess,
 }
 
 /// The parameters of a load run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LoadParams {
     pub employees: usize,
     pub external_contacts: usize,
@@ -103,11 +107,11 @@ pub struct LoadParams {
     pub retain: Retain,
     #[serde(skip)]
     pub connector_bin: Option<PathBuf>,
-    pub provider: ProviderMode,
-    /// The program to run as the provider's child (`PROGRAM load-provider`): by
-    /// default this one, which must then be `scenarios`.
+    pub fakes: FakesMode,
+    /// The program to run as the fakes' children (`PROGRAM load-provider`, `PROGRAM
+    /// load-mailbox`): by default this one, which must then be `scenarios`.
     #[serde(skip)]
-    pub provider_program: Option<PathBuf>,
+    pub fakes_program: Option<PathBuf>,
     /// Requests in flight, for the connector and the raw client alike.
     pub concurrency: usize,
     pub seed: u64,
@@ -173,37 +177,37 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         / first.len().max(1) as u64;
     let retain = choose_retention(p, per_item, total);
     let (dataset, directory) = crate::harness::fixtures_without_items(&day.shell)?;
-    let mut config = mock_mailbox::Config {
-        storage: match retain {
-            // Message bytes on disk, each distinct message once: a big day does not fit
-            // in RAM.
-            Retain::Full | Retain::Auto => mock_mailbox::store::Storage::Disk { dir: None },
-            Retain::Summary => mock_mailbox::store::Storage::Summary,
-        },
-        ..mock_mailbox::Config::default()
+    // With the fakes in children, the ones started here stay empty and unasked (nothing
+    // of theirs on disk).
+    let local = match p.fakes {
+        FakesMode::InProcess => mailbox::config(retain, p.throttling),
+        FakesMode::Process => mock_mailbox::Config::default(),
     };
-    if p.throttling == Throttling::Off {
-        config.limits = mock_mailbox::throttle::Limits::unlimited();
-    }
-    let mut fakes = Fakes::start_live(&dataset, &directory, config).await?;
+    let mut fakes = Fakes::start_live(&dataset, &directory, local).await?;
     fakes.tenant = day.shell.tenant_domain.clone();
-    // The day's items wait in a temporary file, not in memory. In a child process, the
-    // provider is the connector's: the one started with the fakes stays empty, unasked.
-    let mut provider = match p.provider {
-        ProviderMode::InProcess => provider::Provider::in_process(fakes.provider.clone())?,
-        ProviderMode::Process => {
-            let program = match &p.provider_program {
-                Some(program) => program.clone(),
-                None => std::env::current_exe().context("finding this program's own path")?,
-            };
-            provider::Provider::child(&program, &day.shell, work).await?
-        }
+    drop(dataset);
+    drop(directory);
+    let program = match &p.fakes_program {
+        Some(program) => program.clone(),
+        None => std::env::current_exe().context("finding this program's own path")?,
+    };
+    // The day's items wait in a temporary file, not in memory.
+    let mut provider = match p.fakes {
+        FakesMode::InProcess => provider::Provider::in_process(fakes.provider.clone())?,
+        FakesMode::Process => provider::Provider::child(&program, &day.shell, work).await?,
     };
     if let Some(url) = provider.url() {
         fakes.provider_url = url.to_owned();
     }
-    drop(dataset);
-    drop(directory);
+    let mailbox = match p.fakes {
+        FakesMode::InProcess => mailbox::Mailbox::InProcess(fakes.mailbox.clone()),
+        FakesMode::Process => {
+            mailbox::Mailbox::child(&program, &day.shell, retain, p.throttling, work).await?
+        }
+    };
+    if let Some(url) = mailbox.url().await {
+        fakes.mailbox_url = url;
+    }
     // The day, part by part: what must happen to each part (the oracle, counted and
     // dropped: the day is drawn again to reconcile it), a sample of it for the ceiling's
     // messages, and the part itself into the fake provider (as compact JSON text). Only
@@ -234,6 +238,11 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     }
     provider.loaded(drawn).await?;
     let scenario = day.shell.clone();
+    // What the reconciliation needs of this draw, for the process that does it.
+    let hashes = work.join("file-hashes");
+    day.save_hashes(&hashes)
+        .with_context(|| format!("writing {}", hashes.display()))?;
+    drop(day);
     eprintln!(
         "load: drew {drawn} items for {} employees over {} day(s), worked out what must happen and loaded the provider in {:.1}s ({:?} mix; runner RSS {:.0} MB)",
         p.employees,
@@ -249,17 +258,16 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         p.concurrency,
         usage::rss_now_mb()
     );
-    let mailbox_cpu = || usage::threads_cpu(crate::harness::MAILBOX_THREADS);
     let self_before = usage::Rusage::own();
-    let mailbox_before = mailbox_cpu();
+    let mailbox_before = mailbox.cpu().await?;
     let fanout = tally.deliveries as f64 / tally.source_items.max(1) as f64;
-    let ceiling = ceiling::run(&fakes, &scenario, templates.messages, p, fanout).await?;
+    let ceiling = ceiling::run(&fakes, &mailbox, &scenario, templates.messages, p, fanout).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     let mut each_fake_cpu = usage::EachFake {
-        mailbox_ceiling: mailbox_cpu().since(mailbox_before),
+        mailbox_ceiling: mailbox.cpu().await?.since(mailbox_before),
         ..Default::default()
     };
-    fakes.mailbox.reset();
+    mailbox.reset().await?;
 
     eprintln!(
         "load: phase 2, the import: the connector ({}) at concurrency {} (runner RSS {:.0} MB)",
@@ -271,78 +279,39 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         usage::rss_now_mb()
     );
     let self_before = usage::Rusage::own();
-    let mailbox_before = mailbox_cpu();
+    let mailbox_before = mailbox.cpu().await?;
     let provider_before = provider.cpu().await?;
-    let disk_before = fakes.mailbox.store().bytes_written();
-    let imported = import::run(&fakes, &scenario, p, work, tally.deliveries).await?;
+    let disk_before = mailbox.figures().await?.bytes_written;
+    let imported = import::run(&fakes, &mailbox, &scenario, p, work, tally.deliveries).await?;
     let fakes_import_cpu = usage::Rusage::own().cpu_since(&self_before);
-    each_fake_cpu.mailbox_import = mailbox_cpu().since(mailbox_before);
+    each_fake_cpu.mailbox_import = mailbox.cpu().await?.since(mailbox_before);
     each_fake_cpu.provider_import = provider.cpu().await?.since(provider_before);
-    // What this process held at most before the reconciliation: with the provider in a
-    // process of its own, the fake mailbox and what drawing the day and the raw client
-    // left.
-    let runner_peak_before_reconcile = usage::Rusage::own().max_rss_bytes;
+    let figures = mailbox.figures().await?;
+    // The fake mailbox's process at its peak before the reconciliation reads it.
+    let mailbox_peak = mailbox.peak_rss_bytes().await?;
 
     // Nothing asks the provider for the day any more: the reconciliation draws it again.
     let provider = provider.finish().await?;
     eprintln!(
-        "load: reconciling every item against every mailbox (the fake provider's day let go; runner RSS {:.0} MB)",
+        "load: reconciling every item against every mailbox{} (the fake provider's day let go; runner RSS {:.0} MB)",
+        match &mailbox {
+            mailbox::Mailbox::Child(_) => " in the fake mailbox's process",
+            mailbox::Mailbox::InProcess(_) => "",
+        },
         usage::rss_now_mb()
     );
-    let t = Instant::now();
-    let landed = reconcile::landed(&scenario, &tally.long_ids, &fakes.mailbox)
-        .context("reading what landed")?;
-    eprintln!(
-        "load: the copies of {} items read back in {:.1}s; drawing the day again to check them (runner RSS {:.0} MB)",
-        landed.len(),
-        t.elapsed().as_secs_f64(),
-        usage::rss_now_mb()
-    );
-    // The day drawn again from its seed, part by part: each part's outcomes are worked
-    // out, checked against what landed, and dropped.
-    let mut reconciliation = reconcile::Reconciliation::new(
-        &scenario,
-        Default::default(),
-        &landed,
-        imported.runs(),
-        "scenarios load (same parameters)".into(),
-    );
-    let mut again = day.again(p)?;
-    // The next part is drawn and worked out on another core while this one is checked
-    // (smaller parts than the first draw's: up to three are held at a time).
-    std::thread::scope(|scope| {
-        let (parts, worked_out) = std::sync::mpsc::sync_channel(1);
-        scope.spawn(move || {
-            while let Some(part) = again.next_part(CHUNK / 4) {
-                if parts.send(oracle::expected(&part)).is_err() {
-                    break;
-                }
-            }
-        });
-        for part in worked_out {
-            reconciliation.check_part(&part);
-        }
-    });
-    let reconciliation = reconciliation.finish();
-    // The same seed draws the same day; if it ever did not, no verdict would mean much.
-    if (
-        reconciliation.source_items,
-        reconciliation.expected_deliveries,
-    ) != (tally.source_items, tally.deliveries)
-    {
-        anyhow::bail!(
-            "the day drawn again to reconcile it differs from the day imported: {} items and {} deliveries against {} and {}",
-            reconciliation.source_items,
-            reconciliation.expected_deliveries,
-            tally.source_items,
-            tally.deliveries
-        );
-    }
-    drop(landed);
-    let reconcile_seconds = t.elapsed().as_secs_f64();
-    let mailbox_memory = fakes.mailbox.memory();
-    let counters = fakes.mailbox.counters();
-    let mailbox_disk_bytes = fakes.mailbox.store().bytes_written() - disk_before;
+    let reconciled = mailbox
+        .reconcile(mailbox::Check {
+            params: p.clone(),
+            shell: write_shell(&scenario, work)?,
+            hashes,
+            long_ids: std::mem::take(&mut tally.long_ids),
+            source_items: tally.source_items,
+            deliveries: tally.deliveries,
+            runs: imported.runs().to_vec(),
+        })
+        .await?;
+    let reconcile_peak = mailbox.finish().await?;
     let own = usage::Rusage::own();
     Ok(report::LoadReport::new(report::Parts {
         params: p.clone(),
@@ -350,18 +319,19 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         source_items: tally.source_items,
         ceiling,
         imported,
-        reconciliation,
-        reconcile_seconds,
-        counters,
+        reconciliation: reconciled.report,
+        reconcile_seconds: reconciled.seconds,
+        counters: figures.counters,
         fakes_ceiling_cpu,
         fakes_import_cpu,
         each_fake_cpu,
         runner_peak_rss_bytes: own.max_rss_bytes,
-        runner_peak_rss_before_reconcile_bytes: runner_peak_before_reconcile,
         provider_peak_rss_bytes: provider.peak_rss_bytes,
-        mailbox_disk_bytes,
+        mailbox_peak_rss_bytes: mailbox_peak,
+        reconcile_peak_rss_bytes: reconcile_peak,
+        mailbox_disk_bytes: figures.bytes_written - disk_before,
         mailbox_retain: retain,
-        mailbox_memory,
+        mailbox_memory: figures.memory,
         total_seconds: started.elapsed().as_secs_f64(),
     }))
 }

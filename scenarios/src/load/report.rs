@@ -74,16 +74,18 @@ pub struct Resources {
     pub connector_peak_staging_bytes: u64,
     /// The connector's state directory after the import (SQLite state, anything staged).
     pub connector_state_bytes: u64,
-    /// This process, at its peak: the fake mailbox, the generator, the raw client, the
-    /// reconciliation (and the fake provider with `--provider in-process`).
+    /// This process, at its peak: the generator, the raw client, the connector's
+    /// management (and with `--fakes in-process` both fakes and the reconciliation).
     pub runner_peak_rss_bytes: u64,
-    /// This process's peak up to the end of the import, before the reconciliation: the
-    /// fake mailbox's resident memory with what drawing the day and the raw client left
-    /// (an upper bound of the fake mailbox's own with `--provider process`).
-    pub runner_peak_rss_before_reconcile_bytes: u64,
-    /// The fake provider's process at its peak (`None` with `--provider in-process`): it
-    /// held the day's index, its items on disk.
+    /// The fake provider's process at its peak (`None` with `--fakes in-process`): the
+    /// day's index, its items on disk.
     pub provider_peak_rss_bytes: Option<u64>,
+    /// The fake mailbox's process at its peak through both phases, before the
+    /// reconciliation reads it (`None` with `--fakes in-process`).
+    pub mailbox_peak_rss_bytes: Option<u64>,
+    /// The same process at its peak once the reconciliation ran there (`None` with
+    /// `--fakes in-process`).
+    pub reconcile_peak_rss_bytes: Option<u64>,
     /// Bytes the fake mailbox wrote to its store in phase 2 (each distinct message once).
     pub mailbox_disk_bytes: u64,
     /// What the fake mailbox kept: `full` bytes, or `summary` and hashes only.
@@ -92,13 +94,13 @@ pub struct Resources {
     /// (messages stored, distinct contents, bytes): the fake's figure apart from the
     /// runner's RSS.
     pub mailbox_memory: mock_mailbox::state::Memory,
-    /// This whole process's CPU time in each phase (the fake mailbox, the fake provider
-    /// with `--provider in-process`, the raw client in the ceiling, the progress
-    /// sampling).
+    /// The runner's CPU time in each phase (the raw client in the ceiling, the progress
+    /// sampling; with `--fakes in-process` both fakes too). The names are older than the
+    /// fakes' own processes; scripts read them.
     pub fakes_cpu_ceiling: Cpu,
     pub fakes_cpu_import: Cpu,
-    /// Each fake's own CPU time: the mailbox's from the threads it serves on, the
-    /// provider's from its process (or its threads, in this process).
+    /// Each fake's own CPU time: from its process, or with `--fakes in-process` from the
+    /// threads it serves on.
     pub each_fake_cpu: super::usage::EachFake,
 }
 
@@ -150,8 +152,9 @@ pub struct Parts<'a> {
     pub fakes_import_cpu: Cpu,
     pub each_fake_cpu: super::usage::EachFake,
     pub runner_peak_rss_bytes: u64,
-    pub runner_peak_rss_before_reconcile_bytes: u64,
     pub provider_peak_rss_bytes: Option<u64>,
+    pub mailbox_peak_rss_bytes: Option<u64>,
+    pub reconcile_peak_rss_bytes: Option<u64>,
     pub mailbox_disk_bytes: u64,
     pub mailbox_retain: super::Retain,
     pub mailbox_memory: mock_mailbox::state::Memory,
@@ -260,8 +263,9 @@ impl LoadReport {
                     .unwrap_or(0),
                 connector_state_bytes: p.imported.state_bytes,
                 runner_peak_rss_bytes: p.runner_peak_rss_bytes,
-                runner_peak_rss_before_reconcile_bytes: p.runner_peak_rss_before_reconcile_bytes,
                 provider_peak_rss_bytes: p.provider_peak_rss_bytes,
+                mailbox_peak_rss_bytes: p.mailbox_peak_rss_bytes,
+                reconcile_peak_rss_bytes: p.reconcile_peak_rss_bytes,
                 mailbox_disk_bytes: p.mailbox_disk_bytes,
                 mailbox_retain: p.mailbox_retain,
                 mailbox_memory: p.mailbox_memory,
@@ -364,17 +368,27 @@ impl LoadReport {
             mm.contents,
             mm.bytes / mm.messages.max(1)
         ));
-        out.push(match r.provider_peak_rss_bytes {
-            Some(peak) => format!("provider     its own process: peak RSS {}", mb(peak)),
-            None => "provider     ran in this process (its memory is in the runner's)".to_owned(),
-        });
+        out.push(
+            match (
+                r.provider_peak_rss_bytes,
+                r.mailbox_peak_rss_bytes,
+                r.reconcile_peak_rss_bytes,
+            ) {
+                (Some(provider), Some(mailbox), Some(reconcile)) => format!(
+                    "processes    peak RSS: fake provider {}, fake mailbox {} (then {} with the reconciliation in it), runner {}",
+                    mb(provider),
+                    mb(mailbox),
+                    mb(reconcile),
+                    mb(r.runner_peak_rss_bytes)
+                ),
+                _ => format!(
+                    "processes    peak RSS: runner {} (both fakes and the reconciliation ran in it)",
+                    mb(r.runner_peak_rss_bytes)
+                ),
+            },
+        );
         out.push(format!(
-            "runner       peak RSS {} before the reconciliation (the fake mailbox, what drawing the day and the raw client left), {} at the end",
-            mb(r.runner_peak_rss_before_reconcile_bytes),
-            mb(r.runner_peak_rss_bytes)
-        ));
-        out.push(format!(
-            "fakes        mailbox store {} on disk ({}); CPU of this process: ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
+            "fakes        mailbox store {} on disk ({}); CPU of the runner: ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s (user+system)",
             mb(r.mailbox_disk_bytes),
             match r.mailbox_retain {
                 super::Retain::Summary => "header sections, texts and hashes only",
@@ -387,7 +401,7 @@ impl LoadReport {
         ));
         let each = &r.each_fake_cpu;
         out.push(format!(
-            "             the fake mailbox's threads: ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s; the fake provider: import {:.1}s+{:.1}s",
+            "             the fake mailbox: ceiling {:.1}s+{:.1}s, import {:.1}s+{:.1}s; the fake provider: import {:.1}s+{:.1}s",
             each.mailbox_ceiling.user_seconds,
             each.mailbox_ceiling.system_seconds,
             each.mailbox_import.user_seconds,

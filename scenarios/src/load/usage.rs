@@ -157,7 +157,7 @@ impl Sampler {
     /// `child` is the connector's process id once it runs (0 before).
     pub fn start(
         label: &'static str,
-        mailbox: mock_mailbox::State,
+        mailbox: super::mailbox::Mailbox,
         expected: u64,
         child: std::sync::Arc<std::sync::atomic::AtomicU32>,
     ) -> Self {
@@ -176,7 +176,7 @@ impl Sampler {
         });
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let base = mailbox.counters().imports;
+            let base = mailbox.imports().await.unwrap_or(0);
             let mut buckets = Vec::new();
             let mut bucket_start = base;
             let mut last_second = base;
@@ -189,7 +189,9 @@ impl Sampler {
                     _ = &mut stopped => true,
                 };
                 seconds += 1;
-                let now = mailbox.counters().imports;
+                // A child that stopped answering shows no progress; its error comes
+                // from the phase.
+                let now = mailbox.imports().await.unwrap_or(last_second);
                 let pid = child.load(std::sync::atomic::Ordering::Relaxed);
                 let rss = (pid != 0).then(|| rss_of(pid)).flatten();
                 let rss_text = rss.map_or(String::new(), |r| {
