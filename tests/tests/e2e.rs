@@ -770,6 +770,7 @@ async fn a_window_closes_only_once_it_has_settled() {
         future.is_err(),
         "a window that ends in the future is refused, not closed early"
     );
+    std::fs::remove_dir_all(&state).unwrap();
 }
 
 /// One mailbox stops answering its imports for as long as the test likes: every other
