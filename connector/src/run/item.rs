@@ -293,11 +293,10 @@ impl Connector {
         let item = &open.item;
         // The size plan, before anything is downloaded (see `plan`).
         let limit = self.config.size_limit;
-        let carry = plan::carries_file(item, &self.options, limit);
-        let fetched = if carry {
-            self.attachment(window, item).await
-        } else {
-            Ok(Some(Err(OmitReason::ToFit)))
+        let fetched = match plan::file_fate(item, &self.options, limit) {
+            plan::FileFate::NoFile => Ok(None),
+            plan::FileFate::Omit(reason) => Ok(Some(Err(reason))),
+            plan::FileFate::Fetch => self.attachment(window, item).await,
         };
         // The first build records what the message brings; a build again does not.
         let first = !std::mem::replace(&mut building.recorded, true);
@@ -316,11 +315,7 @@ impl Connector {
                 return Ok((message, None));
             }
         };
-        let body = match &bytes {
-            Some(Ok(b)) => Some(AttachmentBody::Bytes(b)),
-            Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
-            None => None,
-        };
+        let body = plan::attachment_body(&bytes);
         let (message, built) = match plan::message(item, body, &self.options, limit) {
             plan::Planned::Send(mut message) => {
                 if first
@@ -449,8 +444,9 @@ impl Connector {
         Ok(())
     }
 
-    /// The attachment's bytes (staged and verified), the reason it is left out, or
-    /// `None` if the item has none. An `Err` is a provider failure: the item waits.
+    /// The bytes of a file [`plan::file_fate`] says to fetch (staged and verified), the
+    /// reason it is left out after all, or `None` if the item has none. An `Err` is a
+    /// provider failure: the item waits.
     pub(super) async fn attachment(
         &self,
         window: &Window,
@@ -459,12 +455,6 @@ impl Connector {
         let Some(att) = item.content.attachment() else {
             return Ok(None);
         };
-        if !size::attachment_fits(att.size, self.config.size_limit) {
-            return Ok(Some(Err(OmitReason::TooLarge)));
-        }
-        if att.id.len() > email::MAX_ATTACHMENT_ID {
-            return Ok(Some(Err(OmitReason::Unreachable)));
-        }
         let file = self.staged_files.of(window.id, &att.id);
         let _only_this_item = file.lock().await;
         let path = self.staging.attachment(window.id, &att.id)?;

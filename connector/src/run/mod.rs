@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
 use crate::config::Config;
-use crate::email::{self, AttachmentBody, OmitReason, Options};
+use crate::email::{self, OmitReason, Options};
 use crate::errors::ConnectorError;
 use crate::graph::{FolderLookup, GraphClient, GraphError, ImportBody, UserRef};
 use crate::mapping::{self, MappingFile};
@@ -40,7 +40,6 @@ use crate::report::{
 };
 use crate::retry::RetryPolicy;
 use crate::secret::Secret;
-use crate::size;
 use crate::stage::Staging;
 use crate::store::{self as state, DeliveryState, Held, Quarantined, Staged, Store, Window};
 

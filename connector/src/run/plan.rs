@@ -1,7 +1,8 @@
 //! The pure part of an item's way to the mailboxes: what to send, decided with no I/O.
-//! [`carries_file`] says, before anything is downloaded, whether the item's file is to
-//! be fetched and carried; [`message`] builds what goes to every mailbox from the item
-//! and its file (or why the file is left out), or says that nothing can go.
+//! [`file_fate`] says, before anything is downloaded, whether the item's file is to be
+//! fetched and carried or left out and why ([`carries_file`] is its size rule);
+//! [`message`] builds what goes to every mailbox from the item and its file (or why the
+//! file is left out), or says that nothing can go.
 
 use crate::email::{self, AttachmentBody, Email, OmitReason, Options};
 use crate::model::Item;
@@ -20,6 +21,42 @@ pub fn carries_file(item: &Item, options: &Options, limit: u64) -> bool {
             size::attachment_can_fit(frame.mime.len(), att.size, text_part, limit)
         }
         _ => true,
+    }
+}
+
+/// What becomes of an item's file, decided before anything is downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFate {
+    /// The item has no file.
+    NoFile,
+    /// The file is left out, for this reason.
+    Omit(OmitReason),
+    /// The file is to be fetched, verified and carried.
+    Fetch,
+}
+
+/// The file's fate: left out to fit the message, too large on its own, or named by an
+/// id too long to ask for (it could not be fetched again); else fetched.
+pub fn file_fate(item: &Item, options: &Options, limit: u64) -> FileFate {
+    match item.content.attachment() {
+        None => FileFate::NoFile,
+        Some(_) if !carries_file(item, options, limit) => FileFate::Omit(OmitReason::ToFit),
+        Some(att) if !size::attachment_fits(att.size, limit) => {
+            FileFate::Omit(OmitReason::TooLarge)
+        }
+        Some(att) if att.id.len() > email::MAX_ATTACHMENT_ID => {
+            FileFate::Omit(OmitReason::Unreachable)
+        }
+        Some(_) => FileFate::Fetch,
+    }
+}
+
+/// The message's part for the file as it came: its bytes, or why it is left out.
+pub fn attachment_body(file: &Option<Result<Vec<u8>, OmitReason>>) -> Option<AttachmentBody<'_>> {
+    match file {
+        Some(Ok(bytes)) => Some(AttachmentBody::Bytes(bytes)),
+        Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
+        None => None,
     }
 }
 
@@ -71,19 +108,12 @@ pub fn message_when_all_goes_well(
     options: &Options,
     limit: u64,
 ) -> Planned {
-    let bytes = match item.content.attachment() {
-        None => None,
-        Some(_) if !carries_file(item, options, limit) => Some(Err(OmitReason::ToFit)),
-        Some(att) if !size::attachment_fits(att.size, limit) => Some(Err(OmitReason::TooLarge)),
-        Some(att) if att.id.len() > email::MAX_ATTACHMENT_ID => Some(Err(OmitReason::Unreachable)),
-        Some(_) => Some(Ok(file())),
+    let file = match file_fate(item, options, limit) {
+        FileFate::NoFile => None,
+        FileFate::Omit(reason) => Some(Err(reason)),
+        FileFate::Fetch => Some(Ok(file())),
     };
-    let body = match &bytes {
-        Some(Ok(b)) => Some(AttachmentBody::Bytes(b)),
-        Some(Err(reason)) => Some(AttachmentBody::Omitted(*reason)),
-        None => None,
-    };
-    message(item, body, options, limit)
+    message(item, attachment_body(&file), options, limit)
 }
 
 #[cfg(test)]
@@ -108,6 +138,34 @@ pub(super) mod tests {
             json[k] = v.clone();
         }
         crate::provider::wire::read_item_text(&json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_files_fate_is_decided_before_any_download() {
+        let options = Options::default();
+        let fate = |file| file_fate(&item("hi", file), &options, LIMIT);
+        assert_eq!(fate(None), FileFate::NoFile);
+        assert_eq!(fate(Some((1_000, "image/jpeg"))), FileFate::Fetch);
+        // Fits alone, not in its message once encoded.
+        assert_eq!(
+            fate(Some((LIMIT - 1_000, "image/jpeg"))),
+            FileFate::Omit(OmitReason::ToFit)
+        );
+        assert_eq!(
+            fate(Some((LIMIT + 1, "image/jpeg"))),
+            FileFate::Omit(OmitReason::TooLarge)
+        );
+        // And the message every mailbox gets when all goes well says the same.
+        let planned = message_when_all_goes_well(
+            &item("hi", Some((LIMIT + 1, "image/jpeg"))),
+            || unreachable!("a file left out is never fetched"),
+            &options,
+            LIMIT,
+        );
+        match planned {
+            Planned::Send(m) => assert_eq!(m.omitted, Some(OmitReason::TooLarge)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
