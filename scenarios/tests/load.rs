@@ -13,6 +13,7 @@ fn params(mix: Mix, retain: Retain) -> LoadParams {
         days: 1,
         mix,
         throttling: Throttling::Graph,
+        limits: Default::default(),
         // As the connector runs by default: each mailbox paced to Graph's budgets (a
         // quiet mailbox may use a window's budget at once, so a small day never waits).
         pacing: true,
@@ -249,4 +250,46 @@ async fn the_provider_child_holds_the_day_on_disk_and_leaves_nothing_behind() {
         "{e}"
     );
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// `--throttling custom`: the fake mailbox enforces the numbers given, the connector
+/// paces to them, and the numbers are refused without it.
+#[test]
+fn custom_limits_reach_the_fake_and_the_connector() {
+    use scenarios::load::Limits;
+    let mine = Limits {
+        requests_per_10_minutes: 600,
+        concurrent_requests: 2,
+        upload_mib_per_5_minutes: 20,
+    };
+    let fake = mine.for_mailbox(Throttling::Custom);
+    assert_eq!(
+        (
+            fake.requests_per_window,
+            fake.concurrent_requests,
+            fake.upload_bytes_per_window
+        ),
+        (600, 2, 20 * 1024 * 1024)
+    );
+    let pace = mine.for_pacing(Throttling::Custom).unwrap();
+    assert_eq!((pace.requests, pace.upload_bytes), (600, 20 * 1024 * 1024));
+    // Graph's own, whatever the numbers, and nothing at all with no limit.
+    let graph = mine.for_mailbox(Throttling::Graph);
+    assert_eq!(graph.requests_per_window, 10_000);
+    assert_eq!(
+        mine.for_pacing(Throttling::Graph),
+        Some(connector::graph::pace::Budget::graph())
+    );
+    assert_eq!(mine.for_pacing(Throttling::Off), None);
+    assert!(mine.for_mailbox(Throttling::Off).requests_per_window > 1_000_000_000);
+
+    let mut p = params(Mix::Text, Retain::Auto);
+    p.limits = mine;
+    let e = p.check().unwrap_err().to_string();
+    assert!(e.contains("apply to --throttling custom only"), "{e}");
+    p.throttling = Throttling::Custom;
+    p.check().unwrap();
+    p.limits.concurrent_requests = 0;
+    let e = p.check().unwrap_err().to_string();
+    assert!(e.contains("must be at least 1"), "{e}");
 }

@@ -23,11 +23,14 @@ pub struct Args {
     /// text: no attachments; realistic: the generator's mix of files.
     #[arg(long, value_enum, default_value = "realistic")]
     pub mix: crate::load::Mix,
-    /// off: no limit; graph: Exchange Online's per-mailbox defaults.
+    /// off: no limit; graph: Exchange Online's per-mailbox defaults; custom: the limits
+    /// below.
     #[arg(long, value_enum, default_value = "off")]
     pub throttling: crate::load::Throttling,
-    /// With --throttling graph: the connector does not pace its mailboxes to Graph's
-    /// budgets and only obeys 429s (to compare the two).
+    #[command(flatten)]
+    pub limits: crate::load::Limits,
+    /// With --throttling graph or custom: the connector does not pace its mailboxes to
+    /// the budgets and only obeys 429s (to compare the two).
     #[arg(long)]
     pub no_pacing: bool,
     /// Share of Graph requests that fail (503, or a lost import answer), seeded.
@@ -83,6 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         days,
         mix: args.mix,
         throttling: args.throttling,
+        limits: args.limits,
         pacing: !args.no_pacing,
         fault_rate: args.fault_rate,
         connector: args.connector,

@@ -256,8 +256,32 @@ pub fn attachment_of(item: &Value) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A small day's parameters, for the tests of the load run.
+    pub(crate) fn params() -> LoadParams {
+        LoadParams {
+            employees: 12,
+            external_contacts: 10,
+            items_per_day: 450,
+            days: 2,
+            mix: Mix::Realistic,
+            throttling: super::super::Throttling::Off,
+            limits: Default::default(),
+            pacing: false,
+            fault_rate: 0.0,
+            connector: super::super::ConnectorMode::InProcess,
+            retain: super::super::Retain::Auto,
+            connector_bin: None,
+            fakes: crate::load::FakesMode::InProcess,
+            fakes_program: None,
+            concurrency: 4,
+            seed: 5,
+            ceiling_requests: 100,
+            start: crate::harness::t("2026-11-20T00:00:00Z"),
+        }
+    }
 
     #[test]
     fn the_text_mix_keeps_every_item_and_drops_every_file() {
@@ -280,25 +304,7 @@ mod tests {
     #[test]
     fn a_day_drawn_and_worked_out_in_parts_is_the_day_drawn_whole() {
         use crate::oracle::{Expected, expected};
-        let p = LoadParams {
-            employees: 12,
-            external_contacts: 10,
-            items_per_day: 450,
-            days: 2,
-            mix: Mix::Realistic,
-            throttling: super::super::Throttling::Off,
-            pacing: false,
-            fault_rate: 0.0,
-            connector: super::super::ConnectorMode::InProcess,
-            retain: super::super::Retain::Auto,
-            connector_bin: None,
-            fakes: crate::load::FakesMode::InProcess,
-            fakes_program: None,
-            concurrency: 4,
-            seed: 5,
-            ceiling_requests: 100,
-            start: crate::harness::t("2026-11-20T00:00:00Z"),
-        };
+        let p = params();
         let whole = crate::generate::generate(&generator_params(&p)).unwrap();
         let mut day = DayStream::new(&p).unwrap();
         assert_eq!(day.total(), 900);

@@ -175,8 +175,7 @@ fn import_config(
     let mut config = fakes.scenario_config(scenario, state, mapping)?;
     config.concurrency = p.concurrency;
     config.page_size = 1000;
-    config.pacing = (p.pacing && p.throttling == super::Throttling::Graph)
-        .then(connector::graph::pace::Budget::graph);
+    config.pacing = p.limits.for_pacing(p.throttling).filter(|_| p.pacing);
     Ok(config)
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::child::Child;
 use super::usage::{self, Cpu};
-use super::{LoadParams, Retain, Throttling};
+use super::{Limits, LoadParams, Retain, Throttling};
 use crate::reconcile::ScenarioReport;
 use crate::{Scenario, oracle, reconcile};
 
@@ -62,54 +62,33 @@ pub struct Reconciled {
 }
 
 /// The fake mailbox's settings for a load run.
-pub fn config(retain: Retain, throttling: Throttling) -> mock_mailbox::Config {
-    let mut config = mock_mailbox::Config {
+pub fn config(retain: Retain, limits: mock_mailbox::throttle::Limits) -> mock_mailbox::Config {
+    mock_mailbox::Config {
         storage: match retain {
             // Message bytes on disk, each distinct message once: a big day does not fit
             // in RAM.
             Retain::Full | Retain::Auto => mock_mailbox::store::Storage::Disk { dir: None },
             Retain::Summary => mock_mailbox::store::Storage::Summary,
         },
+        limits,
         ..mock_mailbox::Config::default()
-    };
-    if throttling == Throttling::Off {
-        config.limits = mock_mailbox::throttle::Limits::unlimited();
     }
-    config
 }
 
 impl Mailbox {
     /// Starts `program load-mailbox` for the scenario (its shell written into `work`),
-    /// and waits until it listens.
+    /// with `p`'s throttling, and waits until it listens.
     pub async fn child(
         program: &Path,
         shell: &Scenario,
         retain: Retain,
-        throttling: Throttling,
+        p: &LoadParams,
         work: &Path,
     ) -> anyhow::Result<Self> {
         let shell_path = super::write_shell(shell, work)?;
-        let value = |v: Option<clap::builder::PossibleValue>| {
-            v.map(|v| v.get_name().to_owned()).unwrap_or_default()
-        };
-        let (retain, throttling) = (
-            value(clap::ValueEnum::to_possible_value(&retain)),
-            value(clap::ValueEnum::to_possible_value(&throttling)),
-        );
-        let child = Child::start(
-            "fake mailbox",
-            program,
-            "load-mailbox",
-            &[
-                "--shell".as_ref(),
-                shell_path.as_os_str(),
-                "--retain".as_ref(),
-                retain.as_ref(),
-                "--throttling".as_ref(),
-                throttling.as_ref(),
-            ],
-        )
-        .await?;
+        let args = child_args(&shell_path, retain, p);
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let child = Child::start("fake mailbox", program, "load-mailbox", &args).await?;
         Ok(Self::Child(Arc::new(tokio::sync::Mutex::new(child))))
     }
 
@@ -264,6 +243,23 @@ pub fn reconcile_day(mailbox: &mock_mailbox::State, check: &Check) -> anyhow::Re
     })
 }
 
+/// The arguments of `load-mailbox` for a run with `p`'s throttling.
+fn child_args(shell: &Path, retain: Retain, p: &LoadParams) -> Vec<std::ffi::OsString> {
+    let name = |v: Option<clap::builder::PossibleValue>| {
+        v.map(|v| v.get_name().to_owned()).unwrap_or_default()
+    };
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--shell".into(),
+        shell.into(),
+        "--retain".into(),
+        name(clap::ValueEnum::to_possible_value(&retain)).into(),
+        "--throttling".into(),
+        name(clap::ValueEnum::to_possible_value(&p.throttling)).into(),
+    ];
+    args.extend(p.limits.args().into_iter().map(Into::into));
+    args
+}
+
 /// The child's side: the fake mailbox for the scenario in `args.shell`, on the system
 /// clock, and the reconciliation when asked (see the module's documentation).
 pub async fn serve_child(args: ChildArgs) -> anyhow::Result<()> {
@@ -273,7 +269,7 @@ pub async fn serve_child(args: ChildArgs) -> anyhow::Result<()> {
     let state = mock_mailbox::State::new(
         &directory,
         Arc::new(mock_common::SystemClock),
-        config(args.retain, args.throttling),
+        config(args.retain, args.limits.for_mailbox(args.throttling)),
         mock_common::AdminToken::disabled(),
     )?;
     drop(directory);
@@ -307,4 +303,36 @@ pub struct ChildArgs {
     pub retain: Retain,
     #[arg(long, value_enum)]
     pub throttling: Throttling,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the runner gives the fake mailbox's process is what that process reads.
+    #[test]
+    fn the_child_is_started_with_the_runs_retention_and_limits() {
+        #[derive(clap::Parser)]
+        struct Line {
+            #[command(flatten)]
+            args: ChildArgs,
+        }
+        let mut p = crate::load::day::tests::params();
+        p.throttling = Throttling::Custom;
+        p.limits = Limits {
+            requests_per_10_minutes: 600,
+            concurrent_requests: 2,
+            upload_mib_per_5_minutes: 20,
+        };
+        let args = child_args(Path::new("/w/shell.json"), Retain::Summary, &p);
+        let line: Line =
+            clap::Parser::try_parse_from(std::iter::once("load-mailbox".into()).chain(args))
+                .unwrap();
+        assert_eq!(line.args.shell, Path::new("/w/shell.json"));
+        assert_eq!(line.args.retain, Retain::Summary);
+        assert_eq!(line.args.throttling, Throttling::Custom);
+        assert_eq!(line.args.limits, p.limits);
+    }
 }

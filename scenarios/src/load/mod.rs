@@ -50,6 +50,79 @@ pub enum Throttling {
     /// Exchange Online's per-mailbox defaults: 10,000 requests per 10 minutes, 4 in
     /// flight, 150 MB of uploads per 5 minutes.
     Graph,
+    /// Graph's kind of limits with numbers of your own (`--requests-per-10-minutes`,
+    /// `--concurrent-requests`, `--upload-mib-per-5-minutes`).
+    Custom,
+}
+
+/// Per-mailbox limits for `--throttling custom` (Graph's by default): the fake mailbox
+/// enforces them, and the connector paces each mailbox to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::Args)]
+pub struct Limits {
+    /// With --throttling custom: requests one application may make on one mailbox per
+    /// 10 minutes.
+    #[arg(long, default_value_t = 10_000)]
+    pub requests_per_10_minutes: u64,
+    /// With --throttling custom: requests in flight on one mailbox.
+    #[arg(long, default_value_t = 4)]
+    pub concurrent_requests: u32,
+    /// With --throttling custom: MiB one application may upload to one mailbox per 5
+    /// minutes.
+    #[arg(long, default_value_t = 150)]
+    pub upload_mib_per_5_minutes: u64,
+}
+
+impl Default for Limits {
+    /// Graph's.
+    fn default() -> Self {
+        Self {
+            requests_per_10_minutes: 10_000,
+            concurrent_requests: 4,
+            upload_mib_per_5_minutes: 150,
+        }
+    }
+}
+
+impl Limits {
+    /// What the fake mailbox enforces under `throttling`.
+    pub fn for_mailbox(&self, throttling: Throttling) -> mock_mailbox::throttle::Limits {
+        match throttling {
+            Throttling::Off => mock_mailbox::throttle::Limits::unlimited(),
+            Throttling::Graph => mock_mailbox::throttle::Limits::default(),
+            Throttling::Custom => mock_mailbox::throttle::Limits {
+                requests_per_window: self.requests_per_10_minutes,
+                concurrent_requests: self.concurrent_requests,
+                upload_bytes_per_window: self.upload_mib_per_5_minutes * 1024 * 1024,
+                ..mock_mailbox::throttle::Limits::default()
+            },
+        }
+    }
+
+    /// What the connector paces each mailbox to under `throttling` (nothing when the
+    /// fake sets no limit).
+    pub fn for_pacing(&self, throttling: Throttling) -> Option<connector::graph::pace::Budget> {
+        match throttling {
+            Throttling::Off => None,
+            Throttling::Graph => Some(connector::graph::pace::Budget::graph()),
+            Throttling::Custom => Some(connector::graph::pace::Budget {
+                requests: self.requests_per_10_minutes,
+                upload_bytes: self.upload_mib_per_5_minutes * 1024 * 1024,
+                ..connector::graph::pace::Budget::graph()
+            }),
+        }
+    }
+
+    /// The flags that give these limits to a child.
+    fn args(&self) -> [String; 6] {
+        [
+            "--requests-per-10-minutes".into(),
+            self.requests_per_10_minutes.to_string(),
+            "--concurrent-requests".into(),
+            self.concurrent_requests.to_string(),
+            "--upload-mib-per-5-minutes".into(),
+            self.upload_mib_per_5_minutes.to_string(),
+        ]
+    }
 }
 
 /// How much of each message the fake mailbox keeps.
@@ -98,8 +171,10 @@ pub struct LoadParams {
     pub days: u32,
     pub mix: Mix,
     pub throttling: Throttling,
-    /// The connector paces each mailbox to Graph's budgets (with `--throttling graph`
-    /// only: with no limits there is nothing to pace to).
+    /// The numbers of `--throttling custom` (Graph's otherwise).
+    pub limits: Limits,
+    /// The connector paces each mailbox to the budgets (with `--throttling graph` or
+    /// `custom` only: with no limits there is nothing to pace to).
     pub pacing: bool,
     /// Share of Graph requests answered 503 (half of it as lost import answers).
     pub fault_rate: f64,
@@ -139,6 +214,18 @@ impl LoadParams {
         }
         if self.ceiling_requests == 0 {
             wrong.push("--ceiling-requests must be at least 1".to_owned());
+        }
+        if self.throttling != Throttling::Custom && self.limits != Limits::default() {
+            wrong.push(
+                "--requests-per-10-minutes, --concurrent-requests and --upload-mib-per-5-minutes apply to --throttling custom only".to_owned(),
+            );
+        }
+        let l = &self.limits;
+        if l.requests_per_10_minutes == 0
+            || l.concurrent_requests == 0
+            || l.upload_mib_per_5_minutes == 0
+        {
+            wrong.push("each limit of --throttling custom must be at least 1".to_owned());
         }
         if !(0.0..=0.5).contains(&self.fault_rate) {
             wrong.push("--fault-rate must be between 0 and 0.5".to_owned());
@@ -180,7 +267,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     // With the fakes in children, the ones started here stay empty and unasked (nothing
     // of theirs on disk).
     let local = match p.fakes {
-        FakesMode::InProcess => mailbox::config(retain, p.throttling),
+        FakesMode::InProcess => mailbox::config(retain, p.limits.for_mailbox(p.throttling)),
         FakesMode::Process => mock_mailbox::Config::default(),
     };
     let mut fakes = Fakes::start_live(&dataset, &directory, local).await?;
@@ -202,7 +289,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     let mailbox = match p.fakes {
         FakesMode::InProcess => mailbox::Mailbox::InProcess(fakes.mailbox.clone()),
         FakesMode::Process => {
-            mailbox::Mailbox::child(&program, &day.shell, retain, p.throttling, work).await?
+            mailbox::Mailbox::child(&program, &day.shell, retain, p, work).await?
         }
     };
     if let Some(url) = mailbox.url().await {

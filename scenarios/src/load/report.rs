@@ -165,7 +165,12 @@ impl LoadReport {
     pub fn new(p: Parts<'_>) -> Self {
         let r = &p.reconciliation;
         let wall = p.imported.wall_seconds.max(1e-9);
-        let graph = mock_mailbox::throttle::Limits::default();
+        // Graph's budgets (even with no limit, to show which would bind first), or the
+        // custom ones.
+        let graph = match p.params.throttling {
+            super::Throttling::Custom => p.params.limits.for_mailbox(super::Throttling::Custom),
+            _ => mock_mailbox::throttle::Limits::default(),
+        };
         let request_budget = graph.requests_per_window as f64
             * (wall / graph.request_window.as_seconds_f64()).max(1.0);
         let upload_budget = graph.upload_bytes_per_window as f64
@@ -336,13 +341,17 @@ impl LoadReport {
         ));
         let m = &self.mailboxes;
         out.push(format!(
-            "mailboxes    {} used; requests min {} / median {} / max {}; busiest used {:.1} % of Graph's request budget and {:.1} % of its upload budget",
+            "mailboxes    {} used; requests min {} / median {} / max {}; busiest used {:.1} % of the request budget and {:.1} % of the upload budget{}",
             m.mailboxes_used,
             m.requests_min,
             m.requests_median,
             m.requests_max,
             m.max_request_budget_share * 100.0,
-            m.max_upload_budget_share * 100.0
+            m.max_upload_budget_share * 100.0,
+            match self.params.throttling {
+                super::Throttling::Custom => " (custom limits)",
+                _ => " (Graph's)",
+            }
         ));
         let r = &self.resources;
         match &r.connector {
