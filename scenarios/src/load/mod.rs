@@ -378,6 +378,8 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     let mailbox_peak = mailbox.peak_rss_bytes().await?;
 
     // Nothing asks the provider for the day any more: the reconciliation draws it again.
+    // (Its process is waited for only now, after the import's figures: the connector's
+    // CPU is read from this process's waited-for children.)
     let provider = provider.finish().await?;
     eprintln!(
         "load: reconciling every item against every mailbox{} (the fake provider's day let go; runner RSS {:.0} MB)",
@@ -427,10 +429,8 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
 /// `work`.
 fn write_shell(shell: &crate::Scenario, work: &std::path::Path) -> anyhow::Result<PathBuf> {
     let path = work.join("shell.json");
-    if !path.exists() {
-        std::fs::write(&path, serde_json::to_vec(shell)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    std::fs::write(&path, serde_json::to_vec(shell)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
