@@ -207,8 +207,9 @@ async fn the_provider_child_holds_the_day_on_disk_and_leaves_nothing_behind() {
     let mut day = scenarios::load::day::DayStream::new(&p).unwrap();
     let part = day.next_part(5).unwrap();
     let program = std::path::Path::new(env!("CARGO_BIN_EXE_scenarios"));
+    let shell = scenarios::load::write_shell(&day.shell, &work).unwrap();
 
-    let mut provider = Provider::child(program, &day.shell, &work).await.unwrap();
+    let mut provider = Provider::child(program, &shell).await.unwrap();
     let pid = provider.pid().unwrap();
     provider.load_items(&part.items).await.unwrap();
     provider.loaded(part.items.len()).await.unwrap();
@@ -225,7 +226,7 @@ async fn the_provider_child_holds_the_day_on_disk_and_leaves_nothing_behind() {
     assert!(finished.peak_rss_bytes.unwrap() > 1_000_000);
 
     // Telling it a different count is refused, naming both.
-    let mut provider = Provider::child(program, &day.shell, &work).await.unwrap();
+    let mut provider = Provider::child(program, &shell).await.unwrap();
     provider.load_items(&part.items).await.unwrap();
     let e = provider.loaded(part.items.len() + 1).await.unwrap_err();
     assert!(
@@ -239,7 +240,7 @@ async fn the_provider_child_holds_the_day_on_disk_and_leaves_nothing_behind() {
     drop(provider);
 
     // An item the provider cannot take stops it, with an error.
-    let mut provider = Provider::child(program, &day.shell, &work).await.unwrap();
+    let mut provider = Provider::child(program, &shell).await.unwrap();
     provider
         .load_items(&[serde_json::json!({"id": "no-such-shape"})])
         .await

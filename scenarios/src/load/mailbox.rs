@@ -21,7 +21,7 @@ use super::child::Child;
 use super::usage::{self, Cpu};
 use super::{Limits, LoadParams, Retain, Throttling};
 use crate::reconcile::ScenarioReport;
-use crate::{Scenario, oracle, reconcile};
+use crate::{oracle, reconcile};
 
 /// The fake mailbox of a load run.
 #[derive(Debug, Clone)]
@@ -76,17 +76,15 @@ pub fn config(retain: Retain, limits: mock_mailbox::throttle::Limits) -> mock_ma
 }
 
 impl Mailbox {
-    /// Starts `program load-mailbox` for the scenario (its shell written into `work`),
-    /// with `p`'s throttling, and waits until it listens.
+    /// Starts `program load-mailbox` for the scenario in `shell_path`
+    /// ([`super::write_shell`]), with `p`'s throttling, and waits until it listens.
     pub async fn child(
         program: &Path,
-        shell: &Scenario,
+        shell_path: &Path,
         retain: Retain,
         p: &LoadParams,
-        work: &Path,
     ) -> anyhow::Result<Self> {
-        let shell_path = super::write_shell(shell, work)?;
-        let args = child_args(&shell_path, retain, p);
+        let args = child_args(shell_path, retain, p);
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         let child = Child::start("fake mailbox", program, "load-mailbox", &args).await?;
         Ok(Self::Child(Arc::new(tokio::sync::Mutex::new(child))))

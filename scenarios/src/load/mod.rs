@@ -61,24 +61,25 @@ pub enum Throttling {
 pub struct Limits {
     /// With --throttling custom: requests one application may make on one mailbox per
     /// 10 minutes.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = Limits::default().requests_per_10_minutes)]
     pub requests_per_10_minutes: u64,
     /// With --throttling custom: requests in flight on one mailbox.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Limits::default().concurrent_requests)]
     pub concurrent_requests: u32,
     /// With --throttling custom: MiB one application may upload to one mailbox per 5
     /// minutes.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = Limits::default().upload_mib_per_5_minutes)]
     pub upload_mib_per_5_minutes: u64,
 }
 
 impl Default for Limits {
-    /// Graph's.
+    /// Graph's, as the fake mailbox knows them.
     fn default() -> Self {
+        let graph = mock_mailbox::throttle::Limits::default();
         Self {
-            requests_per_10_minutes: 10_000,
-            concurrent_requests: 4,
-            upload_mib_per_5_minutes: 150,
+            requests_per_10_minutes: graph.requests_per_window,
+            concurrent_requests: graph.concurrent_requests,
+            upload_mib_per_5_minutes: graph.upload_bytes_per_window / (1024 * 1024),
         }
     }
 }
@@ -278,19 +279,19 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         Some(program) => program.clone(),
         None => std::env::current_exe().context("finding this program's own path")?,
     };
+    // The organisation, for the children and the reconciliation (written once).
+    let shell = write_shell(&day.shell, work)?;
     // The day's items wait in a temporary file, not in memory.
     let mut provider = match p.fakes {
         FakesMode::InProcess => provider::Provider::in_process(fakes.provider.clone())?,
-        FakesMode::Process => provider::Provider::child(&program, &day.shell, work).await?,
+        FakesMode::Process => provider::Provider::child(&program, &shell).await?,
     };
     if let Some(url) = provider.url() {
         fakes.provider_url = url.to_owned();
     }
     let mailbox = match p.fakes {
         FakesMode::InProcess => mailbox::Mailbox::InProcess(fakes.mailbox.clone()),
-        FakesMode::Process => {
-            mailbox::Mailbox::child(&program, &day.shell, retain, p, work).await?
-        }
+        FakesMode::Process => mailbox::Mailbox::child(&program, &shell, retain, p).await?,
     };
     if let Some(url) = mailbox.url().await {
         fakes.mailbox_url = url;
@@ -392,7 +393,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     let reconciled = mailbox
         .reconcile(mailbox::Check {
             params: p.clone(),
-            shell: write_shell(&scenario, work)?,
+            shell,
             hashes,
             long_ids: std::mem::take(&mut tally.long_ids),
             source_items: tally.source_items,
@@ -425,9 +426,9 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     }))
 }
 
-/// Writes the day's organisation without items (what a child fake is started with) into
-/// `work`.
-fn write_shell(shell: &crate::Scenario, work: &std::path::Path) -> anyhow::Result<PathBuf> {
+/// Writes the day's organisation without items (what a child fake is started with, and
+/// what the reconciliation reads) into `work`.
+pub fn write_shell(shell: &crate::Scenario, work: &std::path::Path) -> anyhow::Result<PathBuf> {
     let path = work.join("shell.json");
     std::fs::write(&path, serde_json::to_vec(shell)?)
         .with_context(|| format!("writing {}", path.display()))?;

@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use super::child::Child;
 use super::usage::{self, Cpu};
-use crate::Scenario;
 
 /// Items the child adds to its store at a time.
 const BATCH: usize = 1_000;
@@ -43,10 +42,9 @@ impl Provider {
         Ok(Self::InProcess(state))
     }
 
-    /// Starts `program load-provider` with the scenario's accounts and employees (its
-    /// shell, written into `work`), and waits until it listens.
-    pub async fn child(program: &Path, shell: &Scenario, work: &Path) -> anyhow::Result<Self> {
-        let shell_path = super::write_shell(shell, work)?;
+    /// Starts `program load-provider` with the accounts and employees of the scenario in
+    /// `shell_path` ([`super::write_shell`]), and waits until it listens.
+    pub async fn child(program: &Path, shell_path: &Path) -> anyhow::Result<Self> {
         let child = Child::start(
             "fake provider",
             program,
