@@ -290,8 +290,9 @@ impl State {
     }
 
     /// Keeps the JSON of items added from now on in a temporary file (nameless: gone with
-    /// the fake, however it ends) rather than in memory: a load test's million-item day holds about 40
-    /// bytes per item in memory instead of its whole text. Pages read them back.
+    /// the fake, however it ends) rather than in memory: a load test's million-item day
+    /// holds about 40 bytes per item in memory instead of its whole text. Pages read them
+    /// back.
     pub fn keep_items_on_disk(&self) -> std::io::Result<()> {
         let (path, file) =
             mock_common::private_file(&std::env::temp_dir(), "mock-telemessage-items", "json")?;

@@ -59,8 +59,8 @@ impl Rusage {
     }
 }
 
-/// Each fake's CPU time: from its own threads (see `harness::Fakes::start_live`), or the
-/// provider's own process.
+/// Each fake's CPU time: from its own process, or with `--fakes in-process` from its own
+/// threads (see `harness::Fakes::start_live`).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct EachFake {
     pub mailbox_ceiling: Cpu,
