@@ -22,6 +22,9 @@ pub mod exit {
     /// The run finished, but some deliveries failed (they are held and tried again by the
     /// next runs) or some items need a person (`connector held list`).
     pub const INCOMPLETE: u8 = 4;
+    /// Another run holds the state directory (`connector run` or `schedule`): this one
+    /// did nothing. Two runs on one state would import the same items twice.
+    pub const BUSY: u8 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,17 @@ pub enum ConnectorError {
     /// The state database could not be read or written.
     #[error("state database {path}: {reason}")]
     State { path: String, reason: String },
+    /// The state database is damaged: it cannot be read as a database, or fails its
+    /// integrity check.
+    #[error(
+        "state database {path} is damaged ({detail}). Move it aside with `connector state set-aside --config FILE` and run again: a run on a new state looks every message up in the mailbox before sending it, so nothing is imported twice. If the old state's last window ended earlier than 24 hours ago, give that time as --since"
+    )]
+    StateDamaged { path: String, detail: String },
+    /// Another run holds the state directory.
+    #[error(
+        "another run holds the state directory ({holder}; lock {path}): this run did nothing. Wait for it to finish; two runs on one state would import the same items twice"
+    )]
+    Busy { path: String, holder: String },
     /// The staging directory (or the quarantine) could not be used.
     #[error("staging directory {path}: {reason}")]
     Staging { path: String, reason: String },
@@ -108,7 +122,10 @@ impl ConnectorError {
             | Self::Unreachable { .. }
             | Self::SecretRefused { .. }
             | Self::Locked { .. } => exit::SERVICE,
-            Self::State { .. } | Self::Staging { .. } => exit::INTERNAL,
+            Self::State { .. } | Self::StateDamaged { .. } | Self::Staging { .. } => {
+                exit::INTERNAL
+            }
+            Self::Busy { .. } => exit::BUSY,
         }
     }
 }

@@ -44,8 +44,31 @@ pub fn describe(e: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
+/// At most `max` characters of text a service sent (a page that is not what its API
+/// promises), for an error message: control characters shown as spaces, the rest cut
+/// with its length said. A person reads it; a log shipper never sees a raw line break.
+pub fn clip(text: &str, max: usize) -> String {
+    let shown: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let total = text.chars().count();
+    if total > max {
+        format!("{shown}...({total} characters)")
+    } else {
+        shown
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn clipped_text_is_short_and_on_one_line() {
+        assert_eq!(super::clip("a\r\nb", 10), "a  b");
+        assert_eq!(super::clip("<html>é…", 3), "<ht...(8 characters)");
+    }
+
     #[test]
     fn encodes_what_a_path_cannot_carry() {
         assert_eq!(

@@ -12,6 +12,7 @@ pub mod email;
 pub mod errors;
 pub mod graph;
 pub mod http;
+pub mod lock;
 pub mod mapping;
 pub mod model;
 pub mod phone;

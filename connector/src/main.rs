@@ -23,7 +23,8 @@ use connector::{Config, Connector, RunReport};
 /// configuration error (command line, configuration file, mapping file); 3 a service
 /// could not be reached or refused to log in (nothing imported); 4 the run finished but
 /// some deliveries failed (their items are held and the next runs try them again) or
-/// some items need a person (`connector held list`).
+/// some items need a person (`connector held list`); 5 another run holds the state
+/// directory (this one did nothing).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -42,7 +43,7 @@ enum Command {
     ///
     /// Exit status: 0 success; 1 internal error; 2 usage or configuration error; 3 a
     /// service unreachable or refusing the login; 4 some deliveries failed or some items
-    /// need a person.
+    /// need a person; 5 another run holds the state directory.
     Run {
         /// Configuration file (TOML); see docs/examples/connector.toml.
         #[arg(long)]
@@ -82,6 +83,24 @@ enum Command {
     Held {
         #[command(subcommand)]
         action: HeldAction,
+    },
+    /// The state database: what to do when it is damaged.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateAction {
+    /// Moves a damaged state database aside (renamed `state.sqlite.set-aside-TIME`, kept
+    /// for a person to read), so that the next run begins a new state. A run on a new
+    /// state looks every message up in its mailbox before sending it, so nothing is
+    /// imported twice; give --since to take again the days the old state had not closed.
+    /// Refused while a run holds the state directory.
+    SetAside {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -344,6 +363,26 @@ async fn main_inner() -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Held { action } => held(action),
+        Command::State {
+            action: StateAction::SetAside { config },
+        } => {
+            let state_dir = connector::config::state_dir_of(&config)?;
+            std::fs::create_dir_all(&state_dir)
+                .with_context(|| format!("state directory {}", state_dir.display()))?;
+            let now = Utc::now();
+            // Not while a run is using it.
+            let _lock = connector::lock::RunLock::acquire(&state_dir, now)?;
+            let path = state_dir.join("state.sqlite");
+            match connector::store::set_aside(&path, now)? {
+                Some(to) => println!(
+                    "moved {} aside to {}; the next run begins a new state and looks every message up before sending it",
+                    path.display(),
+                    to.display()
+                ),
+                None => println!("no state database at {}: nothing to move", path.display()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schedule { config, report_dir } => {
             // Checked once at start, so a broken configuration fails at once.
             let at = Config::load(&config)?.daily_at;
@@ -360,6 +399,11 @@ async fn main_inner() -> Result<ExitCode, CliError> {
                     Err(e) => Err(e),
                 };
                 match outcome {
+                    // Never beside another run: today's is skipped, and the next one
+                    // starts where the last closed window ended, so nothing is lost.
+                    Err(e @ connector::ConnectorError::Busy { .. }) => {
+                        tracing::warn!("today's run is skipped: {e}");
+                    }
                     Ok(outcome) => {
                         tracing::info!("run finished:\n{}", outcome.summary());
                         if let Some(dir) = &report_dir {

@@ -221,6 +221,10 @@ pub struct RunReport {
     /// each item's file goes as soon as every mailbox has it).
     #[serde(default)]
     pub peak_staging_bytes: u64,
+    /// Set when the state had no history (a first run, or a state emptied, deleted or
+    /// set aside): why every delivery of the run was looked up before it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_without_history: Option<String>,
     /// Nothing failed in this run and no item needs a person.
     pub complete: bool,
     pub started_at: DateTime<Utc>,
@@ -294,6 +298,7 @@ impl RunReport {
             delivery_latency: None,
             peak_rss_bytes: None,
             peak_staging_bytes: 0,
+            state_without_history: None,
             complete: true,
             started_at,
             finished_at: started_at,
@@ -322,6 +327,11 @@ impl RunReport {
             self.retries
         ));
         lines.push(format!("accounting: {}", self.accounting.line()));
+        if self.state_without_history.is_some() {
+            lines.push(
+                "the state had no history: every message was looked up in its mailbox before it was sent (see state_without_history in the report)".into(),
+            );
+        }
         let imported = self.accounting.delivered + self.accounting.delivered_without_attachment;
         if imported == 0 {
             lines.push(if self.accounting.items == 0 {

@@ -190,6 +190,12 @@ pub struct Window {
     /// to have been sent: in any other (a window an earlier run left open, a held item)
     /// it is looked up in the mailbox before its first send.
     pub fresh: bool,
+    /// The state has no history of this window's time: it was begun on a state that had
+    /// begun no window before (new, emptied, deleted or set aside after damage), or it
+    /// starts before the earliest window the state ever began (`--since` further back).
+    /// A state that is gone may have delivered its items: each delivery is looked up in
+    /// the mailbox before it is sent (`docs/rules.md`, "A lost state").
+    pub unknown_past: bool,
 }
 
 /// How deliveries are committed: many to a transaction, at least every `max_delay`.
@@ -243,6 +249,70 @@ pub struct Store {
     group: GroupCommit,
 }
 
+/// A SQLite failure on opening, named as damage when SQLite says the file is not a
+/// database or is corrupt (what `connector state set-aside` is for).
+fn damaged_or(path: &Path, e: rusqlite::Error) -> ConnectorError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => ConnectorError::StateDamaged {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        },
+        _ => ConnectorError::State {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// The database file exists and only its owner may read it (it names every mailbox and
+/// item delivered), before SQLite opens it.
+fn private_file(path: &Path) -> Result<(), ConnectorError> {
+    let fail = |e: std::io::Error| ConnectorError::State {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path).map_err(fail)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    }
+    #[cfg(not(unix))]
+    options.open(path).map_err(fail)?;
+    Ok(())
+}
+
+/// Moves a state database (and its journal files) aside, to `NAME.set-aside-TIME`, so
+/// that the next run begins a new state that looks every delivery up before sending.
+/// Answers where it went; a state that is not there is no error (`None`).
+pub fn set_aside(path: &Path, now: DateTime<Utc>) -> Result<Option<PathBuf>, ConnectorError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let stamp = now.format("%Y%m%dT%H%M%SZ");
+    let name = |suffix: &str| {
+        let mut os = path.as_os_str().to_owned();
+        os.push(suffix);
+        PathBuf::from(os)
+    };
+    let target = name(&format!(".set-aside-{stamp}"));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = name(suffix);
+        if from.exists() {
+            let to = name(&format!(".set-aside-{stamp}{suffix}"));
+            std::fs::rename(&from, &to).map_err(|e| ConnectorError::State {
+                path: from.display().to_string(),
+                reason: format!("cannot move it aside to {}: {e}", to.display()),
+            })?;
+        }
+    }
+    Ok(Some(target))
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -255,12 +325,25 @@ fn parse_ts(s: &str) -> DateTime<Utc> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, ConnectorError> {
-        let fail = |e: rusqlite::Error| ConnectorError::State {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
+        let fail = |e: rusqlite::Error| damaged_or(path, e);
+        private_file(path)?;
         let db = Connection::open(path).map_err(fail)?;
+        // A damaged file is named as such before anything is written to it.
+        let check: String = db
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(fail)?;
+        if check != "ok" {
+            return Err(ConnectorError::StateDamaged {
+                path: path.display().to_string(),
+                detail: format!("integrity check: {}", crate::http::clip(&check, 200)),
+            });
+        }
         db.execute_batch(SCHEMA).map_err(fail)?;
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?1)",
+            params![ts(Utc::now())],
+        )
+        .map_err(fail)?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
             path: path.to_path_buf(),
@@ -269,6 +352,27 @@ impl Store {
                 since: std::time::Instant::now(),
             })),
             group: GroupCommit::default(),
+        })
+    }
+
+    /// The start of the earliest window this state ever began; `None` for a state with
+    /// no history (new, emptied, or recreated after a loss).
+    pub fn history_from(&self) -> Result<Option<DateTime<Utc>>, ConnectorError> {
+        self.meta("history_from")
+            .map(|v| v.map(|s| parse_ts(&s)))
+    }
+
+    /// When this state database was created.
+    pub fn created_at(&self) -> Result<Option<DateTime<Utc>>, ConnectorError> {
+        self.meta("created_at").map(|v| v.map(|s| parse_ts(&s)))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, ConnectorError> {
+        self.with(|db| {
+            db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
         })
     }
 
@@ -345,6 +449,8 @@ impl Store {
                         fetched: r.get::<_, i64>(3)? != 0,
                         look_back: r.get::<_, i64>(4)? != 0,
                         fresh: false,
+                        // Not begun by this run: every delivery is looked up anyway.
+                        unknown_past: false,
                     })
                 },
             )
@@ -360,8 +466,24 @@ impl Store {
         now: DateTime<Utc>,
         look_back: bool,
     ) -> Result<Window, ConnectorError> {
-        let id = self.with(|db| {
+        let (id, unknown_past) = self.with(|db| {
             let tx = db.unchecked_transaction()?;
+            // Decided before this window joins the history.
+            let history_from: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'history_from'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let unknown_past = history_from.is_none_or(|from| since < parse_ts(&from));
+            if unknown_past {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('history_from', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![ts(since)],
+                )?;
+            }
             tx.execute(
                 "INSERT INTO windows (since, until, opened_at) VALUES (?1, ?2, ?3)",
                 params![ts(since), ts(until), ts(now)],
@@ -374,7 +496,7 @@ impl Store {
                 )?;
             }
             tx.commit()?;
-            Ok(id)
+            Ok((id, unknown_past))
         })?;
         Ok(Window {
             id,
@@ -383,6 +505,7 @@ impl Store {
             fetched: false,
             look_back,
             fresh: true,
+            unknown_past,
         })
     }
 

@@ -72,6 +72,7 @@ fn help_documents_every_exit_status() {
         "2 a usage or",
         "3 a service",
         "4 the run finished",
+        "5 another run holds",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
@@ -107,6 +108,50 @@ fn usage_errors_exit_2_before_anything_is_contacted() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
     }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_run_beside_another_exits_5_naming_the_holder_and_touches_nothing() {
+    let d = dir("busy");
+    let config = good_config(&d, "http://127.0.0.1:9");
+    let state = d.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // Another run, as far as the binary can tell: this process holds the lock.
+    let held = connector::lock::RunLock::acquire(&state, Utc::now()).unwrap();
+    for args in [
+        vec!["run", "--config", config.to_str().unwrap()],
+        vec!["state", "set-aside", "--config", config.to_str().unwrap()],
+    ] {
+        let out = connector(&args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {said}");
+        assert!(
+            said.contains("another run holds the state directory")
+                && said.contains(&format!("process {}", std::process::id())),
+            "{args:?}: {said}"
+        );
+    }
+    assert!(
+        !state.join("state.sqlite").exists(),
+        "the refused run opened no state"
+    );
+    drop(held);
+    // Free again: a damaged state is named, set aside, and kept for a person.
+    std::fs::write(state.join("state.sqlite"), vec![0x5a; 4096]).unwrap();
+    let out = connector(&["held", "list", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is damaged"), "{}", text(&out));
+    let out = connector(&["state", "set-aside", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("moved"), "{}", text(&out));
+    let kept: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("state.sqlite.set-aside-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(!state.join("state.sqlite").exists());
     std::fs::remove_dir_all(&d).unwrap();
 }
 

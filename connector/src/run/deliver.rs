@@ -158,12 +158,20 @@ impl Connector {
                         .map_err(DeliverError::State)?;
                     return Ok(true);
                 }
-                Err(e) if e.uncertain() && attempt < self.retry.max_attempts => {
-                    // It may have landed: look before sending it again.
-                    self.retry.count_retry();
+                Err(e) if e.uncertain() => {
+                    // It may have landed: look before sending it again, and after the
+                    // last attempt too, for an answer that failed may still have stored
+                    // the message (a 504 after the import was done).
+                    let last = attempt >= self.retry.max_attempts;
+                    if !last {
+                        self.retry.count_retry();
+                    }
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
                     if self.found_in_mailbox(key_id, key, target, message).await? {
                         return Ok(true);
+                    }
+                    if last {
+                        return Err(e.into());
                     }
                 }
                 Err(e) => return Err(e.into()),

@@ -27,6 +27,7 @@ impl Connector {
                 fetched: true,
                 look_back: false,
                 fresh: false,
+                unknown_past: false,
             };
             let staged = Staged {
                 seq: 0,

@@ -381,9 +381,14 @@ impl Connector {
         let (target, state) = &open.pending[key];
         let key_id = open.staged.item_id.as_str();
         // A delivery with no record is known never to have been sent only in a window
-        // this run began; anywhere else (a window a crash left open, a held item) its
-        // record may have been lost with an uncommitted group: look first.
-        let look_first = *state == Some(DeliveryState::Attempted) || !window.fresh || {
+        // this run began on a state that knows the window's time; anywhere else (a
+        // window a crash left open, a held item) its record may have been lost with an
+        // uncommitted group, and a state with no history of the time may have replaced
+        // one that delivered it: look first.
+        let look_first = *state == Some(DeliveryState::Attempted)
+            || !window.fresh
+            || window.unknown_past
+            || {
             let failed = self.failed_here.lock().expect("lock poisoned");
             !failed.is_empty() && failed.contains(&(key_id.to_owned(), key.to_owned()))
         };

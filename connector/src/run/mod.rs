@@ -109,6 +109,8 @@ pub struct Connector {
     /// Deliveries that failed in this run: tried again (a held item, an item listed
     /// again), each is looked up first, as its import may have landed.
     failed_here: Mutex<std::collections::HashSet<(String, String)>>,
+    /// One run at a time on this state directory, for as long as this value lives.
+    _lock: crate::lock::RunLock,
 }
 
 /// When each staged item became ready to send, and how long its deliveries took from
@@ -218,6 +220,8 @@ impl Connector {
             tracing::warn!(line = w.line, "mapping file: {}", w.reason);
         }
         let staging = Staging::new(&config.state_dir)?;
+        // Before the state is opened or a staged file touched: another run may be at work.
+        let lock = crate::lock::RunLock::acquire(&config.state_dir, clock())?;
         let store = Store::open(&config.state_dir.join("state.sqlite"))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -258,6 +262,7 @@ impl Connector {
             progress: Progress::default(),
             latency: Latencies::default(),
             failed_here: Mutex::default(),
+            _lock: lock,
         })
     }
 
@@ -324,6 +329,11 @@ impl Connector {
         *self.latency.run_started.lock().expect("lock poisoned") = Instant::now();
         self.log_in().await?;
         let mut report = RunReport::new(started_at);
+        if self.store.history_from()?.is_none() {
+            let note = "this state has no history (a first run, or a state that was emptied, deleted or set aside): every message of this run is looked up in its mailbox by Message-ID before it is sent, so nothing an earlier state imported is imported again. If an earlier state's last window ended before this run's start, run with --since that time to catch up what it had not imported";
+            tracing::warn!("{note}");
+            report.state_without_history = Some(note.to_owned());
+        }
         self.report_unreported_windows(&mut report)?;
         self.retry_held(&mut report).await?;
         let last_until = self.store.last_until()?;

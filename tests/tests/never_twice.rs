@@ -1,0 +1,191 @@
+//! Never twice, never given up: faults an operator meets that the seeded fakes did not
+//! make. Two runs on one state, a state lost, emptied or damaged after a complete run,
+//! an answer that fails on the last attempt after the message was stored. Each test
+//! checks the mailboxes themselves: no copy twice, none missing.
+
+use std::time::Duration;
+
+use connector::errors::exit;
+use connector::{Connector, ConnectorError};
+use tests::{Fakes, examples, fixed_clock, t, temp_dir};
+
+const NOW: &str = "2026-11-23T01:00:00Z";
+const UNTIL: &str = "2026-11-23T00:00:00Z";
+
+fn connector(fakes: &Fakes, state: &std::path::Path) -> Result<Connector, ConnectorError> {
+    let config = fakes.config(state, Some(examples().join("mapping.csv")));
+    Ok(Connector::new(config, fixed_clock(t(NOW)))?
+        .with_retry_delays(Duration::from_millis(1), Duration::from_millis(20)))
+}
+
+/// Every landed copy: (mailbox, folder, Message-ID and content digest), sorted; a
+/// duplicate shows as a repeated entry.
+fn landed(fakes: &Fakes) -> Vec<(String, String, String)> {
+    let mut all = fakes.contents();
+    all.sort();
+    all
+}
+
+fn repeated(copies: &[(String, String, String)]) -> usize {
+    copies.windows(2).filter(|w| w[0] == w[1]).count()
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_state_is_refused_and_nothing_is_imported_twice() {
+    let fakes = Fakes::examples(t(NOW), |r| r).await.unwrap();
+    let state = temp_dir("two-runs");
+    let first = connector(&fakes, &state).unwrap();
+    // The second is refused before it opens the state or touches a staged file.
+    let second = connector(&fakes, &state).unwrap_err();
+    assert!(matches!(second, ConnectorError::Busy { .. }), "{second}");
+    assert_eq!(second.exit_code(), exit::BUSY);
+    let message = second.to_string();
+    assert!(
+        message.contains(&format!("process {}", std::process::id()))
+            && message.contains("since 2026-11-23T01:00:00Z"),
+        "says who holds the state: {message}"
+    );
+    let report = first.run(t(UNTIL), None).await.unwrap();
+    assert!(report.deliveries > 0);
+    drop(first);
+    // Once the first is gone, the next run may go, and adds nothing.
+    let again = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    assert_eq!(again.deliveries, 0);
+    let copies = landed(&fakes);
+    assert_eq!(copies.len() as u64, report.deliveries);
+    assert_eq!(repeated(&copies), 0);
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+/// How a state can be lost after a complete run.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// `state.sqlite` cut to zero bytes (a restore that went wrong).
+    Emptied,
+    /// The whole state directory deleted (a new machine, a wiped volume).
+    Deleted,
+    /// `state.sqlite` overwritten with bytes that are no database: refused as damaged,
+    /// then set aside as the error says.
+    Damaged,
+}
+
+fn lose(state: &std::path::Path, loss: Loss) {
+    let db = state.join("state.sqlite");
+    match loss {
+        Loss::Emptied => {
+            for journal in ["state.sqlite-wal", "state.sqlite-shm"] {
+                let _ = std::fs::remove_file(state.join(journal));
+            }
+            std::fs::write(&db, b"").unwrap();
+        }
+        Loss::Deleted => std::fs::remove_dir_all(state).unwrap(),
+        Loss::Damaged => {
+            for journal in ["state.sqlite-wal", "state.sqlite-shm"] {
+                let _ = std::fs::remove_file(state.join(journal));
+            }
+            std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lost_emptied_or_damaged_state_after_a_complete_run_duplicates_nothing() {
+    for loss in [Loss::Emptied, Loss::Deleted, Loss::Damaged] {
+        let fakes = Fakes::examples(t(NOW), |r| r).await.unwrap();
+        let state = temp_dir("lost-state");
+        let first = connector(&fakes, &state)
+            .unwrap()
+            .run(t(UNTIL), None)
+            .await
+            .unwrap();
+        assert!(
+            first.state_without_history.is_some(),
+            "{loss:?}: a new state says so"
+        );
+        let before = landed(&fakes);
+        assert_eq!(before.len() as u64, first.deliveries, "{loss:?}");
+        lose(&state, loss);
+        if let Loss::Damaged = loss {
+            let refused = connector(&fakes, &state).unwrap_err();
+            let message = refused.to_string();
+            assert!(
+                matches!(refused, ConnectorError::StateDamaged { .. })
+                    && message.contains("damaged")
+                    && message.contains("connector state set-aside"),
+                "names the damage and the way on: {message}"
+            );
+            assert_eq!(refused.exit_code(), exit::INTERNAL);
+            let aside =
+                connector::store::set_aside(&state.join("state.sqlite"), t(NOW)).unwrap();
+            assert!(aside.is_some_and(|p| p.exists()), "kept for a person");
+        }
+        let again = connector(&fakes, &state)
+            .unwrap()
+            .run(t(UNTIL), None)
+            .await
+            .unwrap();
+        assert!(
+            again.state_without_history.is_some(),
+            "{loss:?}: the run says why it looks first"
+        );
+        assert_eq!(
+            (again.deliveries, again.already_delivered),
+            (0, first.deliveries),
+            "{loss:?}: every message found in its mailbox, none sent again"
+        );
+        assert_eq!(landed(&fakes), before, "{loss:?}: the mailboxes are unchanged");
+        // The state has its history again: the next run does not look first.
+        let third = connector(&fakes, &state)
+            .unwrap()
+            .run(t(UNTIL), None)
+            .await
+            .unwrap();
+        assert!(third.state_without_history.is_none(), "{loss:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(state.join("state.sqlite"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{loss:?}: the state is its owner's only");
+        }
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_window_taken_again_from_before_the_states_history_looks_first() {
+    let fakes = Fakes::examples(t(NOW), |r| r).await.unwrap();
+    // A state that began with a later window (its history starts at 23:00) ...
+    let state = temp_dir("before-history");
+    let late = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), Some(t("2026-11-22T23:00:00Z")))
+        .await
+        .unwrap();
+    // ... while another state, now lost, had imported the whole day.
+    let other = temp_dir("before-history-other");
+    let whole = connector(&fakes, &other)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    let before = landed(&fakes);
+    assert!(whole.deliveries > late.deliveries, "the day has earlier items");
+    // Taking the day again from before the first state's history sends nothing twice.
+    let again = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), Some(t("2026-11-22T00:00:00Z")))
+        .await
+        .unwrap();
+    assert_eq!(again.deliveries, 0, "{}", again.summary());
+    assert_eq!(landed(&fakes), before);
+    assert_eq!(repeated(&before), 0);
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}
