@@ -559,3 +559,95 @@ async fn a_download_longer_than_announced_is_cut_off() {
     assert!(!dest.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const GATEWAY_PAGE: &str =
+    "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>";
+
+#[tokio::test]
+async fn a_gateway_page_or_another_json_on_a_200_is_a_transient_fault_tried_again() {
+    let server = MockServer::start().await;
+    // The login is first answered with a gateway's page, then properly.
+    Mock::given(method("POST"))
+        .and(path("/api/v1/auth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(GATEWAY_PAGE, "text/html"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    provider_login(&server, 1).await;
+    // The listing: a page, then JSON that is not the envelope, then the page.
+    Mock::given(method("GET"))
+        .and(path("/api/v1/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(GATEWAY_PAGE, "text/html"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "maintenance"})))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/items"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"window": {}, "items": [{"id": "a"}], "next_cursor": null})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let retry = fast_retries();
+    let client = provider(&server, retry.clone());
+    let page = client
+        .page(t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(retry.retries(), 3, "one login and two listings tried again");
+}
+
+#[tokio::test]
+async fn after_the_last_try_the_error_names_the_endpoint_status_type_and_start_never_a_value() {
+    let server = MockServer::start().await;
+    // A token answer missing a field: its value must not reach the error.
+    Mock::given(method("POST"))
+        .and(path("/api/v1/auth/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "LEAKED-TOKEN-VALUE", "kind": "x"})),
+        )
+        .expect(4)
+        .mount(&server)
+        .await;
+    let client = provider(&server, fast_retries());
+    let error = client.login().await.unwrap_err().to_string();
+    assert!(
+        error.contains("login answered 200 with application/json")
+            && error.contains("the fields access_token, kind")
+            && !error.contains("LEAKED-TOKEN-VALUE"),
+        "{error}"
+    );
+    // A listing answered with a gateway's page every time: named, with how it began.
+    let server = MockServer::start().await;
+    provider_login(&server, 1).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(GATEWAY_PAGE, "text/html"))
+        .expect(4)
+        .mount(&server)
+        .await;
+    let client = provider(&server, fast_retries());
+    let error = client
+        .page(t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"), None, 2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("listing page answered 200 with text/html")
+            && error.contains("<html><head><title>502 Bad Gateway"),
+        "{error}"
+    );
+}

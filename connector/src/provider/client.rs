@@ -37,6 +37,19 @@ pub enum ProviderError {
     PageTooLarge { limit: u64 },
     #[error("the provider's answer could not be read: {0}")]
     Decode(String),
+    /// A success status whose body is not what the API promises (a gateway's HTML page,
+    /// another JSON document): a transient fault, tried again; this is the error after
+    /// the last try. Never carries a value from a JSON body, only its field names.
+    #[error(
+        "the provider's {endpoint} answered {status} with {content_type}, not what its API promises ({problem}); the answer began: {snippet}"
+    )]
+    NotTheApi {
+        endpoint: &'static str,
+        status: u16,
+        content_type: String,
+        problem: String,
+        snippet: String,
+    },
     /// A listing page whose body broke off or came cut short, after every try.
     #[error("a listing page came broken (cut short or its connection dropped): {0}")]
     BrokenPage(String),
@@ -116,14 +129,29 @@ impl ProviderClient {
         // A login that did not get through, or a busy provider (not 429: too many logins
         // is a refusal to wait out, not to push), is tried again.
         let (url, body) = (&url, &body);
-        let response = self
+        let token = self
             .retry
             .run("provider login", true, |_| async move {
                 // Too many logins is a refusal to wait out, not to push: a 429 is final.
-                attempt_of(self.http.post(url).json(body).send().await, false).await
+                match attempt_of(self.http.post(url).json(body).send().await, false).await {
+                    Attempt::Done(r) => json_attempt::<wire::TokenResponse>(r, "login").await,
+                    Attempt::Again {
+                        error,
+                        retry_after,
+                        throttled,
+                    } => Attempt::Again {
+                        error,
+                        retry_after,
+                        throttled,
+                    },
+                    Attempt::Uncertain { error, retry_after } => {
+                        Attempt::Uncertain { error, retry_after }
+                    }
+                    Attempt::Fatal(e) => Attempt::Fatal(e),
+                }
             })
             .await;
-        let response = match response {
+        let token = match token {
             Ok(r) => r,
             Err(ProviderError::Api { code, message, .. }) => {
                 if code == "invalid_credentials" {
@@ -138,10 +166,6 @@ impl ProviderClient {
             }
             Err(other) => return Err(other),
         };
-        let token: wire::TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| ProviderError::Decode(e.to_string()))?;
         // Refresh a minute early (or at half-life for short tokens).
         let lifetime = Duration::from_secs(token.expires_in);
         let margin = Duration::from_secs(60).min(lifetime / 2);
@@ -208,13 +232,17 @@ impl ProviderClient {
 
     /// The employees registered for archiving.
     pub async fn users(&self) -> Result<Vec<wire::Participant>, ProviderError> {
-        let response = self
-            .get(&format!("{}/api/v1/users", self.base), &[])
+        let url = format!("{}/api/v1/users", self.base);
+        let url = &url;
+        let users: wire::Users = self
+            .retry
+            .run("provider users", true, |_| async move {
+                match self.get(url, &[]).await {
+                    Ok(r) => json_attempt(r, "list of users").await,
+                    Err(e) => Attempt::Fatal(e),
+                }
+            })
             .await?;
-        let users: wire::Users = response
-            .json()
-            .await
-            .map_err(|e| ProviderError::Decode(e.to_string()))?;
         Ok(users.users)
     }
 
@@ -247,8 +275,8 @@ impl ProviderClient {
             .run("listing page", true, async |_| {
                 match self.read_page(&query).await {
                     Ok(page) => Attempt::Done(page),
-                    Err(ProviderError::BrokenPage(e)) => {
-                        Attempt::again(ProviderError::BrokenPage(e))
+                    Err(e @ (ProviderError::BrokenPage(_) | ProviderError::NotTheApi { .. })) => {
+                        Attempt::again(e)
                     }
                     Err(e) => Attempt::Fatal(e),
                 }
@@ -261,6 +289,7 @@ impl ProviderClient {
             .get(&format!("{}/api/v1/items", self.base), query)
             .await?;
         let limit = self.max_page_bytes;
+        let (status, content_type) = (response.status().as_u16(), content_type(&response));
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(ProviderError::PageTooLarge { limit });
         }
@@ -276,10 +305,10 @@ impl ProviderClient {
         // Only the envelope is read here; each item stays raw, so that one unreadable
         // item cannot make the page unreadable. A page that is not JSON at all came cut.
         serde_json::from_slice(&bytes).map_err(|e| {
-            if e.is_eof() {
+            if e.is_eof() && looks_like_json(&content_type) {
                 ProviderError::BrokenPage(format!("{} bytes, then nothing: {e}", bytes.len()))
             } else {
-                ProviderError::Decode(format!("a listing page: {e}"))
+                not_the_api("listing page", status, &content_type, &bytes, &e)
             }
         })
     }
@@ -390,6 +419,80 @@ async fn attempt_of(
         Ok(r) => Attempt::Fatal(error_of(r).await),
         Err(e) if e.is_builder() => Attempt::Fatal(ProviderError::Transport(describe(&e))),
         Err(e) => Attempt::again(ProviderError::Transport(describe(&e))),
+    }
+}
+
+/// The body of a success as `T`, or, when it is not `T` (a gateway's page, another
+/// JSON document, a body cut short), a transient fault to try again.
+async fn json_attempt<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    endpoint: &'static str,
+) -> Attempt<T, ProviderError> {
+    let (status, content_type) = (response.status().as_u16(), content_type(&response));
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Attempt::again(ProviderError::Transport(describe(&e))),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Attempt::Done(value),
+        Err(e) => Attempt::again(not_the_api(endpoint, status, &content_type, &bytes, &e)),
+    }
+}
+
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| "no content type".to_owned(), |v| crate::http::clip(v, 80))
+}
+
+fn looks_like_json(content_type: &str) -> bool {
+    content_type.starts_with("application/json") || content_type == "no content type"
+}
+
+/// What a person needs to know of an answer that is not the API's: where, what status,
+/// what content type, why it was refused, and how it began. A JSON body shows only its
+/// field names, never a value (a token or a password could be one).
+fn not_the_api(
+    endpoint: &'static str,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    error: &serde_json::Error,
+) -> ProviderError {
+    let snippet = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(fields)) => format!(
+            "a JSON object with the fields {}",
+            crate::http::clip(
+                &fields.keys().cloned().collect::<Vec<_>>().join(", "),
+                120
+            )
+        ),
+        Ok(other) => format!("a JSON {}", json_kind(&other)),
+        Err(_) if body.is_empty() => "nothing (an empty body)".into(),
+        Err(_) => format!(
+            "{:?}",
+            crate::http::clip(&String::from_utf8_lossy(&body[..body.len().min(400)]), 120)
+        ),
+    };
+    ProviderError::NotTheApi {
+        endpoint,
+        status,
+        content_type: content_type.to_owned(),
+        problem: format!("{} bytes: {error}", body.len()),
+        snippet,
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
     }
 }
 
