@@ -122,9 +122,7 @@ impl ConnectorError {
             | Self::Unreachable { .. }
             | Self::SecretRefused { .. }
             | Self::Locked { .. } => exit::SERVICE,
-            Self::State { .. } | Self::StateDamaged { .. } | Self::Staging { .. } => {
-                exit::INTERNAL
-            }
+            Self::State { .. } | Self::StateDamaged { .. } | Self::Staging { .. } => exit::INTERNAL,
             Self::Busy { .. } => exit::BUSY,
         }
     }

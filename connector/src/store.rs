@@ -358,8 +358,7 @@ impl Store {
     /// The start of the earliest window this state ever began; `None` for a state with
     /// no history (new, emptied, or recreated after a loss).
     pub fn history_from(&self) -> Result<Option<DateTime<Utc>>, ConnectorError> {
-        self.meta("history_from")
-            .map(|v| v.map(|s| parse_ts(&s)))
+        self.meta("history_from").map(|v| v.map(|s| parse_ts(&s)))
     }
 
     /// When this state database was created.

@@ -602,7 +602,12 @@ async fn a_gateway_page_or_another_json_on_a_200_is_a_transient_fault_tried_agai
     let retry = fast_retries();
     let client = provider(&server, retry.clone());
     let page = client
-        .page(t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"), None, 2)
+        .page(
+            t("2026-11-22T00:00:00Z"),
+            t("2026-11-23T00:00:00Z"),
+            None,
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
@@ -641,7 +646,12 @@ async fn after_the_last_try_the_error_names_the_endpoint_status_type_and_start_n
         .await;
     let client = provider(&server, fast_retries());
     let error = client
-        .page(t("2026-11-22T00:00:00Z"), t("2026-11-23T00:00:00Z"), None, 2)
+        .page(
+            t("2026-11-22T00:00:00Z"),
+            t("2026-11-23T00:00:00Z"),
+            None,
+            2,
+        )
         .await
         .unwrap_err()
         .to_string();

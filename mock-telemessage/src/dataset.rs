@@ -156,6 +156,18 @@ pub struct Faults {
     /// (the connection is reset after the headers and some of the body).
     #[serde(default)]
     pub reset_rate: f64,
+    /// Share of logins, listings and downloads answered `200` with a gateway's HTML page
+    /// instead of the API's answer (a proxy or load balancer in front of the provider
+    /// that shows its own page).
+    #[serde(default)]
+    pub gateway_page_rate: f64,
+    /// Share of listings answered `200` with JSON that is not a page envelope (a
+    /// maintenance notice from a gateway).
+    #[serde(default)]
+    pub not_envelope_rate: f64,
+    /// Share of downloads answered `200` with an empty body.
+    #[serde(default)]
+    pub empty_download_rate: f64,
 }
 
 fn default_slow_max_ms() -> u64 {
@@ -284,6 +296,10 @@ impl Dataset {
         for (name, rate) in [
             ("unavailable_rate", self.faults.unavailable_rate),
             ("corrupt_download_rate", self.faults.corrupt_download_rate),
+            ("truncated_page_rate", self.faults.truncated_page_rate),
+            ("gateway_page_rate", self.faults.gateway_page_rate),
+            ("not_envelope_rate", self.faults.not_envelope_rate),
+            ("empty_download_rate", self.faults.empty_download_rate),
             ("visibility.rate", self.visibility.rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::attachment::{ByteStream, ascii_file_name};
 use crate::error::ApiError;
-use crate::state::{Fault, ListRequest, State};
+use crate::state::{Fault, ListRequest, State, Surface};
 use crate::wire::{LoginRequest, TokenResponse, UsersResponse};
 
 /// The whole fake provider.
@@ -112,7 +112,7 @@ async fn method_not_allowed() -> ApiError {
 async fn login(
     AxState(state): AxState<State>,
     body: Result<axum::Json<LoginRequest>, JsonRejection>,
-) -> Result<axum::Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let axum::Json(request) = body.map_err(|_| {
         ApiError::bad_request(
             "invalid_request",
@@ -120,11 +120,30 @@ async fn login(
         )
     })?;
     let (access_token, expires_in) = state.login(&request.username, &request.password).await?;
+    // Drawn once the login is known to be good, so that no refused login is hidden.
+    let identity = format!("login {}", request.username);
+    if state.roll_fault(Surface::Login, &identity) == Some(Fault::GatewayPage) {
+        return Ok(gateway_page());
+    }
     Ok(axum::Json(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
         expires_in,
-    }))
+    })
+    .into_response())
+}
+
+/// What a gateway in front of a service shows when it cannot reach it, with a status
+/// that says all is well: the fault `gateway_page_rate` injects.
+fn gateway_page() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        "<!DOCTYPE html><html><head><title>Service temporarily unavailable</title></head><body><h1>We'll be right back</h1><p>The service is undergoing maintenance.</p></body></html>",
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,13 +169,21 @@ async fn list_items(
         cursor: q.cursor,
     };
     let identity = state.listing_identity(&request);
-    let fault = state.roll_fault(false, &identity);
+    let fault = state.roll_fault(Surface::Listing, &identity);
     let transport = state.roll_transport(&identity);
     if let Some(delay) = transport.delay {
         tokio::time::sleep(delay).await;
     }
-    if fault == Some(Fault::Unavailable) {
-        return Err(ApiError::unavailable());
+    match fault {
+        Some(Fault::Unavailable) => return Err(ApiError::unavailable()),
+        Some(Fault::GatewayPage) => return Ok(gateway_page()),
+        Some(Fault::NotEnvelope) => {
+            return Ok(
+                axum::Json(serde_json::json!({"status": "maintenance", "retry": true}))
+                    .into_response(),
+            );
+        }
+        _ => {}
     }
     let mut page = state.list(&request)?;
     if fault == Some(Fault::Truncated) {
@@ -194,13 +221,15 @@ async fn download(
 ) -> Result<Response, ApiError> {
     state.authenticate(authorization(&headers))?;
     let identity = format!("download {id}");
-    let fault = state.roll_fault(true, &identity);
+    let fault = state.roll_fault(Surface::Download, &identity);
     let transport = state.roll_transport(&identity);
     if let Some(delay) = transport.delay {
         tokio::time::sleep(delay).await;
     }
-    if fault == Some(Fault::Unavailable) {
-        return Err(ApiError::unavailable());
+    match fault {
+        Some(Fault::Unavailable) => return Err(ApiError::unavailable()),
+        Some(Fault::GatewayPage) => return Ok(gateway_page()),
+        _ => {}
     }
     let source = state
         .attachment(&id)
@@ -214,6 +243,14 @@ async fn download(
         ascii_file_name(&source.file_name)
     ))
     .unwrap_or(HeaderValue::from_static("attachment"));
+    if fault == Some(Fault::Empty) {
+        // The headers of a file, and no bytes.
+        let mut response = Body::empty().into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, content_type);
+        h.insert(header::CONTENT_DISPOSITION, disposition);
+        return Ok(response);
+    }
     let size = source.size;
     let counter = state.clone();
     let stream = futures_util::stream::unfold(

@@ -194,6 +194,20 @@ pub enum Fault {
     Corrupt,
     /// A listing page cut in the middle of its JSON.
     Truncated,
+    /// `200` with a gateway's HTML page (login, listing, download).
+    GatewayPage,
+    /// `200` with JSON that is not a page envelope (listing).
+    NotEnvelope,
+    /// `200` with an empty body (download).
+    Empty,
+}
+
+/// What a request is, for the faults it may draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Login,
+    Listing,
+    Download,
 }
 
 impl State {
@@ -622,24 +636,34 @@ impl State {
     /// Decides, from the dataset's seed and what the request is about (`identity`: a
     /// listing's window and page, an attachment's id) and how many times that same
     /// request came before, whether to inject a fault: never from arrival order.
-    pub fn roll_fault(&self, download: bool, identity: &str) -> Option<Fault> {
-        let faults = &self.0.faults;
-        if faults.unavailable_rate <= 0.0
-            && faults.corrupt_download_rate <= 0.0
-            && faults.truncated_page_rate <= 0.0
-        {
+    pub fn roll_fault(&self, surface: Surface, identity: &str) -> Option<Fault> {
+        let f = &self.0.faults;
+        // The faults this surface can meet, each with its share; the draw falls in one
+        // share or past them all.
+        let shares: &[(Fault, f64)] = match surface {
+            Surface::Login => &[(Fault::GatewayPage, f.gateway_page_rate)],
+            Surface::Listing => &[
+                (Fault::Unavailable, f.unavailable_rate),
+                (Fault::Truncated, f.truncated_page_rate),
+                (Fault::GatewayPage, f.gateway_page_rate),
+                (Fault::NotEnvelope, f.not_envelope_rate),
+            ],
+            Surface::Download => &[
+                (Fault::Unavailable, f.unavailable_rate),
+                (Fault::Corrupt, f.corrupt_download_rate),
+                (Fault::GatewayPage, f.gateway_page_rate),
+                (Fault::Empty, f.empty_download_rate),
+            ],
+        };
+        if shares.iter().all(|(_, rate)| *rate <= 0.0) {
             return None;
         }
-        let draw = self.0.counters.fault_draws.draw(faults.seed, identity);
-        let fault = if draw < faults.unavailable_rate {
-            Some(Fault::Unavailable)
-        } else if download && draw < faults.unavailable_rate + faults.corrupt_download_rate {
-            Some(Fault::Corrupt)
-        } else if !download && draw < faults.unavailable_rate + faults.truncated_page_rate {
-            Some(Fault::Truncated)
-        } else {
-            None
-        };
+        let draw = self.0.counters.fault_draws.draw(f.seed, identity);
+        let mut upto = 0.0;
+        let fault = shares.iter().find_map(|(fault, rate)| {
+            upto += rate;
+            (draw < upto).then_some(*fault)
+        });
         if fault.is_some() {
             self.0
                 .counters

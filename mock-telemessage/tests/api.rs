@@ -647,3 +647,81 @@ fn drawn_lags_depend_on_the_id_and_stay_within_the_bound() {
     assert!(lags.iter().all(|&s| (0..=600).contains(&s)));
     assert_eq!(v.lag("wa-17"), v.lag("wa-17"), "the same id, the same lag");
 }
+
+#[tokio::test]
+async fn a_gateway_page_a_foreign_json_and_an_empty_download_come_with_a_200_by_the_seed() {
+    let mut ds = three_documents();
+    ds.faults = mock_telemessage::Faults {
+        seed: 11,
+        gateway_page_rate: 0.3,
+        not_envelope_rate: 0.3,
+        empty_download_rate: 0.3,
+        ..Default::default()
+    };
+    let fake = fake_from(&ds);
+    // Logins: some answered with the gateway's page, the others with a token; a wrong
+    // password is refused as ever, never hidden behind a page.
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    let mut token = None;
+    for _ in 0..12 {
+        let answer = fake.login_as(USER, PASSWORD).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let kind = content_kind(&answer);
+        if kind == "json" {
+            token = answer.json()["access_token"].as_str().map(str::to_owned);
+        }
+        *kinds.entry(kind).or_default() += 1;
+    }
+    assert_eq!(kinds.keys().copied().collect::<Vec<_>>(), ["html", "json"]);
+    let refused = fake.login_as(USER, "wrong").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let token = token.expect("some login got through");
+    // Listings: the page, the gateway's page, or JSON without the envelope.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let answer = fake
+            .get(&format!("/api/v1/items?{DAY}"), Some(&token))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        seen.insert(match content_kind(&answer) {
+            "json" if answer.json().get("items").is_some() => "page",
+            "json" => "not an envelope",
+            other => other,
+        });
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["html", "not an envelope", "page"]
+    );
+    // Downloads: the bytes, the gateway's page, or nothing at all.
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let answer = fake
+            .get(&format!("/api/v1/attachments/att-{}", i % 3), Some(&token))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        seen.insert(if answer.body.is_empty() {
+            "empty"
+        } else if content_kind(&answer) == "html" {
+            "html"
+        } else {
+            "bytes"
+        });
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["bytes", "empty", "html"]
+    );
+}
+
+fn content_kind(answer: &common::Answer) -> &'static str {
+    let ty = answer.headers["content-type"].to_str().unwrap();
+    if ty.starts_with("text/html") {
+        assert!(answer.body.starts_with(b"<!DOCTYPE html>"));
+        "html"
+    } else if ty.starts_with("application/json") {
+        "json"
+    } else {
+        "other"
+    }
+}

@@ -185,6 +185,29 @@ pub fn scenario_for_seed(seed: u64) -> anyhow::Result<Scenario> {
     if !scenario.crashes.is_empty() && rng.random_bool(0.5) {
         scenario.crash_by = crate::model::CrashBy::Sigkill;
     }
+    // Answers that say 200 but are not the API's (a gateway's page on a login, listing
+    // or download, a maintenance JSON on a listing, an empty download): drawn after
+    // everything above, which stays as it was for every seed.
+    if rng.random_bool(0.4) {
+        let seed = rng.random_range(0..u32::MAX);
+        let faults = scenario
+            .provider_faults
+            .get_or_insert_with(|| serde_json::json!({ "seed": seed }));
+        let (page, foreign, empty) = (
+            rng.random_range(0.0..0.08),
+            rng.random_range(0.0..0.08),
+            rng.random_range(0.0..0.08),
+        );
+        faults["gateway_page_rate"] = page.into();
+        faults["not_envelope_rate"] = foreign.into();
+        faults["empty_download_rate"] = empty.into();
+        kinds.push(format!(
+            "provider gateway pages {:.0}%, foreign JSON pages {:.0}% and empty downloads {:.0}% (each a 200)",
+            page * 100.0,
+            foreign * 100.0,
+            empty * 100.0
+        ));
+    }
     scenario.description = format!(
         "Chaos seed {seed}: {} employees, {} items over {days} day(s){}; {}; {} crash point(s){}; concurrency {}.",
         params.employees,

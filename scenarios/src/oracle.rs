@@ -594,10 +594,16 @@ pub fn expected(s: &Scenario) -> Expected {
         source_items: s.source_items(),
         long_ids: long_ids(s),
         downloads_may_fail: s.provider_faults.as_ref().is_some_and(|f| {
-            // Every try of a download may be corrupted or cut short.
-            ["corrupt_download_rate", "reset_rate"]
-                .iter()
-                .any(|k| f[*k].as_f64().is_some_and(|r| r > 0.0))
+            // Every try of a download may be corrupted, cut short, a gateway's page or
+            // empty.
+            [
+                "corrupt_download_rate",
+                "reset_rate",
+                "gateway_page_rate",
+                "empty_download_rate",
+            ]
+            .iter()
+            .any(|k| f[*k].as_f64().is_some_and(|r| r > 0.0))
         }),
         ..Expected::default()
     };

@@ -119,8 +119,7 @@ async fn a_lost_emptied_or_damaged_state_after_a_complete_run_duplicates_nothing
                 "names the damage and the way on: {message}"
             );
             assert_eq!(refused.exit_code(), exit::INTERNAL);
-            let aside =
-                connector::store::set_aside(&state.join("state.sqlite"), t(NOW)).unwrap();
+            let aside = connector::store::set_aside(&state.join("state.sqlite"), t(NOW)).unwrap();
             assert!(aside.is_some_and(|p| p.exists()), "kept for a person");
         }
         let again = connector(&fakes, &state)
@@ -137,7 +136,11 @@ async fn a_lost_emptied_or_damaged_state_after_a_complete_run_duplicates_nothing
             (0, first.deliveries),
             "{loss:?}: every message found in its mailbox, none sent again"
         );
-        assert_eq!(landed(&fakes), before, "{loss:?}: the mailboxes are unchanged");
+        assert_eq!(
+            landed(&fakes),
+            before,
+            "{loss:?}: the mailboxes are unchanged"
+        );
         // The state has its history again: the next run does not look first.
         let third = connector(&fakes, &state)
             .unwrap()
@@ -152,7 +155,11 @@ async fn a_lost_emptied_or_damaged_state_after_a_complete_run_duplicates_nothing
                 .unwrap()
                 .permissions()
                 .mode();
-            assert_eq!(mode & 0o777, 0o600, "{loss:?}: the state is its owner's only");
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "{loss:?}: the state is its owner's only"
+            );
         }
         std::fs::remove_dir_all(&state).unwrap();
     }
@@ -176,7 +183,10 @@ async fn a_window_taken_again_from_before_the_states_history_looks_first() {
         .await
         .unwrap();
     let before = landed(&fakes);
-    assert!(whole.deliveries > late.deliveries, "the day has earlier items");
+    assert!(
+        whole.deliveries > late.deliveries,
+        "the day has earlier items"
+    );
     // Taking the day again from before the first state's history sends nothing twice.
     let again = connector(&fakes, &state)
         .unwrap()

@@ -444,7 +444,10 @@ fn content_type(response: &reqwest::Response) -> String {
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| "no content type".to_owned(), |v| crate::http::clip(v, 80))
+        .map_or_else(
+            || "no content type".to_owned(),
+            |v| crate::http::clip(v, 80),
+        )
 }
 
 fn looks_like_json(content_type: &str) -> bool {
@@ -464,10 +467,7 @@ fn not_the_api(
     let snippet = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(fields)) => format!(
             "a JSON object with the fields {}",
-            crate::http::clip(
-                &fields.keys().cloned().collect::<Vec<_>>().join(", "),
-                120
-            )
+            crate::http::clip(&fields.keys().cloned().collect::<Vec<_>>().join(", "), 120)
         ),
         Ok(other) => format!("a JSON {}", json_kind(&other)),
         Err(_) if body.is_empty() => "nothing (an empty body)".into(),

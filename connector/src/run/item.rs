@@ -385,13 +385,11 @@ impl Connector {
         // window a crash left open, a held item) its record may have been lost with an
         // uncommitted group, and a state with no history of the time may have replaced
         // one that delivered it: look first.
-        let look_first = *state == Some(DeliveryState::Attempted)
-            || !window.fresh
-            || window.unknown_past
-            || {
-            let failed = self.failed_here.lock().expect("lock poisoned");
-            !failed.is_empty() && failed.contains(&(key_id.to_owned(), key.to_owned()))
-        };
+        let look_first =
+            *state == Some(DeliveryState::Attempted) || !window.fresh || window.unknown_past || {
+                let failed = self.failed_here.lock().expect("lock poisoned");
+                !failed.is_empty() && failed.contains(&(key_id.to_owned(), key.to_owned()))
+            };
         match self
             .deliver(key_id, message, body, key, target, look_first)
             .await
