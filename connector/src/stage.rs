@@ -25,10 +25,21 @@ struct Usage {
     peak: u64,
 }
 
+/// What a failed file operation in the state directory means for the operator: a full
+/// disk is named as such, with the way on.
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => format!(
+            "no space left on the device ({e}). The run stopped here and nothing is lost: the window stays open and the next run resumes it. Free space under the state directory (or move state_dir), then run again"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 fn private_dir(path: &Path) -> Result<(), ConnectorError> {
     let fail = |e: std::io::Error| ConnectorError::Staging {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        reason: io_reason(&e),
     };
     std::fs::create_dir_all(path).map_err(fail)?;
     #[cfg(unix)]
@@ -128,7 +139,7 @@ impl Staging {
         ));
         let fail = |e: std::io::Error| ConnectorError::Staging {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason: io_reason(&e),
         };
         std::fs::write(&path, bytes).map_err(fail)?;
         #[cfg(unix)]
@@ -156,7 +167,7 @@ fn gone(path: &Path, removed: std::io::Result<()>) -> Result<(), ConnectorError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ConnectorError::Staging {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason: io_reason(&e),
         }),
     }
 }

@@ -249,14 +249,20 @@ pub struct Store {
     group: GroupCommit,
 }
 
-/// A SQLite failure on opening, named as damage when SQLite says the file is not a
-/// database or is corrupt (what `connector state set-aside` is for).
+/// A SQLite failure, named as damage when SQLite says the file is not a database or is
+/// corrupt (what `connector state set-aside` is for), and as a full disk when it is.
 fn damaged_or(path: &Path, e: rusqlite::Error) -> ConnectorError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     match e.sqlite_error_code() {
         Some(DatabaseCorrupt | NotADatabase) => ConnectorError::StateDamaged {
             path: path.display().to_string(),
             detail: e.to_string(),
+        },
+        Some(rusqlite::ErrorCode::DiskFull) => ConnectorError::State {
+            path: path.display().to_string(),
+            reason: format!(
+                "no space left on the device ({e}). The run stopped and nothing is lost: what was not recorded is looked up in the mailbox by the next run. Free space under the state directory, then run again"
+            ),
         },
         _ => ConnectorError::State {
             path: path.display().to_string(),
@@ -416,10 +422,7 @@ impl Store {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, ConnectorError> {
         let db = self.db.lock().expect("state lock poisoned");
-        f(&db).map_err(|e| ConnectorError::State {
-            path: self.path.display().to_string(),
-            reason: e.to_string(),
-        })
+        f(&db).map_err(|e| damaged_or(&self.path, e))
     }
 
     /// The end of the last window fully accounted for.

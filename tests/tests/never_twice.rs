@@ -199,3 +199,82 @@ async fn a_window_taken_again_from_before_the_states_history_looks_first() {
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::remove_dir_all(&other).unwrap();
 }
+
+/// The `connector` binary, run in a mount namespace of its own where a 64 KiB tmpfs lies
+/// over the staging directory: the first file of any size fills it, and the write fails
+/// with ENOSPC as on a full disk. `unshare` maps this user to root inside the namespace,
+/// so no privilege is needed; the tmpfs ends with the process, and the space is back.
+fn run_on_a_full_disk(state: &std::path::Path, toml: &std::path::Path) -> std::process::Output {
+    std::fs::create_dir_all(state.join("staging")).unwrap();
+    let bin = tests::connector_binary(None).unwrap();
+    let script = r#"mount -t tmpfs -o size=64k,mode=0700 tmpfs "$1/staging" && exec "$2" run --config "$3" --until "$4" --harness-now "$5" --harness-retry-ms 1,20"#;
+    std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(state)
+        .arg(bin)
+        .arg(toml)
+        .args([UNTIL, NOW])
+        .env("TELEMESSAGE_PASSWORD", tests::PROVIDER_PASSWORD)
+        .env("M365_CLIENT_SECRET", tests::CLIENT_SECRET)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("unshare (util-linux) runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_while_staging_stops_the_run_with_status_1_and_loses_nothing() {
+    // What the day should land: the same fakes, a run with room to spare.
+    let reference = Fakes::examples(t(NOW), |r| r).await.unwrap();
+    let spare = temp_dir("disk-full-reference");
+    connector(&reference, &spare)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    let expected = landed(&reference);
+
+    let fakes = Fakes::examples(t(NOW), |r| r).await.unwrap();
+    let state = temp_dir("disk-full");
+    let config = fakes.config(&state, Some(examples().join("mapping.csv")));
+    let toml = state.with_extension("toml");
+    std::fs::write(&toml, tests::connector_toml(&config, None)).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (state, toml) = (state.clone(), toml.clone());
+        move || run_on_a_full_disk(&state, &toml)
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("staging directory")
+            && said.contains("no space left on the device")
+            && said.contains("nothing is lost"),
+        "names the full disk and the way on: {said}"
+    );
+    assert!(
+        !said.contains("provider:"),
+        "not blamed on the provider: {said}"
+    );
+    let before = landed(&fakes);
+    assert!(before.len() < expected.len(), "the run stopped part-way");
+    // Space again: the next run finishes the window, and nothing lands twice.
+    let again = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    assert!(again.complete, "{}", again.summary());
+    assert_eq!(landed(&fakes), expected);
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_file(&toml).unwrap();
+    std::fs::remove_dir_all(&spare).unwrap();
+}

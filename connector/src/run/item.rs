@@ -302,6 +302,9 @@ impl Connector {
         let first = !std::mem::replace(&mut building.recorded, true);
         let bytes = match fetched {
             Ok(b) => b,
+            // The staging area cannot be used (a full disk): no item can go on, so the
+            // run stops with the status for it; the window stays open for the next run.
+            Err(e @ ConnectorError::Staging { .. }) => return Err(e),
             Err(e) => {
                 if first {
                     result.failures.push(Failure {
@@ -478,13 +481,18 @@ impl Connector {
                     .await
                     .map_err(|e| ConnectorError::Staging {
                         path: path.display().to_string(),
-                        reason: e.to_string(),
+                        reason: crate::stage::io_reason(&e),
                     })?;
                 Ok(Some(Ok(bytes)))
             }
             Err(ProviderError::Attachment { .. }) | Err(ProviderError::Api { status: 404, .. }) => {
                 Ok(Some(Err(OmitReason::Unverifiable)))
             }
+            // Writing the staged file failed: the staging area's fault, not the provider's.
+            Err(ProviderError::Io { path, source }) => Err(ConnectorError::Staging {
+                path,
+                reason: crate::stage::io_reason(&source),
+            }),
             Err(e) => Err(e.into()),
         }
     }
