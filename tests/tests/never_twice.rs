@@ -278,3 +278,92 @@ async fn a_full_disk_while_staging_stops_the_run_with_status_1_and_loses_nothing
     std::fs::remove_file(&toml).unwrap();
     std::fs::remove_dir_all(&spare).unwrap();
 }
+
+fn text_item(id: &str, archived_at: &str, text: &str) -> serde_json::Value {
+    let person = |phone: &str, name: &str, email: &str| serde_json::json!({"phone": phone, "name": name, "user_email": email});
+    serde_json::json!({
+        "id": id, "capture_mode": "cloud_archiver", "archived_at": archived_at,
+        "sent_at": archived_at, "type": "text", "text": text,
+        "conversation": {"id": "c-1", "type": "direct", "name": null},
+        "from": person("+16174354634", "Alice Archer", "alice.archer@contoso.example"),
+        "to": [person("+12124325249", "Bob Baker", "bob.baker@contoso.example")],
+    })
+}
+
+#[tokio::test]
+async fn a_page_above_the_bound_is_asked_for_smaller_and_an_item_above_it_alone_is_skipped() {
+    // Two days; on the first, among small texts, one of 70,000 CJK characters (within
+    // WhatsApp's limit, 210,000 bytes of JSON) where the page bound is 64 KiB.
+    let mut items: Vec<_> = (0..12)
+        .map(|i| {
+            let at = format!("2026-11-21T{:02}:00:00Z", i + 1);
+            text_item(&format!("wa-d1-{i:02}"), &at, &"議事録".repeat(4000))
+        })
+        .collect();
+    items.insert(
+        5,
+        text_item("wa-huge", "2026-11-21T05:30:00Z", &"長".repeat(70_000)),
+    );
+    items.extend((0..3).map(|i| {
+        let at = format!("2026-11-22T{:02}:00:00Z", i + 1);
+        text_item(&format!("wa-d2-{i}"), &at, "next day")
+    }));
+    let dataset = serde_json::json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": items,
+    });
+    let fakes = Fakes::start(
+        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        |r| r,
+    )
+    .await
+    .unwrap();
+    let state = temp_dir("oversized-page");
+    let run = || async {
+        let mut config = fakes.config(&state, None);
+        config.max_page_bytes = 64 * 1024;
+        Connector::new(config, fixed_clock(t(NOW)))
+            .unwrap()
+            .with_retry_delays(Duration::from_millis(1), Duration::from_millis(20))
+            .run(t(UNTIL), Some(t("2026-11-21T00:00:00Z")))
+            .await
+            .unwrap()
+    };
+    let report = run().await;
+    assert!(report.complete, "{}", report.summary());
+    assert_eq!(report.windows.len(), 2, "both days' windows closed");
+    // Every other item, on both days, to both mailboxes; the huge one skipped, named.
+    let delivered: std::collections::BTreeSet<String> = landed(&fakes)
+        .into_iter()
+        .map(|(_, _, message_id)| message_id)
+        .collect();
+    assert_eq!(delivered.len(), 15, "{delivered:?}");
+    assert!(!delivered.iter().any(|m| m.contains("wa-huge")));
+    assert_eq!(report.deliveries, 30);
+    let skip = report
+        .skipped
+        .iter()
+        .find(|s| s.reason == "invalid_item")
+        .expect("the huge item is reported");
+    assert_eq!(skip.item_id, "wa-huge");
+    assert!(
+        skip.detail
+            .contains("above import.max_page_bytes (65536 bytes)"),
+        "{}",
+        skip.detail
+    );
+    let quarantined = &report.quarantined[0];
+    assert_eq!(
+        (quarantined.position, quarantined.item_id.as_deref()),
+        (6, Some("wa-huge"))
+    );
+    let kept = std::fs::read(&quarantined.file).unwrap();
+    assert_eq!(kept.len(), 64 * 1024, "kept up to the bound");
+    assert!(kept.starts_with(br#"{"archived_at":"2026-11-21T05:30:00Z""#));
+    // Listed again: nothing new, and the huge item is not quarantined twice.
+    let again = run().await;
+    assert_eq!((again.deliveries, again.quarantined.len()), (0, 0));
+    std::fs::remove_dir_all(&state).unwrap();
+}

@@ -254,20 +254,7 @@ impl ProviderClient {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<wire::Page, ProviderError> {
-        let mut query = vec![("page_size", page_size.to_string())];
-        match cursor {
-            Some(c) => query.push(("cursor", c.to_owned())),
-            None => {
-                query.push((
-                    "since",
-                    since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                ));
-                query.push((
-                    "until",
-                    until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                ));
-            }
-        }
+        let query = listing_query(since, until, cursor, page_size);
         // A page whose body breaks off (a connection dropped mid-body) or that cannot be
         // read as a page (cut short: the answer said 200 but half of it came) is asked for
         // again, like any transient failure: a listing is a GET and safe to repeat.
@@ -282,6 +269,55 @@ impl ProviderClient {
                 }
             })
             .await
+    }
+
+    /// The one item of a page of one that is larger than the page bound, read as a
+    /// stream in bounded memory: its first `max_page_bytes` bytes (for the quarantine),
+    /// its whole length, and the cursor of the page after it, so that the listing goes
+    /// on past it.
+    pub async fn oversized_item(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        cursor: Option<&str>,
+    ) -> Result<OversizedItem, ProviderError> {
+        let query = listing_query(since, until, cursor, 1);
+        let query = &query;
+        self.retry
+            .run("oversized item", true, |_| async move {
+                match self.scan_oversized(query).await {
+                    Ok(found) => Attempt::Done(found),
+                    Err(e @ (ProviderError::BrokenPage(_) | ProviderError::NotTheApi { .. })) => {
+                        Attempt::again(e)
+                    }
+                    Err(e) => Attempt::Fatal(e),
+                }
+            })
+            .await
+    }
+
+    async fn scan_oversized(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<OversizedItem, ProviderError> {
+        let response = self
+            .get(&format!("{}/api/v1/items", self.base), query)
+            .await?;
+        let (status, content_type) = (response.status().as_u16(), content_type(&response));
+        let mut scan = EnvelopeScan::new(self.max_page_bytes as usize);
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ProviderError::BrokenPage(describe(&e)))?;
+            scan.feed(&chunk);
+        }
+        let (envelope, kept, total) = scan.finish();
+        let page: wire::Page = serde_json::from_slice(&envelope)
+            .map_err(|e| not_the_api("listing page", status, &content_type, &envelope, &e))?;
+        Ok(OversizedItem {
+            kept,
+            total_bytes: total,
+            next_cursor: page.next_cursor,
+        })
     }
 
     async fn read_page(&self, query: &[(&str, String)]) -> Result<wire::Page, ProviderError> {
@@ -392,6 +428,140 @@ impl ProviderClient {
         };
         tracing::warn!(attachment = id, %problem, "attachment download did not verify");
         Ok(Some(problem))
+    }
+}
+
+/// The query of a listing page: the window for the first page, the cursor after it.
+fn listing_query(
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    cursor: Option<&str>,
+    page_size: u32,
+) -> Vec<(&'static str, String)> {
+    let mut query = vec![("page_size", page_size.to_string())];
+    match cursor {
+        Some(c) => query.push(("cursor", c.to_owned())),
+        None => {
+            query.push((
+                "since",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ));
+            query.push((
+                "until",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ));
+        }
+    }
+    query
+}
+
+/// An item too large for any page: what of it was kept, and where the listing goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OversizedItem {
+    /// Its first bytes, up to the page bound (`import.max_page_bytes`).
+    pub kept: Vec<u8>,
+    /// Its whole length as listed, in bytes.
+    pub total_bytes: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// Reads a listing page's JSON as it streams by, keeping the envelope around its `items`
+/// array whole (it is small: the window and the cursor) and of the array's content only
+/// its first `keep` bytes. Strings and escapes are followed, so no byte inside an item's
+/// text is taken for the envelope's structure.
+#[derive(Debug)]
+struct EnvelopeScan {
+    keep: usize,
+    envelope: Vec<u8>,
+    kept: Vec<u8>,
+    total: u64,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// The last string read at depth 1 (a key, or a value), its first bytes.
+    last_key: Vec<u8>,
+    /// Inside the `items` array: its depth once opened.
+    in_items: bool,
+    /// The envelope alone may not grow without bound either.
+    envelope_cap: usize,
+}
+
+impl EnvelopeScan {
+    fn new(keep: usize) -> Self {
+        Self {
+            keep,
+            envelope: Vec::new(),
+            kept: Vec::new(),
+            total: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            last_key: Vec::new(),
+            in_items: false,
+            envelope_cap: 1 << 20,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        let mut to_envelope = !self.in_items;
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            } else if self.depth == 1 && !self.in_items && self.last_key.len() < 16 {
+                self.last_key.push(b);
+            }
+        } else {
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    if self.depth == 1 && !self.in_items {
+                        self.last_key.clear();
+                    }
+                }
+                b'[' if self.depth == 1 && !self.in_items && self.last_key == b"items" => {
+                    // The array opens: its bracket is the envelope's, its content is not.
+                    self.envelope.push(b);
+                    self.depth += 1;
+                    self.in_items = true;
+                    return;
+                }
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.in_items && self.depth == 1 {
+                        // The array closes.
+                        self.in_items = false;
+                        to_envelope = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if to_envelope {
+            if self.envelope.len() < self.envelope_cap {
+                self.envelope.push(b);
+            }
+        } else {
+            self.total += 1;
+            if self.kept.len() < self.keep {
+                self.kept.push(b);
+            }
+        }
+    }
+
+    /// The envelope with an empty `items` array, the content kept, and its length.
+    fn finish(self) -> (Vec<u8>, Vec<u8>, u64) {
+        (self.envelope, self.kept, self.total)
     }
 }
 
@@ -511,5 +681,32 @@ async fn error_of(response: reqwest::Response) -> ProviderError {
             message: "no error body".into(),
             request_id: String::new(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_is_read_around_its_items_whatever_their_text_holds() {
+        let page = br#"{"window":{"since":"a"},"items":[{"id":"wa-1","text":"] } \" [ \\\"items\": [","x":[1,[2]]}],"next_cursor":"c-2"}"#;
+        for keep in [0, 5, 1000] {
+            // Fed a byte at a time and whole: the same.
+            for split in [1, page.len()] {
+                let mut scan = EnvelopeScan::new(keep);
+                for chunk in page.chunks(split) {
+                    scan.feed(chunk);
+                }
+                let (envelope, kept, total) = scan.finish();
+                assert_eq!(
+                    String::from_utf8(envelope).unwrap(),
+                    r#"{"window":{"since":"a"},"items":[],"next_cursor":"c-2"}"#
+                );
+                let item = br#"{"id":"wa-1","text":"] } \" [ \\\"items\": [","x":[1,[2]]}"#;
+                assert_eq!(total, item.len() as u64);
+                assert_eq!(kept, item[..keep.min(item.len())]);
+            }
+        }
     }
 }

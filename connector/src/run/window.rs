@@ -284,16 +284,44 @@ impl Connector {
         let mut staged = 0u64;
         let mut unreadable = 0u64;
         let mut position = 0u64;
+        // A page above the page bound is asked for again, from the same cursor, with
+        // half as many items, down to one; each page that fits lets the size grow back.
+        let mut page_size = self.config.page_size;
         loop {
-            let page = self
+            let page = match self
                 .provider
-                .page(
-                    window.since,
-                    window.until,
-                    cursor.as_deref(),
-                    self.config.page_size,
-                )
-                .await?;
+                .page(window.since, window.until, cursor.as_deref(), page_size)
+                .await
+            {
+                Ok(page) => {
+                    page_size = page_size.saturating_mul(2).min(self.config.page_size);
+                    page
+                }
+                Err(ProviderError::PageTooLarge { limit }) if page_size > 1 => {
+                    page_size /= 2;
+                    tracing::info!(
+                        limit,
+                        page_size,
+                        "a listing page is above import.max_page_bytes; asking for fewer items"
+                    );
+                    continue;
+                }
+                Err(ProviderError::PageTooLarge { .. }) => {
+                    position += 1;
+                    let (next, new) = self
+                        .skip_oversized(window, position, cursor.as_deref())
+                        .await?;
+                    unreadable += u64::from(new);
+                    match next {
+                        Some(next) => {
+                            cursor = Some(next);
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
             // Reading a page's items and their digests is most of the listing's CPU: it
             // is done on a blocking thread, and the deliveries go on meanwhile on this one
             // (docs/load-testing.md, "One thread").
@@ -365,6 +393,44 @@ impl Connector {
         Ok(unreadable)
     }
 
+    /// An item larger than any page may be (`import.max_page_bytes`) alone: its first
+    /// bytes up to that bound are quarantined, it is skipped as unreadable with its
+    /// place in the listing, and the listing goes on after it. Answers the next cursor,
+    /// and whether the item was new (not quarantined by an earlier listing).
+    async fn skip_oversized(
+        &self,
+        window: &Window,
+        position: u64,
+        cursor: Option<&str>,
+    ) -> Result<(Option<String>, bool), ConnectorError> {
+        let found = self
+            .provider
+            .oversized_item(window.since, window.until, cursor)
+            .await?;
+        let kept = String::from_utf8_lossy(&found.kept);
+        // Kept once: the same item listed again (a look-back, a window listed again
+        // after a crash) is not a second one.
+        let digest = format!(
+            "oversized:{}:{}",
+            found.total_bytes,
+            crate::digest::sha256_hex(&found.kept)
+        );
+        let id = oversized_id(&kept);
+        let key = id.clone().unwrap_or_default();
+        let new = !self.store.seen(&key, &digest)?;
+        if new {
+            let reason = format!(
+                "the item alone is {} bytes, above import.max_page_bytes ({} bytes): it cannot be read; its first {} bytes are kept. Raise import.max_page_bytes and take the window again with --since to import it",
+                found.total_bytes,
+                self.config.max_page_bytes,
+                found.kept.len()
+            );
+            self.quarantine(window, position, id, &reason, &kept)?;
+            self.store.mark_seen(&key, &digest, window.id)?;
+        }
+        Ok((found.next_cursor, new))
+    }
+
     /// Keeps an unreadable item's bytes in the quarantine and records it as skipped.
     pub(super) fn quarantine(
         &self,
@@ -420,5 +486,72 @@ impl Connector {
             detail,
         });
         Ok(())
+    }
+}
+
+/// The id of an item cut short, when its top-level `"id"` comes before the cut. Read
+/// by following the JSON's strings and nesting, never by guessing.
+fn oversized_id(kept: &str) -> Option<String> {
+    let b = kept.as_bytes();
+    let (mut i, mut depth, mut expect_key) = (0usize, 0u32, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let end = string_end(b, i)?;
+                if depth == 1 && expect_key && &b[i..=end] == b"\"id\"" {
+                    let rest = kept[end + 1..].trim_start().strip_prefix(':')?.trim_start();
+                    let close = string_end(rest.as_bytes(), 0)?;
+                    return serde_json::from_str::<String>(&rest[..=close])
+                        .ok()
+                        .filter(|id| !id.is_empty());
+                }
+                expect_key = false;
+                i = end;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = b[i] == b'{' && depth == 1;
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => expect_key = depth == 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Where the JSON string that opens at `start` (a quote) closes, if it does.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    if b.get(start) != Some(&b'"') {
+        return None;
+    }
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod oversized_tests {
+    #[test]
+    fn the_id_of_a_cut_item_is_read_only_at_its_top_level() {
+        let id = |s: &str| super::oversized_id(s);
+        assert_eq!(
+            id(r#"{"archived_at":"x","id":"wa-7","text":"abc"#).as_deref(),
+            Some("wa-7")
+        );
+        assert_eq!(
+            id(r#"{"a":{"id":"inner"},"text":"\"id\":\"no\"","id":"wa-8""#).as_deref(),
+            Some("wa-8")
+        );
+        assert_eq!(id(r#"{"text":"\"id\":\"not-this\", long"#), None);
+        assert_eq!(id(r#"{"archived_at":"x","text":"cut before the id"#), None);
+        assert_eq!(id(r#"{"id":"wa-9"#), None, "the id itself cut short");
     }
 }
