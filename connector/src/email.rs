@@ -843,6 +843,92 @@ pub fn convert(
     }
 }
 
+/// The Message-ID of the follow-up that brings an item's file later: `+file` added to
+/// the local part of the message it completes (no item's or revision's Message-ID has
+/// it, so it is its own).
+pub fn file_follow_up_id(item_id: &str, revision: u32) -> String {
+    let first = revision_message_id(item_id, revision);
+    match first.rsplit_once('@') {
+        Some((local, host)) => format!("{local}+file@{host}"),
+        None => format!("{first}+file"),
+    }
+}
+
+/// The message that brings a file owed by an item's message: its file could not be
+/// fetched when the item was imported (the text never waits for a file), and archived
+/// messages are never changed, so the file comes as a message of its own. It answers
+/// the first (`In-Reply-To`, `References`), names it in `X-WhatsApp-Completes` and in its
+/// text, and carries the same participants, date and item id.
+pub fn file_follow_up(item: &Item, bytes: &[u8], options: &Options) -> Email {
+    let Some(att) = item.content.attachment() else {
+        unreachable!("a file is owed only by an item with a file");
+    };
+    let completes = revision_message_id(&item.id, item.revision);
+    let id = file_follow_up_id(&item.id, item.revision);
+    let name = safe_file_name(&att.file_name);
+    let lines = [
+        format!(
+            "This message completes {completes}: the file below could not be fetched from the archive when that message was imported, and is delivered now."
+        ),
+        format!(
+            "File: {} ({} bytes, SHA-256 {})",
+            visible(&name),
+            att.size,
+            att.sha256
+        ),
+    ];
+    let text = lines.join("\r\n") + "\r\n";
+    let body = MimePart::new(
+        ContentType::new("multipart/mixed")
+            .attribute("boundary", boundary(&item.id, "file", &text)),
+        BodyPart::Multipart(vec![
+            MimePart::new("text/plain", BodyPart::Text(text.into())),
+            MimePart::new(
+                ContentType::new(safe_content_type(&att.content_type)),
+                BodyPart::Binary(Cow::Borrowed(bytes)),
+            )
+            .attachment(name.clone()),
+        ]),
+    );
+    let bare = |s: &str| s.trim_start_matches('<').trim_end_matches('>').to_owned();
+    let x = |v: &str| Text::new(header_value(v));
+    let mut builder = MessageBuilder::new()
+        .from(Address::new_address(
+            Some(display_name(&item.from)),
+            participant_address(&item.from, options),
+        ))
+        .to(Address::new_list(
+            item.to
+                .iter()
+                .take(MAX_RECIPIENTS)
+                .map(|p| {
+                    Address::new_address(Some(display_name(p)), participant_address(p, options))
+                })
+                .collect(),
+        ))
+        .subject(cap(&format!("File for: {}", subject(item)), 255))
+        .date(date_of(item).timestamp())
+        .message_id(bare(&id))
+        .in_reply_to(MessageId::new(bare(&completes)))
+        .references(MessageId::new(bare(&completes)))
+        .header("X-WhatsApp-Item-Id", x(&item.id))
+        .header("X-WhatsApp-Kind", x(item.content.kind()))
+        .header("X-WhatsApp-Conversation-Id", x(&item.conversation.id))
+        .header("X-WhatsApp-Completes", x(&completes));
+    if item.revision > 1 {
+        builder = builder.header("X-WhatsApp-Revision", x(&item.revision.to_string()));
+    }
+    let mime = builder
+        .body(body)
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail");
+    Email {
+        message_id: id,
+        mime,
+        omitted: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

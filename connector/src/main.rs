@@ -106,14 +106,15 @@ enum StateAction {
 
 #[derive(Debug, Subcommand)]
 enum HeldAction {
-    /// Lists every held item: id, runs failed, since when, last error, and whether it
-    /// needs a person.
+    /// Lists every held item and every file owed (an item delivered without its file,
+    /// which the next runs fetch again): id, runs failed, since when, last error, and
+    /// whether it needs a person.
     List {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Puts items back to be tried by the next run (all that need a person when no id is
-    /// given), counting their runs from zero.
+    /// Puts items (or their owed files) back to be tried by the next run (all that need a
+    /// person when no id is given), counting their runs from zero.
     Retry {
         #[arg(long)]
         config: PathBuf,
@@ -230,8 +231,23 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
     match action {
         HeldAction::List { .. } => {
             let held = store.held()?;
+            let owed = store.owed_files()?;
             if held.is_empty() {
                 println!("no held items: every item is delivered or skipped with a reason");
+            }
+            for o in &owed {
+                println!(
+                    "{}\t{}\truns {}\tsince {}\t{}",
+                    connector::store::display_key(&o.item_id),
+                    if o.needs_person {
+                        "FILE OWED, NEEDS A PERSON"
+                    } else {
+                        "file owed"
+                    },
+                    o.runs,
+                    o.first_failed_at.to_rfc3339(),
+                    o.last_error
+                );
             }
             for h in &held {
                 println!(
@@ -247,8 +263,9 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
                     h.last_error
                 );
             }
-            let waiting = held.iter().filter(|h| h.needs_person).count();
-            Ok(if waiting == 0 {
+            let need_person = held.iter().filter(|h| h.needs_person).count()
+                + owed.iter().filter(|o| o.needs_person).count();
+            Ok(if need_person == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(exit::INCOMPLETE)
@@ -256,8 +273,10 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
         }
         HeldAction::Retry { item_ids, .. } => {
             let held = store.held()?;
+            let owed = store.owed_files()?;
             let ids: Vec<String> = if item_ids.is_empty() {
                 held.iter()
+                    .chain(&owed)
                     .filter(|h| h.needs_person)
                     .map(|h| connector::store::display_key(&h.item_id))
                     .collect()
@@ -266,11 +285,21 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
             };
             let mut unknown = Vec::new();
             for id in &ids {
-                match held_key(&held, id) {
-                    Some(key) if store.retry_held(&key, now)? => {
-                        println!("{id}: the next run tries it again")
-                    }
-                    _ => unknown.push(id.clone()),
+                let mut known = false;
+                if let Some(key) = held_key(&held, id)
+                    && store.retry_held(&key, now)?
+                {
+                    println!("{id}: the next run tries it again");
+                    known = true;
+                }
+                if let Some(key) = held_key(&owed, id)
+                    && store.retry_owed(&key, now)?
+                {
+                    println!("{id}: the next run fetches its file again");
+                    known = true;
+                }
+                if !known {
+                    unknown.push(id.clone());
                 }
             }
             all_known(&unknown)

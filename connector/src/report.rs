@@ -214,6 +214,16 @@ pub struct RunReport {
     /// to the mailbox's answer: the wait in the queue counts, so a stall shows.
     #[serde(default)]
     pub delivery_latency: Option<Latency>,
+    /// Files owed: items delivered without their file, which could not be fetched whole;
+    /// the next runs fetch it again and deliver it in a follow-up message.
+    #[serde(default)]
+    pub owed_files: Vec<HeldItem>,
+    /// Owed files tried in too many runs, or for too long: a person must look.
+    #[serde(default)]
+    pub owed_files_need_person: Vec<HeldItem>,
+    /// Follow-up messages delivered in this run, each bringing an owed file to a mailbox.
+    #[serde(default)]
+    pub files_delivered_later: u64,
     /// The connector process's peak resident memory so far (Linux: VmHWM), in bytes.
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
@@ -299,6 +309,9 @@ impl RunReport {
             peak_rss_bytes: None,
             peak_staging_bytes: 0,
             state_without_history: None,
+            owed_files: Vec::new(),
+            owed_files_need_person: Vec::new(),
+            files_delivered_later: 0,
             complete: true,
             started_at,
             finished_at: started_at,
@@ -327,6 +340,22 @@ impl RunReport {
             self.retries
         ));
         lines.push(format!("accounting: {}", self.accounting.line()));
+        if !self.owed_files.is_empty() || self.files_delivered_later > 0 {
+            lines.push(format!(
+                "files owed {} (their messages went without them; the next runs fetch them again), files delivered later {}",
+                self.owed_files.len(),
+                self.files_delivered_later
+            ));
+        }
+        for o in &self.owed_files_need_person {
+            lines.push(format!(
+                "  FILE OWED, NEEDS A PERSON: {} (since {}, {} runs): {}",
+                o.item_id,
+                o.first_failed_at.to_rfc3339(),
+                o.runs,
+                o.last_error
+            ));
+        }
         if self.state_without_history.is_some() {
             lines.push(
                 "the state had no history: every message was looked up in its mailbox before it was sent (see state_without_history in the report)".into(),

@@ -67,6 +67,15 @@ CREATE TABLE IF NOT EXISTS held (
     last_error TEXT NOT NULL,
     needs_person INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS owed_files (
+    item_id TEXT PRIMARY KEY,
+    json TEXT NOT NULL,
+    window_id INTEGER NOT NULL,
+    first_failed_at TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    needs_person INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS seen (
     item_id TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -870,6 +879,120 @@ impl Store {
                 params![item_id, ts(now)],
             )
             .map(|n| n > 0)
+        })
+    }
+
+    /// Records that an item's file is owed: its message goes without it, and the file
+    /// follows when a later run can fetch it. Written before the first delivery of that
+    /// message, so that every delivered copy without the file has its record. Recording
+    /// it again keeps the first record.
+    pub fn owe_file(
+        &self,
+        item_id: &str,
+        json: &str,
+        window: i64,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT OR IGNORE INTO owed_files (item_id, json, window_id, first_failed_at, runs, last_error)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![item_id, json, window, ts(now), error],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Whether the item's file is owed (its message is then always built without it).
+    pub fn file_owed(&self, item_id: &str) -> Result<bool, ConnectorError> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT 1 FROM owed_files WHERE item_id = ?1",
+                params![item_id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+        })
+    }
+
+    /// A run tried to fetch an owed file and could not: one more run counted.
+    pub fn owed_failed_again(&self, item_id: &str, error: &str) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE owed_files SET runs = runs + 1, last_error = ?2 WHERE item_id = ?1",
+                params![item_id, error],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// An owed file is tried no more by itself: a person must look.
+    pub fn mark_owed_needs_person(&self, item_id: &str) -> Result<(), ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE owed_files SET needs_person = 1 WHERE item_id = ?1",
+                params![item_id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Puts an owed file that needs a person back to be tried by the next run.
+    pub fn retry_owed(&self, item_id: &str, now: DateTime<Utc>) -> Result<bool, ConnectorError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE owed_files SET needs_person = 0, runs = 0, first_failed_at = ?2 WHERE item_id = ?1",
+                params![item_id, ts(now)],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// The file is delivered to every mailbox that has the item: no longer owed.
+    pub fn file_paid(&self, item_id: &str) -> Result<(), ConnectorError> {
+        self.flush()?;
+        self.with(|db| {
+            db.execute(
+                "DELETE FROM owed_files WHERE item_id = ?1",
+                params![item_id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The files owed, oldest first (as [`Held`]: the item, when it was first owed, the
+    /// runs that could not fetch it, the last error, whether a person must look).
+    pub fn owed_files(&self) -> Result<Vec<Held>, ConnectorError> {
+        self.with(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT item_id, json, window_id, first_failed_at, runs, last_error, needs_person FROM owed_files ORDER BY first_failed_at, item_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Held {
+                    item_id: r.get(0)?,
+                    json: r.get(1)?,
+                    window_id: r.get(2)?,
+                    first_failed_at: parse_ts(&r.get::<_, String>(3)?),
+                    runs: r.get::<_, i64>(4)? as u32,
+                    last_error: r.get(5)?,
+                    needs_person: r.get::<_, i64>(6)? != 0,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The mailboxes (key, address) an item is recorded as delivered to.
+    pub fn delivered_to(&self, item_id: &str) -> Result<Vec<(String, String)>, ConnectorError> {
+        self.flush()?;
+        self.with(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT mailbox, address FROM deliveries WHERE item_id = ?1 AND state = 'delivered' ORDER BY mailbox",
+            )?;
+            let rows = stmt.query_map(params![item_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
         })
     }
 

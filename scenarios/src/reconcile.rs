@@ -300,12 +300,82 @@ fn item_id_of(
             _ => h.to_owned(),
         })
         .unwrap_or_else(|| content.internet_message_id().unwrap_or_default().to_owned());
-    Ok(
-        match header(&headers, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
-            Some(n) => crate::oracle::revision_key(&id, n),
-            None => id,
-        },
-    )
+    let key = match header(&headers, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
+        Some(n) => crate::oracle::revision_key(&id, n),
+        None => id,
+    };
+    // A follow-up bringing a file the item's message went without is its own entry.
+    Ok(if header(&headers, "X-WhatsApp-Completes").is_some() {
+        format!("{key}{FILE_FOLLOW_UP}")
+    } else {
+        key
+    })
+}
+
+/// Added to an item's key for the follow-ups that bring its owed file.
+const FILE_FOLLOW_UP: &str = " (file follow-up)";
+
+/// The follow-ups that bring an item's owed file (its download failed for good when its
+/// message was built, and a later run fetched it): at most one per mailbox that takes the
+/// item, in the archive folder, carrying the provider's very bytes. Only an item whose
+/// file is delivered by the rules, in a scenario where downloads may fail, can owe one.
+fn check_follow_ups(
+    item_id: &str,
+    mailboxes: &crate::oracle::Mailboxes,
+    owed_possible: Option<&str>,
+    landed: &Landed,
+    checked: &mut [bool],
+    r: &mut ScenarioReport,
+) {
+    let Some(at) = landed.position(&format!("{item_id}{FILE_FOLLOW_UP}")) else {
+        return;
+    };
+    checked[at] = true;
+    let finding = |mailbox: &str, detail: &str| Finding {
+        item_id: item_id.to_owned(),
+        mailbox: Some(mailbox.to_owned()),
+        detail: detail.to_owned(),
+    };
+    let mut seen = BTreeSet::new();
+    for c in landed.items[at].1.iter() {
+        let Some(sha256) = owed_possible else {
+            r.unexpected.push(finding(
+                &c.mailbox,
+                "a follow-up bringing a file, although this item's file cannot have been owed",
+            ));
+            continue;
+        };
+        if !mailboxes.iter().any(|m| m == &*c.mailbox) {
+            r.unexpected.push(finding(
+                &c.mailbox,
+                "a file follow-up in a mailbox the item does not go to",
+            ));
+        } else if &*c.folder != FOLDER || c.recoverable {
+            r.misplaced.push(finding(
+                &c.mailbox,
+                &format!("a file follow-up in folder {:?}, not {FOLDER:?}", c.folder),
+            ));
+        } else if !seen.insert(c.mailbox.clone()) {
+            r.duplicates.push(finding(
+                &c.mailbox,
+                "two follow-ups bringing the same owed file",
+            ));
+        } else {
+            match c.open() {
+                Ok(o) if o.summary.attachments.iter().any(|a| a.sha256 == sha256) => {}
+                Ok(_) => r.content_errors.push(finding(
+                    &c.mailbox,
+                    &format!(
+                        "the file follow-up does not carry the provider's file (SHA-256 {sha256})"
+                    ),
+                )),
+                Err(e) => r.content_errors.push(finding(
+                    &c.mailbox,
+                    &format!("the file follow-up cannot be read back: {e}"),
+                )),
+            }
+        }
+    }
 }
 
 /// Report reasons that describe a delivered item rather than a skip.
@@ -851,6 +921,13 @@ impl<'a> Reconciliation<'a> {
                     ));
                 }
             }
+            let owed_possible = match attachment {
+                Attachment::Present { sha256, .. } if part.downloads_may_fail => {
+                    Some(sha256.as_str())
+                }
+                _ => None,
+            };
+            check_follow_ups(item_id, mailboxes, owed_possible, landed, checked, r);
             let fallback = part.gone_fallback.get(item_id);
             for c in copies {
                 if !mailboxes.contains(&c.mailbox)

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use connector::errors::exit;
 use connector::{Connector, ConnectorError};
 use tests::{Fakes, examples, fixed_clock, t, temp_dir};
@@ -366,4 +367,158 @@ async fn a_page_above_the_bound_is_asked_for_smaller_and_an_item_above_it_alone_
     let again = run().await;
     assert_eq!((again.deliveries, again.quarantined.len()), (0, 0));
     std::fs::remove_dir_all(&state).unwrap();
+}
+
+/// Every copy of every mailbox, by Message-ID: its attachments' SHA-256s and what it
+/// answers.
+fn copies_by_id(fakes: &Fakes) -> Vec<(String, String, Vec<String>, Vec<String>)> {
+    let mut all = Vec::new();
+    for tenant in fakes.mailbox.tenants() {
+        for user in tenant.users.iter().filter(|u| u.mailbox_enabled) {
+            for m in fakes
+                .mailbox
+                .inspect_messages(&user.user_principal_name, false)
+                .unwrap()
+            {
+                all.push((
+                    user.user_principal_name.clone(),
+                    m.internet_message_id.clone().unwrap_or_default(),
+                    m.attachments.iter().map(|a| a.sha256.clone()).collect(),
+                    m.in_reply_to.clone(),
+                ));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn files_that_cannot_be_fetched_are_owed_and_follow_their_messages_once() {
+    // What lands when every file comes whole.
+    let reference = Fakes::examples(t(NOW), |r| r).await.unwrap();
+    let spare = temp_dir("owed-reference");
+    connector(&reference, &spare)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    let whole = copies_by_id(&reference);
+    // The items with a file in the provider's archive (a contact card's vCard is made
+    // by the connector, and owes nothing).
+    let dataset: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(examples().join("telemessage-dataset.json")).unwrap(),
+    )
+    .unwrap();
+    let items_with_files: std::collections::BTreeSet<String> = dataset["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i.as_object()
+                .unwrap()
+                .values()
+                .any(|v| v.get("attachment").is_some())
+        })
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    let with_files: Vec<_> = whole
+        .iter()
+        .filter(|c| {
+            items_with_files.contains(c.1.trim_start_matches('<').split('@').next().unwrap())
+        })
+        .collect();
+    assert!(with_files.len() >= 3, "the example day has files");
+    assert!(with_files.iter().all(|c| c.2.len() == 1));
+
+    // The provider answers every download with an empty 200 until told otherwise.
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let gate = failing.clone();
+    let wrap = move |router: axum::Router| {
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let gate = gate.clone();
+                async move {
+                    if gate.load(std::sync::atomic::Ordering::SeqCst)
+                        && request.uri().path().starts_with("/api/v1/attachments/")
+                    {
+                        return axum::http::StatusCode::OK.into_response();
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    };
+    let fakes = Fakes::start_wrapped(
+        &mock_telemessage::Dataset::from_file(&examples().join("telemessage-dataset.json"))
+            .unwrap(),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        wrap,
+        |r| r,
+    )
+    .await
+    .unwrap();
+    let state = temp_dir("owed");
+    let first = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    // The text went now, every message of the day, without its file.
+    assert_eq!(landed(&fakes).len(), whole.len(), "{}", first.summary());
+    let owed: std::collections::BTreeSet<_> =
+        first.owed_files.iter().map(|o| o.item_id.clone()).collect();
+    assert_eq!(owed, items_with_files, "each file is owed, by its item");
+    assert!(!first.complete, "owed files are not a complete run");
+    assert!(
+        first.summary().contains("files owed 3"),
+        "{}",
+        first.summary()
+    );
+
+    // The provider recovers: the next run delivers each file as a follow-up.
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    assert!(second.complete, "{}", second.summary());
+    assert!(second.owed_files.is_empty());
+    assert_eq!(second.files_delivered_later as usize, with_files.len());
+    let now = copies_by_id(&fakes);
+    for (mailbox, id, files, _) in &with_files {
+        let follow_up = id.replace('@', "+file@");
+        let found: Vec<_> = now
+            .iter()
+            .filter(|c| &c.0 == mailbox && c.1 == follow_up)
+            .collect();
+        assert_eq!(found.len(), 1, "{mailbox}: one follow-up {follow_up}");
+        assert_eq!(&found[0].2, files, "{mailbox}: the provider's very bytes");
+        assert!(
+            found[0]
+                .3
+                .iter()
+                .any(|r| id.contains(r.trim_matches(['<', '>']))),
+            "{mailbox}: it answers {id}: {:?}",
+            found[0].3
+        );
+        let first_copy = now.iter().find(|c| &c.0 == mailbox && &c.1 == id).unwrap();
+        assert!(
+            first_copy.2.is_empty(),
+            "the archived message is not changed"
+        );
+    }
+    // Nothing more, however often it runs.
+    let third = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    assert_eq!((third.deliveries, third.files_delivered_later), (0, 0));
+    assert_eq!(copies_by_id(&fakes), now);
+    assert_eq!(now.len(), whole.len() + with_files.len());
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_dir_all(&spare).unwrap();
 }

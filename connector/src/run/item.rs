@@ -293,10 +293,27 @@ impl Connector {
         let item = &open.item;
         // The size plan, before anything is downloaded (see `plan`).
         let limit = self.config.size_limit;
+        let key = open.staged.item_id.as_str();
         let fetched = match plan::file_fate(item, &self.options, limit) {
             plan::FileFate::NoFile => Ok(None),
             plan::FileFate::Omit(reason) => Ok(Some(Err(reason))),
-            plan::FileFate::Fetch => self.attachment(window, item).await,
+            // Owed already (an earlier build, maybe by a run that crashed): every mailbox
+            // gets the message without it, and the file follows in its own message.
+            plan::FileFate::Fetch if self.store.file_owed(key)? => {
+                Ok(Some(Err(OmitReason::Unverifiable)))
+            }
+            plan::FileFate::Fetch => match self.fetch_file(window, item).await {
+                Ok(Ok(bytes)) => Ok(Some(Ok(bytes))),
+                // The text never waits for a file: the message goes without it now, and
+                // the file is owed, recorded before the first copy is sent.
+                Ok(Err(why)) => {
+                    tracing::warn!(item = %item.id, error = %why, "the file could not be fetched; the message goes without it and the file is owed");
+                    self.store
+                        .owe_file(key, &open.staged.json, window.id, &why, (self.clock)())?;
+                    Ok(Some(Err(OmitReason::Unverifiable)))
+                }
+                Err(e) => Err(e),
+            },
         };
         // The first build records what the message brings; a build again does not.
         let first = !std::mem::replace(&mut building.recorded, true);
@@ -329,10 +346,17 @@ impl Connector {
                         result,
                         &item.id,
                         reason.reason(),
-                        format!(
-                            "{} ({} bytes) left out; the message is imported without it",
-                            att.file_name, att.size
-                        ),
+                        if reason == OmitReason::Unverifiable {
+                            format!(
+                                "{} ({} bytes) could not be fetched; the message is imported without it, and the file is owed: a later run delivers it in a message of its own that completes this one",
+                                att.file_name, att.size
+                            )
+                        } else {
+                            format!(
+                                "{} ({} bytes) left out; the message is imported without it",
+                                att.file_name, att.size
+                            )
+                        },
                     )?;
                 }
                 // Encoded once, sent to every mailbox and on every attempt; the MIME
@@ -450,16 +474,17 @@ impl Connector {
         Ok(())
     }
 
-    /// The bytes of a file [`plan::file_fate`] says to fetch (staged and verified), the
-    /// reason it is left out after all, or `None` if the item has none. An `Err` is a
-    /// provider failure: the item waits.
-    pub(super) async fn attachment(
+    /// The bytes of the item's file, staged and verified (size and SHA-256), or why
+    /// they could not be had from the provider (the file is then owed). An `Err` is a
+    /// failure of this side (the staging area) or a session the provider refused: the
+    /// run, or the item, cannot go on.
+    pub(super) async fn fetch_file(
         &self,
         window: &Window,
         item: &Item,
-    ) -> Result<Option<Result<Vec<u8>, OmitReason>>, ConnectorError> {
+    ) -> Result<Result<Vec<u8>, String>, ConnectorError> {
         let Some(att) = item.content.attachment() else {
-            return Ok(None);
+            return Ok(Err("the item has no file".into()));
         };
         let file = self.staged_files.of(window.id, &att.id);
         let _only_this_item = file.lock().await;
@@ -468,7 +493,7 @@ impl Connector {
             && bytes.len() as u64 == att.size
             && crate::digest::sha256_hex(&bytes) == att.sha256
         {
-            return Ok(Some(Ok(bytes)));
+            return Ok(Ok(bytes));
         }
         match self
             .provider
@@ -483,17 +508,18 @@ impl Connector {
                         path: path.display().to_string(),
                         reason: crate::stage::io_reason(&e),
                     })?;
-                Ok(Some(Ok(bytes)))
-            }
-            Err(ProviderError::Attachment { .. }) | Err(ProviderError::Api { status: 404, .. }) => {
-                Ok(Some(Err(OmitReason::Unverifiable)))
+                Ok(Ok(bytes))
             }
             // Writing the staged file failed: the staging area's fault, not the provider's.
             Err(ProviderError::Io { path, source }) => Err(ConnectorError::Staging {
                 path,
                 reason: crate::stage::io_reason(&source),
             }),
-            Err(e) => Err(e.into()),
+            // The session itself is refused: nothing can be fetched, the item waits.
+            Err(e @ ProviderError::Login { .. }) => Err(e.into()),
+            // The file would not come whole (wrong size or SHA-256, a broken transfer, a
+            // page for a file), is gone (404), or the provider failed after every try.
+            Err(e) => Ok(Err(e.to_string())),
         }
     }
 }

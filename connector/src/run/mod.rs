@@ -12,6 +12,7 @@ mod held;
 mod item;
 mod lanes;
 mod login;
+mod owed;
 pub mod plan;
 mod window;
 
@@ -336,6 +337,7 @@ impl Connector {
         }
         self.report_unreported_windows(&mut report)?;
         self.retry_held(&mut report).await?;
+        self.pay_owed_files(&mut report).await?;
         let last_until = self.store.last_until()?;
         let mut next_start = match since {
             Some(s) => s,
@@ -426,11 +428,34 @@ impl Connector {
                 report.held.push(entry);
             }
         }
+        for owed in self.store.owed_files()? {
+            let entry = HeldItem {
+                item_id: state::display_key(&owed.item_id),
+                runs: owed.runs,
+                first_failed_at: owed.first_failed_at,
+                last_error: owed.last_error.clone(),
+            };
+            if owed.needs_person {
+                tracing::error!(
+                    item = %entry.item_id,
+                    runs = owed.runs,
+                    since = %owed.first_failed_at,
+                    error = %owed.last_error,
+                    "NEEDS A PERSON: this item's file could not be fetched; its message is archived without it; see `connector held list`"
+                );
+                report.owed_files_need_person.push(entry);
+            } else {
+                report.owed_files.push(entry);
+            }
+        }
         // Imported and already-there counts are the accounting's, windows and held items.
         report.deliveries =
             report.accounting.delivered + report.accounting.delivered_without_attachment;
         report.already_delivered = report.accounting.already_there;
-        report.complete = report.failed.is_empty() && report.needs_person.is_empty();
+        report.complete = report.failed.is_empty()
+            && report.needs_person.is_empty()
+            && report.owed_files.is_empty()
+            && report.owed_files_need_person.is_empty();
         report.retries = self.retry.retries();
         (report.throttled, report.retry_after_wait_ms) = self.retry.throttled();
         report.delivery_latency =
