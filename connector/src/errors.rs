@@ -42,7 +42,7 @@ pub enum ConnectorError {
     #[error("provider: {0}")]
     Provider(ProviderError),
     /// Microsoft 365 could not be used (refused a request, unreachable after retries).
-    #[error("Microsoft 365: {0}")]
+    #[error("{}", on_microsoft_365(.0))]
     Graph(GraphError),
     /// A service did not answer at the address a setting gives.
     #[error("cannot reach {service} at {url} (setting {setting}): {cause}")]
@@ -94,6 +94,17 @@ pub enum ConnectorError {
     Staging { path: String, reason: String },
 }
 
+/// A Graph error, said once as coming from Microsoft 365: its own text may name the
+/// service already ("Microsoft 365 refused the application's sign-in").
+fn on_microsoft_365(e: &GraphError) -> String {
+    let text = e.to_string();
+    if text.contains("Microsoft 365") {
+        text
+    } else {
+        format!("Microsoft 365: {text}")
+    }
+}
+
 impl From<MappingError> for ConnectorError {
     fn from(e: MappingError) -> Self {
         Self::Mapping(e)
@@ -109,6 +120,33 @@ impl From<ProviderError> for ConnectorError {
 impl From<GraphError> for ConnectorError {
     fn from(e: GraphError) -> Self {
         Self::Graph(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_graph_error_names_the_service_once() {
+        let refused = ConnectorError::Graph(GraphError::Token {
+            error: "invalid_request".into(),
+            description: "AADSTS90002: Tenant not found".into(),
+        });
+        assert_eq!(
+            refused.to_string(),
+            "Microsoft 365 refused the application's sign-in: invalid_request: AADSTS90002: Tenant not found"
+        );
+        let api = ConnectorError::Graph(GraphError::Api {
+            status: 403,
+            code: "ErrorAccessDenied".into(),
+            message: "Access is denied.".into(),
+            request_id: "r-1".into(),
+        });
+        assert_eq!(
+            api.to_string(),
+            "Microsoft 365: Graph answered 403 ErrorAccessDenied: Access is denied. (request-id r-1)"
+        );
     }
 }
 

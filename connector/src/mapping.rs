@@ -69,16 +69,29 @@ impl MappingFile {
         };
         let text = String::from_utf8_lossy(bytes);
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        if let Some(line) = unterminated_quote(text) {
-            return Err(fail(vec![LineError {
-                line,
-                reason: "a quoted value starts on this line and its closing quote is missing (a quote inside a quoted value is written twice: \"\")".into(),
-            }]));
-        }
+        // A quote never closed swallows every line after it: the lines before it are
+        // still read, so that their errors are all said at once with this one.
+        let (text, unclosed) = match unterminated_quote(text) {
+            Some(line) => {
+                // Up to the start of the quote's line (nothing, if it is the header's).
+                let cut = (line as usize)
+                    .checked_sub(2)
+                    .and_then(|n| text.match_indices('\n').nth(n))
+                    .map_or(0, |(at, _)| at + 1);
+                let error = LineError {
+                    line,
+                    reason: "a quoted value starts on this line and its closing quote is missing (a quote inside a quoted value is written twice: \"\"); the lines after it cannot be read until it is closed".into(),
+                };
+                (&text[..cut], Some(error))
+            }
+            None => (text, None),
+        };
+        let delimiter = delimiter_of(text.lines().next().unwrap_or_default());
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .trim(csv::Trim::All)
+            .delimiter(delimiter)
             .from_reader(text.as_bytes());
         let headers = reader.headers().cloned().map_err(|e| {
             fail(vec![LineError {
@@ -96,6 +109,9 @@ impl MappingFile {
             find(&["phone", "mobile", "number", "msisdn"]),
             find(&["email", "mail", "upn", "address", "principal"]),
         ) else {
+            if let Some(unclosed) = unclosed {
+                return Err(fail(vec![unclosed]));
+            }
             return Err(fail(vec![LineError {
                 line: 1,
                 reason: format!(
@@ -104,6 +120,21 @@ impl MappingFile {
                 ),
             }]));
         };
+        if phone_col == email_col {
+            return Err(fail(vec![LineError {
+                line: 1,
+                reason: format!(
+                    "the header row is one column ({:?}): separate the phone column from the email column with a comma (a semicolon or a tab is read too, when the header row has no comma)",
+                    crate::http::clip(&headers.iter().collect::<Vec<_>>().join(""), 80)
+                ),
+            }]));
+        }
+        if delimiter != b',' {
+            tracing::info!(
+                delimiter = %(delimiter as char).escape_default(),
+                "mapping file: the header row has no comma; its columns are separated by this character"
+            );
+        }
         let mut by_phone: HashMap<String, String> = HashMap::new();
         let mut first_line: HashMap<String, u64> = HashMap::new();
         let mut errors = Vec::new();
@@ -184,6 +215,7 @@ impl MappingFile {
                 }
             }
         }
+        errors.extend(unclosed);
         if errors.is_empty() {
             Ok(Self { by_phone, warnings })
         } else {
@@ -219,6 +251,20 @@ fn line_at(text: &str, offset: u64) -> u64 {
 
 /// The line on which a quoted CSV value opens and never closes, if any. A quote opens a
 /// quoted value only at the start of a field (after spaces); inside one, `""` is a quote.
+/// The character that separates the columns: a comma, or, in a header row without one, a
+/// semicolon or a tab (what spreadsheets write where the comma is the decimal mark).
+fn delimiter_of(header: &str) -> u8 {
+    if header.contains(',') {
+        b','
+    } else if header.contains(';') {
+        b';'
+    } else if header.contains('\t') {
+        b'\t'
+    } else {
+        b','
+    }
+}
+
 fn unterminated_quote(text: &str) -> Option<u64> {
     let mut line = 1u64;
     let mut opened_at: Option<u64> = None;
@@ -385,6 +431,47 @@ mod tests {
 
     /// The precedence table: CSV entry (valid / not a user / none) × email property
     /// (valid / not a user / absent), with automatic mapping on.
+    #[test]
+    fn a_semicolon_or_tab_file_is_read_and_one_column_is_named_as_such() {
+        for sep in [";", "\t"] {
+            let text = format!(
+                "Mobile phone number{sep}Email address\n+16174354634{sep}alice@contoso.example\n"
+            );
+            let file = MappingFile::parse("m.csv", text.as_bytes(), None).unwrap();
+            assert_eq!(
+                file.address_for("+16174354634"),
+                Some("alice@contoso.example"),
+                "{sep:?}"
+            );
+        }
+        let err = MappingFile::parse(
+            "m.csv",
+            b"Mobile phone number|Email address\n+16174354634|alice@contoso.example\n",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert!(
+            err.errors[0]
+                .reason
+                .contains("the header row is one column"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_quote_never_closed_does_not_hide_the_bad_lines_before_it() {
+        let text = "Mobile phone number,Email address\n+16174354634,not-an-address\n+12124325249,bob@contoso.example\n\"+33612345678,chloe@contoso.example\n+447700900123,dan@contoso.example\n";
+        let err = MappingFile::parse("m.csv", text.as_bytes(), None).unwrap_err();
+        let lines: Vec<u64> = err.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 4], "{err}");
+        assert!(err.errors[1].reason.contains("closing quote is missing"));
+        // On the header row itself: that one error.
+        let err = MappingFile::parse("m.csv", b"\"Mobile,Email\n1,a@b.c\n", None).unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].line, 1);
+    }
+
     #[test]
     fn wrong_column_counts_and_unterminated_quotes_are_numbered_errors() {
         let err =

@@ -68,6 +68,20 @@ impl SkipReason {
     pub const fn is_notice(self) -> bool {
         matches!(self, Self::RevisedItem | Self::LateVisible)
     }
+
+    /// The item it is said of was imported nowhere (as against one delivered, whole or
+    /// without its file, with this said of it).
+    pub const fn left_out_whole(self) -> bool {
+        matches!(
+            self,
+            Self::Unmapped | Self::ItemTooLarge | Self::InvalidItem | Self::GivenUp
+        )
+    }
+
+    /// The reason a code stands for.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
 }
 
 impl std::fmt::Display for SkipReason {
@@ -330,12 +344,20 @@ impl RunReport {
             None => lines
                 .push("nothing to do: the last window already ends at the requested time".into()),
         }
+        // Items left out whole apart from notes on items that were delivered (a file
+        // left out, a revision, a late item).
+        let left_out = self
+            .skipped
+            .iter()
+            .filter(|s| SkipReason::from_code(&s.reason).is_none_or(SkipReason::left_out_whole))
+            .count();
         lines.push(format!(
-            "items fetched {}, messages imported {}, already delivered {}, skipped {}, failed {}, retries {}",
+            "items fetched {}, messages imported {}, already delivered {}, items left out {}, notes on delivered items {}, failed {}, retries {}",
             self.items_fetched,
             self.deliveries,
             self.already_delivered,
-            self.skipped.len(),
+            left_out,
+            self.skipped.len() - left_out,
             self.failed.len(),
             self.retries
         ));
@@ -431,6 +453,29 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_counts_items_left_out_apart_from_notes_on_delivered_ones() {
+        let mut report = RunReport::new(DateTime::UNIX_EPOCH);
+        for (id, reason) in [
+            ("wa-1", SkipReason::Unmapped),
+            ("wa-2", SkipReason::AttachmentOmittedToFit),
+            ("wa-3", SkipReason::RevisedItem),
+            ("wa-4", SkipReason::InvalidItem),
+            ("wa-5", SkipReason::LateVisible),
+        ] {
+            report.skipped.push(Skip {
+                item_id: id.into(),
+                reason: reason.code().into(),
+                detail: String::new(),
+            });
+        }
+        let summary = report.summary();
+        assert!(
+            summary.contains("items left out 2, notes on delivered items 3"),
+            "{summary}"
+        );
+    }
 
     #[test]
     fn every_skip_reason_has_its_own_code_and_is_in_the_rules() {
