@@ -18,6 +18,7 @@ pub mod model;
 pub mod phone;
 pub mod progress;
 pub mod provider;
+pub mod quiet;
 pub mod report;
 pub mod retry;
 pub mod run;

@@ -18,6 +18,8 @@ pub struct RetryPolicy {
     retries: AtomicU64,
     throttled: AtomicU64,
     waited_ms: AtomicU64,
+    /// Retry warnings, and the run's other repeated lines, said once a second per kind.
+    pub repeats: crate::quiet::Repeats,
 }
 
 impl RetryPolicy {
@@ -30,6 +32,7 @@ impl RetryPolicy {
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             waited_ms: AtomicU64::new(0),
+            repeats: crate::quiet::Repeats::default(),
         }
     }
 
@@ -155,8 +158,8 @@ impl RetryPolicy {
             if throttled {
                 tracing::debug!(%error, attempt = n, ?wait, "{what}: asked to wait; retrying");
                 self.count_throttled(wait);
-            } else {
-                tracing::warn!(%error, attempt = n, ?wait, "{what}: retrying");
+            } else if let Some(unsaid) = self.repeats.admit(what, std::time::Instant::now()) {
+                tracing::warn!(%error, attempt = n, ?wait, unsaid, "{what}: retrying (unsaid: like lines left out in the last second)");
             }
             self.count_retry();
             tokio::time::sleep(wait).await;

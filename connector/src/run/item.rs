@@ -438,7 +438,10 @@ impl Connector {
             Err(DeliverError::State(e)) => return Err(e),
             Err(DeliverError::Graph(e)) => {
                 result.account.failed += 1;
-                tracing::warn!(item = %open.item.id, mailbox = %target.user.user_principal_name, error = %e, "delivery failed");
+                let kind = format!("delivery failed {}", e.code().unwrap_or("-"));
+                if let Some(unsaid) = self.retry.repeats.admit(&kind, Instant::now()) {
+                    tracing::warn!(item = %open.item.id, mailbox = %target.user.user_principal_name, error = %e, unsaid, "delivery failed (unsaid: like lines left out in the last second)");
+                }
                 self.failed_here
                     .lock()
                     .expect("lock poisoned")
