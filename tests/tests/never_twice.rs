@@ -522,3 +522,86 @@ async fn files_that_cannot_be_fetched_are_owed_and_follow_their_messages_once() 
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::remove_dir_all(&spare).unwrap();
 }
+
+#[tokio::test]
+async fn a_resumed_window_counts_the_items_its_interrupted_run_quarantined() {
+    let mut items: Vec<_> = (0..3)
+        .map(|i| text_item(&format!("wa-{i}"), &format!("2026-11-22T0{i}:00:00Z"), "hi"))
+        .collect();
+    items.push(text_item(
+        "wa-late",
+        "2026-11-22T20:00:00Z",
+        "after the bad ones",
+    ));
+    let dataset = serde_json::json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": items,
+        "raw_items": [
+            {"id": "bad-1", "archived_at": "2026-11-22T10:00:00Z", "type": "hologram"},
+            {"id": "bad-2", "archived_at": "2026-11-22T11:00:00Z", "type": 7},
+        ],
+    });
+    // Pages of two items: [wa-0, wa-1], [wa-2, bad-1], [bad-2, wa-late]. The third page
+    // is never answered: the run is stopped dead in its listing, after it quarantined
+    // bad-1 and before it saw bad-2.
+    let reached = std::sync::Arc::new(tokio::sync::Notify::new());
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (signal, count, gate) = (reached.clone(), pages.clone(), hang.clone());
+    let wrap = move |router: axum::Router| {
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (signal, count, gate) = (signal.clone(), count.clone(), gate.clone());
+                async move {
+                    if request.uri().path() == "/api/v1/items"
+                        && gate.load(std::sync::atomic::Ordering::SeqCst)
+                        && count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2
+                    {
+                        signal.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    };
+    let fakes = Fakes::start_wrapped(
+        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        wrap,
+        |r| r,
+    )
+    .await
+    .unwrap();
+    let state = temp_dir("resumed-quarantine");
+    let mut config = fakes.config(&state, None);
+    config.page_size = 2;
+    let first = Connector::new(config, fixed_clock(t(NOW))).unwrap();
+    let run = tokio::spawn(async move { first.run(t(UNTIL), None).await });
+    reached.notified().await;
+    run.abort();
+    let _ = run.await;
+    hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        std::fs::read_dir(state.join("quarantine")).unwrap().count(),
+        1,
+        "the interrupted run quarantined bad-1 only"
+    );
+    let resumed = connector(&fakes, &state)
+        .unwrap()
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    let a = &resumed.accounting;
+    assert_eq!(
+        a.items,
+        6,
+        "four texts and two unreadable items: {}",
+        a.line()
+    );
+    assert_eq!(a.skipped.get("invalid_item"), Some(&2), "{}", a.line());
+    assert!(a.adds_up(), "{}", a.line());
+    assert_eq!(resumed.quarantined.len(), 2);
+    std::fs::remove_dir_all(&state).unwrap();
+}

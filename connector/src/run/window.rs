@@ -390,7 +390,10 @@ impl Connector {
         self.store.mark_fetched(window.id)?;
         listed.send_replace(true);
         tracing::info!(items = staged, unreadable, "window staged");
-        Ok(unreadable)
+        // Every unreadable item of this window, those an interrupted run of it already
+        // quarantined included (listed again, they are not quarantined twice): each is
+        // one item worked on, in this window's accounting.
+        Ok(self.store.quarantine_of_window(window.id)?.len() as u64)
     }
 
     /// An item larger than any page may be (`import.max_page_bytes`) alone: its first
