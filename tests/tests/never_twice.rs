@@ -605,3 +605,70 @@ async fn a_resumed_window_counts_the_items_its_interrupted_run_quarantined() {
     assert_eq!(resumed.quarantined.len(), 2);
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[tokio::test]
+async fn a_gateway_page_on_the_login_and_on_the_third_listing_is_retried_and_the_day_completes() {
+    let items: Vec<_> = (0..7)
+        .map(|i| text_item(&format!("wa-{i}"), &format!("2026-11-22T0{i}:00:00Z"), "hi"))
+        .collect();
+    let dataset = serde_json::json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": items,
+    });
+    // The first login and the third listing request get a gateway's page, with a 200.
+    let (logins, listings) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    );
+    let (l, p) = (logins.clone(), listings.clone());
+    let wrap = move |router: axum::Router| {
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (l, p) = (l.clone(), p.clone());
+                async move {
+                    let path = request.uri().path().to_owned();
+                    let nth = |c: &std::sync::atomic::AtomicU64| {
+                        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    };
+                    let page = (path == "/api/v1/auth/token" && nth(&l) == 0)
+                        || (path == "/api/v1/items" && nth(&p) == 2);
+                    if page {
+                        return (
+                            [("content-type", "text/html")],
+                            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+                        )
+                            .into_response();
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    };
+    let fakes = Fakes::start_wrapped(
+        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        wrap,
+        |r| r,
+    )
+    .await
+    .unwrap();
+    let state = temp_dir("gateway-page");
+    let mut config = fakes.config(&state, None);
+    config.page_size = 2;
+    let report = Connector::new(config, fixed_clock(t(NOW)))
+        .unwrap()
+        .with_retry_delays(Duration::from_millis(1), Duration::from_millis(20))
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    assert!(report.complete, "{}", report.summary());
+    assert_eq!(report.deliveries, 14, "seven items, two mailboxes each");
+    assert!(
+        report.retries >= 2,
+        "the login and the page were tried again"
+    );
+    assert_eq!(landed(&fakes).len(), 14);
+    assert!(logins.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    std::fs::remove_dir_all(&state).unwrap();
+}
