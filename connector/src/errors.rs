@@ -123,6 +123,22 @@ impl From<GraphError> for ConnectorError {
     }
 }
 
+impl ConnectorError {
+    /// The exit status this error gives (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config { .. } | Self::Usage(_) | Self::Mapping(_) => exit::USAGE,
+            Self::Provider(_)
+            | Self::Graph(_)
+            | Self::Unreachable { .. }
+            | Self::SecretRefused { .. }
+            | Self::Locked { .. } => exit::SERVICE,
+            Self::State { .. } | Self::StateDamaged { .. } | Self::Staging { .. } => exit::INTERNAL,
+            Self::Busy { .. } => exit::BUSY,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,21 +163,5 @@ mod tests {
             api.to_string(),
             "Microsoft 365: Graph answered 403 ErrorAccessDenied: Access is denied. (request-id r-1)"
         );
-    }
-}
-
-impl ConnectorError {
-    /// The exit status this error gives (see [`exit`]).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Config { .. } | Self::Usage(_) | Self::Mapping(_) => exit::USAGE,
-            Self::Provider(_)
-            | Self::Graph(_)
-            | Self::Unreachable { .. }
-            | Self::SecretRefused { .. }
-            | Self::Locked { .. } => exit::SERVICE,
-            Self::State { .. } | Self::StateDamaged { .. } | Self::Staging { .. } => exit::INTERNAL,
-            Self::Busy { .. } => exit::BUSY,
-        }
     }
 }
