@@ -644,6 +644,24 @@ fn boundary(item_id: &str, kind: &str, body: &str) -> String {
     b
 }
 
+/// A message from the item's sender to its recipients (the first `MAX_RECIPIENTS`).
+fn addressed<'x>(item: &Item, options: &Options) -> MessageBuilder<'x> {
+    MessageBuilder::new()
+        .from(Address::new_address(
+            Some(display_name(&item.from)),
+            participant_address(&item.from, options),
+        ))
+        .to(Address::new_list(
+            item.to
+                .iter()
+                .take(MAX_RECIPIENTS)
+                .map(|p| {
+                    Address::new_address(Some(display_name(p)), participant_address(p, options))
+                })
+                .collect(),
+        ))
+}
+
 /// Converts one item. `attachment` is the item's attachment content, if it has one.
 pub fn convert(
     item: &Item,
@@ -710,20 +728,7 @@ pub fn convert(
 
     let id = revision_message_id(&item.id, item.revision);
     let bare = |s: &str| s.trim_start_matches('<').trim_end_matches('>').to_owned();
-    let mut builder = MessageBuilder::new()
-        .from(Address::new_address(
-            Some(display_name(&item.from)),
-            participant_address(&item.from, options),
-        ))
-        .to(Address::new_list(
-            item.to
-                .iter()
-                .take(MAX_RECIPIENTS)
-                .map(|p| {
-                    Address::new_address(Some(display_name(p)), participant_address(p, options))
-                })
-                .collect(),
-        ))
+    let mut builder = addressed(item, options)
         .subject(subject(item))
         .date(date_of(item).timestamp())
         .message_id(bare(&id));
@@ -892,20 +897,7 @@ pub fn file_follow_up(item: &Item, bytes: &[u8], options: &Options) -> Email {
     );
     let bare = |s: &str| s.trim_start_matches('<').trim_end_matches('>').to_owned();
     let x = |v: &str| Text::new(header_value(v));
-    let mut builder = MessageBuilder::new()
-        .from(Address::new_address(
-            Some(display_name(&item.from)),
-            participant_address(&item.from, options),
-        ))
-        .to(Address::new_list(
-            item.to
-                .iter()
-                .take(MAX_RECIPIENTS)
-                .map(|p| {
-                    Address::new_address(Some(display_name(p)), participant_address(p, options))
-                })
-                .collect(),
-        ))
+    let mut builder = addressed(item, options)
         .subject(cap(&format!("File for: {}", subject(item)), 255))
         .date(date_of(item).timestamp())
         .message_id(bare(&id))

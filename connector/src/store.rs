@@ -328,6 +328,26 @@ pub fn set_aside(path: &Path, now: DateTime<Utc>) -> Result<Option<PathBuf>, Con
     Ok(Some(target))
 }
 
+/// Every row of a table of things waiting for a later run (`held`, `owed_files`: the
+/// same columns), oldest first.
+fn waiting_rows(db: &Connection, table: &'static str) -> rusqlite::Result<Vec<Held>> {
+    let mut stmt = db.prepare_cached(&format!(
+        "SELECT item_id, json, window_id, first_failed_at, runs, last_error, needs_person FROM {table} ORDER BY first_failed_at, item_id"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Held {
+            item_id: r.get(0)?,
+            json: r.get(1)?,
+            window_id: r.get(2)?,
+            first_failed_at: parse_ts(&r.get::<_, String>(3)?),
+            runs: r.get::<_, i64>(4)? as u32,
+            last_error: r.get(5)?,
+            needs_person: r.get::<_, i64>(6)? != 0,
+        })
+    })?;
+    rows.collect()
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -965,23 +985,7 @@ impl Store {
     /// The files owed, oldest first (as [`Held`]: the item, when it was first owed, the
     /// runs that could not fetch it, the last error, whether a person must look).
     pub fn owed_files(&self) -> Result<Vec<Held>, ConnectorError> {
-        self.with(|db| {
-            let mut stmt = db.prepare_cached(
-                "SELECT item_id, json, window_id, first_failed_at, runs, last_error, needs_person FROM owed_files ORDER BY first_failed_at, item_id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Held {
-                    item_id: r.get(0)?,
-                    json: r.get(1)?,
-                    window_id: r.get(2)?,
-                    first_failed_at: parse_ts(&r.get::<_, String>(3)?),
-                    runs: r.get::<_, i64>(4)? as u32,
-                    last_error: r.get(5)?,
-                    needs_person: r.get::<_, i64>(6)? != 0,
-                })
-            })?;
-            rows.collect()
-        })
+        self.with(|db| waiting_rows(db, "owed_files"))
     }
 
     /// The mailboxes (key, address) an item is recorded as delivered to.
@@ -998,23 +1002,7 @@ impl Store {
 
     /// The held items, oldest first.
     pub fn held(&self) -> Result<Vec<Held>, ConnectorError> {
-        self.with(|db| {
-            let mut stmt = db.prepare_cached(
-                "SELECT item_id, json, window_id, first_failed_at, runs, last_error, needs_person FROM held ORDER BY first_failed_at, item_id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Held {
-                    item_id: r.get(0)?,
-                    json: r.get(1)?,
-                    window_id: r.get(2)?,
-                    first_failed_at: parse_ts(&r.get::<_, String>(3)?),
-                    runs: r.get::<_, i64>(4)? as u32,
-                    last_error: r.get(5)?,
-                    needs_person: r.get::<_, i64>(6)? != 0,
-                })
-            })?;
-            rows.collect()
-        })
+        self.with(|db| waiting_rows(db, "held"))
     }
 
     /// The digest of a secret the service refused for `setting`, if one is recorded.

@@ -13,6 +13,69 @@ use tests::{Fakes, examples, fixed_clock, t, temp_dir};
 const NOW: &str = "2026-11-23T01:00:00Z";
 const UNTIL: &str = "2026-11-23T00:00:00Z";
 
+/// What a layer in front of a fake does with one request.
+enum Intercept {
+    Pass,
+    Answer(axum::response::Response),
+    /// Never answered: the client waits until it is stopped.
+    Hang,
+}
+
+/// A layer that asks `decide` about each request.
+fn intercept<F>(decide: F) -> impl FnOnce(axum::Router) -> axum::Router
+where
+    F: Fn(&axum::extract::Request) -> Intercept + Clone + Send + Sync + 'static,
+{
+    move |router| {
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let decide = decide.clone();
+                async move {
+                    match decide(&request) {
+                        Intercept::Pass => next.run(request).await,
+                        Intercept::Answer(answer) => answer,
+                        Intercept::Hang => std::future::pending().await,
+                    }
+                }
+            },
+        ))
+    }
+}
+
+/// Both fakes: the provider serving `dataset` behind `wrap_provider`, Microsoft 365 the
+/// example directory.
+async fn fakes_serving(
+    dataset: &mock_telemessage::Dataset,
+    wrap_provider: impl FnOnce(axum::Router) -> axum::Router,
+) -> Fakes {
+    Fakes::start_wrapped(
+        dataset,
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        wrap_provider,
+        |r| r,
+    )
+    .await
+    .unwrap()
+}
+
+/// A dataset of the example account and `items` (and `raw_items`, served unvalidated).
+fn dataset_of(
+    items: Vec<serde_json::Value>,
+    raw_items: serde_json::Value,
+) -> mock_telemessage::Dataset {
+    let dataset = serde_json::json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": items,
+        "raw_items": raw_items,
+    });
+    mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap()
+}
+
+fn nth(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
 fn connector(fakes: &Fakes, state: &std::path::Path) -> Result<Connector, ConnectorError> {
     let config = fakes.config(state, Some(examples().join("mapping.csv")));
     Ok(Connector::new(config, fixed_clock(t(NOW)))?
@@ -309,18 +372,7 @@ async fn a_page_above_the_bound_is_asked_for_smaller_and_an_item_above_it_alone_
         let at = format!("2026-11-22T{:02}:00:00Z", i + 1);
         text_item(&format!("wa-d2-{i}"), &at, "next day")
     }));
-    let dataset = serde_json::json!({
-        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
-        "items": items,
-    });
-    let fakes = Fakes::start(
-        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
-        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
-        t(NOW),
-        |r| r,
-    )
-    .await
-    .unwrap();
+    let fakes = fakes_serving(&dataset_of(items, serde_json::json!([])), |r| r).await;
     let state = temp_dir("oversized-page");
     let run = || async {
         let mut config = fakes.config(&state, None);
@@ -434,31 +486,20 @@ async fn files_that_cannot_be_fetched_are_owed_and_follow_their_messages_once() 
     // The provider answers every download with an empty 200 until told otherwise.
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let gate = failing.clone();
-    let wrap = move |router: axum::Router| {
-        router.layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let gate = gate.clone();
-                async move {
-                    if gate.load(std::sync::atomic::Ordering::SeqCst)
-                        && request.uri().path().starts_with("/api/v1/attachments/")
-                    {
-                        return axum::http::StatusCode::OK.into_response();
-                    }
-                    next.run(request).await
-                }
-            },
-        ))
-    };
-    let fakes = Fakes::start_wrapped(
+    let fakes = fakes_serving(
         &mock_telemessage::Dataset::from_file(&examples().join("telemessage-dataset.json"))
             .unwrap(),
-        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
-        t(NOW),
-        wrap,
-        |r| r,
+        intercept(move |request| {
+            if gate.load(std::sync::atomic::Ordering::SeqCst)
+                && request.uri().path().starts_with("/api/v1/attachments/")
+            {
+                Intercept::Answer(axum::http::StatusCode::OK.into_response())
+            } else {
+                Intercept::Pass
+            }
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     let state = temp_dir("owed");
     let first = connector(&fakes, &state)
         .unwrap()
@@ -533,47 +574,32 @@ async fn a_resumed_window_counts_the_items_its_interrupted_run_quarantined() {
         "2026-11-22T20:00:00Z",
         "after the bad ones",
     ));
-    let dataset = serde_json::json!({
-        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
-        "items": items,
-        "raw_items": [
-            {"id": "bad-1", "archived_at": "2026-11-22T10:00:00Z", "type": "hologram"},
-            {"id": "bad-2", "archived_at": "2026-11-22T11:00:00Z", "type": 7},
-        ],
-    });
+    let raw = serde_json::json!([
+        {"id": "bad-1", "archived_at": "2026-11-22T10:00:00Z", "type": "hologram"},
+        {"id": "bad-2", "archived_at": "2026-11-22T11:00:00Z", "type": 7},
+    ]);
     // Pages of two items: [wa-0, wa-1], [wa-2, bad-1], [bad-2, wa-late]. The third page
     // is never answered: the run is stopped dead in its listing, after it quarantined
     // bad-1 and before it saw bad-2.
     let reached = std::sync::Arc::new(tokio::sync::Notify::new());
     let pages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let (signal, count, gate) = (reached.clone(), pages.clone(), hang.clone());
-    let wrap = move |router: axum::Router| {
-        router.layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let (signal, count, gate) = (signal.clone(), count.clone(), gate.clone());
-                async move {
-                    if request.uri().path() == "/api/v1/items"
-                        && gate.load(std::sync::atomic::Ordering::SeqCst)
-                        && count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2
-                    {
-                        signal.notify_one();
-                        std::future::pending::<()>().await;
-                    }
-                    next.run(request).await
-                }
-            },
-        ))
-    };
-    let fakes = Fakes::start_wrapped(
-        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
-        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
-        t(NOW),
-        wrap,
-        |r| r,
+    let (signal, gate) = (reached.clone(), hang.clone());
+    let fakes = fakes_serving(
+        &dataset_of(items, raw),
+        intercept(move |request| {
+            if request.uri().path() == "/api/v1/items"
+                && gate.load(std::sync::atomic::Ordering::SeqCst)
+                && nth(&pages) == 2
+            {
+                signal.notify_one();
+                Intercept::Hang
+            } else {
+                Intercept::Pass
+            }
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     let state = temp_dir("resumed-quarantine");
     let mut config = fakes.config(&state, None);
     config.page_size = 2;
@@ -611,48 +637,30 @@ async fn a_gateway_page_on_the_login_and_on_the_third_listing_is_retried_and_the
     let items: Vec<_> = (0..7)
         .map(|i| text_item(&format!("wa-{i}"), &format!("2026-11-22T0{i}:00:00Z"), "hi"))
         .collect();
-    let dataset = serde_json::json!({
-        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
-        "items": items,
-    });
     // The first login and the third listing request get a gateway's page, with a 200.
-    let (logins, listings) = (
-        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
-    );
-    let (l, p) = (logins.clone(), listings.clone());
-    let wrap = move |router: axum::Router| {
-        router.layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let (l, p) = (l.clone(), p.clone());
-                async move {
-                    let path = request.uri().path().to_owned();
-                    let nth = |c: &std::sync::atomic::AtomicU64| {
-                        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                    };
-                    let page = (path == "/api/v1/auth/token" && nth(&l) == 0)
-                        || (path == "/api/v1/items" && nth(&p) == 2);
-                    if page {
-                        return (
-                            [("content-type", "text/html")],
-                            "<html><body><h1>502 Bad Gateway</h1></body></html>",
-                        )
-                            .into_response();
-                    }
-                    next.run(request).await
-                }
-            },
-        ))
-    };
-    let fakes = Fakes::start_wrapped(
-        &mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap(),
-        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
-        t(NOW),
-        wrap,
-        |r| r,
+    let logins = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listings = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = logins.clone();
+    let fakes = fakes_serving(
+        &dataset_of(items, serde_json::json!([])),
+        intercept(move |request| {
+            let path = request.uri().path();
+            if (path == "/api/v1/auth/token" && nth(&counted) == 0)
+                || (path == "/api/v1/items" && nth(&listings) == 2)
+            {
+                Intercept::Answer(
+                    (
+                        [("content-type", "text/html")],
+                        "<html><body><h1>502 Bad Gateway</h1></body></html>",
+                    )
+                        .into_response(),
+                )
+            } else {
+                Intercept::Pass
+            }
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     let state = temp_dir("gateway-page");
     let mut config = fakes.config(&state, None);
     config.page_size = 2;
