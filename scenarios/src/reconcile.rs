@@ -815,7 +815,9 @@ impl<'a> Reconciliation<'a> {
                     || (*reason == "attachment_too_large"
                         && matches!(attachment, Attachment::Omitted { .. }))
                     || (*reason == "attachment_unverifiable"
-                        && matches!(attachment, Attachment::Unreachable))
+                        && (matches!(attachment, Attachment::Unreachable)
+                            || (part.downloads_may_fail
+                                && matches!(attachment, Attachment::Present { .. }))))
                     || (*reason == "attachment_omitted_to_fit"
                         && matches!(
                             attachment,

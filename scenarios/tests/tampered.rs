@@ -8,13 +8,15 @@ use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// Changes the second copy of each item imported (`importMime` with a Message-ID seen):
-/// its `X-WhatsApp-Capture-Mode` value gets a prefix.
-fn tamper_second_copies(router: axum::Router) -> axum::Router {
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+/// A layer that hands each `importMime`'s message to `change`, and imports what it
+/// answers in its place (or the message as sent, for `None`).
+fn alter_imports(
+    router: axum::Router,
+    change: impl Fn(&str) -> Option<String> + Clone + Send + Sync + 'static,
+) -> axum::Router {
     router.layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let seen = seen.clone();
+            let change = change.clone();
             async move {
                 if request.method() != axum::http::Method::POST
                     || !request.uri().path().ends_with("/importMime")
@@ -24,22 +26,11 @@ fn tamper_second_copies(router: axum::Router) -> axum::Router {
                 let (mut parts, body) = request.into_parts();
                 let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
                 let mut body = body.to_vec();
-                if let Ok(mime) = mock_mailbox::state::decode_base64(&body) {
-                    let text = String::from_utf8_lossy(&mime).into_owned();
-                    let id = text
-                        .lines()
-                        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-                        .unwrap_or_default()
-                        .to_owned();
-                    if !seen.lock().unwrap().insert(id) {
-                        let changed = text.replacen(
-                            "X-WhatsApp-Capture-Mode: ",
-                            "X-WhatsApp-Capture-Mode: altered-",
-                            1,
-                        );
-                        body = STANDARD.encode(changed).into_bytes();
-                        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-                    }
+                if let Ok(mime) = mock_mailbox::state::decode_base64(&body)
+                    && let Some(changed) = change(&String::from_utf8_lossy(&mime))
+                {
+                    body = STANDARD.encode(changed).into_bytes();
+                    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
                 }
                 next.run(axum::extract::Request::from_parts(parts, Body::from(body)))
                     .await
@@ -48,9 +39,50 @@ fn tamper_second_copies(router: axum::Router) -> axum::Router {
     ))
 }
 
-/// Runs the recorded scenario `name` with [`tamper_second_copies`], one delivery at a
-/// time: the second copy of an item is the one to the mailbox its item reaches second.
-async fn run_tampered(name: &str) -> (scenarios::model::Scenario, scenarios::runner::Outcome) {
+/// Changes the second copy of each item imported (`importMime` with a Message-ID seen):
+/// its `X-WhatsApp-Capture-Mode` value gets a prefix.
+fn tamper_second_copies(router: axum::Router) -> axum::Router {
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    alter_imports(router, move |text| {
+        let id = text
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+            .unwrap_or_default()
+            .to_owned();
+        (!seen.lock().unwrap().insert(id)).then(|| {
+            text.replacen(
+                "X-WhatsApp-Capture-Mode: ",
+                "X-WhatsApp-Capture-Mode: altered-",
+                1,
+            )
+        })
+    })
+}
+
+/// Changes the file a follow-up brings (a message with `X-WhatsApp-Completes`): the
+/// first base64 character of its attachment part, so its bytes are no longer the
+/// provider's.
+fn tamper_follow_up_files(router: axum::Router) -> axum::Router {
+    alter_imports(router, |text| {
+        if !text.contains("X-WhatsApp-Completes:") {
+            return None;
+        }
+        let part = text.find("Content-Disposition: attachment")?;
+        let data = part + text[part..].find("\r\n\r\n")? + 4;
+        let flipped = if text[data..].starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
+        Some(format!("{}{flipped}{}", &text[..data], &text[data + 1..]))
+    })
+}
+
+/// Runs the recorded scenario `name` behind `tamper`, one delivery at a time.
+async fn run_tampered_by(
+    name: &str,
+    tamper: fn(axum::Router) -> axum::Router,
+) -> (scenarios::model::Scenario, scenarios::runner::Outcome) {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recorded/{name}.json"));
     let scenario = scenarios::model::Scenario::load(&path).unwrap();
@@ -60,12 +92,44 @@ async fn run_tampered(name: &str) -> (scenarios::model::Scenario, scenarios::run
         &work,
         "scenarios/tests/tampered.rs".into(),
         1,
-        tamper_second_copies,
+        tamper,
     )
     .await
     .unwrap();
     std::fs::remove_dir_all(&work).ok();
     (scenario, outcome)
+}
+
+/// Runs the recorded scenario `name` with [`tamper_second_copies`], one delivery at a
+/// time: the second copy of an item is the one to the mailbox its item reaches second.
+async fn run_tampered(name: &str) -> (scenarios::model::Scenario, scenarios::runner::Outcome) {
+    run_tampered_by(name, tamper_second_copies).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_follow_up_without_the_providers_bytes_is_found_in_its_mailbox() {
+    let (_, outcome) = run_tampered_by("rule-files-owed", tamper_follow_up_files).await;
+    let report = &outcome.report;
+    let follow_ups: usize = outcome
+        .landed
+        .iter()
+        .filter(|(id, _)| id.ends_with(" (file follow-up)"))
+        .map(|(_, copies)| copies.len())
+        .sum();
+    assert!(follow_ups > 0, "the scenario delivers owed files later");
+    let found: Vec<_> = report
+        .content_errors
+        .iter()
+        .filter(|f| f.detail.contains("does not carry the provider's file"))
+        .collect();
+    assert_eq!(found.len(), follow_ups, "{:#?}", report.content_errors);
+    assert!(found.iter().all(|f| f.mailbox.is_some()));
+    assert_eq!(
+        report.problems(),
+        follow_ups,
+        "nothing else differs: {report:#?}"
+    );
+    assert_ne!(report.verdict, scenarios::Verdict::Pass);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
