@@ -9,6 +9,7 @@ pub mod directory;
 pub mod error;
 pub mod message;
 pub mod odata;
+pub mod profile;
 pub mod routes;
 pub mod search;
 pub mod state;

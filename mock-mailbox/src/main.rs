@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use mock_mailbox::profile::{Latency, Profile};
 use mock_mailbox::store::Storage;
 use mock_mailbox::{Config, Directory, Limits, State, router};
 
@@ -54,6 +55,39 @@ struct Args {
     /// inspection API refuses every request and the viewer is off.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// lenient: bodies up to 48 MiB, answers at once (for tests that need no time).
+    /// graph: as Microsoft Graph is documented: a Graph request body above
+    /// --max-request-bytes (4 MiB) is answered 413 RequestEntityTooLarge and nothing is
+    /// stored; each request is answered after a seeded, long-tailed delay by kind
+    /// (docs/mailbox-api.md, "Profiles"), during which it counts among its mailbox's
+    /// requests in flight.
+    #[arg(long, value_enum, default_value = "lenient")]
+    profile: ProfileArg,
+    /// The largest Graph request body, in bytes (default: the profile's, 4 MiB under
+    /// graph, 48 MiB under lenient). Microsoft documents 4 MB for MIME payloads and
+    /// upload chunks but no figure for importMime itself: an assumption to test both ways.
+    #[arg(long)]
+    max_request_bytes: Option<usize>,
+    /// Under --profile graph, whether requests take Graph's time (on) or answer at once
+    /// with Graph's rules still enforced (off).
+    #[arg(long, value_enum, default_value = "on")]
+    latency: OnOff,
+    /// The seed of the latency draws (each request's delay is drawn from what it is and
+    /// its attempt number, so a run replays).
+    #[arg(long, default_value_t = 0)]
+    latency_seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProfileArg {
+    Lenient,
+    Graph,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// How much of each message the fake keeps.
@@ -91,6 +125,20 @@ async fn main() -> anyhow::Result<()> {
             Storage::Memory
         } else {
             Storage::Disk { dir: args.store }
+        },
+        profile: {
+            let mut profile = match args.profile {
+                ProfileArg::Lenient => Profile::lenient(),
+                ProfileArg::Graph if args.latency == OnOff::On => Profile::graph(Some(Latency {
+                    seed: args.latency_seed,
+                    ..Latency::default()
+                })),
+                ProfileArg::Graph => Profile::graph(None),
+            };
+            if let Some(cap) = args.max_request_bytes {
+                profile.max_request_bytes = cap;
+            }
+            profile
         },
     };
     let state = State::new(

@@ -24,6 +24,8 @@ pub struct Config {
     pub limits: Limits,
     /// Where message bytes are kept.
     pub storage: crate::store::Storage,
+    /// How strict and how slow: `lenient` by default (`crate::profile`).
+    pub profile: crate::profile::Profile,
 }
 
 impl Default for Config {
@@ -32,6 +34,7 @@ impl Default for Config {
             token_lifetime: Duration::seconds(3599),
             limits: Limits::default(),
             storage: crate::store::Storage::default(),
+            profile: crate::profile::Profile::default(),
         }
     }
 }
@@ -793,6 +796,36 @@ impl State {
     }
 
     /// What the transport does to the request `identity` (slow answer, cut body).
+    /// The profile in force.
+    pub fn profile(&self) -> &crate::profile::Profile {
+        &self.0.config.profile
+    }
+
+    /// How long the request `identity` takes under the profile, its seeded slow-answer
+    /// fault included: the time it holds its place among its mailbox's requests in
+    /// flight. Answers whether the transport also cuts its body short.
+    pub fn request_delay(
+        &self,
+        identity: &str,
+        kind: crate::profile::RequestKind,
+        body_bytes: usize,
+    ) -> (std::time::Duration, bool) {
+        let drawn = if self.faults_configured() {
+            self.roll_transport(identity)
+        } else {
+            mock_common::transport::Drawn::default()
+        };
+        let latency = self
+            .0
+            .config
+            .profile
+            .latency
+            .as_ref()
+            .map(|l| l.delay(&self.0.fault_draws, identity, kind, body_bytes))
+            .unwrap_or_default();
+        (latency + drawn.delay.unwrap_or_default(), drawn.reset)
+    }
+
     pub fn roll_transport(&self, identity: &str) -> mock_common::transport::Drawn {
         let drawn = self
             .0

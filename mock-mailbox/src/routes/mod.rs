@@ -82,6 +82,16 @@ pub fn router(state: State) -> Router {
 
 /// The internal header that names what a request is about, for the seeded faults.
 pub(crate) const FAULT_IDENTITY: &str = "x-mock-fault-identity";
+/// The internal header that carries a mail call's delay (microseconds) from the gate to
+/// the handler, which serves it while the call holds its place in the throttle.
+pub(crate) const DELAY: &str = "x-mock-delay-us";
+
+/// A path whose handler takes a place among its mailbox's requests in flight (a mail
+/// call: `/{root}/users/{user}/...`); its delay is served there.
+fn is_mail_call(path: &str) -> bool {
+    let mut segments = path.trim_start_matches('/').split('/');
+    segments.nth(1) == Some("users") && segments.nth(1).is_some()
+}
 
 /// What a path is, for the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +127,7 @@ impl Surface {
         }
     }
 
-    fn too_large(self) -> axum::response::Response {
+    fn too_large(self, limit: usize) -> axum::response::Response {
         use axum::response::IntoResponse;
         match self {
             Self::Token => crate::error::TokenError::new(
@@ -132,10 +142,7 @@ impl Surface {
             _ => GraphError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLarge",
-                format!(
-                    "The request body is too large: at most {} bytes.",
-                    self.body_limit()
-                ),
+                format!("The request body is too large: at most {limit} bytes."),
             )
             .into_response(),
         }
@@ -165,6 +172,7 @@ async fn gate(
     use sha2::Digest;
     let (mut parts, body) = request.into_parts();
     parts.headers.remove(FAULT_IDENTITY);
+    parts.headers.remove(DELAY);
     let surface = Surface::of(parts.uri.path());
     if surface == Surface::Open {
         return next
@@ -185,12 +193,16 @@ async fn gate(
         }
         Surface::Token | Surface::Open => {}
     }
-    let Some(bytes) =
-        mock_common::serve::read_bounded(&parts.headers, body, surface.body_limit()).await
-    else {
-        return surface.too_large();
+    // Graph's request cap is the profile's (4 MiB under `graph`).
+    let limit = match surface {
+        Surface::Graph => state.profile().max_request_bytes,
+        other => other.body_limit(),
     };
-    if surface == Surface::Graph && state.faults_configured() {
+    let Some(bytes) = mock_common::serve::read_bounded(&parts.headers, body, limit).await else {
+        return surface.too_large(limit);
+    };
+    if surface == Surface::Graph && (state.faults_configured() || state.profile().latency.is_some())
+    {
         let digest = sha2::Sha256::new()
             .chain_update(parts.method.as_str())
             .chain_update(b" ")
@@ -201,11 +213,19 @@ async fn gate(
             .chain_update(&bytes)
             .finalize();
         let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let drawn = state.roll_transport(&name);
+        let kind = crate::profile::RequestKind::of(&parts.method, parts.uri.path());
+        let (delay, reset) = state.request_delay(&name, kind, bytes.len());
         if let Ok(value) = axum::http::HeaderValue::from_str(&name) {
             parts.headers.insert(FAULT_IDENTITY, value);
         }
-        if let Some(delay) = drawn.delay {
+        // In Graph a request is in flight from its arrival to its answer: a mail call's
+        // delay is served by its handler once it holds its place in the throttle.
+        if is_mail_call(parts.uri.path()) {
+            parts.headers.insert(
+                DELAY,
+                axum::http::HeaderValue::from(delay.as_micros() as u64),
+            );
+        } else if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         let response = next
@@ -214,7 +234,7 @@ async fn gate(
                 axum::body::Body::from(bytes),
             ))
             .await;
-        return if drawn.reset && response.status().is_success() {
+        return if reset && response.status().is_success() {
             mock_common::transport::cut_body(response).await
         } else {
             response
