@@ -577,6 +577,7 @@ impl Traffic {
             crashes: Vec::new(),
             crash_by: Default::default(),
             concurrency: None,
+            mailbox_profile: None,
         }
     }
 

@@ -150,7 +150,7 @@ impl Fakes {
             dataset,
             directory,
             now,
-            AdminToken::disabled(),
+            (mock_mailbox::Config::default(), AdminToken::disabled()),
             wrap_provider,
             wrap_mailbox,
         )
@@ -163,7 +163,7 @@ impl Fakes {
         dataset: &mock_telemessage::Dataset,
         directory: &mock_mailbox::Directory,
         now: DateTime<Utc>,
-        admin: AdminToken,
+        (mailbox, admin): (mock_mailbox::Config, AdminToken),
         wrap_provider: impl FnOnce(Router) -> Router,
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
@@ -174,7 +174,7 @@ impl Fakes {
             dataset,
             directory,
             shared,
-            (mock_mailbox::Config::default(), admin),
+            (mailbox, admin),
             clock,
             (wrap_provider, move |r| {
                 wrap_mailbox(time_passes_while_throttled(r, throttled_clock))
@@ -361,14 +361,11 @@ impl Fakes {
         scenario: &crate::Scenario,
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
-        let (dataset, directory) = fixtures(scenario)?;
-        let now = scenario.end() + chrono::TimeDelta::hours(1);
-        let mut fakes = Self::start(&dataset, &directory, now, wrap_mailbox).await?;
-        fakes.tenant = scenario.tenant_domain.clone();
-        Ok(fakes)
+        Self::for_scenario_wrapped(scenario, |r| r, wrap_mailbox).await
     }
 
-    /// As [`Fakes::for_scenario`], with a layer around each fake's router.
+    /// As [`Fakes::for_scenario`], with a layer around each fake's router. The fake
+    /// Microsoft 365 takes the scenario's profile (`mailbox_profile`).
     pub async fn for_scenario_wrapped(
         scenario: &crate::Scenario,
         wrap_provider: impl FnOnce(Router) -> Router,
@@ -376,8 +373,15 @@ impl Fakes {
     ) -> anyhow::Result<Self> {
         let (dataset, directory) = fixtures(scenario)?;
         let now = scenario.end() + chrono::TimeDelta::hours(1);
-        let mut fakes =
-            Self::start_wrapped(&dataset, &directory, now, wrap_provider, wrap_mailbox).await?;
+        let mut fakes = Self::start_on_clock(
+            &dataset,
+            &directory,
+            now,
+            (mailbox_config(scenario), AdminToken::disabled()),
+            wrap_provider,
+            wrap_mailbox,
+        )
+        .await?;
         fakes.tenant = scenario.tenant_domain.clone();
         Ok(fakes)
     }
@@ -394,13 +398,25 @@ impl Fakes {
             &dataset,
             &directory,
             now,
-            AdminToken::new(admin_token),
+            (mailbox_config(scenario), AdminToken::new(admin_token)),
             |r| r,
             |r| r,
         )
         .await?;
         fakes.tenant = scenario.tenant_domain.clone();
         Ok(fakes)
+    }
+}
+
+/// The fake Microsoft 365's settings for a scenario: its profile, else the defaults.
+fn mailbox_config(scenario: &crate::Scenario) -> mock_mailbox::Config {
+    mock_mailbox::Config {
+        profile: scenario
+            .mailbox_profile
+            .as_ref()
+            .map(|p| p.profile())
+            .unwrap_or_default(),
+        ..mock_mailbox::Config::default()
     }
 }
 
@@ -752,5 +768,32 @@ mod tests {
         let held = Arc::new(());
         drop(Apart(Some(runtime_holding(&held))));
         assert_eq!(Arc::strong_count(&held), 1, "a task still holds it");
+    }
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+
+    #[test]
+    fn a_scenarios_profile_reaches_the_fake_mailbox() {
+        let file = r#"{"name": "p", "users": [], "employees": [], "items": [], "runs": [],
+            "mailbox_profile": {"name": "graph", "max_request_bytes": 1000}}"#;
+        let scenario: crate::Scenario = serde_json::from_str(file).unwrap();
+        let config = mailbox_config(&scenario);
+        assert_eq!(
+            config.profile.name,
+            mock_mailbox::profile::ProfileName::Graph
+        );
+        assert_eq!(config.profile.max_request_bytes, 1000);
+        assert_eq!(config.profile.latency, None, "no delays unless asked for");
+        let lenient: crate::Scenario = serde_json::from_str(
+            r#"{"name": "p", "users": [], "employees": [], "items": [], "runs": []}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            mailbox_config(&lenient).profile,
+            mock_mailbox::profile::Profile::lenient()
+        );
     }
 }

@@ -122,6 +122,38 @@ pub struct Scenario {
     /// The connector's concurrency for this scenario (the runner's default, 8, if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// How strict and slow the fake Microsoft 365 is (`lenient` if absent): `{"name":
+    /// "graph"}` enforces Graph's request cap (`max_request_bytes`, 4 MiB by default);
+    /// its delays only when `latency` is given (scenarios run on the harness's clock, and
+    /// CI has no time to spend waiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_profile: Option<MailboxProfile>,
+}
+
+/// A scenario's profile of the fake Microsoft 365 (`mock_mailbox::profile`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxProfile {
+    pub name: mock_mailbox::profile::ProfileName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<mock_mailbox::profile::Latency>,
+}
+
+impl MailboxProfile {
+    /// The fake's profile this asks for.
+    pub fn profile(&self) -> mock_mailbox::profile::Profile {
+        use mock_mailbox::profile::{Profile, ProfileName};
+        let mut profile = match self.name {
+            ProfileName::Lenient => Profile::lenient(),
+            ProfileName::Graph => Profile::graph(self.latency.clone()),
+        };
+        if let Some(cap) = self.max_request_bytes {
+            profile.max_request_bytes = cap;
+        }
+        profile
+    }
 }
 
 /// How a crash point stops the connector.
@@ -158,6 +190,12 @@ impl Scenario {
                             .map(|v| serde_json::to_value(v).expect("serialises")),
                     ),
                     ("concurrency", self.concurrency.map(|c| c.into())),
+                    (
+                        "mailbox_profile",
+                        self.mailbox_profile
+                            .as_ref()
+                            .map(|p| serde_json::to_value(p).expect("serialises")),
+                    ),
                 ] {
                     if let Some(value) = value {
                         file[key] = value;

@@ -41,6 +41,7 @@ impl Scenario {
         generated.crashes = self.crashes;
         generated.crash_by = self.crash_by;
         generated.concurrency = self.concurrency;
+        generated.mailbox_profile = self.mailbox_profile;
         Ok(generated)
     }
 }

@@ -199,6 +199,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         crashes: Vec::new(),
         crash_by: Default::default(),
         concurrency: None,
+        mailbox_profile: None,
         visibility: (!lags.is_empty()).then(|| mock_telemessage::dataset::Visibility {
             items: lags,
             ..Default::default()

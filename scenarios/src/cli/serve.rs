@@ -13,11 +13,45 @@ use crate::harness::Fakes;
 pub struct Args {
     /// The scenario file.
     pub file: PathBuf,
+    /// The fake Microsoft 365's profile, in place of the file's: lenient (bodies up to
+    /// 48 MiB, answers at once) or graph (Graph's 4 MiB request cap, and its latency:
+    /// each request answered after a seeded, long-tailed delay; docs/mailbox-api.md).
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileArg>,
+}
+
+/// A profile of the fake Microsoft 365, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileArg {
+    Lenient,
+    Graph,
+}
+
+impl ProfileArg {
+    /// The profile a person asks for: under `graph`, Graph's delays too.
+    pub fn spec(self) -> crate::model::MailboxProfile {
+        use mock_mailbox::profile::{Latency, ProfileName};
+        match self {
+            Self::Lenient => crate::model::MailboxProfile {
+                name: ProfileName::Lenient,
+                max_request_bytes: None,
+                latency: None,
+            },
+            Self::Graph => crate::model::MailboxProfile {
+                name: ProfileName::Graph,
+                max_request_bytes: None,
+                latency: Some(Latency::default()),
+            },
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Args { file } = args;
-    let scenario = Scenario::load(&file)?;
+    let Args { file, profile } = args;
+    let mut scenario = Scenario::load(&file)?;
+    if let Some(profile) = profile {
+        scenario.mailbox_profile = Some(profile.spec());
+    }
     let work = crate::harness::temp_dir(&format!("serve-{}", scenario.name));
     // A fresh admin token for the viewer, in a file only this user can read: the
     // token itself is never printed.
@@ -53,6 +87,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::write(&config_path, config)?;
     println!("provider (TeleMessage fake): {}", fakes.provider_url);
     println!("Microsoft 365 fake:          {}", fakes.mailbox_url);
+    let profile = fakes.mailbox.profile();
+    println!(
+        "  its profile: {} (Graph request bodies up to {} bytes{})",
+        match profile.name {
+            mock_mailbox::profile::ProfileName::Lenient => "lenient",
+            mock_mailbox::profile::ProfileName::Graph => "graph",
+        },
+        profile.max_request_bytes,
+        if profile.latency.is_some() {
+            "; each request answered after Graph's seeded delay"
+        } else {
+            "; answers at once"
+        }
+    );
     println!("connector configuration:     {}", config_path.display());
     println!("mailbox viewer:              {}/ui/", fakes.mailbox_url);
     println!(
