@@ -15,16 +15,20 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
 use crate::generate::GeneratorParams;
-use crate::model::Scenario;
+use crate::model::{MailboxProfile, Scenario};
 use crate::reconcile::Verdict;
 use crate::runner::Outcome;
 
 /// Midnight of every chaos organisation's first day.
 const START: &str = "2026-11-22T00:00:00Z";
 
-/// The one command that replays a seed.
-pub fn replay_command(seed: u64) -> String {
-    format!("cargo run --release -p scenarios -- chaos --seeds 1 --from {seed}")
+/// The one command that replays a seed (under the profile it ran with).
+pub fn replay_command(seed: u64, profile: Option<&MailboxProfile>) -> String {
+    let under = match profile.map(|p| p.name) {
+        Some(mock_mailbox::profile::ProfileName::Graph) => " --profile graph",
+        _ => "",
+    };
+    format!("cargo run --release -p scenarios -- chaos --seeds 1 --from {seed}{under}")
 }
 
 /// A seed's organisation, traffic, faults and crashes, written out.
@@ -356,15 +360,32 @@ pub struct SeedResult {
 
 async fn run_once(scenario: &Scenario, work: &Path) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(work)?;
-    let replay = replay_command(scenario.seed.unwrap_or_default());
+    let replay = replay_command(
+        scenario.seed.unwrap_or_default(),
+        scenario.mailbox_profile.as_ref(),
+    );
     let outcome = crate::runner::run(scenario, work, replay).await;
     let _ = std::fs::remove_dir_all(work);
     outcome
 }
 
-/// Runs one seed (twice with `check_determinism`).
-pub async fn run_seed(seed: u64, check_determinism: bool) -> anyhow::Result<SeedResult> {
-    let scenario = scenario_for_seed(seed)?;
+/// A seed's scenario, its fake Microsoft 365 under `profile` (the seed's own, lenient,
+/// when `None`).
+pub fn scenario_under(seed: u64, profile: Option<&MailboxProfile>) -> anyhow::Result<Scenario> {
+    let mut scenario = scenario_for_seed(seed)?;
+    if let Some(profile) = profile {
+        scenario.mailbox_profile = Some(profile.clone());
+    }
+    Ok(scenario)
+}
+
+/// Runs one seed (twice with `check_determinism`), under `profile` if given.
+pub async fn run_seed(
+    seed: u64,
+    check_determinism: bool,
+    profile: Option<&MailboxProfile>,
+) -> anyhow::Result<SeedResult> {
+    let scenario = scenario_under(seed, profile)?;
     let started = Instant::now();
     let work = crate::harness::temp_dir(&format!("chaos-{seed}"));
     // A connector run that stops with an error fails the seed (its items are then not
@@ -385,7 +406,7 @@ pub async fn run_seed(seed: u64, check_determinism: bool) -> anyhow::Result<Seed
         seconds: started.elapsed().as_secs_f64(),
         diverged: None,
         details: vec![format!("a connector run stopped with an error: {e:#}")],
-        replay: replay_command(seed),
+        replay: replay_command(seed, profile),
         saved: None,
     };
     let outcome = match run_once(&scenario, &work).await {
@@ -439,7 +460,7 @@ pub async fn run_seed(seed: u64, check_determinism: bool) -> anyhow::Result<Seed
         seconds: started.elapsed().as_secs_f64(),
         diverged,
         details,
-        replay: replay_command(seed),
+        replay: replay_command(seed, profile),
         saved: None,
     })
 }
@@ -553,6 +574,7 @@ pub async fn run(
     jobs: usize,
     check_determinism: bool,
     save: Option<&Path>,
+    profile: Option<MailboxProfile>,
     mut progress: impl FnMut(&SeedResult),
 ) -> anyhow::Result<Vec<SeedResult>> {
     let jobs = jobs.max(1);
@@ -564,7 +586,13 @@ pub async fn run(
         while pending.len() < jobs && next < end {
             let seed = next;
             next += 1;
-            pending.spawn(async move { (seed, run_seed(seed, check_determinism).await) });
+            let profile = profile.clone();
+            pending.spawn(async move {
+                (
+                    seed,
+                    run_seed(seed, check_determinism, profile.as_ref()).await,
+                )
+            });
         }
         let Some(done) = pending.join_next().await else {
             break;
@@ -576,7 +604,7 @@ pub async fn run(
         {
             // Shrunk first when the seed failed its reconciliation (a seed that only
             // failed to replay the same is kept whole: that is what it shows).
-            let mut scenario = scenario_for_seed(seed)?;
+            let mut scenario = scenario_under(seed, profile.as_ref())?;
             if result.diverged.is_none() {
                 let before = scenario.source_items();
                 let (small, tries) = shrink(scenario, SHRINK_BUDGET).await;
