@@ -680,3 +680,52 @@ async fn a_gateway_page_on_the_login_and_on_the_third_listing_is_retried_and_the
     assert!(logins.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[tokio::test]
+async fn a_file_owed_for_held_runs_runs_needs_a_person_and_is_listed_until_then() {
+    // Every download fails, for good.
+    let fakes = fakes_serving(
+        &mock_telemessage::Dataset::from_file(&examples().join("telemessage-dataset.json"))
+            .unwrap(),
+        intercept(|request| {
+            if request.uri().path().starts_with("/api/v1/attachments/") {
+                Intercept::Answer(axum::http::StatusCode::OK.into_response())
+            } else {
+                Intercept::Pass
+            }
+        }),
+    )
+    .await;
+    let state = temp_dir("owed-needs-person");
+    let run = || async {
+        let mut config = fakes.config(&state, Some(examples().join("mapping.csv")));
+        config.held_runs = 2;
+        Connector::new(config, fixed_clock(t(NOW)))
+            .unwrap()
+            .with_retry_delays(Duration::from_millis(1), Duration::from_millis(20))
+            .run(t(UNTIL), None)
+            .await
+            .unwrap()
+    };
+    let first = run().await;
+    assert_eq!(
+        (first.owed_files.len(), first.owed_files_need_person.len()),
+        (3, 0)
+    );
+    assert!(first.owed_files.iter().all(|o| o.runs == 1));
+    // The second run that cannot fetch them is the last that tries by itself.
+    let second = run().await;
+    assert_eq!(
+        (second.owed_files.len(), second.owed_files_need_person.len()),
+        (0, 3),
+        "{}",
+        second.summary()
+    );
+    assert!(!second.complete);
+    assert!(second.summary().contains("FILE OWED, NEEDS A PERSON"));
+    // Listed on every run until a person acts; not fetched again by itself.
+    let third = run().await;
+    assert_eq!(third.owed_files_need_person.len(), 3);
+    assert_eq!(third.owed_files_need_person[0].runs, 2);
+    std::fs::remove_dir_all(&state).unwrap();
+}
