@@ -219,6 +219,21 @@ fn held_key(held: &[connector::store::Held], named: &str) -> Option<String> {
         .map(|h| h.item_id.clone())
 }
 
+/// One line per row of a waiting list: id, state (`labels`: still tried, needs a
+/// person), runs failed, since when, last error.
+fn print_waiting(rows: &[connector::store::Held], labels: (&str, &str)) {
+    for row in rows {
+        println!(
+            "{}\t{}\truns {}\tsince {}\t{}",
+            connector::store::display_key(&row.item_id),
+            if row.needs_person { labels.1 } else { labels.0 },
+            row.runs,
+            row.first_failed_at.to_rfc3339(),
+            row.last_error
+        );
+    }
+}
+
 fn held(action: HeldAction) -> Result<ExitCode, CliError> {
     let config = match &action {
         HeldAction::List { config }
@@ -235,34 +250,8 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
             if held.is_empty() {
                 println!("no held items: every item is delivered or skipped with a reason");
             }
-            for o in &owed {
-                println!(
-                    "{}\t{}\truns {}\tsince {}\t{}",
-                    connector::store::display_key(&o.item_id),
-                    if o.needs_person {
-                        "FILE OWED, NEEDS A PERSON"
-                    } else {
-                        "file owed"
-                    },
-                    o.runs,
-                    o.first_failed_at.to_rfc3339(),
-                    o.last_error
-                );
-            }
-            for h in &held {
-                println!(
-                    "{}\t{}\truns {}\tsince {}\t{}",
-                    connector::store::display_key(&h.item_id),
-                    if h.needs_person {
-                        "NEEDS A PERSON"
-                    } else {
-                        "waiting"
-                    },
-                    h.runs,
-                    h.first_failed_at.to_rfc3339(),
-                    h.last_error
-                );
-            }
+            print_waiting(&owed, ("file owed", "FILE OWED, NEEDS A PERSON"));
+            print_waiting(&held, ("waiting", "NEEDS A PERSON"));
             let need_person = held.iter().filter(|h| h.needs_person).count()
                 + owed.iter().filter(|o| o.needs_person).count();
             Ok(if need_person == 0 {

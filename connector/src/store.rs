@@ -348,6 +348,32 @@ fn waiting_rows(db: &Connection, table: &'static str) -> rusqlite::Result<Vec<He
     rows.collect()
 }
 
+/// Marks a row of a waiting table as needing a person: no longer tried by itself.
+fn mark_waiting(db: &Connection, table: &'static str, item_id: &str) -> rusqlite::Result<()> {
+    db.execute(
+        &format!("UPDATE {table} SET needs_person = 1 WHERE item_id = ?1"),
+        params![item_id],
+    )
+    .map(|_| ())
+}
+
+/// Puts a row of a waiting table back to be tried by the next run, as if it had just
+/// failed for the first time. Answers whether there was such a row.
+fn retry_waiting(
+    db: &Connection,
+    table: &'static str,
+    item_id: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    db.execute(
+        &format!(
+            "UPDATE {table} SET needs_person = 0, runs = 0, first_failed_at = ?2 WHERE item_id = ?1"
+        ),
+        params![item_id, ts(now)],
+    )
+    .map(|n| n > 0)
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -871,13 +897,7 @@ impl Store {
 
     /// Marks a held item as needing a person: it is no longer tried by itself.
     pub fn mark_needs_person(&self, item_id: &str) -> Result<(), ConnectorError> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE held SET needs_person = 1 WHERE item_id = ?1",
-                params![item_id],
-            )
-            .map(|_| ())
-        })
+        self.with(|db| mark_waiting(db, "held", item_id))
     }
 
     /// Removes an item from the held list (delivered, skipped with a reason, or given up).
@@ -893,13 +913,7 @@ impl Store {
     /// Puts an item that needs a person back on the list to be tried by the next run, as
     /// if it had just failed for the first time.
     pub fn retry_held(&self, item_id: &str, now: DateTime<Utc>) -> Result<bool, ConnectorError> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE held SET needs_person = 0, runs = 0, first_failed_at = ?2 WHERE item_id = ?1",
-                params![item_id, ts(now)],
-            )
-            .map(|n| n > 0)
-        })
+        self.with(|db| retry_waiting(db, "held", item_id, now))
     }
 
     /// Records that an item's file is owed: its message goes without it, and the file
@@ -950,24 +964,12 @@ impl Store {
 
     /// An owed file is tried no more by itself: a person must look.
     pub fn mark_owed_needs_person(&self, item_id: &str) -> Result<(), ConnectorError> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE owed_files SET needs_person = 1 WHERE item_id = ?1",
-                params![item_id],
-            )
-            .map(|_| ())
-        })
+        self.with(|db| mark_waiting(db, "owed_files", item_id))
     }
 
     /// Puts an owed file that needs a person back to be tried by the next run.
     pub fn retry_owed(&self, item_id: &str, now: DateTime<Utc>) -> Result<bool, ConnectorError> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE owed_files SET needs_person = 0, runs = 0, first_failed_at = ?2 WHERE item_id = ?1",
-                params![item_id, ts(now)],
-            )
-            .map(|n| n > 0)
-        })
+        self.with(|db| retry_waiting(db, "owed_files", item_id, now))
     }
 
     /// The file is delivered to every mailbox that has the item: no longer owed.

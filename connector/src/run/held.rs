@@ -62,12 +62,18 @@ impl Connector {
         runs: u32,
         first_failed_at: DateTime<Utc>,
     ) -> Result<(), ConnectorError> {
-        let age = (self.clock)() - first_failed_at;
-        if runs >= self.config.held_runs
-            || age >= chrono::TimeDelta::days(i64::from(self.config.held_days))
-        {
+        if self.needs_person_after(runs, first_failed_at) {
             self.store.mark_needs_person(item_id)?;
         }
         Ok(())
+    }
+
+    /// Whether something failing since `first_failed_at`, in `runs` runs, is no longer
+    /// tried by itself (`import.held_runs` runs or `import.held_days` days): the one rule
+    /// for held items and owed files.
+    pub(super) fn needs_person_after(&self, runs: u32, first_failed_at: DateTime<Utc>) -> bool {
+        let age = (self.clock)() - first_failed_at;
+        runs >= self.config.held_runs
+            || age >= chrono::TimeDelta::days(i64::from(self.config.held_days))
     }
 }

@@ -407,47 +407,14 @@ impl Connector {
             });
         }
         self.progress.finish();
-        for held in self.store.held()? {
-            let entry = HeldItem {
-                // As `connector held` names it: a later content of an id says which.
-                item_id: state::display_key(&held.item_id),
-                runs: held.runs,
-                first_failed_at: held.first_failed_at,
-                last_error: held.last_error.clone(),
-            };
-            if held.needs_person {
-                tracing::error!(
-                    item = %state::display_key(&held.item_id),
-                    runs = held.runs,
-                    since = %held.first_failed_at,
-                    error = %held.last_error,
-                    "NEEDS A PERSON: this item could not be archived; see `connector held list`"
-                );
-                report.needs_person.push(entry);
-            } else {
-                report.held.push(entry);
-            }
-        }
-        for owed in self.store.owed_files()? {
-            let entry = HeldItem {
-                item_id: state::display_key(&owed.item_id),
-                runs: owed.runs,
-                first_failed_at: owed.first_failed_at,
-                last_error: owed.last_error.clone(),
-            };
-            if owed.needs_person {
-                tracing::error!(
-                    item = %entry.item_id,
-                    runs = owed.runs,
-                    since = %owed.first_failed_at,
-                    error = %owed.last_error,
-                    "NEEDS A PERSON: this item's file could not be fetched; its message is archived without it; see `connector held list`"
-                );
-                report.owed_files_need_person.push(entry);
-            } else {
-                report.owed_files.push(entry);
-            }
-        }
+        (report.held, report.needs_person) = waiting(
+            self.store.held()?,
+            "NEEDS A PERSON: this item could not be archived; see `connector held list`",
+        );
+        (report.owed_files, report.owed_files_need_person) = waiting(
+            self.store.owed_files()?,
+            "NEEDS A PERSON: this item's file could not be fetched; its message is archived without it; see `connector held list`",
+        );
         // Imported and already-there counts are the accounting's, windows and held items.
         report.deliveries =
             report.accounting.delivered + report.accounting.delivered_without_attachment;
@@ -549,6 +516,35 @@ impl Connector {
         ));
         Ok(lines)
     }
+}
+
+/// Things waiting for a later run (held items, owed files) as the report lists them:
+/// those still tried by themselves, and those that need a person, each of which is
+/// logged as an error with `needs_person`.
+fn waiting(rows: Vec<Held>, needs_person: &str) -> (Vec<HeldItem>, Vec<HeldItem>) {
+    let (mut tried, mut stuck) = (Vec::new(), Vec::new());
+    for row in rows {
+        let entry = HeldItem {
+            // As `connector held` names it: a later content of an id says which.
+            item_id: state::display_key(&row.item_id),
+            runs: row.runs,
+            first_failed_at: row.first_failed_at,
+            last_error: row.last_error,
+        };
+        if row.needs_person {
+            tracing::error!(
+                item = %entry.item_id,
+                runs = entry.runs,
+                since = %entry.first_failed_at,
+                error = %entry.last_error,
+                "{needs_person}"
+            );
+            stuck.push(entry);
+        } else {
+            tried.push(entry);
+        }
+    }
+    (tried, stuck)
 }
 
 #[cfg(test)]

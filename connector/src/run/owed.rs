@@ -69,10 +69,7 @@ impl Connector {
                 Err(why) => why,
             };
             self.store.owed_failed_again(&o.item_id, &error)?;
-            let age = (self.clock)() - o.first_failed_at;
-            if o.runs + 1 >= self.config.held_runs
-                || age >= chrono::TimeDelta::days(i64::from(self.config.held_days))
-            {
+            if self.needs_person_after(o.runs + 1, o.first_failed_at) {
                 self.store.mark_owed_needs_person(&o.item_id)?;
             }
         }
