@@ -126,6 +126,11 @@ pub struct Latency {
     pub other: LogNormal,
     /// No delay is longer (the tail is cut here).
     pub max_ms: u64,
+    /// The `Retry-After` of a 429 for too many requests in flight, in milliseconds before
+    /// it is rounded up to whole seconds (at least one).
+    pub concurrency_retry_after: LogNormal,
+    /// No `Retry-After` drawn is longer, in seconds.
+    pub retry_after_max_s: u64,
 }
 
 impl Default for Latency {
@@ -150,6 +155,11 @@ impl Default for Latency {
                 sigma: 0.5,
             },
             max_ms: 10_000,
+            concurrency_retry_after: LogNormal {
+                median_ms: 1_500.0,
+                sigma: 0.8,
+            },
+            retry_after_max_s: 300,
         }
     }
 }
@@ -170,15 +180,27 @@ impl Latency {
             RequestKind::Import => self.import,
             RequestKind::Other => self.other,
         };
-        // Two uniform draws of this attempt, then Box-Muller for one normal.
-        let u1 = draws.draw(self.seed, &format!("latency {identity}"));
-        let u2 = draws.draw(self.seed, &format!("latency-angle {identity}"));
-        let normal = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        let mut ms = shape.median_ms * (shape.sigma * normal).exp();
+        let mut ms = self.draw(draws, "latency", identity, shape);
         if kind == RequestKind::Import {
             ms += self.import_ms_per_mib * body_bytes as f64 / (1024.0 * 1024.0);
         }
         Duration::from_secs_f64(ms.clamp(0.0, self.max_ms as f64) / 1000.0)
+    }
+
+    /// The `Retry-After` (whole seconds, at least one) of the next concurrency refusal
+    /// of the request `identity`.
+    pub fn retry_after(&self, draws: &IdentityDraws, identity: &str) -> u64 {
+        let ms = self.draw(draws, "retry-after", identity, self.concurrency_retry_after);
+        ((ms / 1000.0).ceil() as u64).clamp(1, self.retry_after_max_s.max(1))
+    }
+
+    /// One log-normal draw of `shape` in milliseconds, for the next attempt of what
+    /// `purpose` and `identity` name: two uniform draws, then Box-Muller for one normal.
+    fn draw(&self, draws: &IdentityDraws, purpose: &str, identity: &str, shape: LogNormal) -> f64 {
+        let u1 = draws.draw(self.seed, &format!("{purpose} {identity}"));
+        let u2 = draws.draw(self.seed, &format!("{purpose}-angle {identity}"));
+        let normal = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        shape.median_ms * (shape.sigma * normal).exp()
     }
 }
 
@@ -215,5 +237,28 @@ mod tests {
         );
         // A retry is a new draw.
         assert_ne!(latency.delay(&fresh, "x", RequestKind::Import, 0), small);
+    }
+
+    #[test]
+    fn retry_after_is_spread_whole_seconds_and_replays() {
+        let latency = Latency::default();
+        let draws = IdentityDraws::default();
+        let seconds: Vec<u64> = (0..2000)
+            .map(|n| latency.retry_after(&draws, &format!("r{n}")))
+            .collect();
+        let distinct: std::collections::BTreeSet<_> = seconds.iter().collect();
+        assert!(distinct.len() >= 5, "spread: {distinct:?}");
+        assert!(seconds.iter().all(|&s| (1..=300).contains(&s)));
+        let median = {
+            let mut sorted = seconds.clone();
+            sorted.sort_unstable();
+            sorted[1000]
+        };
+        assert_eq!(median, 2, "a median of 1.5 s rounds up to 2");
+        let replay = IdentityDraws::default();
+        let again: Vec<u64> = (0..2000)
+            .map(|n| latency.retry_after(&replay, &format!("r{n}")))
+            .collect();
+        assert_eq!(seconds, again, "the same requests draw the same values");
     }
 }

@@ -1,6 +1,7 @@
 //! Graph's mail throttling, per application *and* mailbox: a request budget per window,
 //! a limit on requests in flight, and an upload-bytes budget per window. One mailbox's
-//! budget never touches another's.
+//! budget never touches another's. Above them, one ceiling per application across every
+//! mailbox and tenant (Microsoft documents 130,000 requests per 10 seconds).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,10 @@ pub struct Limits {
     pub concurrent_requests: u32,
     pub upload_bytes_per_window: u64,
     pub upload_window: Duration,
+    /// Requests one application may make across all mailboxes and tenants per
+    /// `application_window`.
+    pub application_requests_per_window: u64,
+    pub application_window: Duration,
 }
 
 impl Default for Limits {
@@ -26,6 +31,8 @@ impl Default for Limits {
             concurrent_requests: 4,
             upload_bytes_per_window: 150 * 1024 * 1024,
             upload_window: Duration::minutes(5),
+            application_requests_per_window: 130_000,
+            application_window: Duration::seconds(10),
         }
     }
 }
@@ -39,6 +46,8 @@ impl Limits {
             concurrent_requests: u32::MAX,
             upload_bytes_per_window: u64::MAX,
             upload_window: Duration::minutes(5),
+            application_requests_per_window: u64::MAX,
+            application_window: Duration::seconds(10),
         }
     }
 }
@@ -47,8 +56,16 @@ impl Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
     Concurrency,
-    Requests { retry_after: u64 },
-    Upload { retry_after: u64 },
+    Requests {
+        retry_after: u64,
+    },
+    Upload {
+        retry_after: u64,
+    },
+    /// The application's ceiling across all mailboxes.
+    Application {
+        retry_after: u64,
+    },
 }
 
 /// What one (application, mailbox) pair has used.
@@ -71,10 +88,18 @@ struct Budget {
 
 type Key = (String, String);
 
+/// One application's requests in its current ceiling window.
+#[derive(Debug, Default)]
+struct Ceiling {
+    window_start: Option<DateTime<Utc>>,
+    requests: u64,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Throttle {
     limits: Arc<Limits>,
     budgets: Arc<Mutex<HashMap<Key, Budget>>>,
+    ceilings: Arc<Mutex<HashMap<String, Ceiling>>>,
 }
 
 /// A request in flight; dropping it frees its place.
@@ -104,6 +129,7 @@ impl Throttle {
         Self {
             limits: Arc::new(limits),
             budgets: Arc::default(),
+            ceilings: Arc::default(),
         }
     }
 
@@ -119,6 +145,15 @@ impl Throttle {
         let limits = &self.limits;
         let key = (client_id.to_owned(), mailbox.to_ascii_lowercase());
         let mut budgets = self.budgets.lock().expect("throttle lock poisoned");
+        let mut ceilings = self.ceilings.lock().expect("throttle lock poisoned");
+        let ceiling = ceilings.entry(key.0.clone()).or_default();
+        if ceiling
+            .window_start
+            .is_none_or(|s| now >= s + limits.application_window)
+        {
+            ceiling.window_start = Some(now);
+            ceiling.requests = 0;
+        }
         let b = budgets.entry(key.clone()).or_default();
         if b.request_window_start
             .is_none_or(|s| now >= s + limits.request_window)
@@ -132,7 +167,15 @@ impl Throttle {
             b.upload_window_start = Some(now);
             b.bytes_in_window = 0;
         }
-        let refusal = if b.in_flight >= limits.concurrent_requests {
+        let refusal = if ceiling.requests >= limits.application_requests_per_window {
+            Some(Throttled::Application {
+                retry_after: seconds_left(
+                    ceiling.window_start.unwrap_or(now),
+                    limits.application_window,
+                    now,
+                ),
+            })
+        } else if b.in_flight >= limits.concurrent_requests {
             Some(Throttled::Concurrency)
         } else if b.requests_in_window >= limits.requests_per_window {
             Some(Throttled::Requests {
@@ -160,6 +203,7 @@ impl Throttle {
             b.usage.throttled += 1;
             return Err(refusal);
         }
+        ceiling.requests += 1;
         b.requests_in_window += 1;
         b.bytes_in_window += upload_bytes;
         b.usage.bytes_received += upload_bytes;
@@ -182,6 +226,10 @@ impl Throttle {
 
     pub fn reset(&self) {
         self.budgets.lock().expect("throttle lock poisoned").clear();
+        self.ceilings
+            .lock()
+            .expect("throttle lock poisoned")
+            .clear();
     }
 }
 
@@ -239,6 +287,34 @@ mod tests {
         );
         let usage = &throttle.usage()[&("app".to_owned(), "a@x".to_owned())];
         assert_eq!((usage.requests, usage.throttled), (5, 1));
+    }
+
+    #[test]
+    fn the_application_ceiling_spans_every_mailbox() {
+        let limits = Limits {
+            application_requests_per_window: 3,
+            ..Limits::default()
+        };
+        let throttle = Throttle::new(limits);
+        for mailbox in ["a@x", "b@x", "c@y"] {
+            drop(throttle.enter("app", mailbox, 0, t0()).unwrap());
+        }
+        let later = t0() + Duration::milliseconds(2500);
+        assert_eq!(
+            throttle.enter("app", "d@z", 0, later).unwrap_err(),
+            Throttled::Application { retry_after: 8 },
+            "a fourth mailbox is refused: the ceiling is the application's"
+        );
+        assert!(
+            throttle.enter("other-app", "d@z", 0, later).is_ok(),
+            "another application has its own ceiling"
+        );
+        assert!(
+            throttle
+                .enter("app", "d@z", 0, t0() + Duration::seconds(10))
+                .is_ok(),
+            "the next window admits again"
+        );
     }
 
     #[test]
