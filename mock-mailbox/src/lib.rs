@@ -5,6 +5,7 @@
 //!
 //! Build a [`State`] from a [`Directory`], then serve [`router`].
 
+pub mod attach;
 pub mod directory;
 pub mod error;
 pub mod message;

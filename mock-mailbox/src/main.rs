@@ -37,6 +37,10 @@ struct Args {
     /// Bytes one application may upload to one mailbox per 5 minutes.
     #[arg(long, default_value_t = 150 * 1024 * 1024)]
     upload_bytes_per_window: u64,
+    /// Requests one application may make across all mailboxes and tenants per 10
+    /// seconds (Microsoft documents 130,000).
+    #[arg(long, default_value_t = 130_000)]
+    application_requests_per_10_seconds: u64,
     /// Keep message bytes in files under this directory (each distinct message once)
     /// rather than under a temporary directory removed at exit.
     #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
@@ -72,6 +76,12 @@ struct Args {
     /// with Graph's rules still enforced (off).
     #[arg(long, value_enum, default_value = "on")]
     latency: OnOff,
+    /// Whether a file may be attached (POST .../attachments or an upload session) to a
+    /// message that is not a draft, such as an imported one. Microsoft documents
+    /// attachments on "a message" without saying: allow follows the documentation,
+    /// refuse answers 403 ErrorAccessDenied, so a connector can be tested under both.
+    #[arg(long, value_enum, default_value = "allow")]
+    attachments_on_non_drafts: AllowRefuse,
     /// The seed of the latency draws (each request's delay is drawn from what it is and
     /// its attempt number, so a run replays).
     #[arg(long, default_value_t = 0)]
@@ -82,6 +92,12 @@ struct Args {
 enum ProfileArg {
     Lenient,
     Graph,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AllowRefuse {
+    Allow,
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             requests_per_window: args.requests_per_window,
             concurrent_requests: args.concurrent_requests,
             upload_bytes_per_window: args.upload_bytes_per_window,
+            application_requests_per_window: args.application_requests_per_10_seconds,
             ..Limits::default()
         },
         storage: if args.retain == Retain::Summary {
@@ -140,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             }
             profile
         },
+        attachments_on_non_drafts: args.attachments_on_non_drafts == AllowRefuse::Allow,
     };
     let state = State::new(
         &directory,

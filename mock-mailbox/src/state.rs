@@ -26,6 +26,11 @@ pub struct Config {
     pub storage: crate::store::Storage,
     /// How strict and how slow: `lenient` by default (`crate::profile`).
     pub profile: crate::profile::Profile,
+    /// Whether a file may be attached (by POST or upload session) to a message that is
+    /// not a draft. Microsoft documents attachments on "a message" without saying; the
+    /// default follows the documentation (allow), `false` answers 403 as Graph does for a
+    /// forbidden operation, so a connector can be tested under both answers.
+    pub attachments_on_non_drafts: bool,
 }
 
 impl Default for Config {
@@ -35,6 +40,7 @@ impl Default for Config {
             limits: Limits::default(),
             storage: crate::store::Storage::default(),
             profile: crate::profile::Profile::default(),
+            attachments_on_non_drafts: true,
         }
     }
 }
@@ -237,6 +243,40 @@ impl Mailbox {
         ids.len()
     }
 
+    /// The id of attachment number `index` of message `serial`.
+    pub fn attachment_id(&self, serial: u64, index: usize) -> String {
+        Ids::make(&self.owner, &format!("a{serial}"), index as u64)
+    }
+
+    /// The number of the attachment `id` of message `serial` (`None` for any other id).
+    pub fn attachment_index(&self, serial: u64, id: &str) -> Option<usize> {
+        Ids::serial(&self.owner, &format!("a{serial}"), id).and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// Gives message `id` the content `new` if it still has `old` (another change may
+    /// have come first: then `Ok(false)`, and the caller starts again from what is
+    /// there). Under Litigation Hold the version replaced is kept as a recoverable item.
+    pub fn replace_content(
+        &mut self,
+        id: &str,
+        old: &Arc<crate::store::Content>,
+        new: Arc<crate::store::Content>,
+    ) -> Result<bool, GraphError> {
+        let hold = self.user.litigation_hold;
+        let message = Ids::serial(&self.owner, "m", id)
+            .and_then(|serial| self.messages.get_mut(&serial))
+            .ok_or_else(GraphError::item_not_found)?;
+        if !Arc::ptr_eq(&message.content, old) {
+            return Ok(false);
+        }
+        let before = message.clone();
+        message.content = new;
+        if hold {
+            self.recoverable.push(before);
+        }
+        Ok(true)
+    }
+
     /// Deletes a message: gone, or kept as recoverable under Litigation Hold.
     pub fn delete(&mut self, id: &str) -> bool {
         let Some(serial) = Ids::serial(&self.owner, "m", id) else {
@@ -273,6 +313,8 @@ struct Inner {
     mailboxes: RwLock<HashMap<String, Arc<Mutex<Mailbox>>>>,
     throttle: Throttle,
     store: crate::store::Store,
+    /// Open upload sessions (their URLs' credentials as digests).
+    uploads: crate::attach::Uploads,
     fault_draws: mock_common::seeded::IdentityDraws,
     tokens_issued: AtomicU64,
     token_failures: AtomicU64,
@@ -485,6 +527,7 @@ impl State {
             mailboxes: RwLock::new(mailboxes),
             throttle,
             store,
+            uploads: crate::attach::Uploads::default(),
             fault_draws: mock_common::seeded::IdentityDraws::default(),
             tokens_issued: AtomicU64::new(0),
             token_failures: AtomicU64::new(0),
@@ -750,22 +793,42 @@ impl State {
             .ok_or_else(disabled)
     }
 
-    /// Admits a request through the throttle, or answers Graph's 429.
+    /// Admits a request through the throttle, or answers Graph's 429. Under a profile
+    /// with latency, the `Retry-After` of a concurrency refusal is drawn (seeded, by the
+    /// request `identity` and its attempt) rather than always one second.
     pub fn admit(
         &self,
         session: &AppSession,
         mailbox_key: &str,
         upload_bytes: u64,
+        identity: &str,
+    ) -> Result<Permit, GraphError> {
+        self.admit_as(&session.client_id, mailbox_key, upload_bytes, identity)
+    }
+
+    /// [`State::admit`] for the application `client_id` (an upload URL's chunks carry no
+    /// token: they count against the application that opened the session).
+    pub fn admit_as(
+        &self,
+        client_id: &str,
+        mailbox_key: &str,
+        upload_bytes: u64,
+        identity: &str,
     ) -> Result<Permit, GraphError> {
         self.0
             .throttle
-            .enter(&session.client_id, mailbox_key, upload_bytes, self.now())
+            .enter(client_id, mailbox_key, upload_bytes, self.now())
             .map_err(|t| {
                 let (code, message, retry) = match t {
                     Throttled::Concurrency => (
                         "ApplicationThrottled",
                         "Application is over its MailboxConcurrency limit.",
-                        1,
+                        self.0
+                            .config
+                            .profile
+                            .latency
+                            .as_ref()
+                            .map_or(1, |l| l.retry_after(&self.0.fault_draws, identity)),
                     ),
                     Throttled::Requests { retry_after } => (
                         "TooManyRequests",
@@ -777,10 +840,92 @@ impl State {
                         "The mailbox is over its upload limit; retry later.",
                         retry_after,
                     ),
+                    Throttled::Application { retry_after } => (
+                        "ApplicationThrottled",
+                        "Application is over its request limit across all mailboxes.",
+                        retry_after,
+                    ),
                 };
                 GraphError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
                     .with_retry_after(retry)
             })
+    }
+
+    /// The mailbox of the user `user_id`, whoever asks (for an upload session's last
+    /// chunk, which carries no token).
+    pub fn mailbox_of(&self, user_id: &str) -> Option<Arc<Mutex<Mailbox>>> {
+        if self.gone(user_id) == Some(Gone::MailboxDisabled) {
+            return None;
+        }
+        self.0
+            .mailboxes
+            .read()
+            .expect("lock poisoned")
+            .get(&user_id.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// The open upload sessions.
+    pub fn uploads(&self) -> &crate::attach::Uploads {
+        &self.0.uploads
+    }
+
+    /// Whether message `id` of `mailbox` may take a file now (it exists; it is a draft,
+    /// or the fake allows attachments on non-drafts).
+    pub fn may_attach(&self, mailbox: &Mailbox, id: &str) -> Result<(), GraphError> {
+        let message = mailbox.message(id).ok_or_else(GraphError::item_not_found)?;
+        if !message.is_draft && !self.0.config.attachments_on_non_drafts {
+            return Err(GraphError::access_denied());
+        }
+        Ok(())
+    }
+
+    /// Attaches a file to message `id`: its MIME gets one more part (or, when the store
+    /// keeps summaries only, its summary one more attachment). Answers the attachment's
+    /// id. Two files finishing at once on one message both land: the second starts again
+    /// from what the first left.
+    pub async fn attach(
+        &self,
+        mailbox: &Arc<Mutex<Mailbox>>,
+        id: &str,
+        name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<String, GraphError> {
+        loop {
+            let old = {
+                let mailbox = mailbox.lock().expect("mailbox lock poisoned");
+                self.may_attach(&mailbox, id)?;
+                mailbox
+                    .message(id)
+                    .ok_or_else(GraphError::item_not_found)?
+                    .content
+                    .clone()
+            };
+            let new = if old.retained() {
+                let mime = old.mime()?;
+                let joined = crate::attach::with_attachment(&mime, name, content_type, bytes)
+                    .map_err(|_| {
+                        GraphError::bad_request("The stored message cannot take an attachment.")
+                    })?;
+                self.0.store.put(joined).await.map_err(|e| {
+                    tracing::error!(error = %e, "the message store cannot write");
+                    GraphError::internal()
+                })?
+            } else {
+                self.0
+                    .store
+                    .with_attachment(&old, name, content_type, bytes)
+            };
+            let mut mailbox = mailbox.lock().expect("mailbox lock poisoned");
+            if mailbox.replace_content(id, &old, new.clone())? {
+                let serial = mailbox
+                    .message(id)
+                    .map(|m| m.serial)
+                    .ok_or_else(GraphError::item_not_found)?;
+                return Ok(mailbox.attachment_id(serial, new.attachments().len() - 1));
+            }
+        }
     }
 
     /// Whether any seeded fault is configured.
@@ -1062,6 +1207,7 @@ impl State {
     /// Empties every mailbox back to its well-known folders and zeroes the counters.
     /// Sessions stay valid.
     pub fn reset(&self) {
+        self.0.uploads.clear();
         let mut mailboxes = self.0.mailboxes.write().expect("lock poisoned");
         for mailbox in mailboxes.values_mut() {
             let user = mailbox.lock().expect("lock poisoned").user.clone();

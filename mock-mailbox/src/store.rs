@@ -66,7 +66,7 @@ struct Attached {
 }
 
 /// Where a content's bytes, header section and text are.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Place {
     /// All in memory: the header section is the first `head` bytes of `mime`.
     Memory {
@@ -524,6 +524,47 @@ impl Store {
             .expect("store lock poisoned")
             .get(sha256)
             .and_then(Weak::upgrade)
+    }
+
+    /// With summaries only ([`Storage::Summary`]): `old` with one more attachment, its
+    /// header section and text shared. Its SHA-256 is of the old hash and the file's
+    /// (there are no bytes to hash), so it differs from every message that arrived whole.
+    pub fn with_attachment(
+        &self,
+        old: &Content,
+        name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Arc<Content> {
+        let file: [u8; 32] = Sha256::digest(bytes).into();
+        let mut attachments: Vec<Attached> = old
+            .attachments
+            .iter()
+            .map(|a| Attached {
+                name: a.name.clone(),
+                content_type: a.content_type.clone(),
+                size: a.size,
+                sha256: a.sha256,
+            })
+            .collect();
+        attachments.push(Attached {
+            name: name.into(),
+            content_type: content_type.into(),
+            size: bytes.len() as u64,
+            sha256: file,
+        });
+        Arc::new(Content {
+            sha256: Sha256::new()
+                .chain_update(old.sha256)
+                .chain_update(file)
+                .finalize()
+                .into(),
+            len: old.len + bytes.len(),
+            internet_message_id: old.internet_message_id.clone(),
+            date: old.date,
+            attachments: attachments.into_boxed_slice(),
+            place: old.place.clone(),
+        })
     }
 
     /// Bytes written to disk so far (each distinct message once).

@@ -19,7 +19,7 @@ use crate::search::Search;
 use crate::state::{AppSession, Fault, Folder, Mailbox, State, decode_base64, permission};
 use crate::throttle::Permit;
 
-type Answer = Result<Response, GraphError>;
+pub(super) type Answer = Result<Response, GraphError>;
 
 const DEFAULT_PAGE: usize = 10;
 
@@ -34,15 +34,19 @@ fn open(state: &State, headers: &HeaderMap, root: &str) -> Result<AppSession, Gr
     state.authenticate(authorization(headers))
 }
 
+/// The name the gate gave a request (what it is about), for seeded draws.
+pub(super) fn identity(headers: &HeaderMap) -> &str {
+    headers
+        .get(super::FAULT_IDENTITY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
 /// Draws the seeded fault of a request that got through (after its throttle, so that a
 /// 429 does not use up a draw: the same request meets the same faults at any
 /// concurrency). `Unavailable` and `RevokedToken` are answered here.
 fn fault(state: &State, headers: &HeaderMap, import: bool) -> Result<Option<Fault>, GraphError> {
-    let identity = headers
-        .get(super::FAULT_IDENTITY)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let fault = state.roll_fault(import, identity);
+    let fault = state.roll_fault(import, identity(headers));
     match fault {
         Some(Fault::Unavailable) => Err(GraphError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -69,14 +73,16 @@ fn fault(state: &State, headers: &HeaderMap, import: bool) -> Result<Option<Faul
 
 /// A mail call that got through: its session, its mailbox, the fault drawn for it, and
 /// its place in the throttle (held until the call ends).
-struct MailCall {
-    mailbox: Arc<Mutex<Mailbox>>,
+pub(super) struct MailCall {
+    pub(super) mailbox: Arc<Mutex<Mailbox>>,
+    /// The calling application.
+    pub(super) client_id: String,
     fault: Option<Fault>,
     _permit: Permit,
 }
 
 impl MailCall {
-    fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
+    pub(super) fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
         self.mailbox.lock().expect("mailbox lock poisoned")
     }
 }
@@ -84,7 +90,7 @@ impl MailCall {
 /// Version, token, fault, permission, mailbox and throttle, in that order; then the
 /// request's delay (its profile's latency, a seeded slow answer), served while it holds
 /// its place among its mailbox's requests in flight, as Graph counts it.
-async fn mail_call(
+pub(super) async fn mail_call(
     state: &State,
     headers: &HeaderMap,
     root: &str,
@@ -104,7 +110,7 @@ async fn mail_call(
         .user
         .id
         .clone();
-    let permit = state.admit(&session, &user_id, upload_bytes)?;
+    let permit = state.admit(&session, &user_id, upload_bytes, identity(headers))?;
     let delay = headers
         .get(super::DELAY)
         .and_then(|v| v.to_str().ok())
@@ -116,23 +122,26 @@ async fn mail_call(
     let fault = fault(state, headers, import)?;
     Ok(MailCall {
         mailbox,
+        client_id: session.client_id,
         fault,
         _permit: permit,
     })
 }
 
-fn query(q: Result<AxQuery<HashMap<String, String>>, QueryRejection>) -> Result<Query, GraphError> {
+pub(super) fn query(
+    q: Result<AxQuery<HashMap<String, String>>, QueryRejection>,
+) -> Result<Query, GraphError> {
     let AxQuery(params) =
         q.map_err(|_| GraphError::bad_request("The query string is malformed."))?;
     Query::parse(&params)
 }
 
-fn context(root: &str, what: &str) -> String {
+pub(super) fn context(root: &str, what: &str) -> String {
     format!("https://graph.microsoft.com/{root}/$metadata#{what}")
 }
 
 /// `@odata.nextLink`: this request's URL with `$skip` moved on.
-fn next_link(headers: &HeaderMap, uri: &axum::http::Uri, skip: usize) -> String {
+pub(super) fn next_link(headers: &HeaderMap, uri: &axum::http::Uri, skip: usize) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -150,7 +159,7 @@ fn next_link(headers: &HeaderMap, uri: &axum::http::Uri, skip: usize) -> String 
     format!("http://{host}{}?{}", uri.path(), query.finish())
 }
 
-fn page(
+pub(super) fn page(
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     q: &Query,
@@ -191,7 +200,7 @@ fn folder_json(mailbox: &Mailbox, folder: &Folder) -> Map<String, Value> {
     m
 }
 
-fn created(value: Value) -> Response {
+pub(super) fn created(value: Value) -> Response {
     (StatusCode::CREATED, axum::Json(value)).into_response()
 }
 
@@ -221,7 +230,7 @@ pub async fn get_user(
             ),
         )
     })?;
-    let _permit = state.admit(&session, &found.id, 0)?;
+    let _permit = state.admit(&session, &found.id, 0, identity(&headers))?;
     let mut m = Map::new();
     m.insert(
         "@odata.context".into(),
@@ -434,7 +443,7 @@ fn mime_content_type(headers: &HeaderMap) -> Result<(), GraphError> {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, GraphError> {
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, GraphError> {
     body.map_err(|_| {
         GraphError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -2,6 +2,7 @@
 //! the health check; the web viewer's routes come from [`crate::ui`].
 
 mod admin;
+mod attachments;
 mod graph;
 mod token;
 
@@ -51,6 +52,26 @@ pub fn router(state: State) -> Router {
             "/{root}/users/{user}/messages/{message}/$value",
             get(graph::get_mime),
         )
+        .route(
+            "/{root}/users/{user}/messages/{message}/attachments",
+            get(attachments::list).post(attachments::add),
+        )
+        .route(
+            "/{root}/users/{user}/messages/{message}/attachments/createUploadSession",
+            post(attachments::create_session),
+        )
+        .route(
+            "/{root}/users/{user}/messages/{message}/attachments/{attachment}",
+            get(attachments::get_one),
+        )
+        .route(
+            "/{root}/users/{user}/messages/{message}/attachments/{attachment}/$value",
+            get(attachments::get_value),
+        )
+        .route(
+            "/api/v2.0/{user}/{message}/{session}",
+            axum::routing::put(attachments::put_chunk).delete(attachments::cancel),
+        )
         .route("/admin/v1/tenants", get(admin::tenants))
         .route("/admin/v1/mailboxes/{user}/folders", get(admin::folders))
         .route("/admin/v1/mailboxes/{user}/messages", get(admin::messages))
@@ -87,8 +108,12 @@ pub(crate) const FAULT_IDENTITY: &str = "x-mock-fault-identity";
 pub(crate) const DELAY: &str = "x-mock-delay-us";
 
 /// A path whose handler takes a place among its mailbox's requests in flight (a mail
-/// call: `/{root}/users/{user}/...`); its delay is served there.
+/// call: `/{root}/users/{user}/...`, or a chunk to an upload URL); its delay is served
+/// there.
 fn is_mail_call(path: &str) -> bool {
+    if Surface::of(path) == Surface::Upload {
+        return true;
+    }
     let mut segments = path.trim_start_matches('/').split('/');
     segments.nth(1) == Some("users") && segments.nth(1).is_some()
 }
@@ -104,12 +129,17 @@ enum Surface {
     Admin,
     /// Graph.
     Graph,
+    /// An upload session's URL: pre-authenticated by the credential in its query, no
+    /// bearer token (its handler checks both).
+    Upload,
 }
 
 impl Surface {
     fn of(path: &str) -> Self {
         if path == "/health" || path == "/ui" || path.starts_with("/ui/") {
             Self::Open
+        } else if path.starts_with("/api/v2.0/") {
+            Self::Upload
         } else if path.starts_with("/admin/") {
             Self::Admin
         } else if path.ends_with("/oauth2/v2.0/token") {
@@ -123,7 +153,7 @@ impl Surface {
         match self {
             Self::Token => TOKEN_BODY_LIMIT,
             Self::Admin => ADMIN_BODY_LIMIT,
-            Self::Open | Self::Graph => BODY_LIMIT,
+            Self::Open | Self::Graph | Self::Upload => BODY_LIMIT,
         }
     }
 
@@ -191,17 +221,18 @@ async fn gate(
                     .into_response();
             }
         }
-        Surface::Token | Surface::Open => {}
+        Surface::Token | Surface::Open | Surface::Upload => {}
     }
     // Graph's request cap is the profile's (4 MiB under `graph`).
     let limit = match surface {
-        Surface::Graph => state.profile().max_request_bytes,
+        Surface::Graph | Surface::Upload => state.profile().max_request_bytes,
         other => other.body_limit(),
     };
     let Some(bytes) = mock_common::serve::read_bounded(&parts.headers, body, limit).await else {
         return surface.too_large(limit);
     };
-    if surface == Surface::Graph && (state.faults_configured() || state.profile().latency.is_some())
+    if matches!(surface, Surface::Graph | Surface::Upload)
+        && (state.faults_configured() || state.profile().latency.is_some())
     {
         let digest = sha2::Sha256::new()
             .chain_update(parts.method.as_str())
