@@ -54,8 +54,9 @@ async fn a_body_one_byte_over_the_cap_is_refused_whole_and_one_at_the_cap_is_imp
     assert_eq!(Profile::lenient().max_request_bytes, 48 * 1024 * 1024);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_fifth_request_is_throttled_while_four_are_held_in_their_delay() {
+/// Holds four imports of Alice's in their delay, then sends `others` more: answers the
+/// status and code of the fifth and the `Retry-After` of each refused one.
+async fn four_held_then(others: usize) -> (StatusCode, String, Vec<u64>) {
     // Every request takes ten seconds (of tokio's paused clock: nothing waits for them).
     let ten_seconds = LogNormal {
         median_ms: 10_000.0,
@@ -110,10 +111,50 @@ async fn a_fifth_request_is_throttled_while_four_are_held_in_their_delay() {
     let fifth = fake
         .import(&token, ALICE, "inbox", &mime("5@x", "fifth"))
         .await;
-    assert_eq!(fifth.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(fifth.graph_error(), "ApplicationThrottled");
+    let code = fifth.graph_error();
+    assert_eq!(
+        fifth.json()["error"]["message"],
+        "Application is over its MailboxConcurrency limit."
+    );
+    let mut retry_after = Vec::new();
+    for n in 0..others {
+        let refused = fake
+            .import(
+                &token,
+                ALICE,
+                "inbox",
+                &mime(&format!("other{n}@x"), "other"),
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        retry_after.push(
+            refused.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
     // Their delay over, the four are imported.
     for request in held {
         assert_eq!(request.await.unwrap(), StatusCode::CREATED);
     }
+    (fifth.status, code, retry_after)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fifth_request_is_throttled_while_four_are_held_in_their_delay() {
+    let (status, code, _) = four_held_then(0).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(code, "ApplicationThrottled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_after_of_a_concurrency_429_is_spread_and_replays() {
+    let (_, _, first) = four_held_then(40).await;
+    let (_, _, again) = four_held_then(40).await;
+    assert_eq!(first, again, "the same requests draw the same Retry-After");
+    let distinct: std::collections::BTreeSet<_> = first.iter().collect();
+    assert!(distinct.len() >= 3, "spread, not a constant: {first:?}");
+    assert!(first.iter().all(|s| (1..=300).contains(s)), "{first:?}");
 }
