@@ -113,6 +113,9 @@ struct ImportSection {
     max_attempts: u32,
     /// The largest listing page the connector reads (bytes).
     max_page_bytes: u64,
+    /// The largest request body sent to Graph (bytes): a message whose base64 is larger
+    /// is imported without its file, which follows by an upload session.
+    max_request_bytes: u64,
     /// A held item (one that failed when its window closed) is tried by this many runs...
     held_runs: u32,
     /// ...or for this many days, whichever ends first; then it needs a person.
@@ -135,6 +138,7 @@ impl Default for ImportSection {
             page_size: 500,
             max_attempts: 6,
             max_page_bytes: 64 * 1024 * 1024,
+            max_request_bytes: crate::size::DEFAULT_MAX_REQUEST,
             held_runs: 5,
             held_days: 7,
             settle_delay_minutes: 15,
@@ -184,6 +188,9 @@ pub struct Config {
     pub page_size: u32,
     pub max_attempts: u32,
     pub max_page_bytes: u64,
+    /// The largest Graph request body (bytes): Microsoft documents 4 MB for MIME payloads
+    /// and upload chunks; the `importMime` page names no figure (an assumption).
+    pub max_request_bytes: u64,
     pub held_runs: u32,
     pub held_days: u32,
     /// How old a window must be before it closes.
@@ -301,6 +308,12 @@ impl Config {
                 "import.max_page_bytes must be at least 65536, import.held_runs and import.held_days at least 1".into(),
             ));
         }
+        if import.max_request_bytes < crate::size::MIN_MAX_REQUEST {
+            return Err(fail(format!(
+                "import.max_request_bytes must be at least {} (Graph takes 4 MiB, 4194304)",
+                crate::size::MIN_MAX_REQUEST
+            )));
+        }
         if import.look_back_hours > 24 * 31 || import.settle_delay_minutes > 24 * 60 {
             return Err(fail(
                 "import.look_back_hours must be at most 744 (31 days) and import.settle_delay_minutes at most 1440".into(),
@@ -358,6 +371,7 @@ impl Config {
             page_size: import.page_size,
             max_attempts: import.max_attempts.max(1),
             max_page_bytes: import.max_page_bytes,
+            max_request_bytes: import.max_request_bytes,
             held_runs: import.held_runs,
             held_days: import.held_days,
             settle_delay: chrono::TimeDelta::minutes(i64::from(import.settle_delay_minutes)),
@@ -420,6 +434,7 @@ const KEYS: &[&str] = &[
     "page_size",
     "max_attempts",
     "max_page_bytes",
+    "max_request_bytes",
     "held_runs",
     "held_days",
     "settle_delay_minutes",

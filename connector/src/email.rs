@@ -92,6 +92,22 @@ impl OmitReason {
 pub enum AttachmentBody<'a> {
     Bytes(&'a [u8]),
     Omitted(OmitReason),
+    /// The file is not in the message's MIME: the message is too large for one Graph
+    /// request with it, so it is attached to the imported message afterwards (these are
+    /// its bytes, for the note that names its size and SHA-256).
+    Follows(&'a [u8]),
+}
+
+/// The file that is attached to a message after its import, as the message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowingFile {
+    /// The file name as the message gives it ([`safe_file_name`]).
+    pub name: String,
+    /// Its content type ([`safe_content_type`]).
+    pub content_type: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
 }
 
 /// The message for one item.
@@ -101,6 +117,8 @@ pub struct Email {
     pub mime: Vec<u8>,
     /// Set when the item's attachment was left out.
     pub omitted: Option<OmitReason>,
+    /// Set when the item's file is attached after the import.
+    pub follows: Option<FollowingFile>,
 }
 
 /// `<local@whatsapp-archiver.invalid>`, from the provider's item id alone. Ids made only
@@ -426,7 +444,12 @@ fn duration(seconds: u64) -> String {
 }
 
 /// The body, as lines; the text part joins them, the HTML part escapes them.
-fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<String> {
+fn body_lines(
+    item: &Item,
+    omitted: Option<OmitReason>,
+    follows: Option<&FollowingFile>,
+    limit: u64,
+) -> Vec<String> {
     let mut lines = vec![
         format!(
             "WhatsApp {} captured by TeleMessage {}",
@@ -574,6 +597,13 @@ fn body_lines(item: &Item, omitted: Option<OmitReason>, limit: u64) -> Vec<Strin
             reason.sentence(limit)
         ));
     }
+    if let Some(file) = follows {
+        lines.push(String::new());
+        lines.push(format!(
+            "[Attachment added after import: {} ({} bytes, SHA-256 {}). With it this message is larger than one Microsoft 365 request takes, so the file is attached to it once it is in the mailbox.]",
+            file.name, file.size, file.sha256
+        ));
+    }
     // Whatever a line holds from the archive, it stays one line.
     lines.iter().map(|l| visible(l)).collect()
 }
@@ -673,7 +703,16 @@ pub fn convert(
         Some(AttachmentBody::Omitted(reason)) => Some(reason),
         _ => None,
     };
-    let lines = body_lines(item, omitted, limit);
+    let follows = match (attachment, item.content.attachment()) {
+        (Some(AttachmentBody::Follows(bytes)), Some(att)) => Some(FollowingFile {
+            name: safe_file_name(&att.file_name),
+            content_type: safe_content_type(&att.content_type),
+            size: bytes.len() as u64,
+            sha256: crate::digest::sha256_hex(bytes),
+        }),
+        _ => None,
+    };
+    let lines = body_lines(item, omitted, follows.as_ref(), limit);
     let text = lines.join("\r\n") + "\r\n";
     let html = format!(
         "<html><body><div style=\"font-family:sans-serif\">{}</div></body></html>\r\n",
@@ -837,6 +876,17 @@ pub fn convert(
             )),
         );
     }
+    if let Some(file) = &follows {
+        builder = builder.header(
+            "X-WhatsApp-Attachment-Follows",
+            x(&format!(
+                "name=\"{}\"; size={}; sha256={}",
+                file.name.replace('"', ""),
+                file.size,
+                file.sha256
+            )),
+        );
+    }
     let mime = builder
         .body(body)
         .write_to_vec()
@@ -845,6 +895,7 @@ pub fn convert(
         message_id: id,
         mime,
         omitted,
+        follows,
     }
 }
 
@@ -864,7 +915,18 @@ pub fn file_follow_up_id(item_id: &str, revision: u32) -> String {
 /// messages are never changed, so the file comes as a message of its own. It answers
 /// the first (`In-Reply-To`, `References`), names it in `X-WhatsApp-Completes` and in its
 /// text, and carries the same participants, date and item id.
-pub fn file_follow_up(item: &Item, bytes: &[u8], options: &Options) -> Email {
+///
+/// When that message's base64 is above `max_request` (Graph's request cap), it goes
+/// without the file, which is attached to it after its import ([`FollowingFile`]).
+pub fn file_follow_up(item: &Item, bytes: &[u8], options: &Options, max_request: u64) -> Email {
+    let whole = file_follow_up_as(item, bytes, options, false);
+    if crate::size::base64_len(whole.mime.len() as u64) <= max_request {
+        return whole;
+    }
+    file_follow_up_as(item, bytes, options, true)
+}
+
+fn file_follow_up_as(item: &Item, bytes: &[u8], options: &Options, follows: bool) -> Email {
     let Some(att) = item.content.attachment() else {
         unreachable!("a file is owed only by an item with a file");
     };
@@ -882,19 +944,37 @@ pub fn file_follow_up(item: &Item, bytes: &[u8], options: &Options) -> Email {
             att.sha256
         ),
     ];
+    let following = follows.then(|| FollowingFile {
+        name: name.clone(),
+        content_type: safe_content_type(&att.content_type),
+        size: bytes.len() as u64,
+        sha256: crate::digest::sha256_hex(bytes),
+    });
+    let mut lines = lines.to_vec();
+    if let Some(file) = &following {
+        lines.push(format!(
+            "[Attachment added after import: {} ({} bytes, SHA-256 {}). With it this message is larger than one Microsoft 365 request takes, so the file is attached to it once it is in the mailbox.]",
+            visible(&file.name), file.size, file.sha256
+        ));
+    }
     let text = lines.join("\r\n") + "\r\n";
-    let body = MimePart::new(
-        ContentType::new("multipart/mixed")
-            .attribute("boundary", boundary(&item.id, "file", &text)),
-        BodyPart::Multipart(vec![
-            MimePart::new("text/plain", BodyPart::Text(text.into())),
-            MimePart::new(
-                ContentType::new(safe_content_type(&att.content_type)),
-                BodyPart::Binary(Cow::Borrowed(bytes)),
-            )
-            .attachment(name.clone()),
-        ]),
-    );
+    let text_part = MimePart::new("text/plain", BodyPart::Text(text.clone().into()));
+    let body = if following.is_some() {
+        text_part
+    } else {
+        MimePart::new(
+            ContentType::new("multipart/mixed")
+                .attribute("boundary", boundary(&item.id, "file", &text)),
+            BodyPart::Multipart(vec![
+                text_part,
+                MimePart::new(
+                    ContentType::new(safe_content_type(&att.content_type)),
+                    BodyPart::Binary(Cow::Borrowed(bytes)),
+                )
+                .attachment(name.clone()),
+            ]),
+        )
+    };
     let bare = |s: &str| s.trim_start_matches('<').trim_end_matches('>').to_owned();
     let x = |v: &str| Text::new(header_value(v));
     let mut builder = addressed(item, options)
@@ -910,6 +990,17 @@ pub fn file_follow_up(item: &Item, bytes: &[u8], options: &Options) -> Email {
     if item.revision > 1 {
         builder = builder.header("X-WhatsApp-Revision", x(&item.revision.to_string()));
     }
+    if let Some(file) = &following {
+        builder = builder.header(
+            "X-WhatsApp-Attachment-Follows",
+            x(&format!(
+                "name=\"{}\"; size={}; sha256={}",
+                file.name.replace('"', ""),
+                file.size,
+                file.sha256
+            )),
+        );
+    }
     let mime = builder
         .body(body)
         .write_to_vec()
@@ -918,6 +1009,7 @@ pub fn file_follow_up(item: &Item, bytes: &[u8], options: &Options) -> Email {
         message_id: id,
         mime,
         omitted: None,
+        follows: following,
     }
 }
 

@@ -25,6 +25,10 @@ pub enum SkipReason {
     AttachmentOmittedToFit,
     /// The file could not be fetched whole and checked; the rest is imported.
     AttachmentUnverifiable,
+    /// The message was too large for one Graph request with its file, so it was imported
+    /// without it and the file attached after; Microsoft 365 refused the attachment
+    /// (403). The rest is imported.
+    AttachmentRefused,
     /// The provider's item cannot be read; kept byte for byte in the quarantine.
     InvalidItem,
     /// A person gave up on a held item (`connector held give-up`), with the reason.
@@ -37,12 +41,13 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every reason, in the order the report's readers know them.
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
         Self::Unmapped,
         Self::ItemTooLarge,
         Self::AttachmentTooLarge,
         Self::AttachmentOmittedToFit,
         Self::AttachmentUnverifiable,
+        Self::AttachmentRefused,
         Self::InvalidItem,
         Self::GivenUp,
         Self::RevisedItem,
@@ -57,6 +62,7 @@ impl SkipReason {
             Self::AttachmentTooLarge => "attachment_too_large",
             Self::AttachmentOmittedToFit => "attachment_omitted_to_fit",
             Self::AttachmentUnverifiable => "attachment_unverifiable",
+            Self::AttachmentRefused => "attachment_refused",
             Self::InvalidItem => "invalid_item",
             Self::GivenUp => "given_up",
             Self::RevisedItem => "revised_item",

@@ -4,6 +4,23 @@
 /// The default limit, in bytes.
 pub const DEFAULT_LIMIT: u64 = 10 * 1024 * 1024;
 
+/// The largest Graph request body by default: the 4 MB Microsoft documents for MIME
+/// payloads and upload chunks, read as 4 MiB. The `importMime` page names no limit.
+pub const DEFAULT_MAX_REQUEST: u64 = 4 * 1024 * 1024;
+/// The smallest request cap the configuration takes.
+pub const MIN_MAX_REQUEST: u64 = 64 * 1024;
+/// A file attached by one `POST .../attachments` must be under 3 MB (read as 3 MiB);
+/// a larger one goes by an upload session.
+pub const SINGLE_POST_FILE: u64 = 3 * 1024 * 1024;
+/// Each chunk of an upload session carries at most 4 MB (read as 4 MiB).
+pub const MAX_CHUNK: u64 = 4 * 1024 * 1024;
+
+/// The length of `n` bytes as standard base64 (no line breaks): what an import body or
+/// a JSON `contentBytes` of them takes.
+pub fn base64_len(n: u64) -> u64 {
+    n.div_ceil(3) * 4
+}
+
 /// Whether an attachment of `size` bytes may be imported.
 pub fn attachment_fits(size: u64, limit: u64) -> bool {
     size <= limit

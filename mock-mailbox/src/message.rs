@@ -248,6 +248,9 @@ pub struct StoredMessage {
     pub created: DateTime<Utc>,
     /// Deleted for good with its folder (a seeded fault): that folder's name.
     pub deleted_with: Option<Box<str>>,
+    /// A version kept by Litigation Hold when the message changed (a file attached
+    /// after import): the message itself lives on with its new content.
+    pub replaced: bool,
 }
 
 /// The ids of a mailbox's objects, made from the user id, a kind and a number, as Graph's
@@ -300,6 +303,7 @@ impl StoredMessage {
             is_draft,
             created,
             deleted_with: None,
+            replaced: false,
         }
     }
 

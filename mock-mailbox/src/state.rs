@@ -269,7 +269,8 @@ impl Mailbox {
         if !Arc::ptr_eq(&message.content, old) {
             return Ok(false);
         }
-        let before = message.clone();
+        let mut before = message.clone();
+        before.replaced = true;
         message.content = new;
         if hold {
             self.recoverable.push(before);
@@ -402,6 +403,10 @@ pub struct InspectedMessage {
     /// Deleted for good with its folder (a seeded fault): that folder's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_with: Option<String>,
+    /// A version kept by Litigation Hold when the message changed (a file attached after
+    /// import); the message lives on with its new content.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
 }
 
 /// Where a stored message is, and its content (shared by every mailbox holding the same
@@ -440,6 +445,7 @@ impl Placed {
             body_text: s.body_text,
             recoverable: self.recoverable,
             deleted_with: m.deleted_with.as_deref().map(str::to_owned),
+            replaced: m.replaced,
         })
     }
 }

@@ -157,6 +157,26 @@ impl Fakes {
         .await
     }
 
+    /// As [`Fakes::start`], the fake Microsoft 365 with `mailbox` settings (its profile,
+    /// whether it takes attachments on imported messages).
+    pub async fn start_with_mailbox(
+        dataset: &mock_telemessage::Dataset,
+        directory: &mock_mailbox::Directory,
+        now: DateTime<Utc>,
+        mailbox: mock_mailbox::Config,
+        wrap_mailbox: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
+        Self::start_on_clock(
+            dataset,
+            directory,
+            now,
+            (mailbox, AdminToken::disabled()),
+            |r| r,
+            wrap_mailbox,
+        )
+        .await
+    }
+
     /// As [`Fakes::start_wrapped`], the mailbox's inspection API and web viewer opened by
     /// `admin` (disabled everywhere else in the harness).
     async fn start_on_clock(
@@ -282,6 +302,7 @@ impl Fakes {
             page_size: 5,
             max_attempts: 6,
             max_page_bytes: 64 * 1024 * 1024,
+            max_request_bytes: connector::size::DEFAULT_MAX_REQUEST,
             held_runs: 5,
             held_days: 7,
             settle_delay: chrono::TimeDelta::minutes(15),
@@ -340,7 +361,9 @@ impl Fakes {
                         user.user_principal_name
                     ),
                 };
-                for m in messages {
+                // A version Litigation Hold kept when a file was attached after import is
+                // not a copy.
+                for m in messages.into_iter().filter(|m| !m.replaced) {
                     all.push((
                         user.user_principal_name.clone(),
                         m.folder.clone(),

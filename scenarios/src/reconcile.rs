@@ -248,7 +248,9 @@ pub fn landed(
             )
         })?;
         let mailbox_name: Arc<str> = user.upn.to_lowercase().into();
-        for m in messages {
+        // A version Litigation Hold kept when a file was attached after import is the
+        // hold's record, not a copy: the message lives on with its file.
+        for m in messages.into_iter().filter(|m| !m.stored.replaced) {
             let content = Arc::as_ptr(&m.stored.content);
             let slot = match slot_of_content.get(&content) {
                 Some(slot) => *slot,

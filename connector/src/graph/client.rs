@@ -129,6 +129,9 @@ pub struct GraphClient {
     /// delivery asks for one, and parsing it again each time was a twentieth of the
     /// connector's CPU on text items. One entry per folder ever imported into.
     import_urls: Arc<std::sync::Mutex<ImportUrls>>,
+    /// The largest request body Graph takes (bytes): a file attached after import goes
+    /// by one POST only when it fits, and upload chunks are no larger.
+    max_request: u64,
 }
 
 type ImportUrls = HashMap<String, HashMap<String, reqwest::Url>>;
@@ -162,6 +165,7 @@ impl GraphClient {
             pacer: Arc::new(super::pace::Pacer::unpaced()),
             wire: None,
             import_urls: Arc::default(),
+            max_request: crate::size::DEFAULT_MAX_REQUEST,
         }
     }
 
@@ -173,6 +177,12 @@ impl GraphClient {
     }
 
     /// At most `n` requests on the wire at once, whatever mailboxes they are for.
+    /// Graph's request cap, for the files attached after import.
+    pub fn with_max_request(mut self, bytes: u64) -> Self {
+        self.max_request = bytes;
+        self
+    }
+
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.wire = Some(Arc::new(Semaphore::new(n.max(1))));
         self
@@ -532,6 +542,136 @@ impl GraphClient {
             .await?;
         let page: wire::Collection<wire::MessageRef> = response.json()?;
         Ok(page.value.into_iter().next().map(|m| m.id))
+    }
+}
+
+impl GraphClient {
+    /// The names of the files attached to a message (its attachments' `name`s).
+    pub async fn attachment_names(
+        &self,
+        user_id: &str,
+        message_id: &str,
+    ) -> Result<Vec<String>, GraphError> {
+        let url = format!(
+            "{}/v1.0/users/{}/messages/{}/attachments",
+            self.graph,
+            segment(user_id),
+            segment(message_id)
+        );
+        let mut names = Vec::new();
+        let mut next = Some(url);
+        while let Some(url) = next.take() {
+            let first = names.is_empty();
+            let response = self
+                .send(user_id, |http, token| {
+                    let request = http.get(&url).bearer_auth(token);
+                    if first {
+                        request.query(&[("$select", "name"), ("$top", "100")])
+                    } else {
+                        request
+                    }
+                })
+                .await?;
+            let page: wire::Collection<wire::AttachmentRef> = response.json()?;
+            names.extend(page.value.into_iter().map(|a| a.name));
+            next = page.next_link.filter(|link| link.starts_with(&self.graph));
+        }
+        Ok(names)
+    }
+
+    /// Attaches a file to a message already in the mailbox: by one POST when the file
+    /// is under 3 MB and its request fits Graph's cap, else by an upload session in
+    /// chunks of at most 4 MiB (and the cap). Either way the attachment appears whole or
+    /// not at all. A request that may have taken effect is not sent again here: the
+    /// caller looks for the attachment first.
+    pub async fn attach(
+        &self,
+        user_id: &str,
+        message_id: &str,
+        file: &crate::email::FollowingFile,
+        bytes: &bytes::Bytes,
+    ) -> Result<(), GraphError> {
+        let base = format!(
+            "{}/v1.0/users/{}/messages/{}/attachments",
+            self.graph,
+            segment(user_id),
+            segment(message_id)
+        );
+        let size = bytes.len() as u64;
+        // The JSON around contentBytes: a few hundred bytes and the name.
+        let post_len = crate::size::base64_len(size) + 1024 + file.name.len() as u64;
+        if size < crate::size::SINGLE_POST_FILE && post_len <= self.max_request {
+            let body = bytes::Bytes::from(
+                serde_json::json!({
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": file.name,
+                    "contentType": file.content_type,
+                    "contentBytes": STANDARD.encode(bytes),
+                })
+                .to_string(),
+            );
+            self.send_with(user_id, false, body.len() as u64, |http, token| {
+                http.post(&base)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .bearer_auth(token)
+            })
+            .await?;
+            return Ok(());
+        }
+        let opened = self
+            .send(user_id, |http, token| {
+                http.post(format!("{base}/createUploadSession"))
+                    .json(&serde_json::json!({"AttachmentItem": {
+                        "attachmentType": "file",
+                        "name": file.name,
+                        "size": size,
+                        "contentType": file.content_type,
+                    }}))
+                    .bearer_auth(token)
+            })
+            .await?;
+        let session: wire::UploadSession = opened.json()?;
+        let url = self.upload_url(&session.upload_url)?;
+        let chunk = self.max_request.clamp(1, crate::size::MAX_CHUNK) as usize;
+        let mut first = 0usize;
+        while first < bytes.len() {
+            let last = (first + chunk).min(bytes.len());
+            let part = bytes.slice(first..last);
+            let range = format!("bytes {first}-{}/{}", last - 1, bytes.len());
+            // The upload URL carries its own credential: no bearer token goes to it.
+            let sent = self
+                .send_with(user_id, false, part.len() as u64, |http, _token| {
+                    http.put(url.clone())
+                        .header("content-range", range.as_str())
+                        .body(part.clone())
+                })
+                .await;
+            if let Err(e) = sent {
+                // What was taken is of no use to the next try, which opens a new session.
+                let _ = self
+                    .send_with(user_id, false, 0, |http, _token| http.delete(url.clone()))
+                    .await;
+                return Err(e);
+            }
+            first = last;
+        }
+        Ok(())
+    }
+
+    /// The upload URL Graph gave, checked: a URL, and over TLS when Graph itself is.
+    /// Never put in an error or a log: its query is a credential.
+    fn upload_url(&self, given: &str) -> Result<reqwest::Url, GraphError> {
+        let url = reqwest::Url::parse(given).map_err(|_| {
+            GraphError::Decode("the upload session's uploadUrl is not a URL".into())
+        })?;
+        let tls_required = self.graph.starts_with("https://");
+        if url.scheme() != "https" && (tls_required || url.scheme() != "http") {
+            return Err(GraphError::Decode(
+                "the upload session's uploadUrl is not an https URL".into(),
+            ));
+        }
+        Ok(url)
     }
 }
 

@@ -62,6 +62,27 @@ pub struct MessageRef {
     pub id: String,
 }
 
+/// An attachment in a list, as far as the connector reads it.
+#[derive(Debug, Deserialize)]
+pub struct AttachmentRef {
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `createUploadSession`'s answer. Its URL carries a credential: never logged, never
+/// shown by `Debug`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSession {
+    pub upload_url: String,
+}
+
+impl std::fmt::Debug for UploadSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadSession { upload_url: (redacted) }")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

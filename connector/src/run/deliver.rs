@@ -121,23 +121,25 @@ impl Connector {
             .clone()
     }
 
-    /// Imports one message into one mailbox, exactly once: `Ok(false)` if it was found
-    /// there already.
+    /// Imports one message into one mailbox, exactly once, and attaches the file that
+    /// follows it if it says one does (once as well).
     pub(super) async fn deliver(
         &self,
         key_id: &str,
-        message: &email::Email,
-        body: &ImportBody,
+        sent: &super::item::Sent,
         key: &str,
         target: &Target,
         look_first: bool,
-    ) -> Result<bool, DeliverError> {
+    ) -> Result<Outcome, DeliverError> {
+        let message = &sent.email;
+        let body = &sent.body;
         let user_id = &target.user.id;
         let mut folder = self.archive_folder(user_id).await?;
-        let now = || (self.clock)();
         let address = &target.user.user_principal_name;
-        if look_first && self.found_in_mailbox(key_id, key, target, message).await? {
-            return Ok(false);
+        if look_first && let Some(graph_id) = self.find_in_mailbox(target, message).await? {
+            return self
+                .complete(key_id, key, target, sent, &graph_id, false)
+                .await;
         }
         for attempt in 1..=self.retry.max_attempts {
             match self.graph.import(user_id, &folder, body).await {
@@ -153,10 +155,9 @@ impl Connector {
                     folder = self.archive_folder(user_id).await?;
                 }
                 Ok(graph_id) => {
-                    self.store
-                        .mark_delivered(key_id, key, address, &graph_id, now())
-                        .map_err(DeliverError::State)?;
-                    return Ok(true);
+                    return self
+                        .complete(key_id, key, target, sent, &graph_id, true)
+                        .await;
                 }
                 Err(e) if e.uncertain() => {
                     // It may have landed: look before sending it again, and after the
@@ -167,8 +168,10 @@ impl Connector {
                         self.retry.count_retry();
                     }
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    if self.found_in_mailbox(key_id, key, target, message).await? {
-                        return Ok(true);
+                    if let Some(graph_id) = self.find_in_mailbox(target, message).await? {
+                        return self
+                            .complete(key_id, key, target, sent, &graph_id, true)
+                            .await;
                     }
                     if last {
                         return Err(e.into());
@@ -180,33 +183,120 @@ impl Connector {
         unreachable!("the last attempt returns")
     }
 
-    /// Looks for the message by its Message-ID in the mailbox; if it is there, records
-    /// the delivery.
-    pub(super) async fn found_in_mailbox(
+    /// The message is in the mailbox as `graph_id` (`sent_now`: by this delivery). If a
+    /// file follows it, the file is attached, unless it is there already (looked for
+    /// first when the message was there before, and after any attempt that may have
+    /// taken effect); then the delivery is recorded. A delivery is recorded only once
+    /// its file is in: a run that stops between the two finds the message by its
+    /// Message-ID next time and attaches only what is missing.
+    async fn complete(
         &self,
         key_id: &str,
         key: &str,
         target: &Target,
+        sent: &super::item::Sent,
+        graph_id: &str,
+        sent_now: bool,
+    ) -> Result<Outcome, DeliverError> {
+        let mut outcome = if sent_now {
+            Outcome::Delivered
+        } else {
+            Outcome::AlreadyThere
+        };
+        if let (Some(file), Some(bytes)) = (&sent.email.follows, &sent.file) {
+            match self
+                .attach_following(&target.user.id, graph_id, file, bytes, !sent_now)
+                .await
+            {
+                Ok(true) => outcome = Outcome::Delivered,
+                Ok(false) => {}
+                // Microsoft 365 takes no file on an imported message here (403): the
+                // message stays as it is, the file is left out and reported, never tried
+                // again.
+                Err(e) if e.code() == Some("ErrorAccessDenied") => {
+                    outcome = Outcome::FileRefused(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.store
+            .mark_delivered(
+                key_id,
+                key,
+                &target.user.user_principal_name,
+                graph_id,
+                (self.clock)(),
+            )
+            .map_err(DeliverError::State)?;
+        Ok(outcome)
+    }
+
+    /// Attaches `file` to the message `graph_id`, once: `Ok(false)` if it is there
+    /// already. An attachment appears whole or not at all (an upload session adds it
+    /// with its last chunk), so one of the same name is the file. Its `size` is not
+    /// compared: Graph's attachment size is the stored item's, not documented to be the
+    /// file's byte count.
+    async fn attach_following(
+        &self,
+        user_id: &str,
+        graph_id: &str,
+        file: &email::FollowingFile,
+        bytes: &bytes::Bytes,
+        look_first: bool,
+    ) -> Result<bool, GraphError> {
+        let there = || async {
+            Ok::<bool, GraphError>(
+                self.graph
+                    .attachment_names(user_id, graph_id)
+                    .await?
+                    .contains(&file.name),
+            )
+        };
+        if look_first && there().await? {
+            return Ok(false);
+        }
+        for attempt in 1..=self.retry.max_attempts {
+            match self.graph.attach(user_id, graph_id, file, bytes).await {
+                Ok(()) => return Ok(true),
+                Err(e) if e.uncertain() => {
+                    let last = attempt >= self.retry.max_attempts;
+                    if !last {
+                        self.retry.count_retry();
+                    }
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                    if there().await? {
+                        return Ok(true);
+                    }
+                    if last {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// The Graph id of the message with this Message-ID in the mailbox, if it is there.
+    pub(super) async fn find_in_mailbox(
+        &self,
+        target: &Target,
         message: &email::Email,
-    ) -> Result<bool, DeliverError> {
-        match self
+    ) -> Result<Option<String>, DeliverError> {
+        Ok(self
             .graph
             .find_message(&target.user.id, &message.message_id)
-            .await?
-        {
-            Some(graph_id) => {
-                self.store
-                    .mark_delivered(
-                        key_id,
-                        key,
-                        &target.user.user_principal_name,
-                        &graph_id,
-                        (self.clock)(),
-                    )
-                    .map_err(DeliverError::State)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+            .await?)
     }
+}
+
+/// What one delivery did.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Sent now (or its file attached now).
+    Delivered,
+    /// It was in the mailbox already, whole.
+    AlreadyThere,
+    /// In the mailbox, but Microsoft 365 refused the file that follows it.
+    FileRefused(GraphError),
 }

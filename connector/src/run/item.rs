@@ -92,10 +92,28 @@ struct Building {
     recorded: bool,
 }
 
+/// A message ready to go to every mailbox.
+#[derive(Debug)]
+pub(super) struct Sent {
+    /// Its Message-ID, omission and following file (the MIME itself is not kept).
+    pub(super) email: email::Email,
+    /// The import's body.
+    pub(super) body: ImportBody,
+    /// The file attached after the import when the message says one follows.
+    pub(super) file: Option<bytes::Bytes>,
+}
+
+impl Sent {
+    /// The bytes it keeps open.
+    fn len(&self) -> usize {
+        self.body.len() + self.file.as_ref().map_or(0, bytes::Bytes::len)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Message {
-    /// Its Message-ID and omission (the MIME itself is not kept), and the body sent.
-    Send(Arc<(email::Email, ImportBody)>),
+    /// What every mailbox gets.
+    Send(Arc<Sent>),
     /// No message within the limit can be made: every delivery is left out.
     TooLarge,
     /// The provider failed to give the attachment: the item waits for a later run.
@@ -113,8 +131,8 @@ impl OpenItem {
         match &building.message {
             // A file that could not be verified might be fetched the next time: the item's
             // other mailboxes would get another message. Kept.
-            Some(Message::Send(sent)) if sent.0.omitted != Some(OmitReason::Unverifiable) => {
-                let bytes = sent.1.len();
+            Some(Message::Send(sent)) if sent.email.omitted != Some(OmitReason::Unverifiable) => {
+                let bytes = sent.len();
                 building.message = None;
                 bytes
             }
@@ -336,7 +354,14 @@ impl Connector {
             }
         };
         let body = plan::attachment_body(&bytes);
-        let (message, built) = match plan::message(item, body, &self.options, limit) {
+        let planned = plan::message(
+            item,
+            body,
+            &self.options,
+            limit,
+            self.config.max_request_bytes,
+        );
+        let (message, built) = match planned {
             plan::Planned::Send(mut message) => {
                 if first
                     && let (Some(reason), Some(att)) = (message.omitted, item.content.attachment())
@@ -363,8 +388,17 @@ impl Connector {
                 // itself is not needed any more.
                 let body = ImportBody::encode(&message.mime);
                 message.mime = Vec::new();
-                let len = body.len();
-                (Message::Send(Arc::new((message, body))), Some(len))
+                let file = match (&message.follows, bytes) {
+                    (Some(_), Some(Ok(file))) => Some(bytes::Bytes::from(file)),
+                    _ => None,
+                };
+                let sent = Sent {
+                    email: message,
+                    body,
+                    file,
+                };
+                let len = sent.len();
+                (Message::Send(Arc::new(sent)), Some(len))
             }
             plan::Planned::TooLarge { bytes } => {
                 if first {
@@ -404,7 +438,6 @@ impl Connector {
                 return Ok((result, built));
             }
         };
-        let (message, body) = &*sent;
         let (target, state) = &open.pending[key];
         let key_id = open.staged.item_id.as_str();
         // A delivery with no record is known never to have been sent only in a window
@@ -417,13 +450,23 @@ impl Connector {
                 let failed = self.failed_here.lock().expect("lock poisoned");
                 !failed.is_empty() && failed.contains(&(key_id.to_owned(), key.to_owned()))
             };
-        match self
-            .deliver(key_id, message, body, key, target, look_first)
-            .await
-        {
-            Ok(true) => {
+        match self.deliver(key_id, &sent, key, target, look_first).await {
+            Ok(outcome @ (Outcome::Delivered | Outcome::FileRefused(_))) => {
                 self.latency.delivered(window.id, open.staged.seq);
-                if message.omitted.is_some() {
+                if let Outcome::FileRefused(e) = &outcome {
+                    result.account.delivered_without_attachment += 1;
+                    let name = sent.email.follows.as_ref().map_or("", |f| f.name.as_str());
+                    tracing::warn!(item = %open.item.id, mailbox = %target.user.user_principal_name, error = %e, "Microsoft 365 refused the file attached after import; the message stays without it");
+                    self.skip(
+                        window,
+                        &mut result,
+                        &open.item.id,
+                        SkipReason::AttachmentRefused,
+                        format!(
+                            "{name} is too large to go in one request with its message, so the message was imported without it; Microsoft 365 then refused to attach it ({e}). The message says the file was to follow; the file remains in the TeleMessage archive"
+                        ),
+                    )?;
+                } else if sent.email.omitted.is_some() {
                     result.account.delivered_without_attachment += 1;
                 } else {
                     result.account.delivered += 1;
@@ -432,7 +475,7 @@ impl Connector {
                     .deliveries
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            Ok(false) => {
+            Ok(Outcome::AlreadyThere) => {
                 result.account.already_there += 1;
             }
             Err(DeliverError::State(e)) => return Err(e),
@@ -537,9 +580,14 @@ mod tests {
             message_id: "<wa-1@x>".into(),
             mime: Vec::new(),
             omitted,
+            follows: None,
         };
         let building = Building {
-            message: Some(Message::Send(Arc::new((email, ImportBody::encode(b"abc"))))),
+            message: Some(Message::Send(Arc::new(Sent {
+                email,
+                body: ImportBody::encode(b"abc"),
+                file: None,
+            }))),
             recorded: true,
         };
         OpenItem {

@@ -16,7 +16,7 @@ mod owed;
 pub mod plan;
 mod window;
 
-use deliver::{DeliverError, Target};
+use deliver::{DeliverError, Outcome, Target};
 use item::{FileLocks, ItemResult};
 
 use std::collections::{BTreeMap, HashMap};
@@ -76,7 +76,8 @@ fn clients(
         retry.clone(),
     )
     .with_pacing(config.pacing)
-    .with_concurrency(config.concurrency);
+    .with_concurrency(config.concurrency)
+    .with_max_request(config.max_request_bytes);
     (provider, graph)
 }
 

@@ -85,8 +85,19 @@ impl Connector {
         bytes: &[u8],
         report: &mut RunReport,
     ) -> Result<Option<String>, ConnectorError> {
-        let message = email::file_follow_up(item, bytes, &self.options);
-        let body = ImportBody::encode(&message.mime);
+        let mut message =
+            email::file_follow_up(item, bytes, &self.options, self.config.max_request_bytes);
+        let sent = super::item::Sent {
+            body: ImportBody::encode(&message.mime),
+            file: message
+                .follows
+                .is_some()
+                .then(|| bytes::Bytes::copy_from_slice(bytes)),
+            email: {
+                message.mime = Vec::new();
+                message
+            },
+        };
         let key = follow_up_key(item_key);
         let mut error = None;
         for (mailbox, address) in self.store.delivered_to(item_key)? {
@@ -102,12 +113,13 @@ impl Connector {
                     continue;
                 }
             };
-            match self
-                .deliver(&key, &message, &body, &mailbox, &target, true)
-                .await
-            {
-                Ok(true) => report.files_delivered_later += 1,
-                Ok(false) => {}
+            match self.deliver(&key, &sent, &mailbox, &target, true).await {
+                Ok(super::deliver::Outcome::Delivered) => report.files_delivered_later += 1,
+                Ok(super::deliver::Outcome::AlreadyThere) => {}
+                Ok(super::deliver::Outcome::FileRefused(e)) => {
+                    tracing::warn!(item = %item.id, mailbox = %address, error = %e, "Microsoft 365 refused the owed file attached after import");
+                    error = Some(e.to_string());
+                }
                 Err(DeliverError::State(e)) => return Err(e),
                 Err(DeliverError::Graph(e)) => {
                     tracing::warn!(item = %item.id, mailbox = %address, error = %e, "owed file not delivered");

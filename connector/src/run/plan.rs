@@ -71,12 +71,16 @@ pub enum Planned {
 
 /// The message for `item` with `body` (its file's bytes, or why the file is left out).
 /// A text file whose encoding could not be known in advance, and that makes the message
-/// too large, is left out to fit; a message still too large is not sent at all.
+/// too large, is left out to fit; a message still too large is not sent at all. A message
+/// within the limit whose base64 is above `max_request` (Graph's request cap) goes
+/// without its file, which follows by an upload session once it is imported
+/// ([`email::FollowingFile`]).
 pub fn message(
     item: &Item,
     body: Option<AttachmentBody<'_>>,
     options: &Options,
     limit: u64,
+    max_request: u64,
 ) -> Planned {
     let mut message = email::convert(item, body, options, limit);
     if !size::message_fits(message.mime.len(), limit)
@@ -90,6 +94,12 @@ pub fn message(
         );
     }
     if size::message_fits(message.mime.len(), limit) {
+        if let Some(AttachmentBody::Bytes(bytes)) = body
+            && message.omitted.is_none()
+            && size::base64_len(message.mime.len() as u64) > max_request
+        {
+            message = email::convert(item, Some(AttachmentBody::Follows(bytes)), options, limit);
+        }
         Planned::Send(message)
     } else {
         Planned::TooLarge {
@@ -107,13 +117,14 @@ pub fn message_when_all_goes_well(
     file: impl FnOnce() -> Vec<u8>,
     options: &Options,
     limit: u64,
+    max_request: u64,
 ) -> Planned {
     let file = match file_fate(item, options, limit) {
         FileFate::NoFile => None,
         FileFate::Omit(reason) => Some(Err(reason)),
         FileFate::Fetch => Some(Ok(file())),
     };
-    message(item, attachment_body(&file), options, limit)
+    message(item, attachment_body(&file), options, limit, max_request)
 }
 
 #[cfg(test)]
@@ -161,6 +172,7 @@ pub(super) mod tests {
             || unreachable!("a file left out is never fetched"),
             &options,
             LIMIT,
+            LIMIT,
         );
         match planned {
             Planned::Send(m) => assert_eq!(m.omitted, Some(OmitReason::TooLarge)),
@@ -198,7 +210,13 @@ pub(super) mod tests {
         // A text file that the size plan let through but whose part came out too large.
         let it = item("hi", Some((LIMIT - 4_000, "text/plain")));
         let bytes = vec![b'\x01'; (LIMIT - 4_000) as usize];
-        match message(&it, Some(AttachmentBody::Bytes(&bytes)), &options, LIMIT) {
+        match message(
+            &it,
+            Some(AttachmentBody::Bytes(&bytes)),
+            &options,
+            LIMIT,
+            2 * LIMIT,
+        ) {
             Planned::Send(m) => {
                 assert_eq!(m.omitted, Some(OmitReason::ToFit));
                 assert!(size::message_fits(m.mime.len(), LIMIT));
@@ -207,15 +225,88 @@ pub(super) mod tests {
         }
         // A small file is carried as it is.
         let small = item("hi", Some((3, "application/pdf")));
-        match message(&small, Some(AttachmentBody::Bytes(b"abc")), &options, LIMIT) {
+        match message(
+            &small,
+            Some(AttachmentBody::Bytes(b"abc")),
+            &options,
+            LIMIT,
+            LIMIT,
+        ) {
             Planned::Send(m) => assert_eq!(m.omitted, None),
             other => panic!("expected the message with its file, got {other:?}"),
         }
         // Text alone above the limit: nothing can be sent.
         let long = "x".repeat(LIMIT as usize + 10);
         assert!(matches!(
-            message(&item(&long, None), None, &options, LIMIT),
+            message(&item(&long, None), None, &options, LIMIT, LIMIT),
             Planned::TooLarge { bytes } if bytes as u64 > LIMIT
         ));
+    }
+
+    #[test]
+    fn a_message_too_large_for_one_request_goes_without_its_file_which_follows() {
+        let options = Options::default();
+        let bytes: Vec<u8> = (0..30_000u32).map(|n| (n % 251) as u8).collect();
+        let it = item("the caption", Some((bytes.len() as u64, "video/mp4")));
+        let whole = match message(
+            &it,
+            Some(AttachmentBody::Bytes(&bytes)),
+            &options,
+            LIMIT,
+            LIMIT,
+        ) {
+            Planned::Send(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            whole.follows, None,
+            "under the cap, the file is in the message"
+        );
+        // The same item under a 32 KiB request cap: the base64 of its message is over it.
+        let cap = 32 * 1024;
+        assert!(size::base64_len(whole.mime.len() as u64) > cap);
+        let carrier = match message(
+            &it,
+            Some(AttachmentBody::Bytes(&bytes)),
+            &options,
+            LIMIT,
+            cap,
+        ) {
+            Planned::Send(m) => m,
+            other => panic!("{other:?}"),
+        };
+        let follows = carrier.follows.clone().expect("the file follows");
+        assert_eq!(follows.size, bytes.len() as u64);
+        assert_eq!(follows.sha256, crate::digest::sha256_hex(&bytes));
+        assert_eq!(follows.name, "f.bin");
+        assert_eq!(carrier.omitted, None, "nothing is left out");
+        assert!(size::base64_len(carrier.mime.len() as u64) <= cap);
+        let parsed = mail_parser::MessageParser::new()
+            .parse(&carrier.mime[..])
+            .unwrap();
+        assert_eq!(parsed.attachments().count(), 0);
+        let header = mail_parser::MessageParser::new()
+            .header_text(mail_parser::HeaderName::Other(
+                "X-WhatsApp-Attachment-Follows".into(),
+            ))
+            .parse(&carrier.mime[..])
+            .unwrap()
+            .header("X-WhatsApp-Attachment-Follows")
+            .and_then(|h| h.as_text())
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            header,
+            format!("name=\"f.bin\"; size=30000; sha256={}", follows.sha256)
+        );
+        let text = parsed.body_text(0).unwrap();
+        assert!(text.contains("the caption"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "[Attachment added after import: f.bin (30000 bytes, SHA-256 {}",
+                follows.sha256
+            )),
+            "{text}"
+        );
     }
 }

@@ -285,7 +285,9 @@ fn template(item: &serde_json::Value, limit: u64) -> Option<Vec<u8>> {
         file_bytes(seed, size)
     };
     let options = connector::email::Options::default();
-    let Planned::Send(message) = message_when_all_goes_well(&read, file, &options, limit) else {
+    // Whole messages, as one import each (the raw client attaches nothing after).
+    let Planned::Send(message) = message_when_all_goes_well(&read, file, &options, limit, u64::MAX)
+    else {
         return None;
     };
     Some(without_message_id(&message.mime))

@@ -1,0 +1,392 @@
+//! Files larger than one Microsoft 365 request. Under the fake's `graph` profile (a 4 MiB
+//! request cap, as Graph documents for MIME payloads and upload chunks) a message with a
+//! file of a few MiB cannot go in one `importMime`: the connector imports it without the
+//! file, then attaches the file by an upload session. Checked here in the mailboxes
+//! themselves: every file byte for byte, once, whatever the crash; and what happens when
+//! Microsoft 365 refuses attachments on imported messages.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use connector::Connector;
+use sha2::{Digest, Sha256};
+use tests::{Fakes, examples, fixed_clock, t, temp_dir};
+
+const NOW: &str = "2026-11-23T01:00:00Z";
+const UNTIL: &str = "2026-11-23T00:00:00Z";
+const MIB: u64 = 1024 * 1024;
+const ALICE: &str = "alice.archer@contoso.example";
+const BOB: &str = "bob.baker@contoso.example";
+
+/// A video from Alice to Bob (Bob's mailbox is on Litigation Hold).
+fn video(id: &str, minute: u32, size: u64, seed: u64) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "type": "media", "capture_mode": "cloud_archiver",
+        "archived_at": format!("2026-11-22T10:{minute:02}:00Z"),
+        "sent_at": format!("2026-11-22T10:{minute:02}:00Z"),
+        "conversation": {"id": "conv-ab", "type": "direct", "name": null},
+        "from": {"phone": "+16174354634", "name": "Alice Archer", "user_email": ALICE},
+        "to": [{"phone": "+12124325249", "name": "Bob Baker", "user_email": BOB}],
+        "media": {"kind": "video", "caption": format!("clip {id}"),
+                  "attachment": {"id": format!("att-{id}"), "file_name": format!("{id}.mp4"),
+                                 "content_type": "video/mp4", "size": size, "seed": seed}}
+    })
+}
+
+fn dataset(items: Vec<serde_json::Value>) -> mock_telemessage::Dataset {
+    let dataset = serde_json::json!({
+        "accounts": [{"username": tests::PROVIDER_USER, "password": tests::PROVIDER_PASSWORD}],
+        "items": items,
+    });
+    mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap()
+}
+
+/// The SHA-256 of the bytes the fake provider serves for a file.
+fn provider_sha256(seed: u64, size: u64) -> String {
+    let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
+    let mut hash = Sha256::new();
+    while let Some(chunk) = stream.next_chunk() {
+        hash.update(&chunk);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Graph's rules (4 MiB cap), no delays; attachments on imported messages allowed or not.
+fn graph(attachments_on_non_drafts: bool) -> mock_mailbox::Config {
+    mock_mailbox::Config {
+        profile: mock_mailbox::profile::Profile::graph(None),
+        attachments_on_non_drafts,
+        ..mock_mailbox::Config::default()
+    }
+}
+
+async fn fakes(
+    items: Vec<serde_json::Value>,
+    mailbox: mock_mailbox::Config,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> Fakes {
+    Fakes::start_with_mailbox(
+        &dataset(items),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        mailbox,
+        wrap,
+    )
+    .await
+    .unwrap()
+}
+
+fn connector(fakes: &Fakes, state: &std::path::Path) -> Connector {
+    connector_capped(fakes, state, 4 * MIB)
+}
+
+/// The connector with `import.max_request_bytes` at `cap`.
+fn connector_capped(fakes: &Fakes, state: &std::path::Path, cap: u64) -> Connector {
+    let mut config = fakes.config(state, Some(examples().join("mapping.csv")));
+    config.max_request_bytes = cap;
+    Connector::new(config, fixed_clock(t(NOW)))
+        .unwrap()
+        .with_retry_delays(Duration::from_millis(1), Duration::from_millis(20))
+}
+
+/// Each live message of `mailbox`: its Message-ID and its attachments' SHA-256s.
+fn live(fakes: &Fakes, mailbox: &str) -> Vec<(String, Vec<String>)> {
+    let mut all: Vec<_> = fakes
+        .mailbox
+        .inspect_messages(mailbox, false)
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            (
+                m.internet_message_id.unwrap_or_default(),
+                m.attachments.into_iter().map(|a| a.sha256).collect(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Counts the Graph answers of each status, and the largest request body sent.
+#[derive(Clone, Default)]
+struct Watch {
+    statuses: Arc<std::sync::Mutex<Vec<u16>>>,
+    largest_body: Arc<AtomicU64>,
+}
+
+impl Watch {
+    fn layer(&self) -> impl FnOnce(axum::Router) -> axum::Router + use<> {
+        let watch = self.clone();
+        move |router| {
+            router.layer(middleware::from_fn(move |request: Request, next: Next| {
+                let watch = watch.clone();
+                async move {
+                    let length = request
+                        .headers()
+                        .get("content-length")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    watch.largest_body.fetch_max(length, Ordering::SeqCst);
+                    let response = next.run(request).await;
+                    watch
+                        .statuses
+                        .lock()
+                        .unwrap()
+                        .push(response.status().as_u16());
+                    response
+                }
+            }))
+        }
+    }
+}
+
+#[tokio::test]
+async fn files_of_3_to_7_mib_land_byte_for_byte_by_upload_session_and_a_9_mib_one_is_left_out_to_fit()
+ {
+    let files = [
+        (3 * MIB, 31),
+        (5 * MIB + 12_345, 32),
+        (7 * MIB, 33),
+        (9 * MIB, 34),
+    ];
+    let items: Vec<_> = files
+        .iter()
+        .enumerate()
+        .map(|(n, (size, seed))| video(&format!("big-{n}"), n as u32, *size, *seed))
+        .collect();
+    let watch = Watch::default();
+    let fakes = fakes(items, graph(true), watch.layer()).await;
+    let state = temp_dir("large-files");
+    let report = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    assert!(report.complete, "{}", report.summary());
+    assert!(
+        !watch.statuses.lock().unwrap().contains(&413),
+        "no request over Graph's cap was sent"
+    );
+    assert!(watch.largest_body.load(Ordering::SeqCst) <= 4 * MIB);
+    for mailbox in [ALICE, BOB] {
+        let copies = live(&fakes, mailbox);
+        assert_eq!(
+            copies.len(),
+            4,
+            "{mailbox}: one message per item: {copies:?}"
+        );
+        for (n, (size, seed)) in files.iter().enumerate() {
+            let id = format!("<big-{n}@whatsapp-archiver.invalid>");
+            let (_, attachments) = copies.iter().find(|c| c.0 == id).unwrap();
+            if *size < 9 * MIB {
+                assert_eq!(
+                    attachments,
+                    &vec![provider_sha256(*seed, *size)],
+                    "{mailbox} {id}: the provider's very bytes, once"
+                );
+            } else {
+                // The 10 MiB rule stays: with base64 the message would be above it.
+                assert!(attachments.is_empty(), "{mailbox} {id}");
+            }
+        }
+    }
+    let counts = &report.skipped;
+    assert!(
+        counts
+            .iter()
+            .any(|s| s.item_id == "big-3" && s.reason == "attachment_omitted_to_fit"),
+        "{counts:?}"
+    );
+    assert!(counts.iter().all(|s| s.item_id == "big-3"), "{counts:?}");
+    // Nothing more, however often it runs.
+    let again = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    assert_eq!(again.deliveries, 0, "{}", again.summary());
+    assert_eq!(live(&fakes, ALICE).len(), 4);
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+/// Stops the run at Graph request number `at`: before the fake sees it (`after` false),
+/// or once the fake has done it and before its answer leaves (`after` true).
+#[derive(Clone)]
+struct CrashPoint {
+    seen: Arc<AtomicU64>,
+    at: Arc<AtomicU64>,
+    after: bool,
+    crashed: Arc<tokio::sync::Notify>,
+}
+
+impl CrashPoint {
+    fn new(at: u64, after: bool) -> Self {
+        Self {
+            seen: Arc::default(),
+            at: Arc::new(AtomicU64::new(at)),
+            after,
+            crashed: Arc::default(),
+        }
+    }
+
+    fn layer(&self) -> impl FnOnce(axum::Router) -> axum::Router + use<> {
+        let point = self.clone();
+        move |router| {
+            router.layer(middleware::from_fn(move |request: Request, next: Next| {
+                let point = point.clone();
+                async move {
+                    let n = point.seen.fetch_add(1, Ordering::SeqCst) + 1;
+                    let here = n == point.at.load(Ordering::SeqCst);
+                    if here && !point.after {
+                        point.crashed.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                    let response = next.run(request).await;
+                    if here {
+                        point.crashed.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                    response
+                }
+            }))
+        }
+    }
+}
+
+/// A cap of 256 KiB on both sides: the same flow as under 4 MiB (a message too large for
+/// one request, its file in two chunks), with files small enough to stop a run at every
+/// request quickly.
+const SMALL_CAP: u64 = 256 * 1024;
+
+fn graph_capped(cap: u64) -> mock_mailbox::Config {
+    let mut config = graph(true);
+    config.profile.max_request_bytes = cap as usize;
+    config
+}
+
+#[tokio::test]
+async fn a_run_stopped_at_any_request_of_the_upload_flow_resumes_with_one_message_and_one_file() {
+    // Two files of two chunks each, to two mailboxes.
+    let (one, two) = (SMALL_CAP + 90_000, 2 * SMALL_CAP - 1);
+    let items = vec![video("up-1", 1, one, 41), video("up-2", 2, two, 42)];
+    let expected: Vec<(String, Vec<String>)> = vec![
+        (
+            "<up-1@whatsapp-archiver.invalid>".into(),
+            vec![provider_sha256(41, one)],
+        ),
+        (
+            "<up-2@whatsapp-archiver.invalid>".into(),
+            vec![provider_sha256(42, two)],
+        ),
+    ];
+    let counting = CrashPoint::new(u64::MAX, false);
+    let reference = fakes(items.clone(), graph_capped(SMALL_CAP), counting.layer()).await;
+    let state = temp_dir("upload-crash-count");
+    let report = connector_capped(&reference, &state, SMALL_CAP)
+        .run(t(UNTIL), None)
+        .await
+        .unwrap();
+    assert!(report.complete, "{}", report.summary());
+    assert_eq!(live(&reference, ALICE), expected);
+    assert_eq!(live(&reference, BOB), expected);
+    std::fs::remove_dir_all(&state).unwrap();
+    let requests = counting.seen.load(Ordering::SeqCst);
+    // Per mailbox: the user, its folder (found, created), then for each item an import,
+    // a session and two chunks.
+    assert!(requests >= 16, "imports, sessions and chunks: {requests}");
+    eprintln!("the upload flow of two items to two mailboxes made {requests} requests");
+    for at in 1..=requests {
+        for after in [false, true] {
+            let point = CrashPoint::new(at, after);
+            let fakes = fakes(items.clone(), graph_capped(SMALL_CAP), point.layer()).await;
+            let state = temp_dir(&format!("upload-crash-{at}-{after}"));
+            let doomed = connector_capped(&fakes, &state, SMALL_CAP);
+            let mut run = tokio::spawn(async move { doomed.run(t(UNTIL), None).await });
+            tokio::select! {
+                () = point.crashed.notified() => {
+                    run.abort();
+                    let _ = run.await;
+                }
+                finished = &mut run => {
+                    let report = finished.unwrap().unwrap();
+                    assert!(report.complete, "{}", report.summary());
+                }
+            }
+            point.at.store(u64::MAX, Ordering::SeqCst);
+            let resumed = connector_capped(&fakes, &state, SMALL_CAP)
+                .run(t(UNTIL), None)
+                .await
+                .unwrap_or_else(|e| panic!("stopped at {at} (after: {after}): {e}"));
+            assert!(
+                resumed.complete,
+                "stopped at {at} (after: {after}): {}",
+                resumed.summary()
+            );
+            for mailbox in [ALICE, BOB] {
+                assert_eq!(
+                    live(&fakes, mailbox),
+                    expected,
+                    "{mailbox}: stopped at request {at} of {requests} (after: {after})"
+                );
+            }
+            std::fs::remove_dir_all(&state).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_file_refused_on_an_imported_message_is_left_out_reported_and_not_tried_again() {
+    let items = vec![video("no-1", 1, 5 * MIB, 51)];
+    let watch = Watch::default();
+    let fakes = fakes(items, graph(false), watch.layer()).await;
+    let state = temp_dir("refused");
+    let report = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    assert!(report.complete, "{}", report.summary());
+    for mailbox in [ALICE, BOB] {
+        let copies = live(&fakes, mailbox);
+        assert_eq!(
+            copies,
+            vec![("<no-1@whatsapp-archiver.invalid>".to_owned(), vec![])],
+            "{mailbox}: the message, without its file"
+        );
+    }
+    let refused: Vec<_> = report
+        .skipped
+        .iter()
+        .filter(|s| s.reason == "attachment_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", report.skipped);
+    assert!(
+        refused[0].detail.contains("no-1.mp4"),
+        "{}",
+        refused[0].detail
+    );
+    let message = fakes.mailbox.inspect_messages(ALICE, false).unwrap();
+    assert!(
+        message[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "X-WhatsApp-Attachment-Follows" && v.contains("no-1.mp4")),
+        "the message names the file that was to follow"
+    );
+    let refusals = watch
+        .statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| **s == 403)
+        .count();
+    assert_eq!(refusals, 2, "one refusal per mailbox, not retried");
+    // The next run sends nothing more.
+    let again = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    assert_eq!(again.deliveries, 0);
+    assert_eq!(
+        watch
+            .statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| **s == 403)
+            .count(),
+        2
+    );
+    let _ = StatusCode::OK;
+    std::fs::remove_dir_all(&state).unwrap();
+}
