@@ -122,10 +122,11 @@ pub struct Scenario {
     /// The connector's concurrency for this scenario (the runner's default, 8, if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
-    /// How strict and slow the fake Microsoft 365 is (`lenient` if absent): `{"name":
-    /// "graph"}` enforces Graph's request cap (`max_request_bytes`, 4 MiB by default);
-    /// its delays only when `latency` is given (scenarios run on the harness's clock, and
-    /// CI has no time to spend waiting).
+    /// How strict and slow the fake Microsoft 365 is. Absent: Graph's rules (its 4 MiB
+    /// request cap) without its delays. `{"name": "graph"}` is the same, with
+    /// `max_request_bytes` to move the cap and `latency` to add the delays (scenarios run
+    /// on the harness's clock, and CI has no time to spend waiting); `{"name":
+    /// "lenient"}` takes bodies up to 48 MiB, as the fake once did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_profile: Option<MailboxProfile>,
 }

@@ -91,6 +91,7 @@ replays! {
     rule_fallback_mailbox_gone_too => "rule-fallback-mailbox-gone-too",
     rule_invalid_items => "rule-invalid-items",
     rule_files_owed => "rule-files-owed",
+    rule_files_above_one_request => "rule-files-above-one-request",
     rule_last_answer_looked_up => "rule-last-answer-looked-up",
     rule_late_visible => "rule-late-visible",
     rule_mailbox_gone_mid_run => "rule-mailbox-gone-mid-run",

@@ -37,8 +37,9 @@ pub struct Args {
     /// Write every seed's result (JSON) to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// The fake Microsoft 365's profile for every seed: lenient (the default) or graph
-    /// (Graph's 4 MiB request cap; no delays, so that seeds stay quick).
+    /// The fake Microsoft 365's profile for every seed: graph (the default: Graph's 4 MiB
+    /// request cap and upload sessions; no delays, so that seeds stay quick) or lenient
+    /// (bodies up to 48 MiB).
     #[arg(long, value_enum)]
     pub profile: Option<super::serve::ProfileArg>,
 }
