@@ -74,6 +74,11 @@ pub struct Usage {
     pub requests: u64,
     pub throttled: u64,
     pub bytes_received: u64,
+    /// The delays its admitted requests were answered after (the profile's latency and
+    /// seeded slow answers), summed, in microseconds: the time they held its places in
+    /// flight, from which a load run works out what Graph's limits allow.
+    #[serde(default)]
+    pub busy_micros: u64,
 }
 
 #[derive(Debug, Default)]
@@ -212,6 +217,19 @@ impl Throttle {
             budgets: self.budgets.clone(),
             key,
         })
+    }
+
+    /// Adds the delay an admitted request of `client_id` on `mailbox` was answered after.
+    pub fn add_busy(&self, client_id: &str, mailbox: &str, micros: u64) {
+        let key = (client_id.to_owned(), mailbox.to_ascii_lowercase());
+        if let Some(b) = self
+            .budgets
+            .lock()
+            .expect("throttle lock poisoned")
+            .get_mut(&key)
+        {
+            b.usage.busy_micros += micros;
+        }
     }
 
     /// Usage per (application, mailbox), sorted.

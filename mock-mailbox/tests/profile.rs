@@ -158,3 +158,43 @@ async fn the_retry_after_of_a_concurrency_429_is_spread_and_replays() {
     assert!(distinct.len() >= 3, "spread, not a constant: {first:?}");
     assert!(first.iter().all(|s| (1..=300).contains(s)), "{first:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_delay_a_request_held_its_place_for_is_counted_as_its_mailboxs_busy_time() {
+    let three_seconds = LogNormal {
+        median_ms: 3_000.0,
+        sigma: 0.0,
+    };
+    let latency = Latency {
+        read: three_seconds,
+        import: three_seconds,
+        import_ms_per_mib: 0.0,
+        ..Latency::default()
+    };
+    let fake = fake_with(Config {
+        profile: Profile::graph(Some(latency)),
+        ..Config::default()
+    });
+    let token = fake.token().await;
+    assert_eq!(
+        fake.import(&token, ALICE, "inbox", &mime("busy@x", "busy"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let listed = fake
+        .get(&token, &format!("/v1.0/users/{ALICE}/messages"))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let counters = fake.state.counters();
+    let alice: Vec<_> = counters
+        .per_application_mailbox
+        .iter()
+        .filter(|u| u.mailbox == ALICE_ID)
+        .collect();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(
+        alice[0].usage.busy_micros, 6_000_000,
+        "two requests of 3 s each"
+    );
+}

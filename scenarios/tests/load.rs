@@ -2,7 +2,7 @@
 //! reconciles, the accounting adds up, and the report carries every field scripts read.
 //! (Speed is reported by the command, never asserted here.)
 
-use scenarios::load::{ConnectorMode, FakesMode, LoadParams, Mix, Retain, Throttling};
+use scenarios::load::{ConnectorMode, FakesMode, LoadParams, LoadProfile, Mix, Retain, Throttling};
 use scenarios::reconcile::Verdict;
 
 fn params(mix: Mix, retain: Retain) -> LoadParams {
@@ -25,6 +25,8 @@ fn params(mix: Mix, retain: Retain) -> LoadParams {
         fakes_program: None,
         concurrency: 4,
         seed: 11,
+        profile: LoadProfile::Lenient,
+        latency_seed: 0,
         ceiling_requests: 200,
         start: scenarios::harness::t("2026-11-20T00:00:00Z"),
     }

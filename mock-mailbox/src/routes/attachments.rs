@@ -439,14 +439,7 @@ pub async fn put_chunk(
         body.len() as u64,
         super::graph::identity(&headers),
     )?;
-    let delay = headers
-        .get(super::DELAY)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    if delay > 0 {
-        tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
-    }
+    super::graph::serve_delay(&state, &headers, &owner.client_id, &owner.user_id).await;
     let now = state.now();
     match state.uploads().take(id, key, first, total, &body, now) {
         Err(ChunkError::NotFound) => Err(no_session()),

@@ -111,14 +111,7 @@ pub(super) async fn mail_call(
         .id
         .clone();
     let permit = state.admit(&session, &user_id, upload_bytes, identity(headers))?;
-    let delay = headers
-        .get(super::DELAY)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    if delay > 0 {
-        tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
-    }
+    serve_delay(state, headers, &session.client_id, &user_id).await;
     let fault = fault(state, headers, import)?;
     Ok(MailCall {
         mailbox,
@@ -126,6 +119,25 @@ pub(super) async fn mail_call(
         fault,
         _permit: permit,
     })
+}
+
+/// Serves the delay the gate drew for this request while it holds its place in flight,
+/// and counts it as its mailbox's busy time.
+pub(super) async fn serve_delay(
+    state: &State,
+    headers: &HeaderMap,
+    client_id: &str,
+    user_id: &str,
+) {
+    let delay = headers
+        .get(super::DELAY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
+        state.throttle().add_busy(client_id, user_id, delay);
+    }
 }
 
 pub(super) fn query(

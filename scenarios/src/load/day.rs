@@ -278,6 +278,8 @@ pub(crate) mod tests {
             fakes_program: None,
             concurrency: 4,
             seed: 5,
+            profile: crate::load::LoadProfile::Lenient,
+            latency_seed: 0,
             ceiling_requests: 100,
             start: crate::harness::t("2026-11-20T00:00:00Z"),
         }

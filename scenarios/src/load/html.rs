@@ -49,6 +49,9 @@ pub fn page(r: &LoadReport) -> anyhow::Result<String> {
                 div.card { b { (format!("{:.1} %", r.ratio * 100.0)) } "connector / ceiling" }
                 div.card { b { (format!("{:.0}", r.import.per_second)) } "deliveries/s (connector)" }
                 div.card { b { (format!("{:.0}", r.ceiling.per_second)) } "messages/s (raw client)" }
+                @if let Some(b) = &r.graph_bound {
+                    div.card { b { (format!("{:.2}", b.import_over_bound)) } "import time / Graph bound" }
+                }
             }
             pre { (r.table()) }
             @for (title, caption, svg) in charts {
@@ -143,15 +146,21 @@ fn throughput(r: &LoadReport) -> anyhow::Result<String> {
             })
             .collect()
     };
-    lines(
-        0.0,
-        "per second",
-        "seconds into the phase",
-        &[
-            ("ceiling (raw client)", BLUE, points(&r.ceiling.buckets)),
-            ("import (connector)", RED, points(&r.import.buckets)),
-        ],
-    )
+    let mut series = vec![
+        ("ceiling (raw client)", BLUE, points(&r.ceiling.buckets)),
+        ("import (connector)", RED, points(&r.import.buckets)),
+    ];
+    // The mean rate at which the import would have finished in exactly the Graph bound,
+    // held over the bound's length.
+    if let Some(b) = &r.graph_bound {
+        let rate = r.import.deliveries as f64 / b.seconds.max(1e-9);
+        series.push((
+            "Graph bound (mean rate)",
+            GREEN,
+            vec![(0.0, rate), (b.seconds, rate)],
+        ));
+    }
+    lines(0.0, "per second", "seconds into the phase", &series)
 }
 
 fn latency(r: &LoadReport) -> anyhow::Result<String> {

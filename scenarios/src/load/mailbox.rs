@@ -62,8 +62,13 @@ pub struct Reconciled {
 }
 
 /// The fake mailbox's settings for a load run.
-pub fn config(retain: Retain, limits: mock_mailbox::throttle::Limits) -> mock_mailbox::Config {
+pub fn config(
+    retain: Retain,
+    limits: mock_mailbox::throttle::Limits,
+    profile: mock_mailbox::profile::Profile,
+) -> mock_mailbox::Config {
     mock_mailbox::Config {
+        profile,
         storage: match retain {
             // Message bytes on disk, each distinct message once: a big day does not fit
             // in RAM.
@@ -253,6 +258,10 @@ fn child_args(shell: &Path, retain: Retain, p: &LoadParams) -> Vec<std::ffi::OsS
         name(clap::ValueEnum::to_possible_value(&retain)).into(),
         "--throttling".into(),
         name(clap::ValueEnum::to_possible_value(&p.throttling)).into(),
+        "--profile".into(),
+        name(clap::ValueEnum::to_possible_value(&p.profile)).into(),
+        "--latency-seed".into(),
+        p.latency_seed.to_string().into(),
     ];
     args.extend(p.limits.args().into_iter().map(Into::into));
     args
@@ -267,7 +276,11 @@ pub async fn serve_child(args: ChildArgs) -> anyhow::Result<()> {
     let state = mock_mailbox::State::new(
         &directory,
         Arc::new(mock_common::SystemClock),
-        config(args.retain, args.limits.for_mailbox(args.throttling)),
+        config(
+            args.retain,
+            args.limits.for_mailbox(args.throttling),
+            args.profile.mailbox(args.latency_seed),
+        ),
         mock_common::AdminToken::disabled(),
     )?;
     drop(directory);
@@ -303,6 +316,10 @@ pub struct ChildArgs {
     pub throttling: Throttling,
     #[command(flatten)]
     pub limits: Limits,
+    #[arg(long, value_enum, default_value = "lenient")]
+    pub profile: super::LoadProfile,
+    #[arg(long, default_value_t = 0)]
+    pub latency_seed: u64,
 }
 
 #[cfg(test)]
@@ -319,6 +336,8 @@ mod tests {
         }
         let mut p = crate::load::day::tests::params();
         p.throttling = Throttling::Custom;
+        p.profile = super::super::LoadProfile::Graph;
+        p.latency_seed = 9;
         p.limits = Limits {
             requests_per_10_minutes: 600,
             concurrent_requests: 2,
@@ -332,5 +351,7 @@ mod tests {
         assert_eq!(line.args.retain, Retain::Summary);
         assert_eq!(line.args.throttling, Throttling::Custom);
         assert_eq!(line.args.limits, p.limits);
+        assert_eq!(line.args.profile, super::super::LoadProfile::Graph);
+        assert_eq!(line.args.latency_seed, 9);
     }
 }

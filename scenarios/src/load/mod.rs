@@ -41,6 +41,35 @@ pub enum Mix {
     Realistic,
 }
 
+/// How strict and slow the fake mailbox is (`mock_mailbox::profile`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadProfile {
+    /// Answers at once, bodies up to 48 MiB: what the machine can do on loopback.
+    #[default]
+    Lenient,
+    /// Graph's 4 MiB request cap and its seeded, long-tailed delays (each request holds
+    /// its mailbox's place in flight for its delay): a day as Microsoft 365 would take it.
+    Graph,
+}
+
+impl LoadProfile {
+    /// The fake mailbox's profile, its delays drawn from `latency_seed`.
+    pub fn mailbox(self, latency_seed: u64) -> mock_mailbox::profile::Profile {
+        match self {
+            Self::Lenient => mock_mailbox::profile::Profile::lenient(),
+            Self::Graph => {
+                mock_mailbox::profile::Profile::graph(Some(mock_mailbox::profile::Latency {
+                    seed: latency_seed,
+                    ..mock_mailbox::profile::Latency::default()
+                }))
+            }
+        }
+    }
+}
+
 /// How the fake mailbox throttles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -191,6 +220,12 @@ pub struct LoadParams {
     /// Requests in flight, for the connector and the raw client alike.
     pub concurrency: usize,
     pub seed: u64,
+    /// The fake mailbox's profile (`lenient` in reports written before it existed).
+    #[serde(default)]
+    pub profile: LoadProfile,
+    /// The seed of the fake mailbox's delays under `graph`.
+    #[serde(default)]
+    pub latency_seed: u64,
     /// How many requests the raw client sends in phase 1.
     pub ceiling_requests: u64,
     /// Midnight (UTC) of the first day; the day is in the past so that every item exists.
@@ -268,7 +303,11 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     // With the fakes in children, the ones started here stay empty and unasked (nothing
     // of theirs on disk).
     let local = match p.fakes {
-        FakesMode::InProcess => mailbox::config(retain, p.limits.for_mailbox(p.throttling)),
+        FakesMode::InProcess => mailbox::config(
+            retain,
+            p.limits.for_mailbox(p.throttling),
+            p.profile.mailbox(p.latency_seed),
+        ),
         FakesMode::Process => mock_mailbox::Config::default(),
     };
     let mut fakes = Fakes::start_live(&dataset, &directory, local).await?;

@@ -22,6 +22,9 @@ pub struct LoadReport {
     /// The connector's deliveries per second over the raw client's stored messages per
     /// second, in the same run against the same fake.
     pub ratio: f64,
+    /// The least time Graph's own limits allow for the day's requests, and the import's
+    /// time against it (`None` when the fake answered at once: nothing to bound by).
+    pub graph_bound: Option<GraphBound>,
     pub mailboxes: MailboxUse,
     pub resources: Resources,
     pub accounting: Accounting,
@@ -63,6 +66,91 @@ pub struct MailboxShare {
     pub upload_bytes: u64,
     pub request_share: f64,
     pub upload_share: f64,
+}
+
+/// The day's Graph bound: for each mailbox, the least time its requests could take under
+/// Graph's limits (10,000 requests per 10 minutes, 150 MB per 5 minutes, 4 in flight) at
+/// the latency the fake served them with; the day's bound is the largest of these.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphBound {
+    pub seconds: f64,
+    /// The mailbox that sets the bound.
+    pub mailbox: String,
+    /// What bounds it there: `in_flight` (its requests' time over 4), `requests` (the
+    /// 10-minute request windows it needs) or `upload` (the 5-minute upload windows).
+    pub bound_by: String,
+    /// Its admitted requests, their summed delay (seconds) and bytes uploaded.
+    pub requests: u64,
+    pub busy_seconds: f64,
+    pub upload_bytes: u64,
+    /// The import's wall time over the bound (1.0: as fast as Graph allows).
+    pub import_over_bound: f64,
+}
+
+impl GraphBound {
+    /// The bound of a day whose per-mailbox usage is `usage`, under `limits`, for an
+    /// import that took `wall_seconds`. `None` if no request was delayed (the fake
+    /// answered at once: there is no latency to bound by).
+    pub fn of(
+        usage: &[mock_mailbox::state::UsageRow],
+        limits: &mock_mailbox::throttle::Limits,
+        wall_seconds: f64,
+    ) -> Option<Self> {
+        let windows = |amount: u64, per_window: u64, window: f64| {
+            if amount == 0 || per_window == 0 {
+                0.0
+            } else {
+                ((amount - 1) / per_window) as f64 * window
+            }
+        };
+        let mut best: Option<Self> = None;
+        for row in usage {
+            let u = &row.usage;
+            let admitted = u.requests.saturating_sub(u.throttled);
+            let busy = u.busy_micros as f64 / 1e6;
+            let candidates = [
+                (
+                    "in_flight",
+                    busy / f64::from(limits.concurrent_requests.max(1)),
+                ),
+                (
+                    "requests",
+                    windows(
+                        admitted,
+                        limits.requests_per_window,
+                        limits.request_window.as_seconds_f64(),
+                    ),
+                ),
+                (
+                    "upload",
+                    windows(
+                        u.bytes_received,
+                        limits.upload_bytes_per_window,
+                        limits.upload_window.as_seconds_f64(),
+                    ),
+                ),
+            ];
+            let (by, seconds) = candidates
+                .into_iter()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("three candidates");
+            if best.as_ref().is_none_or(|b| seconds > b.seconds) {
+                best = Some(Self {
+                    seconds,
+                    mailbox: row.mailbox.clone(),
+                    bound_by: by.to_owned(),
+                    requests: admitted,
+                    busy_seconds: busy,
+                    upload_bytes: u.bytes_received,
+                    import_over_bound: 0.0,
+                });
+            }
+        }
+        let mut bound =
+            best.filter(|b| b.seconds > 0.0 && usage.iter().any(|r| r.usage.busy_micros > 0))?;
+        bound.import_over_bound = wall_seconds / bound.seconds;
+        Some(bound)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -240,6 +328,13 @@ impl LoadReport {
             seconds: p.reconcile_seconds,
             first_findings,
         };
+        // Graph's own limits, whatever the fake enforced: the bound is what Microsoft 365
+        // would allow.
+        let graph_bound = GraphBound::of(
+            &p.counters.per_application_mailbox,
+            &mock_mailbox::throttle::Limits::default(),
+            p.imported.wall_seconds,
+        );
         let verdict = if r.verdict == Verdict::Pass && accounting.adds_up {
             Verdict::Pass
         } else {
@@ -255,6 +350,7 @@ impl LoadReport {
                 description: p.scenario.description.clone(),
             },
             ratio: p.imported.per_second / p.ceiling.per_second.max(1e-9),
+            graph_bound,
             params: p.params,
             ceiling: p.ceiling,
             resources: Resources {
@@ -302,11 +398,12 @@ impl LoadReport {
         let i = &self.import;
         out.push(format!("day          {}", self.day.description));
         out.push(format!(
-            "             {} items, {} mailboxes, {} deliveries expected; {:?} mix, throttling {:?}, concurrency {}, {} cores",
+            "             {} items, {} mailboxes, {} deliveries expected; {:?} mix, profile {:?}, throttling {:?}, concurrency {}, {} cores",
             self.day.items,
             self.day.mailboxes,
             self.day.expected_deliveries,
             self.params.mix,
+            self.params.profile,
             self.params.throttling,
             self.params.concurrency,
             self.cores
@@ -339,6 +436,21 @@ impl LoadReport {
             "ratio        connector / ceiling = {:.1} %",
             self.ratio * 100.0
         ));
+        match &self.graph_bound {
+            Some(b) => out.push(format!(
+                "graph bound  {:.1}s: the least time Graph's limits allow, set by {} ({}: {} requests, {:.1}s of answers over 4 in flight, {} uploaded); the import took {:.2} times that",
+                b.seconds,
+                b.mailbox,
+                b.bound_by,
+                b.requests,
+                b.busy_seconds,
+                mb(b.upload_bytes),
+                b.import_over_bound
+            )),
+            None => out.push(
+                "graph bound  none: the fake answered at once (use --profile graph for Graph's latency)".into(),
+            ),
+        }
         let m = &self.mailboxes;
         out.push(format!(
             "mailboxes    {} used; requests min {} / median {} / max {}; busiest used {:.1} % of the request budget and {:.1} % of the upload budget{}",
@@ -468,5 +580,53 @@ impl LoadReport {
             self.total_seconds
         ));
         out.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(mailbox: &str, requests: u64, busy_s: f64, bytes: u64) -> mock_mailbox::state::UsageRow {
+        mock_mailbox::state::UsageRow {
+            client_id: "app".into(),
+            mailbox: mailbox.into(),
+            usage: mock_mailbox::throttle::Usage {
+                requests,
+                throttled: 0,
+                bytes_received: bytes,
+                busy_micros: (busy_s * 1e6) as u64,
+            },
+        }
+    }
+
+    #[test]
+    fn the_bound_is_the_busiest_mailboxs_least_time_under_graphs_limits() {
+        let limits = mock_mailbox::throttle::Limits::default();
+        // a: 400 s of answers over 4 in flight = 100 s. b: 25,000 requests need three
+        // 10-minute windows, so at least 1,200 s. c: 400 MiB need three 5-minute upload
+        // windows, 600 s.
+        let usage = [
+            row("a", 1_000, 400.0, 0),
+            row("b", 25_000, 100.0, 0),
+            row("c", 100, 10.0, 400 * 1024 * 1024),
+        ];
+        let bound = GraphBound::of(&usage, &limits, 1_500.0).unwrap();
+        assert_eq!(bound.mailbox, "b");
+        assert_eq!(bound.bound_by, "requests");
+        assert_eq!(bound.seconds, 1_200.0);
+        assert_eq!(bound.import_over_bound, 1.25);
+        let only_a = GraphBound::of(&usage[..1], &limits, 150.0).unwrap();
+        assert_eq!(
+            (only_a.bound_by.as_str(), only_a.seconds),
+            ("in_flight", 100.0)
+        );
+        let only_c = GraphBound::of(&usage[2..], &limits, 600.0).unwrap();
+        assert_eq!(
+            (only_c.bound_by.as_str(), only_c.seconds),
+            ("upload", 600.0)
+        );
+        // Answered at once: nothing to bound by.
+        assert_eq!(GraphBound::of(&[row("a", 10, 0.0, 0)], &limits, 1.0), None);
     }
 }
