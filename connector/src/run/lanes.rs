@@ -5,9 +5,11 @@
 //! once. A lane whose mailbox may not send yet (its pacing, or a `429`'s `Retry-After`)
 //! sleeps until then and is not looked at; a full or sleeping lane never holds back
 //! another, and there is no barrier between items. Of the lanes that may start one, the
-//! one whose next delivery is of the oldest item goes first: an item's deliveries tend
-//! to go together (its message is built once and soon dropped), and items are delivered
-//! roughly in the order they were staged.
+//! one with the most deliveries waiting goes first, and among equals the one whose next
+//! delivery is of the oldest item: the busiest mailboxes bound the day (Graph lets each
+//! have 4 requests in flight, no more), so they are kept full from the start rather than
+//! left to drain alone at the end; within a lane items go in the order they were
+//! staged.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -26,6 +28,10 @@ struct Lane {
     /// Where the lane is: in the turn order, asleep until a time, or neither (no work
     /// it may start).
     at: Place,
+    /// Its entry in the turn order that counts (older ones, listed before its queue
+    /// grew, are passed over), and the queue's length it was listed with.
+    listing: u64,
+    listed_len: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +42,20 @@ enum Place {
     Asleep,
 }
 
+/// A lane's entry in the turn order: its queue's length (longest first), the item of its
+/// next delivery (oldest first), the listing's number, the mailbox.
+type Listed = (Reverse<usize>, i64, u64, Arc<str>);
+
 #[derive(Debug, Default)]
 pub(super) struct Lanes {
     lanes: HashMap<Arc<str>, Lane>,
-    /// Lanes that may start a delivery, each once, by the item of their next delivery.
-    turn: BinaryHeap<Reverse<(i64, Arc<str>)>>,
+    /// Lanes that may start a delivery: the longest queue first, then the oldest item of
+    /// their next delivery. A lane listed again as its queue grows leaves its older
+    /// entry behind, passed over when it comes up (see `Lane::listing`).
+    turn: BinaryHeap<Reverse<Listed>>,
+    /// The number of the next listing, unique across lanes (a lane forgotten and made
+    /// again never matches an entry of its former self).
+    listings: u64,
     /// Lanes asleep, by when they wake.
     asleep: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
     started: usize,
@@ -57,12 +72,19 @@ impl Lanes {
                 queued: VecDeque::new(),
                 started: 0,
                 at: Place::Idle,
+                listing: 0,
+                listed_len: 0,
             };
             self.lanes.insert(name, lane);
         }
         let lane = self.lanes.get_mut(mailbox).expect("just made");
         lane.queued.push_back(seq);
         self.queued += 1;
+        if lane.at == Place::InTurn && lane.queued.len() >= 2 * lane.listed_len {
+            // Twice as long as when listed: listed again by its new length (only on
+            // doubling, so that a lane leaves few entries behind however long it grows).
+            lane.at = Place::Idle;
+        }
         self.relist(mailbox);
     }
 
@@ -75,8 +97,13 @@ impl Lanes {
         ready_at: impl Fn(&str) -> Instant,
     ) -> Option<(Arc<str>, i64)> {
         self.wake(now);
-        while let Some(Reverse((_, mailbox))) = self.turn.pop() {
-            let lane = self.lanes.get_mut(&mailbox).expect("a listed lane exists");
+        while let Some(Reverse((_, _, listing, mailbox))) = self.turn.pop() {
+            let Some(lane) = self.lanes.get_mut(&mailbox) else {
+                continue;
+            };
+            if lane.at != Place::InTurn || lane.listing != listing {
+                continue;
+            }
             let at = ready_at(&mailbox);
             if at > now {
                 lane.at = Place::Asleep;
@@ -149,7 +176,15 @@ impl Lanes {
         if lane.at == Place::Idle && !lane.queued.is_empty() && lane.started < PER_LANE {
             lane.at = Place::InTurn;
             let head = *lane.queued.front().expect("not empty");
-            self.turn.push(Reverse((head, lane.name.clone())));
+            self.listings += 1;
+            lane.listing = self.listings;
+            lane.listed_len = lane.queued.len();
+            self.turn.push(Reverse((
+                Reverse(lane.queued.len()),
+                head,
+                self.listings,
+                lane.name.clone(),
+            )));
         }
     }
 }
@@ -189,6 +224,28 @@ mod tests {
         // A late item for the quiet mailbox starts at once, whatever waits for the busy one.
         lanes.push("quiet", 102);
         assert_eq!(lanes.next(now, |_| now), Some(("quiet".into(), 102)));
+    }
+
+    #[test]
+    fn the_longest_queue_goes_first_so_the_busiest_mailbox_is_never_left_to_the_end() {
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        // Older items for small mailboxes, then many for one mailbox.
+        lanes.push("small-1", 0);
+        lanes.push("small-2", 1);
+        for seq in 2..20 {
+            lanes.push("busiest", seq);
+        }
+        let first: Vec<String> = std::iter::from_fn(|| lanes.next(now, |_| now))
+            .take(4)
+            .map(|(m, _)| m.to_string())
+            .collect();
+        assert_eq!(first, ["busiest"; 4], "its four places first");
+        assert_eq!(
+            drain(&mut lanes, now, |_| now),
+            ["small-1", "small-2"],
+            "then the others, oldest first"
+        );
     }
 
     #[test]

@@ -228,7 +228,10 @@ impl Connector {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(32)
+            // As many idle connections as requests on the wire: fewer made each request
+            // beyond them open a new connection (against Microsoft, a new TLS handshake)
+            // and leave the old one in TIME-WAIT.
+            .pool_max_idle_per_host(config.concurrency.max(1))
             .user_agent(concat!(
                 "whatsapp-archive-connector/",
                 env!("CARGO_PKG_VERSION")

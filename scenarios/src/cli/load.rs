@@ -61,8 +61,9 @@ pub struct Args {
     /// The connector binary (default: the one beside this program, built if absent).
     #[arg(long, value_name = "PATH")]
     pub connector_bin: Option<PathBuf>,
-    /// Requests in flight, for the connector and the raw client alike.
-    #[arg(long, default_value_t = 8)]
+    /// Requests in flight, for the connector and the raw client alike (the connector's
+    /// own default).
+    #[arg(long, default_value_t = connector::config::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Requests the raw client sends in phase 1 (default: one per item, 1,000 to 20,000).
     #[arg(long)]
