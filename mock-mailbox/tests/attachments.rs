@@ -485,3 +485,61 @@ async fn each_chunk_counts_against_the_mailboxs_upload_budget() {
     assert_eq!(throttled.headers["retry-after"], "300");
     assert_eq!(fake.state.counters().throttled, 1);
 }
+
+/// The cut answers a file's chunks meet, in order, on a fresh fake with seeded resets;
+/// `other_first` imports another message first, so that the message's Graph id differs.
+async fn chunk_faults(other_first: bool) -> Vec<bool> {
+    let mut directory = directory();
+    directory.faults = mock_mailbox::directory::Faults {
+        seed: 21,
+        reset_rate: 0.5,
+        ..Default::default()
+    };
+    let fake = fake_from(
+        &directory,
+        Config::default(),
+        mock_common::AdminToken::new(ADMIN),
+    );
+    let token = fake.token().await;
+    let imported = |id: &'static str| {
+        let fake = &fake;
+        let token = token.clone();
+        async move {
+            loop {
+                let answer = fake.import(&token, ALICE, "inbox", &mime(id, "m")).await;
+                if !answer.cut {
+                    return answer.json()["id"].as_str().unwrap().to_owned();
+                }
+            }
+        }
+    };
+    if other_first {
+        let _ = imported("other@x").await;
+    }
+    let id = imported("chunks-seeded@x").await;
+    let url = loop {
+        let answer = fake.session(&token, ALICE, &id, "f.bin", 1_000).await;
+        if !answer.cut {
+            break answer.json()["uploadUrl"].as_str().unwrap().to_owned();
+        }
+    };
+    let data = file(1_000, 9);
+    let mut cut = Vec::new();
+    for (n, chunk) in data.chunks(100).enumerate() {
+        let answer = fake.put_chunk(&url, n * 100, data.len(), chunk).await;
+        assert!(answer.status.is_success(), "{}", answer.status);
+        cut.push(answer.cut);
+    }
+    cut
+}
+
+#[tokio::test]
+async fn an_upload_chunk_meets_the_same_seeded_faults_whatever_its_sessions_url_and_message_id() {
+    let first = chunk_faults(false).await;
+    let again = chunk_faults(true).await;
+    assert_eq!(
+        first, again,
+        "drawn by the mailbox, the message's Message-ID and the range, not by the session's random URL"
+    );
+    assert!(first.contains(&true) && first.contains(&false), "{first:?}");
+}

@@ -234,12 +234,23 @@ async fn gate(
     if matches!(surface, Surface::Graph | Surface::Upload)
         && (state.faults_configured() || state.profile().latency.is_some())
     {
+        let named_path = stable_path(&state, surface, parts.uri.path());
+        // An upload URL's query is its credential, different for each session: left out,
+        // and the chunk named by its range instead.
+        let query = match surface {
+            Surface::Upload => parts
+                .headers
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            _ => parts.uri.query().unwrap_or_default(),
+        };
         let digest = sha2::Sha256::new()
             .chain_update(parts.method.as_str())
             .chain_update(b" ")
-            .chain_update(parts.uri.path())
+            .chain_update(named_path.as_bytes())
             .chain_update(b"?")
-            .chain_update(parts.uri.query().unwrap_or_default())
+            .chain_update(query)
             .chain_update(b" ")
             .chain_update(&bytes)
             .finalize();
@@ -276,6 +287,55 @@ async fn gate(
         axum::body::Body::from(bytes),
     ))
     .await
+}
+
+/// A request's path as its seeded draws know it: the same for the same request in every
+/// run. A message's Graph id is numbered in the order messages arrived, which varies with
+/// a client's concurrency, so a path naming one (its attachments, an upload session on
+/// it) names it by its Message-ID instead; an upload URL's session id is random, so it
+/// is named by the mailbox and the message alone.
+fn stable_path(state: &State, surface: Surface, path: &str) -> String {
+    let message_id = |user: &str, id: &str| {
+        state
+            .read_mailbox(user, |m| {
+                m.message(id)
+                    .and_then(|m| m.content.internet_message_id().map(str::to_owned))
+            })
+            .flatten()
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    match surface {
+        Surface::Upload => {
+            // /api/v2.0/Users('{user}')/Messages('{id}')/AttachmentSessions('{session}')
+            let inner = |s: &str, prefix: &str| {
+                s.strip_prefix(prefix)
+                    .and_then(|s| s.strip_suffix("')"))
+                    .map(str::to_owned)
+            };
+            let user = segments.get(3).and_then(|s| inner(s, "Users('"));
+            let id = segments.get(4).and_then(|s| inner(s, "Messages('"));
+            match (user, id) {
+                (Some(user), Some(id)) => {
+                    let named = message_id(&user, &id).unwrap_or(id);
+                    format!("/upload/{user}/{named}")
+                }
+                _ => "/upload".to_owned(),
+            }
+        }
+        _ => {
+            // /{root}/users/{user}/messages/{id}/...
+            if segments.get(2) == Some(&"users")
+                && segments.get(4) == Some(&"messages")
+                && segments.len() > 5
+                && let Some(named) = message_id(segments[3], segments[5])
+            {
+                let mut out: Vec<&str> = segments.clone();
+                out[5] = &named;
+                return out.join("/");
+            }
+            path.to_owned()
+        }
+    }
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
