@@ -177,6 +177,25 @@ impl Fakes {
         .await
     }
 
+    /// As [`Fakes::start_with_mailbox`], with a layer around the provider's router too.
+    pub async fn start_wrapped_with_mailbox(
+        dataset: &mock_telemessage::Dataset,
+        directory: &mock_mailbox::Directory,
+        now: DateTime<Utc>,
+        mailbox: mock_mailbox::Config,
+        wrap_provider: impl FnOnce(Router) -> Router,
+    ) -> anyhow::Result<Self> {
+        Self::start_on_clock(
+            dataset,
+            directory,
+            now,
+            (mailbox, AdminToken::disabled()),
+            wrap_provider,
+            |r| r,
+        )
+        .await
+    }
+
     /// As [`Fakes::start_wrapped`], the mailbox's inspection API and web viewer opened by
     /// `admin` (disabled everywhere else in the harness).
     async fn start_on_clock(

@@ -390,3 +390,58 @@ async fn a_file_refused_on_an_imported_message_is_left_out_reported_and_not_trie
     let _ = StatusCode::OK;
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[tokio::test]
+async fn an_owed_file_too_large_for_one_request_follows_by_upload_session_once() {
+    use axum::response::IntoResponse;
+    let items = vec![video("owed-1", 1, 5 * MIB, 61)];
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let gate = failing.clone();
+    // The provider answers every download with an empty 200 until told otherwise.
+    let fakes = Fakes::start_wrapped_with_mailbox(
+        &dataset(items),
+        &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
+        t(NOW),
+        graph(true),
+        move |router: axum::Router| {
+            router.layer(middleware::from_fn(move |request: Request, next: Next| {
+                let gate = gate.clone();
+                async move {
+                    if gate.load(Ordering::SeqCst)
+                        && request.uri().path().starts_with("/api/v1/attachments/")
+                    {
+                        StatusCode::OK.into_response()
+                    } else {
+                        next.run(request).await
+                    }
+                }
+            }))
+        },
+    )
+    .await
+    .unwrap();
+    let state = temp_dir("owed-large");
+    let first = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    assert_eq!(first.owed_files.len(), 1, "{}", first.summary());
+    failing.store(false, Ordering::SeqCst);
+    let second = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    assert!(second.complete, "{}", second.summary());
+    assert_eq!(second.files_delivered_later, 2, "one follow-up per mailbox");
+    let sha = provider_sha256(61, 5 * MIB);
+    for mailbox in [ALICE, BOB] {
+        assert_eq!(
+            live(&fakes, mailbox),
+            vec![
+                (
+                    "<owed-1+file@whatsapp-archiver.invalid>".to_owned(),
+                    vec![sha.clone()]
+                ),
+                ("<owed-1@whatsapp-archiver.invalid>".to_owned(), vec![]),
+            ],
+            "{mailbox}: the message without its file, then the follow-up with it, once"
+        );
+    }
+    let third = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    assert_eq!((third.deliveries, third.files_delivered_later), (0, 0));
+    std::fs::remove_dir_all(&state).unwrap();
+}
