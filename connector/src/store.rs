@@ -1057,6 +1057,15 @@ impl Store {
         })
     }
 
+    /// How many items were ever skipped (whole or their file) for `reason`.
+    pub fn skips_for(&self, reason: crate::report::SkipReason) -> Result<u64, ConnectorError> {
+        self.with(|db| {
+            db.prepare_cached("SELECT COUNT(*) FROM skips WHERE reason = ?1")?
+                .query_row(params![reason.code()], |row| row.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+        })
+    }
+
     pub fn record_skip(
         &self,
         item_id: &str,

@@ -374,6 +374,13 @@ async fn a_file_refused_on_an_imported_message_is_left_out_reported_and_not_trie
         .filter(|s| **s == 403)
         .count();
     assert_eq!(refusals, 2, "one refusal per mailbox, not retried");
+    // `connector check` says so.
+    let said = connector(&fakes, &state).check().await.unwrap();
+    assert!(
+        said.iter()
+            .any(|l| l.starts_with("files refused on imported messages: 1 item(s)")),
+        "{said:?}"
+    );
     // The next run sends nothing more.
     let again = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
     assert_eq!(again.deliveries, 0);
@@ -387,7 +394,6 @@ async fn a_file_refused_on_an_imported_message_is_left_out_reported_and_not_trie
             .count(),
         2
     );
-    let _ = StatusCode::OK;
     std::fs::remove_dir_all(&state).unwrap();
 }
 

@@ -511,6 +511,16 @@ impl Connector {
                 }
             }
         }
+        lines.push(format!(
+            "Microsoft 365 request cap: {} bytes (import.max_request_bytes): a message whose base64 is larger goes without its file, which is attached to it after import by an upload session (the application needs Mail.ReadWrite)",
+            self.config.max_request_bytes
+        ));
+        let refused = self.store.skips_for(SkipReason::AttachmentRefused)?;
+        if refused > 0 {
+            lines.push(format!(
+                "files refused on imported messages: {refused} item(s) so far (attachment_refused): this tenant does not let the application attach files to imported messages, so messages above the request cap arrive without their files; see docs/email-format.md"
+            ));
+        }
         let from = self
             .store
             .last_until()?
