@@ -117,7 +117,7 @@ fn serve_apart(router: Router, name: &str) -> anyhow::Result<(String, Apart)> {
     Ok((url, Apart(Some(runtime))))
 }
 
-async fn serve(router: Router) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+pub(crate) async fn serve(router: Router) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let task = tokio::spawn(async move {

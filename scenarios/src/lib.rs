@@ -18,6 +18,7 @@ pub mod keep_mail;
 pub mod load;
 pub mod model;
 pub mod oracle;
+pub mod parity;
 pub mod reconcile;
 pub mod runner;
 pub mod scenario_file;

@@ -338,6 +338,40 @@ pub async fn get_folder(
     Ok(axum::Json(q.project(m)).into_response())
 }
 
+/// `DELETE /users/{u}/mailFolders/{id}`: the folder and its messages go (to Recoverable
+/// Items, as Exchange keeps them; the inspection view shows them there). A well-known
+/// folder cannot be deleted.
+pub async fn delete_folder(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    Path((root, user, folder)): Path<(String, String, String)>,
+) -> Answer {
+    let call = mail_call(
+        &state,
+        &headers,
+        &root,
+        &user,
+        permission::WRITE_MAIL,
+        0,
+        false,
+    )
+    .await?;
+    let mut mailbox = call.mailbox();
+    let found = mailbox
+        .folder(&folder)
+        .ok_or_else(GraphError::item_not_found)?;
+    if found.well_known.is_some() {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "ErrorDeleteDistinguishedFolder",
+            "Distinguished folders cannot be deleted.",
+        ));
+    }
+    let id = found.id.clone();
+    mailbox.delete_folder_for_good(&id);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewFolder {

@@ -30,7 +30,7 @@ pub fn router(state: State) -> Router {
         )
         .route(
             "/{root}/users/{user}/mailFolders/{folder}",
-            get(graph::get_folder),
+            get(graph::get_folder).delete(graph::delete_folder),
         )
         .route(
             "/{root}/users/{user}/mailFolders/{folder}/messages",

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod chaos;
 pub mod generate;
 pub mod load;
+pub mod parity;
 pub mod replay;
 mod reports;
 pub mod run;
@@ -50,6 +51,10 @@ pub enum Command {
     /// configuration and the mailbox viewer's URL with the file holding its admin token,
     /// and runs until interrupted.
     Serve(serve::Args),
+    /// Runs the same probes against any Graph (the fake under a profile, or a development
+    /// tenant) and prints where they answer differently: request caps, error shapes,
+    /// upload sessions, latency.
+    Parity(parity::Args),
     /// The fake provider of `scenarios load`, as its child process (not for people).
     #[command(hide = true)]
     LoadProvider(crate::load::provider::ChildArgs),
@@ -68,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chaos(args) => chaos::run(args).await,
         Command::Shrink(args) => shrink::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Parity(args) => parity::run(args).await,
         Command::LoadProvider(args) => crate::load::provider::serve_child(&args.shell)
             .await
             .map(|()| ExitCode::SUCCESS),
