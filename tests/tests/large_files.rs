@@ -162,8 +162,19 @@ async fn files_of_3_to_7_mib_land_byte_for_byte_by_upload_session_and_a_9_mib_on
     let watch = Watch::default();
     let fakes = fakes(items, graph(true), watch.layer()).await;
     let state = temp_dir("large-files");
+    let (logs, guard) = mock_common::LogCapture::install();
     let report = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
+    drop(guard);
     assert!(report.complete, "{}", report.summary());
+    // The upload URLs' credentials are in no log, on either side.
+    let logged = logs.text();
+    assert!(
+        logged.contains("file uploaded"),
+        "the capture saw the uploads"
+    );
+    assert!(!logged.contains("authtoken"), "{logged}");
+    let written = serde_json::to_string(&report).unwrap();
+    assert!(!written.contains("authtoken"));
     assert!(
         !watch.statuses.lock().unwrap().contains(&413),
         "no request over Graph's cap was sent"
