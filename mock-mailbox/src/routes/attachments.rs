@@ -446,7 +446,7 @@ pub async fn put_chunk(
         Err(ChunkError::Range { expected }) => Err(GraphError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "InvalidRange",
-            format!("The chunk starts at byte {first}; the session expects {expected}-."),
+            format!("The chunk starts at byte {first}; the session expects byte {expected} next."),
         )),
         Err(ChunkError::Total { announced }) => Err(invalid(format!(
             "Content-Range gives a total of {total} bytes; the session was opened for {announced}."
@@ -455,7 +455,9 @@ pub async fn put_chunk(
         Ok(Taken::More { next, expires }) => Ok(axum::Json(json!({
             "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.uploadSession",
             "expirationDateTime": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "nextExpectedRanges": [format!("{next}-")],
+            // For Outlook attachments Graph gives one value, where the next chunk starts
+            // (not a "start-end" range as for OneDrive).
+            "nextExpectedRanges": [next.to_string()],
         }))
         .into_response()),
         Ok(Taken::Complete { owner, file, bytes }) => {
