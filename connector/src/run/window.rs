@@ -101,18 +101,21 @@ impl Connector {
         let concurrency = self.config.concurrency;
         // Items open at once (planned, deliveries not all over): enough that the lanes of
         // other mailboxes stay fed while one mailbox waits out a long Retry-After, and an
-        // open item without its message is small (about 3 KB). Not grown with the
-        // concurrency beyond that: at 512 per request on the wire, a big day held 388 MB.
-        let open_max = (concurrency * 64).max(4096);
+        // open item without its message is small (about 3 KB). At most 16,384 whatever the
+        // concurrency: at 512 per request on the wire, a big day held 388 MB.
+        let open_max = (concurrency * 64).clamp(4096, 16_384);
         // Deliveries started at once. Only `concurrency` requests are on the wire at a
         // time (the Graph client's bound); the others wait for a slot with their message.
         // At concurrency 1 one item is worked on at a time, start to end, and one request
         // goes at a time: the requests come in one order, which replays rely on.
         let sequential = concurrency == 1;
+        // Each started delivery holds its item's built message (a file's base64 and all)
+        // while it waits for the wire: beyond the wire's own count only a margin is
+        // started, or a day with files held close to a gigabyte at 512 (2,048 started).
         let started_max = if sequential {
             1
         } else {
-            concurrency * lanes::PER_LANE
+            (concurrency * lanes::PER_LANE).min(concurrency + 128)
         };
         let room = |open: usize, planning: usize| {
             if sequential {
