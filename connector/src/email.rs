@@ -110,6 +110,36 @@ pub struct FollowingFile {
     pub sha256: String,
 }
 
+impl FollowingFile {
+    /// The file of `att` whose bytes are `bytes`, as a message names it.
+    fn of(att: &crate::model::Attachment, bytes: &[u8]) -> Self {
+        Self {
+            name: safe_file_name(&att.file_name),
+            content_type: safe_content_type(&att.content_type),
+            size: bytes.len() as u64,
+            sha256: crate::digest::sha256_hex(bytes),
+        }
+    }
+
+    /// The body line that says the file is added after import.
+    fn note(&self) -> String {
+        format!(
+            "[Attachment added after import: {} ({} bytes, SHA-256 {}). With it this message is larger than one Microsoft 365 request takes, so the file is attached to it once it is in the mailbox.]",
+            self.name, self.size, self.sha256
+        )
+    }
+
+    /// The value of `X-WhatsApp-Attachment-Follows`.
+    fn header(&self) -> String {
+        format!(
+            "name=\"{}\"; size={}; sha256={}",
+            self.name.replace('"', ""),
+            self.size,
+            self.sha256
+        )
+    }
+}
+
 /// The message for one item.
 #[derive(Debug, Clone)]
 pub struct Email {
@@ -599,10 +629,7 @@ fn body_lines(
     }
     if let Some(file) = follows {
         lines.push(String::new());
-        lines.push(format!(
-            "[Attachment added after import: {} ({} bytes, SHA-256 {}). With it this message is larger than one Microsoft 365 request takes, so the file is attached to it once it is in the mailbox.]",
-            file.name, file.size, file.sha256
-        ));
+        lines.push(file.note());
     }
     // Whatever a line holds from the archive, it stays one line.
     lines.iter().map(|l| visible(l)).collect()
@@ -704,12 +731,7 @@ pub fn convert(
         _ => None,
     };
     let follows = match (attachment, item.content.attachment()) {
-        (Some(AttachmentBody::Follows(bytes)), Some(att)) => Some(FollowingFile {
-            name: safe_file_name(&att.file_name),
-            content_type: safe_content_type(&att.content_type),
-            size: bytes.len() as u64,
-            sha256: crate::digest::sha256_hex(bytes),
-        }),
+        (Some(AttachmentBody::Follows(bytes)), Some(att)) => Some(FollowingFile::of(att, bytes)),
         _ => None,
     };
     let lines = body_lines(item, omitted, follows.as_ref(), limit);
@@ -877,15 +899,7 @@ pub fn convert(
         );
     }
     if let Some(file) = &follows {
-        builder = builder.header(
-            "X-WhatsApp-Attachment-Follows",
-            x(&format!(
-                "name=\"{}\"; size={}; sha256={}",
-                file.name.replace('"', ""),
-                file.size,
-                file.sha256
-            )),
-        );
+        builder = builder.header("X-WhatsApp-Attachment-Follows", x(&file.header()));
     }
     let mime = builder
         .body(body)
@@ -944,18 +958,11 @@ fn file_follow_up_as(item: &Item, bytes: &[u8], options: &Options, follows: bool
             att.sha256
         ),
     ];
-    let following = follows.then(|| FollowingFile {
-        name: name.clone(),
-        content_type: safe_content_type(&att.content_type),
-        size: bytes.len() as u64,
-        sha256: crate::digest::sha256_hex(bytes),
-    });
+    let following = follows.then(|| FollowingFile::of(att, bytes));
     let mut lines = lines.to_vec();
     if let Some(file) = &following {
-        lines.push(format!(
-            "[Attachment added after import: {} ({} bytes, SHA-256 {}). With it this message is larger than one Microsoft 365 request takes, so the file is attached to it once it is in the mailbox.]",
-            visible(&file.name), file.size, file.sha256
-        ));
+        // One line of the body: the name shown as `visible` shows any body line.
+        lines.push(visible(&file.note()));
     }
     let text = lines.join("\r\n") + "\r\n";
     let text_part = MimePart::new("text/plain", BodyPart::Text(text.clone().into()));
@@ -991,15 +998,7 @@ fn file_follow_up_as(item: &Item, bytes: &[u8], options: &Options, follows: bool
         builder = builder.header("X-WhatsApp-Revision", x(&item.revision.to_string()));
     }
     if let Some(file) = &following {
-        builder = builder.header(
-            "X-WhatsApp-Attachment-Follows",
-            x(&format!(
-                "name=\"{}\"; size={}; sha256={}",
-                file.name.replace('"', ""),
-                file.size,
-                file.sha256
-            )),
-        );
+        builder = builder.header("X-WhatsApp-Attachment-Follows", x(&file.header()));
     }
     let mime = builder
         .body(body)
