@@ -23,7 +23,7 @@ use crate::attach::{
 };
 use crate::error::GraphError;
 use crate::message::AttachmentSummary;
-use crate::state::{Mailbox, State, permission};
+use crate::state::{State, permission};
 
 /// Graph's `fileAttachment`, without its bytes.
 fn attachment_json(id: &str, a: &AttachmentSummary, modified: DateTime<Utc>) -> Map<String, Value> {
@@ -44,20 +44,27 @@ fn attachment_json(id: &str, a: &AttachmentSummary, modified: DateTime<Utc>) -> 
     m
 }
 
-/// The message `message` of `mailbox` and the number of its attachment `attachment`.
-fn find(
-    mailbox: &Mailbox,
-    message: &str,
-    attachment: &str,
-) -> Result<(crate::message::StoredMessage, usize), GraphError> {
-    let found = mailbox
+/// Reads attachment `attachment` of message `message`, for a read call: the message, the
+/// attachment as listed, and its decoded bytes (501 when the store keeps no bytes).
+async fn read_attachment(
+    state: &State,
+    headers: &HeaderMap,
+    (root, user, message, attachment): (&str, &str, &str, &str),
+) -> Result<(crate::message::StoredMessage, AttachmentSummary, Vec<u8>), GraphError> {
+    let call = mail_call(state, headers, root, user, permission::READ_MAIL, 0, false).await?;
+    let found = call
+        .mailbox()
         .message(message)
+        .cloned()
         .ok_or_else(GraphError::item_not_found)?;
-    let index = mailbox
+    let (index, summary) = call
+        .mailbox()
         .attachment_index(found.serial, attachment)
-        .filter(|i| *i < found.content.attachments().len())
+        .and_then(|i| Some((i, found.content.attachments().into_iter().nth(i)?)))
         .ok_or_else(GraphError::item_not_found)?;
-    Ok((found.clone(), index))
+    let mime = found.content.mime()?;
+    let bytes = crate::message::attachment_content(&mime, index).unwrap_or_default();
+    Ok((found, summary, bytes))
 }
 
 pub async fn list(
@@ -112,19 +119,9 @@ pub async fn get_one(
     headers: HeaderMap,
     Path((root, user, message, attachment)): Path<(String, String, String, String)>,
 ) -> Answer {
-    let call = mail_call(
-        &state,
-        &headers,
-        &root,
-        &user,
-        permission::READ_MAIL,
-        0,
-        false,
-    )
-    .await?;
-    let (found, index) = find(&call.mailbox(), &message, &attachment)?;
-    let summary = &found.content.attachments()[index];
-    let mut m = attachment_json(&attachment, summary, found.created);
+    let (found, summary, bytes) =
+        read_attachment(&state, &headers, (&root, &user, &message, &attachment)).await?;
+    let mut m = attachment_json(&attachment, &summary, found.created);
     m.insert(
         "@odata.context".into(),
         json!(context(
@@ -132,8 +129,6 @@ pub async fn get_one(
             &format!("users('{user}')/messages('{message}')/attachments/$entity")
         )),
     );
-    let mime = found.content.mime()?;
-    let bytes = crate::message::attachment_content(&mime, index).unwrap_or_default();
     m.insert("contentBytes".into(), json!(STANDARD.encode(bytes)));
     Ok(axum::Json(Value::Object(m)).into_response())
 }
@@ -143,20 +138,9 @@ pub async fn get_value(
     headers: HeaderMap,
     Path((root, user, message, attachment)): Path<(String, String, String, String)>,
 ) -> Answer {
-    let call = mail_call(
-        &state,
-        &headers,
-        &root,
-        &user,
-        permission::READ_MAIL,
-        0,
-        false,
-    )
-    .await?;
-    let (found, index) = find(&call.mailbox(), &message, &attachment)?;
-    let content_type = found.content.attachments()[index].content_type.clone();
-    let mime = found.content.mime()?;
-    let bytes = crate::message::attachment_content(&mime, index).unwrap_or_default();
+    let (_, summary, bytes) =
+        read_attachment(&state, &headers, (&root, &user, &message, &attachment)).await?;
+    let content_type = summary.content_type;
     let mut response = bytes.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
