@@ -157,13 +157,14 @@ impl Fakes {
         .await
     }
 
-    /// As [`Fakes::start`], the fake Microsoft 365 with `mailbox` settings (its profile,
-    /// whether it takes attachments on imported messages).
+    /// As [`Fakes::start_wrapped`], the fake Microsoft 365 with `mailbox` settings (its
+    /// profile, whether it takes attachments on imported messages).
     pub async fn start_with_mailbox(
         dataset: &mock_telemessage::Dataset,
         directory: &mock_mailbox::Directory,
         now: DateTime<Utc>,
         mailbox: mock_mailbox::Config,
+        wrap_provider: impl FnOnce(Router) -> Router,
         wrap_mailbox: impl FnOnce(Router) -> Router,
     ) -> anyhow::Result<Self> {
         Self::start_on_clock(
@@ -171,27 +172,8 @@ impl Fakes {
             directory,
             now,
             (mailbox, AdminToken::disabled()),
-            |r| r,
-            wrap_mailbox,
-        )
-        .await
-    }
-
-    /// As [`Fakes::start_with_mailbox`], with a layer around the provider's router too.
-    pub async fn start_wrapped_with_mailbox(
-        dataset: &mock_telemessage::Dataset,
-        directory: &mock_mailbox::Directory,
-        now: DateTime<Utc>,
-        mailbox: mock_mailbox::Config,
-        wrap_provider: impl FnOnce(Router) -> Router,
-    ) -> anyhow::Result<Self> {
-        Self::start_on_clock(
-            dataset,
-            directory,
-            now,
-            (mailbox, AdminToken::disabled()),
             wrap_provider,
-            |r| r,
+            wrap_mailbox,
         )
         .await
     }

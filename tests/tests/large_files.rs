@@ -74,6 +74,7 @@ async fn fakes(
         &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
         t(NOW),
         mailbox,
+        |r| r,
         wrap,
     )
     .await
@@ -416,7 +417,7 @@ async fn an_owed_file_too_large_for_one_request_follows_by_upload_session_once()
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let gate = failing.clone();
     // The provider answers every download with an empty 200 until told otherwise.
-    let fakes = Fakes::start_wrapped_with_mailbox(
+    let fakes = Fakes::start_with_mailbox(
         &dataset(items),
         &mock_mailbox::Directory::from_file(&examples().join("mailbox-directory.json")).unwrap(),
         t(NOW),
@@ -435,6 +436,7 @@ async fn an_owed_file_too_large_for_one_request_follows_by_upload_session_once()
                 }
             }))
         },
+        |r| r,
     )
     .await
     .unwrap();
