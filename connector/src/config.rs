@@ -111,6 +111,14 @@ fn yes() -> bool {
 /// most 4, and what is kept open is bounded apart from this (`run::window`).
 pub const DEFAULT_CONCURRENCY: usize = 512;
 
+/// The bytes the import keeps open by default: items worked on, their built messages and
+/// request bodies. Chosen from measurement (docs/load-testing.md, "Memory by bytes"): the
+/// connector's whole process stays within about 300 MB on a realistic day at the
+/// default concurrency, and the wire stays full.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 160 * 1024 * 1024;
+/// The least budget taken: one large message's build must fit.
+pub const MIN_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ImportSection {
@@ -125,6 +133,9 @@ struct ImportSection {
     /// The largest request body sent to Graph (bytes): a message whose base64 is larger
     /// is imported without its file, which follows by an upload session.
     max_request_bytes: u64,
+    /// The bytes the import keeps open at once: items being worked on, their built
+    /// messages and request bodies (see `run::window`).
+    memory_budget_bytes: u64,
     /// A held item (one that failed when its window closed) is tried by this many runs...
     held_runs: u32,
     /// ...or for this many days, whichever ends first; then it needs a person.
@@ -148,6 +159,7 @@ impl Default for ImportSection {
             max_attempts: 6,
             max_page_bytes: 64 * 1024 * 1024,
             max_request_bytes: crate::size::DEFAULT_MAX_REQUEST,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET,
             held_runs: 5,
             held_days: 7,
             settle_delay_minutes: 15,
@@ -200,6 +212,8 @@ pub struct Config {
     /// The largest Graph request body (bytes): Microsoft documents 4 MB for MIME payloads
     /// and upload chunks; the `importMime` page names no figure (an assumption).
     pub max_request_bytes: u64,
+    /// The bytes the import keeps open at once (items, built messages, request bodies).
+    pub memory_budget: usize,
     pub held_runs: u32,
     pub held_days: u32,
     /// How old a window must be before it closes.
@@ -323,6 +337,11 @@ impl Config {
                 crate::size::MIN_MAX_REQUEST
             )));
         }
+        if import.memory_budget_bytes < MIN_MEMORY_BUDGET {
+            return Err(fail(format!(
+                "import.memory_budget_bytes must be at least {MIN_MEMORY_BUDGET} (16 MiB); the default is {DEFAULT_MEMORY_BUDGET}"
+            )));
+        }
         if import.look_back_hours > 24 * 31 || import.settle_delay_minutes > 24 * 60 {
             return Err(fail(
                 "import.look_back_hours must be at most 744 (31 days) and import.settle_delay_minutes at most 1440".into(),
@@ -381,6 +400,7 @@ impl Config {
             max_attempts: import.max_attempts.max(1),
             max_page_bytes: import.max_page_bytes,
             max_request_bytes: import.max_request_bytes,
+            memory_budget: usize::try_from(import.memory_budget_bytes).unwrap_or(usize::MAX),
             held_runs: import.held_runs,
             held_days: import.held_days,
             settle_delay: chrono::TimeDelta::minutes(i64::from(import.settle_delay_minutes)),
@@ -444,6 +464,7 @@ const KEYS: &[&str] = &[
     "max_attempts",
     "max_page_bytes",
     "max_request_bytes",
+    "memory_budget_bytes",
     "held_runs",
     "held_days",
     "settle_delay_minutes",

@@ -304,6 +304,7 @@ impl Fakes {
             max_attempts: 6,
             max_page_bytes: 64 * 1024 * 1024,
             max_request_bytes: connector::size::DEFAULT_MAX_REQUEST,
+            memory_budget: connector::config::DEFAULT_MEMORY_BUDGET as usize,
             held_runs: 5,
             held_days: 7,
             settle_delay: chrono::TimeDelta::minutes(15),

@@ -81,6 +81,10 @@ pub(super) struct OpenItem {
     pub(super) item: Item,
     /// The mailboxes still to deliver to, by key, and what the state knew of each.
     pub(super) pending: BTreeMap<String, (Target, Option<DeliveryState>)>,
+    /// What becomes of its file, decided when it was planned.
+    fate: plan::FileFate,
+    /// The bytes building its message may hold ([`plan::bytes_to_build`]).
+    pub(super) to_build: usize,
     message: tokio::sync::Mutex<Building>,
 }
 
@@ -286,10 +290,20 @@ impl Connector {
         if pending.is_empty() {
             return Ok(Planned::Settled(staged, result));
         }
+        let fate = plan::file_fate(&item, &self.options, self.config.size_limit);
+        let file_size = item.content.attachment().map_or(0, |a| a.size);
+        let to_build = plan::bytes_to_build(
+            fate,
+            file_size,
+            staged.json.len(),
+            self.config.max_request_bytes,
+        );
         let open = Arc::new(OpenItem {
             staged,
             item,
             pending,
+            fate,
+            to_build,
             message: tokio::sync::Mutex::default(),
         });
         Ok(Planned::Open(open, result))
@@ -312,7 +326,7 @@ impl Connector {
         // The size plan, before anything is downloaded (see `plan`).
         let limit = self.config.size_limit;
         let key = open.staged.item_id.as_str();
-        let fetched = match plan::file_fate(item, &self.options, limit) {
+        let fetched = match open.fate {
             plan::FileFate::NoFile => Ok(None),
             plan::FileFate::Omit(reason) => Ok(Some(Err(reason))),
             // Owed already (an earlier build, maybe by a run that crashed): every mailbox
@@ -598,6 +612,8 @@ mod tests {
             },
             item,
             pending: BTreeMap::new(),
+            fate: plan::FileFate::NoFile,
+            to_build: 0,
             message: tokio::sync::Mutex::new(building),
         }
     }

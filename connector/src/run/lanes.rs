@@ -88,28 +88,40 @@ impl Lanes {
         self.relist(mailbox);
     }
 
-    /// The next delivery to start, `(mailbox, seq)`: the oldest item's first, skipping
+    /// The next delivery to start, `(mailbox, seq)`: the longest queue's first, skipping
     /// (and putting to sleep) each lane whose mailbox `ready_at` says may not send at
-    /// `now`. `None` when no lane may start one now.
+    /// `now`. `None` when no lane may start one now, or when `admit` refuses the item of
+    /// the delivery that would go (the memory budget is full): that lane keeps its turn,
+    /// and nothing starts before it.
     pub(super) fn next(
         &mut self,
         now: Instant,
         ready_at: impl Fn(&str) -> Instant,
+        mut admit: impl FnMut(i64) -> bool,
     ) -> Option<(Arc<str>, i64)> {
         self.wake(now);
-        while let Some(Reverse((_, _, listing, mailbox))) = self.turn.pop() {
-            let Some(lane) = self.lanes.get_mut(&mailbox) else {
+        while let Some(entry) = self.turn.pop() {
+            let Reverse((_, _, listing, mailbox)) = &entry;
+            let Some(lane) = self.lanes.get_mut(mailbox) else {
                 continue;
             };
-            if lane.at != Place::InTurn || lane.listing != listing {
+            if lane.at != Place::InTurn || lane.listing != *listing {
                 continue;
             }
-            let at = ready_at(&mailbox);
+            let at = ready_at(mailbox);
             if at > now {
                 lane.at = Place::Asleep;
+                let Reverse((_, _, _, mailbox)) = entry;
                 self.asleep.push(Reverse((at, mailbox)));
                 continue;
             }
+            let head = *lane.queued.front().expect("a listed lane has work");
+            if !admit(head) {
+                self.turn.push(entry);
+                return None;
+            }
+            let Reverse((_, _, _, mailbox)) = entry;
+            let lane = self.lanes.get_mut(&mailbox).expect("looked up above");
             let seq = lane.queued.pop_front().expect("a listed lane has work");
             lane.started += 1;
             lane.at = Place::Idle;
@@ -196,7 +208,7 @@ mod tests {
 
     fn drain(lanes: &mut Lanes, now: Instant, ready: impl Fn(&str) -> Instant) -> Vec<String> {
         let mut started = Vec::new();
-        while let Some((mailbox, _)) = lanes.next(now, &ready) {
+        while let Some((mailbox, _)) = lanes.next(now, &ready, |_| true) {
             started.push(mailbox.to_string());
         }
         started
@@ -223,7 +235,10 @@ mod tests {
         assert_eq!(drain(&mut lanes, now, |_| now), ["busy"]);
         // A late item for the quiet mailbox starts at once, whatever waits for the busy one.
         lanes.push("quiet", 102);
-        assert_eq!(lanes.next(now, |_| now), Some(("quiet".into(), 102)));
+        assert_eq!(
+            lanes.next(now, |_| now, |_| true),
+            Some(("quiet".into(), 102))
+        );
     }
 
     #[test]
@@ -236,7 +251,7 @@ mod tests {
         for seq in 2..20 {
             lanes.push("busiest", seq);
         }
-        let first: Vec<String> = std::iter::from_fn(|| lanes.next(now, |_| now))
+        let first: Vec<String> = std::iter::from_fn(|| lanes.next(now, |_| now, |_| true))
             .take(4)
             .map(|(m, _)| m.to_string())
             .collect();
@@ -264,7 +279,7 @@ mod tests {
         lanes.push("fine", 3);
         assert_eq!(drain(&mut lanes, now, ready), ["fine"]);
         // Once the time comes, it goes, in order.
-        let order: Vec<i64> = std::iter::from_fn(|| lanes.next(later, |_| later))
+        let order: Vec<i64> = std::iter::from_fn(|| lanes.next(later, |_| later, |_| true))
             .map(|(_, seq)| seq)
             .collect();
         assert_eq!(order, [0, 1, 2]);
@@ -277,14 +292,36 @@ mod tests {
         let mut lanes = Lanes::default();
         lanes.push("a", 1);
         lanes.push("a", 2);
-        assert_eq!(lanes.next(now, |_| now), Some(("a".into(), 1)));
-        assert_eq!(lanes.next(now, |_| now), Some(("a".into(), 2)));
+        assert_eq!(lanes.next(now, |_| now, |_| true), Some(("a".into(), 1)));
+        assert_eq!(lanes.next(now, |_| now, |_| true), Some(("a".into(), 2)));
         lanes.done("a");
         assert_eq!(lanes.lanes.len(), 1, "one still going");
         lanes.done("a");
         assert_eq!((lanes.started(), lanes.queued()), (0, 0));
         assert!(lanes.lanes.is_empty(), "{:?}", lanes.lanes);
         lanes.push("a", 3);
-        assert_eq!(lanes.next(now, |_| now), Some(("a".into(), 3)));
+        assert_eq!(lanes.next(now, |_| now, |_| true), Some(("a".into(), 3)));
+    }
+
+    #[test]
+    fn a_refused_delivery_keeps_its_lanes_turn_and_goes_once_admitted() {
+        let now = Instant::now();
+        let mut lanes = Lanes::default();
+        for seq in 0..3 {
+            lanes.push("busiest", seq);
+        }
+        lanes.push("small", 10);
+        // The budget refuses item 0: nothing starts, the small lane does not jump ahead.
+        assert_eq!(lanes.next(now, |_| now, |seq| seq != 0), None);
+        assert_eq!((lanes.started(), lanes.queued()), (0, 4));
+        // Admitted later: the busiest lane's turn was kept, item 0 first.
+        assert_eq!(
+            lanes.next(now, |_| now, |_| true),
+            Some(("busiest".into(), 0))
+        );
+        assert_eq!(
+            drain(&mut lanes, now, |_| now),
+            ["busiest", "busiest", "small"]
+        );
     }
 }

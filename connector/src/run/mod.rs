@@ -7,6 +7,7 @@
 //! its deliveries; `lanes` decides which delivery starts next, per mailbox; `deliver` is
 //! the exactly-once protocol with Microsoft 365.
 
+mod budget;
 mod deliver;
 mod held;
 mod item;

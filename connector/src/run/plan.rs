@@ -51,6 +51,37 @@ pub fn file_fate(item: &Item, options: &Options, limit: u64) -> FileFate {
     }
 }
 
+/// What a message holds beside its file and text: headers, the text's HTML alternative.
+const MESSAGE_OVERHEAD: u64 = 16 * 1024;
+
+/// The bytes an item's message keeps while its deliveries go, known before anything is
+/// downloaded: what the memory budget charges the item until its message is built. A
+/// carried file is held as fetched, then in the import body (the MIME's base64, about
+/// 1.8 times the file); a file that follows the import (its message above `max_request`)
+/// is kept as it is beside a small body. The item's text (`item_bytes`: its staged JSON,
+/// an upper bound) is in the body as base64. The build itself, on the connector's one
+/// thread, holds the MIME too for a moment: one item at a time, outside the budget.
+pub fn bytes_to_build(
+    fate: FileFate,
+    file_size: u64,
+    item_bytes: usize,
+    max_request: u64,
+) -> usize {
+    let text = item_bytes as u64 + MESSAGE_OVERHEAD;
+    let kept = match fate {
+        FileFate::Fetch => {
+            let inline = size::base64_len(text + size::base64_mime_len(file_size));
+            if inline > max_request {
+                file_size + size::base64_len(text)
+            } else {
+                inline
+            }
+        }
+        FileFate::NoFile | FileFate::Omit(_) => size::base64_len(text),
+    };
+    usize::try_from(kept).unwrap_or(usize::MAX)
+}
+
 /// The message's part for the file as it came: its bytes, or why it is left out.
 pub fn attachment_body(file: &Option<Result<Vec<u8>, OmitReason>>) -> Option<AttachmentBody<'_>> {
     match file {
@@ -149,6 +180,43 @@ pub(super) mod tests {
             json[k] = v.clone();
         }
         crate::provider::wire::read_item_text(&json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn what_a_message_keeps_is_known_before_the_download_and_not_below_what_it_keeps() {
+        let options = Options::default();
+        let limit = 10 * 1024 * 1024;
+        let cap = 4 * 1024 * 1024;
+        // (file size, whether it follows the import) for a photo inline and a video after.
+        for (size, follows) in [
+            (None, false),
+            (Some(300_000), false),
+            (Some(5_000_000), true),
+        ] {
+            let it = item("a caption of some words", size.map(|s| (s, "video/mp4")));
+            let fate = file_fate(&it, &options, limit);
+            let json_len = 1_200; // above this item's staged JSON
+            let estimate = bytes_to_build(fate, size.unwrap_or(0), json_len, cap);
+            let file = size.map(|s| vec![7u8; s as usize]);
+            let Planned::Send(built) = message(
+                &it,
+                file.as_deref().map(AttachmentBody::Bytes),
+                &options,
+                limit,
+                cap,
+            ) else {
+                panic!("sent")
+            };
+            assert_eq!(built.follows.is_some(), follows, "{size:?}");
+            let kept = size::base64_len(built.mime.len() as u64) as usize
+                + if follows { size.unwrap() as usize } else { 0 };
+            assert!(estimate >= kept, "{size:?}: {estimate} < {kept}");
+            // Close, or the budget would hold back deliveries that fit.
+            assert!(
+                estimate <= kept + kept / 10 + 48 * 1024,
+                "{size:?}: {estimate} for {kept}"
+            );
+        }
     }
 
     #[test]

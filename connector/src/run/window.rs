@@ -1,20 +1,58 @@
 //! A window: its listing staged page by page, its staged items worked on while the
 //! listing goes on, and its accounting.
 
+use super::budget::{Budget, Share};
 use super::item::{OpenItem, Planned};
 use super::*;
 
-/// The bytes of built messages kept for items none of whose deliveries goes right now.
-const MESSAGES_KEPT: usize = 32 * 1024 * 1024;
-
 /// An open item in a window's work: how many of its deliveries are left and going, the
-/// bytes of its message if built, and its result so far.
+/// bytes of its message if built, what it counts against the memory budget, and its
+/// result so far.
 struct Opened {
     item: Arc<OpenItem>,
     remaining: usize,
     started: usize,
     built: usize,
+    share: Share,
     result: ItemResult,
+}
+
+impl Opened {
+    /// Counts the item's share again after a change, against `budget`.
+    fn recount(&mut self, budget: &mut Budget) {
+        let now = Share::of(
+            self.item.staged.json.len(),
+            self.item.to_build,
+            self.built,
+            self.started,
+        );
+        budget.recount(self.share, now);
+        self.share = now;
+    }
+
+    /// How much its share grows if one more of its deliveries starts.
+    fn growth_to_start(&self) -> usize {
+        let message = if self.started > 0 {
+            0
+        } else {
+            self.item.to_build.saturating_sub(self.built)
+        };
+        message + super::budget::REQUEST_BYTES
+    }
+}
+
+/// Drops the built messages of items none of whose deliveries goes (built again when
+/// one goes). Answers how many were.
+fn park_waiting(open: &mut HashMap<i64, Opened>, budget: &mut Budget) -> u64 {
+    let mut parked = 0;
+    for opened in open.values_mut().filter(|o| o.started == 0 && o.built > 0) {
+        if opened.item.park() > 0 {
+            opened.built = 0;
+            opened.recount(budget);
+            parked += 1;
+        }
+    }
+    parked
 }
 
 impl Connector {
@@ -87,10 +125,11 @@ impl Connector {
     /// Works through the staged items of a window as the listing stages them. Items are
     /// planned (read, mapped, their skips recorded) `concurrency` at a time; each of
     /// their deliveries waits in its mailbox's lane (see `lanes`), and a lane starts one
-    /// when its mailbox may send. A throttled or paced mailbox holds back only its own
-    /// deliveries, and there is no barrier between items. An item is settled when its
-    /// last delivery is over. At concurrency 1 items go one at a time, in order. Answers
-    /// the window's accounting and the items that failed.
+    /// when its mailbox may send and the memory budget has room (see `budget`). A
+    /// throttled or paced mailbox holds back only its own deliveries, and there is no
+    /// barrier between items. An item is settled when its last delivery is over. At
+    /// concurrency 1 items go one at a time, in order. Answers the window's accounting
+    /// and the items that failed.
     /// `listing` turns true once the listing is complete.
     pub(super) async fn deliver_staged(
         &self,
@@ -102,8 +141,9 @@ impl Connector {
         // Items open at once (planned, deliveries not all over): enough that the lanes of
         // other mailboxes stay fed while one mailbox waits out a long Retry-After, and an
         // open item without its message is small (about 3 KB). At most 16,384 whatever the
-        // concurrency: at 512 per request on the wire, a big day held 388 MB.
+        // concurrency, and within the memory budget with everything else kept.
         let open_max = (concurrency * 64).clamp(4096, 16_384);
+        let mut budget = Budget::new(self.config.memory_budget);
         // Deliveries started at once. Only `concurrency` requests are on the wire at a
         // time (the Graph client's bound); the others wait for a slot with their message.
         // At concurrency 1 one item is worked on at a time, start to end, and one request
@@ -124,6 +164,7 @@ impl Connector {
                 planning < concurrency && open + planning < open_max
             }
         };
+        let has_room = |budget: &Budget| sequential || budget.has_room();
         let mut account = Accounting::default();
         let mut failed: Vec<(Staged, String)> = Vec::new();
         let mut queue = std::collections::VecDeque::new();
@@ -131,9 +172,8 @@ impl Connector {
         let mut listed_all = false;
         let mut open: HashMap<i64, Opened> = HashMap::new();
         let mut lanes = lanes::Lanes::default();
-        let mut built_bytes = 0usize;
-        let mut park_above = MESSAGES_KEPT;
         let mut parked = 0u64;
+        let mut refused = 0u64;
         let mut planning = futures_util::stream::FuturesUnordered::new();
         let mut sending = futures_util::stream::FuturesUnordered::new();
         // Items whose last delivery is over, being settled (their staged file forgotten,
@@ -141,7 +181,7 @@ impl Connector {
         let mut settling = futures_util::stream::FuturesUnordered::new();
         loop {
             // Plan more items while there is room.
-            while room(open.len() + settling.len(), planning.len()) {
+            while room(open.len() + settling.len(), planning.len()) && has_room(&budget) {
                 if queue.is_empty() && !listed_all {
                     // Read before looking: a listing complete before an empty look means
                     // nothing more will come.
@@ -159,17 +199,38 @@ impl Connector {
                     None => break,
                 }
             }
-            // Start what the lanes allow.
+            // Start what the lanes and the memory budget allow.
             let now = Instant::now();
+            let mut swept = false;
             while lanes.started() < started_max {
-                let Some((key, seq)) = lanes.next(now, |mailbox| self.graph.ready_at(mailbox, now))
-                else {
+                let nothing_started = lanes.started() == 0;
+                let mut full = false;
+                let next = lanes.next(
+                    now,
+                    |mailbox| self.graph.ready_at(mailbox, now),
+                    |seq| {
+                        let growth = open.get(&seq).map_or(0, Opened::growth_to_start);
+                        full = !budget.admits(growth, nothing_started);
+                        !full
+                    },
+                );
+                let Some((key, seq)) = next else {
+                    if full {
+                        // No room: messages kept for items that wait make some, once.
+                        if !swept && budget.waiting() > 0 {
+                            swept = true;
+                            parked += park_waiting(&mut open, &mut budget);
+                            continue;
+                        }
+                        refused += 1;
+                    }
                     break;
                 };
                 let opened = open
                     .get_mut(&seq)
                     .expect("a queued delivery's item is open");
                 opened.started += 1;
+                opened.recount(&mut budget);
                 let item = opened.item.clone();
                 sending.push(async move {
                     let r = self.deliver_one(window, &item, &key).await;
@@ -214,7 +275,9 @@ impl Connector {
                                 lanes.push(key, seq);
                             }
                             let remaining = item.pending.len();
-                            open.insert(seq, Opened { item, remaining, started: 0, built: 0, result });
+                            let mut opened = Opened { item, remaining, started: 0, built: 0, share: Share::default(), result };
+                            opened.recount(&mut budget);
+                            open.insert(seq, opened);
                         }
                     }
                 }
@@ -226,30 +289,20 @@ impl Connector {
                     opened.remaining -= 1;
                     if let Some(bytes) = built {
                         opened.built = bytes;
-                        built_bytes += bytes;
                     }
                     opened.result.merge(r);
+                    opened.recount(&mut budget);
                     if opened.remaining == 0 {
                         let opened = open.remove(&seq).expect("just seen");
-                        built_bytes -= opened.built;
+                        budget.recount(opened.share, Share::default());
                         settling.push(async move {
                             self.settle_item(window, &opened.item, &opened.result).await?;
                             Ok::<_, ConnectorError>(opened)
                         });
-                    } else if built_bytes > park_above {
+                    } else if budget.keeps_too_many_waiting() {
                         // Messages of items waiting only on sleeping or busy lanes are
                         // dropped, and built again when one of their deliveries goes.
-                        for opened in open.values_mut().filter(|o| o.started == 0 && o.built > 0) {
-                            built_bytes -= opened.built;
-                            opened.built = 0;
-                            opened.item.park();
-                            parked += 1;
-                        }
-                        // Not looked at again until a quarter more is kept.
-                        park_above = built_bytes.max(MESSAGES_KEPT) + MESSAGES_KEPT / 4;
-                    }
-                    if built_bytes < MESSAGES_KEPT {
-                        park_above = MESSAGES_KEPT;
+                        parked += park_waiting(&mut open, &mut budget);
                     }
                 }
                 Some(settled) = settling.next(), if !settling.is_empty() => {
@@ -271,6 +324,12 @@ impl Connector {
                 "messages dropped while their items waited on busy or throttled mailboxes, built again when sent"
             );
         }
+        tracing::info!(
+            peak_bytes = budget.peak(),
+            budget_bytes = self.config.memory_budget,
+            waits_for_room = refused,
+            "the window's work kept within its memory budget"
+        );
         Ok((account, failed))
     }
 

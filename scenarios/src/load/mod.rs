@@ -245,8 +245,9 @@ impl LoadParams {
         if self.days == 0 {
             wrong.push("--days must be at least 1".to_owned());
         }
-        if self.concurrency == 0 || self.concurrency > 1024 {
-            wrong.push("--concurrency must be 1 to 1024".to_owned());
+        // Graph allows 4 in flight per mailbox: 8,192 is 2,048 mailboxes' worth.
+        if self.concurrency == 0 || self.concurrency > 8192 {
+            wrong.push("--concurrency must be 1 to 8192".to_owned());
         }
         if self.ceiling_requests == 0 {
             wrong.push("--ceiling-requests must be at least 1".to_owned());
