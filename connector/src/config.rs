@@ -107,15 +107,17 @@ fn yes() -> bool {
 /// as Graph allows only when every mailbox with work has its 4. Measured with
 /// `scenarios load --profile graph` (docs/load-testing.md): a 1,500-item day of 28
 /// mailboxes took 6.8 times its Graph bound at 8, 1.06 times at 128; a 20,000-item day of
-/// 200 employees 2.1 times at 128, 1.35 at 256 and 1.05 at 512. Each mailbox still has at
-/// most 4, and what is kept open is bounded apart from this (`run::window`).
-pub const DEFAULT_CONCURRENCY: usize = 512;
+/// 200 employees 2.1 times at 128, 1.35 at 256 and 1.05 at 512; a 100,000-item day of
+/// 1,000 employees (873 mailboxes) 1.52 times at 512 and 1.02 at 2,048. On loopback 2,048
+/// costs nothing against 512. Each mailbox still has at most 4, and what is kept open,
+/// the requests' buffers included, is bounded by the memory budget (`run::budget`).
+pub const DEFAULT_CONCURRENCY: usize = 2048;
 
 /// The bytes the import keeps open by default: items worked on, their built messages and
 /// request bodies. Chosen from measurement (docs/load-testing.md, "Memory by bytes"): the
 /// connector's whole process stays within about 300 MB on a realistic day at the
 /// default concurrency, and the wire stays full.
-pub const DEFAULT_MEMORY_BUDGET: u64 = 160 * 1024 * 1024;
+pub const DEFAULT_MEMORY_BUDGET: u64 = 128 * 1024 * 1024;
 /// The least budget taken: one large message's build must fit.
 pub const MIN_MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
 
