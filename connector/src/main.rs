@@ -62,10 +62,17 @@ enum Command {
         harness: Harness,
     },
     /// Logs in to both sides, checks the mapping file and says where each registered
-    /// employee's items would go. Imports nothing.
+    /// employee's items would go. Imports nothing (but with --probe).
     Check {
         #[arg(long)]
         config: PathBuf,
+        /// Also find out, once, what the tenant accepts: imports two small test messages
+        /// (just under and just above import.max_request_bytes) and attaches a 3.5 MiB
+        /// file to one by an upload session, in a scratch folder of this mailbox (an
+        /// address or user id) that it removes; then says which path large files will
+        /// take. Needs Mail.ReadWrite, as the import does.
+        #[arg(long, value_name = "MAILBOX")]
+        probe: Option<String>,
     },
     /// Runs every day at the configured time (schedule.daily_at_utc), until stopped. The
     /// configuration and its secrets are read again before each run, so a corrected
@@ -373,10 +380,15 @@ async fn main_inner() -> Result<ExitCode, CliError> {
                 ExitCode::from(exit::INCOMPLETE)
             })
         }
-        Command::Check { config } => {
+        Command::Check { config, probe } => {
             let connector = connector(&config)?;
             for line in connector.check().await? {
                 println!("{line}");
+            }
+            if let Some(mailbox) = probe {
+                for line in connector.probe(&mailbox).await? {
+                    println!("{line}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -454,6 +454,12 @@ async fn a_file_refused_on_an_imported_message_is_left_out_reported_and_not_trie
             .any(|l| l.starts_with("files refused on imported messages: 1 item(s)")),
         "{said:?}"
     );
+    assert!(
+        said.iter().any(|l| l.starts_with(
+            "on the wire: up to 4 requests at once, 4 per mailbox (import.concurrency); kept open: at most 128 MiB"
+        )),
+        "{said:?}"
+    );
     // The next run sends nothing more.
     let again = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
     assert_eq!(again.deliveries, 0);
@@ -523,5 +529,66 @@ async fn an_owed_file_too_large_for_one_request_follows_by_upload_session_once()
     }
     let third = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
     assert_eq!((third.deliveries, third.files_delivered_later), (0, 0));
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[tokio::test]
+async fn check_probe_says_what_the_tenant_takes_and_leaves_no_folder_or_message_behind() {
+    let lenient = mock_mailbox::Config::default();
+    // (the fake's configuration, what the above-cap import, the upload and the verdict say)
+    let cases = [
+        (
+            graph(true),
+            "(above the cap): refused (Graph answered 413",
+            "upload session: taken",
+            "attach larger files after import by an upload session",
+        ),
+        (
+            graph(false),
+            "(above the cap): refused (Graph answered 413",
+            "imported message: refused (",
+            "reported as attachment_refused",
+        ),
+        (
+            lenient,
+            "(above the cap): taken",
+            "upload session: taken",
+            "the tenant took more than the cap",
+        ),
+    ];
+    for (mailbox_config, over, upload, verdict) in cases {
+        let fakes = fakes(Vec::new(), mailbox_config, |r| r).await;
+        let state = temp_dir("probe");
+        let said = connector(&fakes, &state).probe(ALICE).await.unwrap();
+        let text = said.join("\n");
+        assert!(
+            text.contains(&format!(
+                "a message of {} bytes as sent (under import.max_request_bytes, {}): taken",
+                4 * MIB - 64 * 1024,
+                4 * MIB
+            )),
+            "{text}"
+        );
+        for expected in [over, upload, verdict, "removed"] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+        assert!(!text.contains("authtoken"), "{text}");
+        // Nothing stays: the scratch folder and its messages are gone.
+        let folders = fakes.mailbox.inspect_folders(ALICE).unwrap();
+        assert!(
+            folders.iter().all(|f| !f.display_name.contains("probe")),
+            "{folders:?}"
+        );
+        assert!(live(&fakes, ALICE).is_empty(), "{:?}", live(&fakes, ALICE));
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+    // A mailbox the tenant does not know is named.
+    let fakes = fakes(Vec::new(), graph(true), |r| r).await;
+    let state = temp_dir("probe-nobody");
+    let error = connector(&fakes, &state)
+        .probe("nobody@contoso.example")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no such user"), "{error}");
     std::fs::remove_dir_all(&state).unwrap();
 }

@@ -15,6 +15,7 @@ mod lanes;
 mod login;
 mod owed;
 pub mod plan;
+mod probe;
 mod window;
 
 use deliver::{DeliverError, Outcome, Target};
@@ -515,6 +516,11 @@ impl Connector {
         lines.push(format!(
             "Microsoft 365 request cap: {} bytes (import.max_request_bytes): a message whose base64 is larger goes without its file, which is attached to it after import by an upload session (the application needs Mail.ReadWrite)",
             self.config.max_request_bytes
+        ));
+        lines.push(format!(
+            "on the wire: up to {} requests at once, 4 per mailbox (import.concurrency); kept open: at most {} MiB of items, messages and request buffers (import.memory_budget_bytes)",
+            self.config.concurrency,
+            self.config.memory_budget / (1024 * 1024)
         ));
         let refused = self.store.skips_for(SkipReason::AttachmentRefused)?;
         if refused > 0 {
