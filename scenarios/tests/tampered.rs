@@ -316,3 +316,200 @@ async fn a_day_reconciled_in_parts_finds_what_the_whole_day_finds() {
         }
     }
 }
+
+/// What the tampering layer does to one `importMime`.
+#[derive(Clone, Copy, Debug)]
+enum Wrong {
+    /// Answers `201` as Graph would, and stores nothing.
+    Lost,
+    /// Imports it twice.
+    Twice,
+    /// Imports it into the Inbox instead of the archive folder.
+    Inbox,
+    /// Imports it, and a copy of it with another Message-ID beside it.
+    Extra,
+}
+
+/// The item of the message the layer tampered with (its Message-ID's local part).
+type Tampered = Arc<Mutex<Option<String>>>;
+
+/// A layer that does `wrong` to the `nth` `importMime` (counted from 1) and notes whose
+/// item it was.
+fn wrong_import(
+    router: axum::Router,
+    nth: usize,
+    wrong: Wrong,
+    tampered: Tampered,
+) -> axum::Router {
+    use tower::ServiceExt;
+    let fake = router.clone();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let (fake, seen, tampered) = (fake.clone(), seen.clone(), tampered.clone());
+            async move {
+                if request.method() != axum::http::Method::POST
+                    || !request.uri().path().ends_with("/importMime")
+                    || seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 != nth
+                {
+                    return next.run(request).await;
+                }
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let mime = mock_mailbox::state::decode_base64(&body).unwrap();
+                let text = String::from_utf8_lossy(&mime).into_owned();
+                let id = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Message-ID: <"))
+                    .and_then(|l| l.split('@').next())
+                    .unwrap()
+                    .to_owned();
+                *tampered.lock().unwrap() = Some(id);
+                // A request of its own for the fake's router (not the routed one, whose
+                // extensions hold this route's matched path).
+                let again = |uri: &axum::http::Uri, body: Vec<u8>| {
+                    let mut request = axum::extract::Request::post(uri.clone())
+                        .body(Body::from(body))
+                        .unwrap();
+                    for (name, value) in &parts.headers {
+                        if name != axum::http::header::CONTENT_LENGTH {
+                            request.headers_mut().insert(name, value.clone());
+                        }
+                    }
+                    request
+                };
+                let send = |request| fake.clone().oneshot(request);
+                match wrong {
+                    Wrong::Lost => axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(serde_json::json!({"id": "AAMkAGxvc3Q-never-stored"})),
+                    )),
+                    Wrong::Twice => {
+                        let first = send(again(&parts.uri, body.to_vec())).await.unwrap();
+                        assert!(first.status().is_success(), "{}", first.status());
+                        send(again(&parts.uri, body.to_vec())).await.unwrap()
+                    }
+                    Wrong::Inbox => {
+                        let path = parts.uri.path().to_owned();
+                        let folder_at = path.find("/mailFolders/").unwrap() + "/mailFolders/".len();
+                        let rest = &path[folder_at..];
+                        let rewritten = format!(
+                            "{}inbox{}",
+                            &path[..folder_at],
+                            &rest[rest.find('/').unwrap()..]
+                        );
+                        send(again(&rewritten.parse().unwrap(), body.to_vec()))
+                            .await
+                            .unwrap()
+                    }
+                    Wrong::Extra => {
+                        // Another item id altogether: a message of no item in the day.
+                        let twin = text
+                            .replacen("Message-ID: <", "Message-ID: <extra-", 1)
+                            .replacen("X-WhatsApp-Item-Id: ", "X-WhatsApp-Item-Id: extra-", 1);
+                        let extra = send(again(&parts.uri, STANDARD.encode(twin).into_bytes()))
+                            .await
+                            .unwrap();
+                        assert!(extra.status().is_success(), "{}", extra.status());
+                        next.run(axum::extract::Request::from_parts(parts, Body::from(body)))
+                            .await
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// Runs `rule-capture-modes-and-kinds` one delivery at a time with its third import made
+/// wrong in the way `wrong` says; answers the outcome and the item tampered with.
+async fn run_with_wrong_import(wrong: Wrong) -> (scenarios::runner::Outcome, String) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("recorded/rule-capture-modes-and-kinds.json");
+    let scenario = scenarios::model::Scenario::load(&path).unwrap();
+    let work = scenarios::harness::temp_dir("wrong-import");
+    let tampered = Tampered::default();
+    let layer_tampered = tampered.clone();
+    let outcome = scenarios::runner::run_through(
+        &scenario,
+        &work,
+        "scenarios/tests/tampered.rs".into(),
+        1,
+        move |router| wrong_import(router, 3, wrong, layer_tampered),
+    )
+    .await
+    .unwrap();
+    std::fs::remove_dir_all(&work).ok();
+    let item = tampered
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a third import was made");
+    (outcome, item)
+}
+
+/// The one finding of `kind` in `report`, with nothing else found.
+fn the_only_finding<'r>(
+    report: &'r scenarios::reconcile::ScenarioReport,
+    kind: &str,
+) -> &'r scenarios::reconcile::Finding {
+    let (_, list) = report
+        .findings()
+        .into_iter()
+        .find(|(name, _)| *name == kind)
+        .unwrap();
+    assert_eq!(list.len(), 1, "{kind}: {report:#?}");
+    assert_eq!(report.problems(), 1, "nothing but the {kind}: {report:#?}");
+    assert_ne!(report.verdict, scenarios::Verdict::Pass);
+    &list[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_answered_but_never_stored_is_found_missing_in_its_mailbox() {
+    let (outcome, item) = run_with_wrong_import(Wrong::Lost).await;
+    let finding = the_only_finding(&outcome.report, "missing");
+    assert_eq!(finding.item_id, item);
+    let mailbox = finding.mailbox.as_deref().unwrap();
+    assert!(
+        outcome.landed[item.as_str()]
+            .iter()
+            .all(|c| &*c.mailbox != mailbox),
+        "{mailbox} has no copy of {item}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_stored_twice_is_found_duplicate_in_its_mailbox() {
+    let (outcome, item) = run_with_wrong_import(Wrong::Twice).await;
+    let finding = the_only_finding(&outcome.report, "duplicate");
+    assert_eq!(finding.item_id, item);
+    let mailbox = finding.mailbox.as_deref().unwrap();
+    let copies = outcome.landed[item.as_str()]
+        .iter()
+        .filter(|c| &*c.mailbox == mailbox)
+        .count();
+    assert_eq!(copies, 2, "{finding:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_into_another_folder_is_found_misplaced() {
+    let (outcome, item) = run_with_wrong_import(Wrong::Inbox).await;
+    let finding = the_only_finding(&outcome.report, "misplaced");
+    assert_eq!(finding.item_id, item);
+    assert!(finding.detail.contains("\"Inbox\""), "{finding:?}");
+    let mailbox = finding.mailbox.as_deref().unwrap();
+    assert!(
+        outcome.landed[item.as_str()]
+            .iter()
+            .any(|c| &*c.mailbox == mailbox && &*c.folder == "Inbox"),
+        "{finding:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_no_source_item_is_found_unexpected() {
+    let (outcome, item) = run_with_wrong_import(Wrong::Extra).await;
+    let finding = the_only_finding(&outcome.report, "unexpected");
+    assert_eq!(finding.item_id, format!("extra-{item}"));
+    assert_eq!(finding.detail, "no such source item");
+    assert!(finding.mailbox.is_some());
+}
