@@ -119,6 +119,9 @@ fn scenario(i: usize, r: &ScenarioReport) -> Markup {
                     }
                 }
             }
+            @if let Some(error) = &r.error {
+                p.fail { "The scenario could not be run to its end, so nothing was reconciled: " (error) }
+            }
             @if r.connector_failures > 0 {
                 p.fail { "The connector's last run left " (r.connector_failures) " deliveries failed, items held or items needing a person." }
             }
@@ -180,6 +183,7 @@ mod tests {
             not_delivered_to_gone: 0,
             verdict,
             replay: format!("cargo run --release -p scenarios -- run {name}.json"),
+            error: None,
         }
     }
 

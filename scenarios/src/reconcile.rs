@@ -64,9 +64,40 @@ pub struct ScenarioReport {
     pub verdict: Verdict,
     /// The command that replays this scenario.
     pub replay: String,
+    /// Why the scenario could not be run to its end (its file unreadable, a connector
+    /// run that errored): then nothing was reconciled and the verdict is a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl ScenarioReport {
+    /// The report of a scenario that could not be run to its end: a failure, with why.
+    pub fn errored(name: String, seed: Option<u64>, replay: String, error: String) -> Self {
+        Self {
+            name,
+            seed,
+            source_items: 0,
+            expected_deliveries: 0,
+            found_deliveries: 0,
+            missing: Vec::new(),
+            duplicates: Vec::new(),
+            unexpected: Vec::new(),
+            misplaced: Vec::new(),
+            wrongly_skipped: Vec::new(),
+            field_errors: Vec::new(),
+            content_errors: Vec::new(),
+            accounting_errors: Vec::new(),
+            skipped_by_reason: BTreeMap::new(),
+            expected_skips_by_reason: BTreeMap::new(),
+            connector_failures: 0,
+            gone_mailboxes: Vec::new(),
+            not_delivered_to_gone: 0,
+            verdict: Verdict::Fail,
+            replay,
+            error: Some(error),
+        }
+    }
+
     /// Each kind of finding, named as a person reads it, with its list.
     pub fn findings(&self) -> [(&'static str, &Vec<Finding>); 8] {
         [
@@ -674,6 +705,7 @@ impl<'a> Reconciliation<'a> {
             not_delivered_to_gone: 0,
             verdict: Verdict::Pass,
             replay,
+            error: None,
         };
         Self {
             scenario,

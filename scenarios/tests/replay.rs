@@ -105,3 +105,45 @@ replays! {
     rule_size_boundaries => "rule-size-boundaries",
     rule_token_revoked_twice => "rule-token-revoked-twice",
 }
+
+/// A scenario that cannot be run is reported as failed, with why, and the scenarios
+/// after it still run: one error must not hide what the rest would find.
+#[test]
+fn replay_reports_a_scenario_it_cannot_run_and_goes_on_with_the_others() {
+    let dir = scenarios::harness::temp_dir("replay-goes-on");
+    std::fs::write(dir.join("a-broken.json"), "{ \"name\": \"a-broken\", ").unwrap();
+    std::fs::copy(
+        recorded_dir().join("rule-mapping-precedence.json"),
+        dir.join("b-rule-mapping-precedence.json"),
+    )
+    .unwrap();
+    let report = dir.join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scenarios"))
+        .args(["replay", "--dir"])
+        .arg(&dir)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let reports: Vec<scenarios::ScenarioReport> =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let verdicts: Vec<(&str, Verdict, bool)> = reports
+        .iter()
+        .map(|r| (r.name.as_str(), r.verdict, r.error.is_some()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("a-broken", Verdict::Fail, true),
+            ("rule-mapping-precedence", Verdict::Pass, false),
+        ]
+    );
+    assert!(stdout.contains("could not be run to its end"), "{stdout}");
+    assert!(
+        stdout.contains("2 scenario(s): 1 passed, 1 failed"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -111,6 +111,9 @@ fn print_table(reports: &[ScenarioReport]) {
                 println!("  ... and {} more {what}", list.len() - 15);
             }
         }
+        if let Some(error) = &r.error {
+            println!("  could not be run to its end (nothing reconciled): {error}");
+        }
         if r.connector_failures > 0 {
             println!(
                 "  the connector's last run left {} deliveries failed, items held or items needing a person",
@@ -127,7 +130,26 @@ async fn run_files(
 ) -> anyhow::Result<Vec<ScenarioReport>> {
     let mut reports = Vec::new();
     for file in files {
-        let scenario = Scenario::load(file)?;
+        let replay = format!("cargo run --release -p scenarios -- run {}", file.display());
+        // A scenario that cannot be read or run is reported as failed and the others
+        // still run: one error must not hide what the rest would find.
+        let scenario = match Scenario::load(file) {
+            Ok(scenario) => scenario,
+            Err(e) => {
+                eprintln!("  {}: {e:#}", file.display());
+                let name = file.file_stem().map_or_else(
+                    || file.display().to_string(),
+                    |s| s.to_string_lossy().into_owned(),
+                );
+                reports.push(ScenarioReport::errored(
+                    name,
+                    None,
+                    replay,
+                    format!("{e:#}"),
+                ));
+                continue;
+            }
+        };
         eprintln!(
             "running {} ({} items, {} run(s))",
             scenario.name,
@@ -135,13 +157,21 @@ async fn run_files(
             scenario.runs.len()
         );
         let work = crate::harness::temp_dir(&format!("scenario-{}", scenario.name));
-        let replay = format!("cargo run --release -p scenarios -- run {}", file.display());
         let started = std::time::Instant::now();
-        let outcome = crate::runner::run(&scenario, &work, replay).await;
+        let outcome = crate::runner::run(&scenario, &work, replay.clone()).await;
         // The work directory holds the connector's state and staged data: removed
         // whether the run succeeded or not.
         let _ = std::fs::remove_dir_all(&work);
-        let outcome = outcome.with_context(|| format!("running {}", file.display()))?;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let error = format!("running {}: {e:#}", file.display());
+                eprintln!("  {error}");
+                let (name, seed) = (scenario.name.clone(), scenario.seed);
+                reports.push(ScenarioReport::errored(name, seed, replay, error));
+                continue;
+            }
+        };
         if let Some(dir) = keep_mail {
             let n = crate::keep_mail::write(&outcome.landed, dir, &scenario.name)?;
             eprintln!("  {n} messages kept under {}", dir.display());
