@@ -805,6 +805,22 @@ pub fn expected(s: &Scenario) -> Expected {
         if let Some(v) = item["conversation"]["id"].as_str().and_then(header_value) {
             headers.push(("X-WhatsApp-Conversation-Id", shared(&v)));
         }
+        if let Some(v) = item["conversation"]["name"].as_str().and_then(header_value) {
+            headers.push(("X-WhatsApp-Conversation-Name", shared(&v)));
+        }
+        if let Some(v) = item[kind]["target_id"]
+            .as_str()
+            .filter(|_| matches!(kind, "reaction" | "edit" | "deletion"))
+            .and_then(header_value)
+        {
+            headers.push(("X-WhatsApp-Target-Id", Arc::from(v)));
+        }
+        if let Some(v) = deleted_header(item, kind) {
+            headers.push(("X-WhatsApp-Deleted", Arc::from(v)));
+        }
+        if let Some(v) = call_header(item, kind) {
+            headers.push(("X-WhatsApp-Call", Arc::from(v)));
+        }
         let fields = Fields {
             sender: shared(&header_address(&item["from"])),
             recipients: item["to"]
@@ -909,6 +925,54 @@ pub fn expected(s: &Scenario) -> Expected {
         out.items.insert(revision_key(&id, revision), outcome);
     }
     out
+}
+
+/// A time of the provider's as the headers write it: UTC, whole seconds.
+fn header_time(v: &Value) -> Option<String> {
+    v.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+}
+
+/// `X-WhatsApp-Deleted` (docs/email-format.md): `scope=everyone|me; at=TIME`, for an item
+/// deleted before the export (at its deletion time) or for a deletion that arrived later
+/// (at its own send time). The first, if an item has both.
+fn deleted_header(item: &Value, kind: &str) -> Option<String> {
+    let scope_of = |v: &Value| {
+        v.as_str()
+            .filter(|s| matches!(*s, "everyone" | "me"))
+            .map(str::to_owned)
+    };
+    if let Some(d) = item.get("deleted").filter(|d| !d.is_null()) {
+        return Some(format!(
+            "scope={}; at={}",
+            scope_of(&d["scope"])?,
+            header_time(&d["deleted_at"])?
+        ));
+    }
+    (kind == "deletion").then_some(())?;
+    Some(format!(
+        "scope={}; at={}",
+        scope_of(&item["deletion"]["scope"])?,
+        header_time(&item["sent_at"])?
+    ))
+}
+
+/// `X-WhatsApp-Call`: `media=voice|video; outcome=answered|missed|declined;
+/// started=TIME; duration=SECONDS`.
+fn call_header(item: &Value, kind: &str) -> Option<String> {
+    (kind == "call").then_some(())?;
+    let call = &item["call"];
+    Some(format!(
+        "media={}; outcome={}; started={}; duration={}",
+        call["media"].as_str()?,
+        call["outcome"].as_str()?,
+        header_time(&call["started_at"])?,
+        call["duration_seconds"].as_u64()?
+    ))
 }
 
 #[cfg(test)]

@@ -931,6 +931,18 @@ impl<'a> Reconciliation<'a> {
                     &in_folder
                 };
                 for copy in delivered {
+                    // S11: no message above the limit lands, whatever the connector's
+                    // own idea of the limit.
+                    let len = copy.content().len as u64;
+                    if len > scenario.size_limit {
+                        r.content_errors.push(finding(
+                            Some(mailbox),
+                            format!(
+                                "the message is {len} bytes, above the limit of {} (S11)",
+                                scenario.size_limit
+                            ),
+                        ));
+                    }
                     let content = Arc::as_ptr(copy.content());
                     let opened = match &last {
                         Some((known, opened)) if *known == content => opened,
