@@ -185,6 +185,15 @@ impl Default for ScheduleSection {
     }
 }
 
+/// The archive folder and size limit of a configuration file that names neither
+/// (`import.folder`, `import.size_limit_bytes`): what the connector reads from a file
+/// that leaves them out. The scenario runner runs one recorded scenario with these, so
+/// that a changed default is judged by the rules, not taken over by the harness.
+pub fn import_defaults() -> (String, u64) {
+    let import = ImportSection::default();
+    (import.folder, import.size_limit_bytes)
+}
+
 /// The configuration, checked, with secrets read and paths made absolute.
 #[derive(Debug, Clone)]
 pub struct Config {

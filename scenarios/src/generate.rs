@@ -562,6 +562,7 @@ impl Traffic {
             mapping_default_region: Some(FILE_REGION.into()),
             automatic_mapping: true,
             size_limit: 10 * 1024 * 1024,
+            connector_defaults: false,
             items: Vec::new(),
             raw_items,
             visibility: (p.late_rate > 0.0).then(|| mock_telemessage::dataset::Visibility {

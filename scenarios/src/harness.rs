@@ -327,6 +327,9 @@ impl Fakes {
     ) -> anyhow::Result<Config> {
         let mut config = self.config(state_dir, mapping_csv);
         config.size_limit = scenario.size_limit;
+        if scenario.connector_defaults {
+            (config.folder, config.size_limit) = connector::config::import_defaults();
+        }
         config.automatic_mapping = scenario.automatic_mapping;
         config.mapping_region = match &scenario.mapping_default_region {
             Some(code) => Some(code.parse().map_err(|_| {

@@ -85,6 +85,11 @@ pub struct Scenario {
     pub automatic_mapping: bool,
     #[serde(default = "default_limit")]
     pub size_limit: u64,
+    /// Run the connector with its own default archive folder and size limit (what a
+    /// configuration file that names neither gives), instead of the harness setting
+    /// both: a connector whose defaults differ from the rules then fails the scenario.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connector_defaults: bool,
     /// Provider items, in the fake's dataset form (attachments by `seed`).
     #[serde(default)]
     pub items: Vec<Value>,

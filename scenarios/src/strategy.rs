@@ -180,6 +180,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         mapping_default_region: None,
         automatic_mapping: automatic,
         size_limit: LIMIT,
+        connector_defaults: false,
         items,
         raw_items: Vec::new(),
         raw_text_items: Vec::new(),
