@@ -1079,15 +1079,15 @@ fn check_accounting(reports: &[RunReport]) -> Vec<Finding> {
             })
         };
         let run = &report.accounting;
-        if !run.adds_up() {
+        if !adds_up(run) {
             finding(format!(
                 "the run's accounting does not add up: {}",
                 run.line()
             ));
         }
-        let mut windows = connector::report::Accounting::default();
+        let (mut planned, mut items) = (0u64, 0u64);
         for w in &report.windows {
-            if !w.accounting.adds_up() {
+            if !adds_up(&w.accounting) {
                 finding(format!(
                     "window {} .. {} does not add up: {}",
                     w.since,
@@ -1095,12 +1095,12 @@ fn check_accounting(reports: &[RunReport]) -> Vec<Finding> {
                     w.accounting.line()
                 ));
             }
-            windows.add(&w.accounting);
+            planned += w.accounting.planned;
+            items += w.accounting.items;
         }
-        if windows.planned > run.planned || windows.items > run.items {
+        if planned > run.planned || items > run.items {
             finding(format!(
-                "the windows account for more than the run: {} against {}",
-                windows.line(),
+                "the windows account for more than the run: {planned} deliveries planned of {items} items, against {}",
                 run.line()
             ));
         }
@@ -1113,6 +1113,14 @@ fn check_accounting(reports: &[RunReport]) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// The report's equation (`docs/rules.md`), counted here rather than by the connector's
+/// own `Accounting::adds_up`, which a connector that got it wrong would get wrong the
+/// same way: every planned delivery has exactly one outcome.
+fn adds_up(a: &connector::report::Accounting) -> bool {
+    let skipped: u64 = a.skipped.values().sum();
+    a.planned == a.delivered + a.delivered_without_attachment + a.already_there + skipped + a.failed
 }
 
 /// Every item the provider sent that cannot be read must be kept, exactly as sent, in the
@@ -1242,4 +1250,61 @@ pub fn outcome_summary(landed: &Landed, reports: &[RunReport]) -> String {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod accounting_tests {
+    use super::*;
+
+    fn report() -> RunReport {
+        let mut r = RunReport::new(crate::harness::t("2026-11-23T00:00:00Z"));
+        r.accounting.items = 3;
+        r.accounting.planned = 5;
+        r.accounting.delivered = 3;
+        r.accounting.already_there = 1;
+        r.accounting.skipped.insert("unmapped".into(), 1);
+        r.deliveries = 3;
+        r.already_delivered = 1;
+        r
+    }
+
+    #[test]
+    fn a_report_that_adds_up_has_no_finding_and_each_way_of_not_adding_up_has_one() {
+        assert_eq!(check_accounting(&[report()]), Vec::<Finding>::new());
+        let mut one_lost = report();
+        one_lost.accounting.planned = 6;
+        let found = check_accounting(&[one_lost]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .detail
+                .starts_with("the run's accounting does not add up")
+        );
+        let mut said_otherwise = report();
+        said_otherwise.deliveries = 4;
+        let found = check_accounting(&[report(), said_otherwise]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].item_id, "(run 2)");
+        let mut windows_more = report();
+        let window = connector::report::WindowOutcome {
+            since: crate::harness::t("2026-11-22T00:00:00Z"),
+            until: crate::harness::t("2026-11-23T00:00:00Z"),
+            items: 4,
+            closed: true,
+            look_back: false,
+            accounting: connector::report::Accounting {
+                items: 4,
+                planned: 6,
+                delivered: 6,
+                ..Default::default()
+            },
+        };
+        windows_more.windows.push(window);
+        let found = check_accounting(&[windows_more]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].detail.contains("the windows account for more"),
+            "{found:?}"
+        );
+    }
 }
