@@ -85,7 +85,10 @@ pub async fn run(
             }
             None => {
                 let config = import_config(fakes, scenario, p, &state, mapping.clone())?;
-                connector::Connector::new(config, Arc::new(chrono::Utc::now))?
+                // The clock the scenario runner gives a run: half an hour after its
+                // window ends (`RunSpec::run_at`), not the wall clock, so that the same
+                // day reads the same whenever it is loaded.
+                connector::Connector::new(config, crate::harness::fixed_clock(spec.run_at()))?
                     .run(spec.until, spec.since)
                     .await?
             }
