@@ -75,6 +75,23 @@ async fn a_small_load_run_reconciles_adds_up_and_reports_every_figure() {
     );
     assert!(a.delivered > 300, "every item fans out to its mailboxes");
     assert_eq!(report.ceiling.stored, 200, "every raw request was stored");
+    // The fake's capacity starts from the ceiling at the connector's own in-flight count
+    // and doubles it, up to every mailbox's 4, until the rate stops rising.
+    let steps = &report.capacity.steps;
+    assert_eq!(steps[0].concurrency, 4);
+    assert_eq!(steps[0].per_second, report.ceiling.per_second);
+    let most_useful = 4 * report.day.mailboxes;
+    for pair in steps.windows(2) {
+        assert_eq!(
+            pair[1].concurrency,
+            (pair[0].concurrency * 2).min(most_useful),
+            "{steps:?}"
+        );
+    }
+    let best = steps.iter().map(|s| s.per_second).fold(0.0, f64::max);
+    assert_eq!(report.capacity.per_second, best);
+    assert!(report.capacity.per_second >= report.ceiling.per_second);
+    assert!(!report.capacity.saturated_by.is_empty());
     assert_eq!(report.import.deliveries, a.delivered);
     assert!(report.ratio > 0.0);
     let latency = &report.import.latency[0];

@@ -42,22 +42,105 @@ pub struct CeilingFigures {
     pub buckets: Vec<Bucket>,
 }
 
+/// The fake's capacity: the ceiling measured again with twice as many requests in
+/// flight, until the rate stops rising (less than [`GAIN`] more) or every mailbox has
+/// Graph's 4 in flight: then more in flight cannot help, and the fake (or this machine)
+/// is what bounds the rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    /// Each measurement, the ceiling's own first.
+    pub steps: Vec<CapacityStep>,
+    /// The most stored per second, and at how many in flight.
+    pub per_second: f64,
+    pub concurrency: usize,
+    /// Why more was not tried: the last doubling's gain, or the mailboxes' limit.
+    pub saturated_by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityStep {
+    pub concurrency: usize,
+    pub per_second: f64,
+    pub p50_ms: Option<u64>,
+}
+
+/// A doubling of the requests in flight that gains less than this is saturation.
+const GAIN: f64 = 0.10;
+/// At most this many doublings past the ceiling's own.
+const DOUBLINGS: usize = 3;
+
+/// Measures the fake's capacity from the ceiling's own measurement `first` (see
+/// [`Capacity`]), with the same messages and request count at each step.
+pub async fn capacity(
+    fakes: &Fakes,
+    mailbox: &super::mailbox::Mailbox,
+    scenario: &Scenario,
+    templates: Arc<Vec<Vec<u8>>>,
+    p: &LoadParams,
+    fanout: f64,
+    first: &CeilingFigures,
+) -> anyhow::Result<Capacity> {
+    let most_useful = PER_MAILBOX * scenario.users.iter().filter(|u| u.mailbox).count().max(1);
+    let step = |concurrency: usize, c: &CeilingFigures| CapacityStep {
+        concurrency,
+        per_second: c.per_second,
+        p50_ms: c.latency.as_ref().map(|l| l.p50_ms),
+    };
+    let mut steps = vec![step(p.concurrency, first)];
+    let saturated_by = loop {
+        let (last, best) = (
+            steps.last().expect("one at least").concurrency,
+            steps.iter().map(|s| s.per_second).fold(0.0, f64::max),
+        );
+        if last >= most_useful {
+            break format!(
+                "{last} in flight is every mailbox's {PER_MAILBOX} already ({most_useful})"
+            );
+        }
+        if steps.len() > DOUBLINGS {
+            break format!("{DOUBLINGS} doublings still gained (not saturated)");
+        }
+        let next = (last * 2).min(most_useful);
+        eprintln!("load: the fake's capacity: the ceiling again at {next} in flight");
+        let c = run(fakes, mailbox, scenario, templates.clone(), p, fanout, next).await?;
+        let gain = c.per_second / best.max(1e-9) - 1.0;
+        steps.push(step(next, &c));
+        if gain < GAIN {
+            break format!(
+                "{next} in flight gained {:.0} % over the best before",
+                gain * 100.0
+            );
+        }
+    };
+    let best = steps
+        .iter()
+        .max_by(|a, b| a.per_second.total_cmp(&b.per_second))
+        .expect("one at least");
+    Ok(Capacity {
+        per_second: best.per_second,
+        concurrency: best.concurrency,
+        steps,
+        saturated_by,
+    })
+}
+
 /// Runs the ceiling phase against `fakes`' mailbox, posting `templates` (see
-/// [`templates`]). `fanout` is the day's mean number of mailboxes per item.
+/// [`templates`]) with `concurrency` requests in flight. `fanout` is the day's mean
+/// number of mailboxes per item.
 pub async fn run(
     fakes: &Fakes,
     mailbox: &super::mailbox::Mailbox,
     scenario: &Scenario,
-    templates: Vec<Vec<u8>>,
+    templates: Arc<Vec<Vec<u8>>>,
     p: &LoadParams,
     fanout: f64,
+    concurrency: usize,
 ) -> anyhow::Result<CeilingFigures> {
     let fanout = fanout.max(1.0);
     anyhow::ensure!(
         !templates.is_empty(),
         "no item of the day makes a message the connector would send, to post in its place"
     );
-    let templates = Arc::new(templates);
     let mailboxes: Arc<Vec<(String, Semaphore)>> = Arc::new(
         scenario
             .users
@@ -68,7 +151,7 @@ pub async fn run(
     );
     anyhow::ensure!(!mailboxes.is_empty(), "the day has no mailbox to post to");
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(p.concurrency * 2)
+        .pool_max_idle_per_host(concurrency * 2)
         .build()?;
     let token = token(&http, &fakes.mailbox_url, &fakes.tenant).await?;
     let shared = Arc::new(Shared {
@@ -91,7 +174,7 @@ pub async fn run(
     );
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..p.concurrency {
+    for _ in 0..concurrency {
         let (http, token, templates, mailboxes, shared) = (
             http.clone(),
             token.clone(),

@@ -49,6 +49,7 @@ pub fn page(r: &LoadReport) -> anyhow::Result<String> {
                 div.card { b { (format!("{:.1} %", r.ratio * 100.0)) } "connector / ceiling" }
                 div.card { b { (format!("{:.0}", r.import.per_second)) } "deliveries/s (connector)" }
                 div.card { b { (format!("{:.0}", r.ceiling.per_second)) } "messages/s (raw client)" }
+                div.card { b { (format!("{:.0}", r.capacity.per_second)) } (format!("messages/s, the fake's most ({} in flight)", r.capacity.concurrency)) }
                 @if let Some(b) = &r.graph_bound {
                     div.card { b { (format!("{:.2}", b.import_over_bound)) } "import time / Graph bound" }
                 }

@@ -389,12 +389,24 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     let self_before = usage::Rusage::own();
     let mailbox_before = mailbox.cpu().await?;
     let fanout = tally.deliveries as f64 / tally.source_items.max(1) as f64;
-    let ceiling = ceiling::run(&fakes, &mailbox, &scenario, templates.messages, p, fanout).await?;
+    let templates = std::sync::Arc::new(templates.messages);
+    let ceiling = ceiling::run(
+        &fakes,
+        &mailbox,
+        &scenario,
+        templates.clone(),
+        p,
+        fanout,
+        p.concurrency,
+    )
+    .await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     let mut each_fake_cpu = usage::EachFake {
         mailbox_ceiling: mailbox.cpu().await?.since(mailbox_before),
         ..Default::default()
     };
+    let capacity =
+        ceiling::capacity(&fakes, &mailbox, &scenario, templates, p, fanout, &ceiling).await?;
     mailbox.reset().await?;
 
     eprintln!(
@@ -448,6 +460,7 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
         scenario: &scenario,
         source_items: tally.source_items,
         ceiling,
+        capacity,
         imported,
         reconciliation: reconciled.report,
         reconcile_seconds: reconciled.seconds,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::LoadParams;
-use super::ceiling::CeilingFigures;
+use super::ceiling::{Capacity, CeilingFigures};
 use super::import::ImportFigures;
 use super::usage::{Cpu, Rusage};
 use crate::model::Scenario;
@@ -17,7 +17,11 @@ pub struct LoadReport {
     pub params: LoadParams,
     pub cores: usize,
     pub day: Day,
+    /// The raw client at the connector's own number of requests in flight: the
+    /// like-for-like comparison the ratio is taken against.
     pub ceiling: CeilingFigures,
+    /// The fake's capacity: the ceiling with more in flight until the rate stops rising.
+    pub capacity: Capacity,
     pub import: ImportFigures,
     /// The connector's deliveries per second over the raw client's stored messages per
     /// second, in the same run against the same fake.
@@ -232,6 +236,7 @@ pub struct Parts<'a> {
     pub scenario: &'a Scenario,
     pub source_items: usize,
     pub ceiling: CeilingFigures,
+    pub capacity: Capacity,
     pub imported: ImportFigures,
     pub reconciliation: ScenarioReport,
     pub reconcile_seconds: f64,
@@ -353,6 +358,7 @@ impl LoadReport {
             graph_bound,
             params: p.params,
             ceiling: p.ceiling,
+            capacity: p.capacity,
             resources: Resources {
                 connector: p.imported.connector,
                 connector_peak_staging_bytes: p
@@ -417,6 +423,19 @@ impl LoadReport {
             c.mean_posted_bytes,
             lat(c.latency.as_ref()),
             c.throttled
+        ));
+        let steps: Vec<String> = self
+            .capacity
+            .steps
+            .iter()
+            .map(|s| format!("{:.0}/s at {}", s.per_second, s.concurrency))
+            .collect();
+        out.push(format!(
+            "capacity     the fake's most: {:.0}/s at {} in flight ({}; saturated: {})",
+            self.capacity.per_second,
+            self.capacity.concurrency,
+            steps.join(", "),
+            self.capacity.saturated_by
         ));
         out.push(format!(
             "import       {} deliveries in {:.1}s: {:.0}/s; latency (from ready) {}",
