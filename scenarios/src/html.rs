@@ -160,30 +160,20 @@ mod tests {
 
     fn report(name: &str, verdict: Verdict) -> ScenarioReport {
         ScenarioReport {
-            name: name.into(),
-            seed: Some(7),
             source_items: 3,
             expected_deliveries: 5,
             found_deliveries: 4,
-            missing: Vec::new(),
-            duplicates: Vec::new(),
-            unexpected: Vec::new(),
-            misplaced: Vec::new(),
-            wrongly_skipped: Vec::new(),
-            field_errors: Vec::new(),
-            content_errors: Vec::new(),
-            accounting_errors: Vec::new(),
             skipped_by_reason: BTreeMap::from([("item_too_large".into(), 1)]),
             expected_skips_by_reason: BTreeMap::from([
                 ("item_too_large".into(), 1),
                 ("no_target_mailbox".into(), 2),
             ]),
-            connector_failures: 0,
-            gone_mailboxes: Vec::new(),
-            not_delivered_to_gone: 0,
             verdict,
-            replay: format!("cargo run --release -p scenarios -- run {name}.json"),
-            error: None,
+            ..ScenarioReport::empty(
+                name.into(),
+                Some(7),
+                format!("cargo run --release -p scenarios -- run {name}.json"),
+            )
         }
     }
 

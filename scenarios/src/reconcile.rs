@@ -74,6 +74,15 @@ impl ScenarioReport {
     /// The report of a scenario that could not be run to its end: a failure, with why.
     pub fn errored(name: String, seed: Option<u64>, replay: String, error: String) -> Self {
         Self {
+            verdict: Verdict::Fail,
+            error: Some(error),
+            ..Self::empty(name, seed, replay)
+        }
+    }
+
+    /// A report with nothing found yet.
+    pub(crate) fn empty(name: String, seed: Option<u64>, replay: String) -> Self {
+        Self {
             name,
             seed,
             source_items: 0,
@@ -92,9 +101,9 @@ impl ScenarioReport {
             connector_failures: 0,
             gone_mailboxes: Vec::new(),
             not_delivered_to_gone: 0,
-            verdict: Verdict::Fail,
+            verdict: Verdict::Pass,
             replay,
-            error: Some(error),
+            error: None,
         }
     }
 
@@ -685,27 +694,10 @@ impl<'a> Reconciliation<'a> {
             }
         }
         let r = ScenarioReport {
-            name: scenario.name.clone(),
-            seed: scenario.seed,
-            source_items: 0,
-            expected_deliveries: 0,
-            found_deliveries: 0,
-            missing: Vec::new(),
-            duplicates: Vec::new(),
-            unexpected: Vec::new(),
-            misplaced: Vec::new(),
-            wrongly_skipped: Vec::new(),
-            field_errors: Vec::new(),
-            content_errors: Vec::new(),
             accounting_errors: check_accounting(reports),
             skipped_by_reason,
-            expected_skips_by_reason: BTreeMap::new(),
-            connector_failures: 0,
             gone_mailboxes: gone.iter().cloned().collect(),
-            not_delivered_to_gone: 0,
-            verdict: Verdict::Pass,
-            replay,
-            error: None,
+            ..ScenarioReport::empty(scenario.name.clone(), scenario.seed, replay)
         };
         Self {
             scenario,

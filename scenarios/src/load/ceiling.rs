@@ -69,17 +69,22 @@ const GAIN: f64 = 0.10;
 /// At most this many doublings past the ceiling's own.
 const DOUBLINGS: usize = 3;
 
+/// What the raw client posts, and where: the fakes, the day, its messages (`templates`,
+/// see [`Templates`]) and the day's mean number of mailboxes per item (`fanout`).
+#[derive(Debug)]
+pub struct Posting<'a> {
+    pub fakes: &'a Fakes,
+    pub mailbox: &'a super::mailbox::Mailbox,
+    pub scenario: &'a Scenario,
+    pub templates: Arc<Vec<Vec<u8>>>,
+    pub p: &'a LoadParams,
+    pub fanout: f64,
+}
+
 /// Measures the fake's capacity from the ceiling's own measurement `first` (see
 /// [`Capacity`]), with the same messages and request count at each step.
-pub async fn capacity(
-    fakes: &Fakes,
-    mailbox: &super::mailbox::Mailbox,
-    scenario: &Scenario,
-    templates: Arc<Vec<Vec<u8>>>,
-    p: &LoadParams,
-    fanout: f64,
-    first: &CeilingFigures,
-) -> anyhow::Result<Capacity> {
+pub async fn capacity(posting: &Posting<'_>, first: &CeilingFigures) -> anyhow::Result<Capacity> {
+    let (scenario, p) = (posting.scenario, posting.p);
     let most_useful = PER_MAILBOX * scenario.users.iter().filter(|u| u.mailbox).count().max(1);
     let step = |concurrency: usize, c: &CeilingFigures| CapacityStep {
         concurrency,
@@ -102,7 +107,7 @@ pub async fn capacity(
         }
         let next = (last * 2).min(most_useful);
         eprintln!("load: the fake's capacity: the ceiling again at {next} in flight");
-        let c = run(fakes, mailbox, scenario, templates.clone(), p, fanout, next).await?;
+        let c = run(posting, next).await?;
         let gain = c.per_second / best.max(1e-9) - 1.0;
         steps.push(step(next, &c));
         if gain < GAIN {
@@ -124,19 +129,18 @@ pub async fn capacity(
     })
 }
 
-/// Runs the ceiling phase against `fakes`' mailbox, posting `templates` (see
-/// [`templates`]) with `concurrency` requests in flight. `fanout` is the day's mean
-/// number of mailboxes per item.
-pub async fn run(
-    fakes: &Fakes,
-    mailbox: &super::mailbox::Mailbox,
-    scenario: &Scenario,
-    templates: Arc<Vec<Vec<u8>>>,
-    p: &LoadParams,
-    fanout: f64,
-    concurrency: usize,
-) -> anyhow::Result<CeilingFigures> {
-    let fanout = fanout.max(1.0);
+/// Runs the ceiling phase: the raw client posts `posting`'s messages with `concurrency`
+/// requests in flight.
+pub async fn run(posting: &Posting<'_>, concurrency: usize) -> anyhow::Result<CeilingFigures> {
+    let Posting {
+        fakes,
+        mailbox,
+        scenario,
+        p,
+        ..
+    } = posting;
+    let templates = posting.templates.clone();
+    let fanout = posting.fanout.max(1.0);
     anyhow::ensure!(
         !templates.is_empty(),
         "no item of the day makes a message the connector would send, to post in its place"
@@ -168,7 +172,7 @@ pub async fn run(
     });
     let sampler = Sampler::start(
         "ceiling",
-        mailbox.clone(),
+        (*mailbox).clone(),
         p.ceiling_requests,
         Default::default(),
     );

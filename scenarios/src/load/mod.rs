@@ -389,24 +389,21 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
     let self_before = usage::Rusage::own();
     let mailbox_before = mailbox.cpu().await?;
     let fanout = tally.deliveries as f64 / tally.source_items.max(1) as f64;
-    let templates = std::sync::Arc::new(templates.messages);
-    let ceiling = ceiling::run(
-        &fakes,
-        &mailbox,
-        &scenario,
-        templates.clone(),
+    let posting = ceiling::Posting {
+        fakes: &fakes,
+        mailbox: &mailbox,
+        scenario: &scenario,
+        templates: std::sync::Arc::new(templates.messages),
         p,
         fanout,
-        p.concurrency,
-    )
-    .await?;
+    };
+    let ceiling = ceiling::run(&posting, p.concurrency).await?;
     let fakes_ceiling_cpu = usage::Rusage::own().cpu_since(&self_before);
     let mut each_fake_cpu = usage::EachFake {
         mailbox_ceiling: mailbox.cpu().await?.since(mailbox_before),
         ..Default::default()
     };
-    let capacity =
-        ceiling::capacity(&fakes, &mailbox, &scenario, templates, p, fanout, &ceiling).await?;
+    let capacity = ceiling::capacity(&posting, &ceiling).await?;
     mailbox.reset().await?;
 
     eprintln!(
