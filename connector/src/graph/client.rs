@@ -369,11 +369,12 @@ impl GraphClient {
                     // Throttled: the request was not processed. Nothing more goes to
                     // this mailbox before its Retry-After.
                     if let Some(wait) = wait {
-                        self.pacer.throttled(
-                            mailbox,
-                            self.retry.delay(attempt, Some(wait)),
-                            Instant::now(),
-                        );
+                        let delay = self.retry.delay(attempt, Some(wait));
+                        // A refusal of the whole application holds every mailbox.
+                        if error.code() == Some("ApplicationThrottled") {
+                            self.pacer.application_throttled(delay, Instant::now());
+                        }
+                        self.pacer.throttled(mailbox, delay, Instant::now());
                     }
                     Attempt::Again {
                         error,

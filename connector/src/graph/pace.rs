@@ -1,7 +1,9 @@
 //! Pacing each mailbox to Graph's per-mailbox budgets. Exchange Online allows, per
 //! application and mailbox, 10,000 requests per 10 minutes and 150 MB of uploads per
 //! 5 minutes (and 4 requests in flight, which the client's per-mailbox gate keeps). Each
-//! mailbox has its own schedule, so a throttled mailbox never holds back another.
+//! mailbox has its own schedule, so a throttled mailbox never holds back another. Above
+//! them the application as a whole is paced to Graph's 130,000 requests per 10 seconds
+//! ([`APPLICATION_REQUESTS`]).
 //!
 //! The schedule is the generic cell rate algorithm with a burst allowance of a whole
 //! window: a mailbox that has been quiet may use its full budget at once (a day's burst
@@ -17,6 +19,16 @@ use std::time::{Duration, Instant};
 
 /// The share of each budget's rate the schedule keeps to under sustained load.
 pub const SHARE: f64 = 0.97;
+
+/// Graph's ceiling for one application across every mailbox and tenant: 130,000
+/// requests per 10 seconds. Paced like a mailbox's budgets (a burst of one window, then
+/// [`SHARE`] of its rate), with every paced mailbox; a `429` that names the application
+/// (`ApplicationThrottled`) holds every mailbox until its `Retry-After`.
+pub const APPLICATION_REQUESTS: u64 = 130_000;
+pub const APPLICATION_WINDOW: Duration = Duration::from_secs(10);
+
+/// The key of the application's own lane: no mailbox is named by an empty string.
+const APPLICATION: &str = "";
 
 /// A mailbox's budgets.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +64,9 @@ struct Lane {
 #[derive(Debug)]
 pub struct Pacer {
     per_request: Duration,
+    /// The application's ceiling: the time one request takes of it, and its burst.
+    app_per_request: Duration,
+    app_burst: Duration,
     per_byte_ns: f64,
     /// How far ahead of its schedule a mailbox may be: one window of each budget.
     request_burst: Duration,
@@ -68,6 +83,8 @@ impl Pacer {
             budget.upload_window.as_nanos() as f64 / (budget.upload_bytes.max(1) as f64 * SHARE);
         Self {
             per_request,
+            app_per_request: APPLICATION_WINDOW.div_f64(APPLICATION_REQUESTS as f64 * SHARE),
+            app_burst: APPLICATION_WINDOW,
             per_byte_ns,
             request_burst: budget.request_window,
             upload_burst: budget.upload_window,
@@ -79,6 +96,8 @@ impl Pacer {
     pub fn unpaced() -> Self {
         Self {
             per_request: Duration::ZERO,
+            app_per_request: Duration::ZERO,
+            app_burst: Duration::ZERO,
             per_byte_ns: 0.0,
             request_burst: Duration::ZERO,
             upload_burst: Duration::ZERO,
@@ -91,10 +110,25 @@ impl Pacer {
     /// what a caller asks before it starts work for the mailbox.
     pub fn ready_at(&self, mailbox: &str, now: Instant) -> Instant {
         let lanes = self.lanes.lock().expect("lock poisoned");
-        match lanes.get(&*lane_key(mailbox)) {
+        let own = match lanes.get(&*lane_key(mailbox)) {
             Some(lane) => self.send_at(lane, Duration::ZERO, now),
             None => now,
+        };
+        match lanes.get(APPLICATION) {
+            Some(app) => own.max(self.app_send_at(app, now)),
+            None => own,
         }
+    }
+
+    /// When the application's ceiling lets one more request go (and no application-wide
+    /// `Retry-After` holds it).
+    fn app_send_at(&self, app: &Lane, now: Instant) -> Instant {
+        let at = app.requests_until.map_or(now, |t| t.max(now));
+        (at + self.app_per_request)
+            .checked_sub(self.app_burst)
+            .unwrap_or(now)
+            .max(app.blocked_until.unwrap_or(now))
+            .max(now)
     }
 
     /// When a request costing `cost` of upload time may go on `lane`: once both budgets
@@ -120,9 +154,13 @@ impl Pacer {
     /// before sending it.
     pub fn reserve(&self, mailbox: &str, bytes: u64, now: Instant) -> Duration {
         let mut lanes = self.lanes.lock().expect("lock poisoned");
+        let app = lane_of(&mut lanes, APPLICATION);
+        let app_at = self.app_send_at(app, now);
+        let app_until = app.requests_until.map_or(now, |t| t.max(now));
+        app.requests_until = Some(app_until + self.app_per_request);
         let lane = lane_of(&mut lanes, mailbox);
         let cost = Duration::from_nanos((bytes as f64 * self.per_byte_ns) as u64);
-        let send_at = self.send_at(lane, cost, now);
+        let send_at = self.send_at(lane, cost, now).max(app_at);
         let requests_at = lane.requests_until.map_or(now, |t| t.max(now));
         let bytes_at = lane.bytes_until.map_or(now, |t| t.max(now));
         lane.requests_until = Some(requests_at + self.per_request);
@@ -137,6 +175,12 @@ impl Pacer {
             tracing::debug!(mailbox, ?wait, "pacing to the mailbox's budget");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Graph refused the application as a whole (`429 ApplicationThrottled`): nothing
+    /// more goes to any mailbox before `retry_after`.
+    pub fn application_throttled(&self, retry_after: Duration, now: Instant) {
+        self.throttled(APPLICATION, retry_after, now);
     }
 
     /// The mailbox answered `429` anyway: nothing more goes to it before `retry_after`.
@@ -292,5 +336,31 @@ mod tests {
         assert_eq!(unpaced.ready_at("a@x", now), now + Duration::from_secs(30));
         assert_eq!(unpaced.reserve("a@x", 0, now), Duration::from_secs(30));
         assert_eq!(unpaced.ready_at("b@x", now), now);
+    }
+
+    #[test]
+    fn the_applications_ceiling_spans_every_mailbox_and_its_429_holds_them_all() {
+        let pacer = Pacer::new(Budget::graph());
+        let now = Instant::now();
+        // A burst of one window of the application's ceiling, spread over 2,000 mailboxes
+        // (65 each, far within each mailbox's own budget), goes at once...
+        let burst = (APPLICATION_REQUESTS as f64 * SHARE) as u64 - 10;
+        for n in 0..burst {
+            let wait = pacer.reserve(&format!("m{}@x", n % 2000), 100, now);
+            assert_eq!(wait, Duration::ZERO, "request {n}");
+        }
+        // ...then a mailbox that sent nothing yet waits for the application's ceiling.
+        let mut waited = Duration::ZERO;
+        for _ in 0..100 {
+            waited = pacer.reserve("quiet@x", 100, now);
+        }
+        let per_request = APPLICATION_WINDOW.div_f64(APPLICATION_REQUESTS as f64 * SHARE);
+        assert!(waited >= per_request * 50, "{waited:?}");
+        assert!(pacer.ready_at("other@x", now) > now);
+        // An ApplicationThrottled 429 holds every mailbox, paced or not.
+        let unpaced = Pacer::unpaced();
+        unpaced.application_throttled(Duration::from_secs(7), now);
+        assert_eq!(unpaced.ready_at("any@x", now), now + Duration::from_secs(7));
+        assert_eq!(unpaced.reserve("any@x", 0, now), Duration::from_secs(7));
     }
 }
