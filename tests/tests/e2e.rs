@@ -695,6 +695,70 @@ async fn the_whole_message_limit_holds_to_the_byte() {
     }
 }
 
+/// The file-fits rule holds to the byte as the whole-message rule does: with the limit at
+/// the exact length of the message carrying its file, the file is carried; one byte less
+/// and it is left out to fit, and the rest of the item still lands.
+#[tokio::test]
+async fn the_file_fits_rule_holds_to_the_byte() {
+    let (size, seed) = (50_000u64, 17u64);
+    let doc = json!({"caption": "Board pack",
+        "attachment": {"id": "att-board", "file_name": "board.pdf", "content_type": "application/pdf", "size": size, "seed": seed}});
+    let raw = alice_to_bob("file-at-the-limit", ("document", doc));
+    // The file as the fake provider serves it, and the exact length of the message that
+    // carries it, from the connector's own conversion.
+    let mut file = Vec::new();
+    let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
+    while let Some(chunk) = stream.next_chunk() {
+        file.extend_from_slice(&chunk);
+    }
+    // As the provider lists it: the file's SHA-256 in place of the fake's seed.
+    let mut served = raw.clone();
+    let attachment = &mut served["document"]["attachment"];
+    attachment["sha256"] = json!(connector::digest::sha256_hex(&file));
+    attachment.as_object_mut().unwrap().remove("seed");
+    let parsed = connector::provider::wire::read_item(&served).unwrap();
+    let length = connector::email::convert(
+        &parsed,
+        Some(connector::email::AttachmentBody::Bytes(&file)),
+        &connector::email::Options::default(),
+        connector::size::DEFAULT_LIMIT,
+    )
+    .mime
+    .len() as u64;
+    for (limit, carried) in [(length, true), (length - 1, false)] {
+        let fakes = fakes_serving(raw.clone(), |r| r).await;
+        let state = temp_dir(&format!("file-limit-{limit}"));
+        let report = run_with_limit(&fakes, &state, limit).await;
+        assert!(report.complete, "{}", report.summary());
+        assert_eq!(
+            report.deliveries, 2,
+            "limit {limit}: the item lands either way"
+        );
+        let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
+        let alice = &fakes
+            .mailbox
+            .inspect_messages("alice.archer@contoso.example", false)
+            .unwrap()[0];
+        if carried {
+            assert!(
+                reasons.is_empty(),
+                "limit {limit} = the message's length: {reasons:?}"
+            );
+            assert_eq!(alice.size as u64, length, "imported byte for byte");
+            assert_eq!(alice.attachments.len(), 1);
+        } else {
+            assert_eq!(
+                reasons,
+                ["attachment_omitted_to_fit"],
+                "limit {limit}: one byte short"
+            );
+            assert!(alice.attachments.is_empty());
+            assert!((alice.size as u64) <= limit);
+        }
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+}
+
 /// A file that fits the limit on its own but not in its message is left out, never
 /// downloaded, and the rest of the item (its caption, who, when) is imported with a note.
 #[tokio::test]
