@@ -3,15 +3,18 @@
 //!
 //! An open item counts its staged JSON twice (the text as staged and as parsed), a fixed
 //! amount for its mailboxes and bookkeeping, and one for each of its deliveries started
-//! (its request's connection buffers): so the budget bounds the wire too. While one of its deliveries is
-//! started it counts the larger of its built message (import body and following file)
-//! and what that message is expected to keep ([`super::plan::bytes_to_build`]), since
-//! the first delivery fetches the file and builds it; while none is, its built message
-//! if it is kept. A delivery whose
-//! item would take the budget past its limit does not start until others end, unless
-//! nothing is started at all (one item larger than the budget still goes, alone). Built
-//! messages of items with no delivery going are kept up to an eighth of the budget and
-//! dropped (built again when sent) past it, or when a delivery is refused for room.
+//! (its request's connection buffers), so the budget bounds the wire too. While one of
+//! its deliveries is started it also counts the larger of its built message (import body
+//! and following file) and what that message is expected to keep
+//! ([`super::plan::bytes_to_build`]), since the first delivery fetches the file and
+//! builds it; while none is, its built message if it is kept.
+//!
+//! New items are opened only while the open items themselves take at most half the
+//! budget, so that what they wait for always has room. A delivery whose item would take
+//! the budget past its limit does not start until others end, unless nothing is started
+//! at all (one item larger than the budget still goes, alone). Built messages of items
+//! with no delivery going are kept up to an eighth of the budget and dropped (built again
+//! when sent) past it, or when a delivery is refused for room.
 
 /// What an open item counts beside its text: its mailboxes, lanes' entries and
 /// bookkeeping.
@@ -28,6 +31,8 @@ pub(super) const REQUEST_BYTES: usize = 40 * 1024;
 pub(super) struct Share {
     pub(super) kept: usize,
     pub(super) waiting: usize,
+    /// Of `kept`, what the open item itself counts (its text and bookkeeping).
+    pub(super) item: usize,
 }
 
 impl Share {
@@ -40,13 +45,13 @@ impl Share {
         } else {
             built
         };
+        let item = item_bytes.saturating_mul(2).saturating_add(OPEN_ITEM_BYTES);
         Self {
-            kept: item_bytes
-                .saturating_mul(2)
-                .saturating_add(OPEN_ITEM_BYTES)
+            kept: item
                 .saturating_add(message)
                 .saturating_add(started.saturating_mul(REQUEST_BYTES)),
             waiting: if started == 0 { built } else { 0 },
+            item,
         }
     }
 }
@@ -56,6 +61,8 @@ pub(super) struct Budget {
     limit: usize,
     kept: usize,
     waiting: usize,
+    /// What the open items themselves count, apart from messages and requests.
+    items: usize,
     /// The most kept at once, for the run's log.
     peak: usize,
 }
@@ -66,6 +73,7 @@ impl Budget {
             limit,
             kept: 0,
             waiting: 0,
+            items: 0,
             peak: 0,
         }
     }
@@ -75,6 +83,7 @@ impl Budget {
     pub(super) fn recount(&mut self, was: Share, now: Share) {
         self.kept = self.kept - was.kept + now.kept;
         self.waiting = self.waiting - was.waiting + now.waiting;
+        self.items = self.items - was.item + now.item;
         self.peak = self.peak.max(self.kept);
     }
 
@@ -84,9 +93,10 @@ impl Budget {
         nothing_started || self.kept.saturating_add(growth) <= self.limit
     }
 
-    /// Whether more items may be opened: the budget is not used up.
+    /// Whether more items may be opened: the budget is not used up, and the open items
+    /// themselves take at most half of it (the rest is for their messages and requests).
     pub(super) fn has_room(&self) -> bool {
-        self.kept < self.limit
+        self.kept < self.limit && self.items < self.limit / 2
     }
 
     /// Whether the built messages of items with no delivery going are above their part
@@ -118,7 +128,8 @@ mod tests {
             Share::of(100, 5000, 0, 0),
             Share {
                 kept: base,
-                waiting: 0
+                waiting: 0,
+                item: base
             }
         );
         // Started and not built: the build's estimate, and the request.
@@ -133,7 +144,8 @@ mod tests {
             Share::of(100, 5000, 3000, 0),
             Share {
                 kept: base + 3000,
-                waiting: 3000
+                waiting: 3000,
+                item: base
             }
         );
     }
@@ -164,6 +176,7 @@ mod tests {
             Share {
                 kept: 1000,
                 waiting: 1000,
+                item: 0,
             },
         );
         assert!(
@@ -175,9 +188,26 @@ mod tests {
             Share {
                 kept: 1,
                 waiting: 1,
+                item: 0,
             },
         );
         assert!(budget.keeps_too_many_waiting());
         assert_eq!(budget.waiting(), 1001);
+    }
+
+    #[test]
+    fn open_items_take_at_most_half_the_budget() {
+        let mut budget = Budget::new(100_000);
+        let one = Share::of(10_000, 0, 0, 0);
+        budget.recount(Share::default(), one);
+        assert!(budget.has_room());
+        budget.recount(Share::default(), one);
+        assert!(budget.has_room(), "{} of 50,000", 2 * one.item);
+        budget.recount(Share::default(), one);
+        assert!(!budget.has_room(), "three items' text is past half");
+        // Messages and requests do not count against that half.
+        budget.recount(one, Share::of(10_000, 20_000, 0, 1));
+        budget.recount(Share::of(10_000, 20_000, 0, 1), one);
+        assert!(!budget.has_room());
     }
 }
