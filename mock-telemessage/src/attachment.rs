@@ -39,6 +39,16 @@ impl ByteStream {
     }
 }
 
+/// The bytes of the attachment generated from `seed` and `size`, whole.
+pub fn bytes(seed: u64, size: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut stream = ByteStream::new(seed, size);
+    while let Some(chunk) = stream.next_chunk() {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
+}
+
 /// The lower-case hex SHA-256 of the attachment generated from `seed` and `size`.
 pub fn sha256_hex(seed: u64, size: u64) -> String {
     let mut hasher = Sha256::new();

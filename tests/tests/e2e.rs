@@ -657,22 +657,27 @@ async fn run_with_limit(
         .unwrap()
 }
 
+/// The exact length of the message the connector makes of `item` (as the provider lists
+/// it), carrying `file`: from the connector's own conversion.
+fn converted_len(item: &Value, file: Option<&[u8]>) -> u64 {
+    let parsed = connector::provider::wire::read_item(item).unwrap();
+    connector::email::convert(
+        &parsed,
+        file.map(connector::email::AttachmentBody::Bytes),
+        &connector::email::Options::default(),
+        connector::size::DEFAULT_LIMIT,
+    )
+    .mime
+    .len() as u64
+}
+
 /// The whole-message limit holds to the byte, through a real run: a limit equal to the
 /// message's exact converted length imports it; one byte less skips it as item_too_large.
 #[tokio::test]
 async fn the_whole_message_limit_holds_to_the_byte() {
     let text = "A long message that sits exactly at the limit. ".repeat(200);
     let raw = alice_to_bob("at-the-limit", ("text", json!(text)));
-    // The exact length, from the connector's own conversion of the same item.
-    let parsed = connector::provider::wire::read_item(&raw).unwrap();
-    let length = connector::email::convert(
-        &parsed,
-        None,
-        &connector::email::Options::default(),
-        connector::size::DEFAULT_LIMIT,
-    )
-    .mime
-    .len() as u64;
+    let length = converted_len(&raw, None);
     for (limit, lands) in [(length, true), (length - 1, false)] {
         let fakes = fakes_serving(raw.clone(), |r| r).await;
         let state = temp_dir(&format!("limit-{limit}"));
@@ -704,27 +709,14 @@ async fn the_file_fits_rule_holds_to_the_byte() {
     let doc = json!({"caption": "Board pack",
         "attachment": {"id": "att-board", "file_name": "board.pdf", "content_type": "application/pdf", "size": size, "seed": seed}});
     let raw = alice_to_bob("file-at-the-limit", ("document", doc));
-    // The file as the fake provider serves it, and the exact length of the message that
-    // carries it, from the connector's own conversion.
-    let mut file = Vec::new();
-    let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
-    while let Some(chunk) = stream.next_chunk() {
-        file.extend_from_slice(&chunk);
-    }
-    // As the provider lists it: the file's SHA-256 in place of the fake's seed.
+    // The file as the fake provider serves it; the item as the provider lists it (the
+    // file's SHA-256 in place of the fake's seed).
+    let file = mock_telemessage::attachment::bytes(seed, size);
     let mut served = raw.clone();
     let attachment = &mut served["document"]["attachment"];
     attachment["sha256"] = json!(connector::digest::sha256_hex(&file));
     attachment.as_object_mut().unwrap().remove("seed");
-    let parsed = connector::provider::wire::read_item(&served).unwrap();
-    let length = connector::email::convert(
-        &parsed,
-        Some(connector::email::AttachmentBody::Bytes(&file)),
-        &connector::email::Options::default(),
-        connector::size::DEFAULT_LIMIT,
-    )
-    .mime
-    .len() as u64;
+    let length = converted_len(&served, Some(&file));
     for (limit, carried) in [(length, true), (length - 1, false)] {
         let fakes = fakes_serving(raw.clone(), |r| r).await;
         let state = temp_dir(&format!("file-limit-{limit}"));

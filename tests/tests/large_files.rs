@@ -13,7 +13,6 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use connector::Connector;
-use sha2::{Digest, Sha256};
 use tests::{Fakes, examples, fixed_clock, t, temp_dir};
 
 const NOW: &str = "2026-11-23T01:00:00Z";
@@ -43,16 +42,6 @@ fn dataset(items: Vec<serde_json::Value>) -> mock_telemessage::Dataset {
         "items": items,
     });
     mock_telemessage::Dataset::from_json(&dataset.to_string()).unwrap()
-}
-
-/// The SHA-256 of the bytes the fake provider serves for a file.
-fn provider_sha256(seed: u64, size: u64) -> String {
-    let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
-    let mut hash = Sha256::new();
-    while let Some(chunk) = stream.next_chunk() {
-        hash.update(&chunk);
-    }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Graph's rules (4 MiB cap), no delays; attachments on imported messages allowed or not.
@@ -207,7 +196,7 @@ async fn files_of_3_to_7_mib_land_byte_for_byte_by_upload_session_and_a_9_mib_on
             if *size < 9 * MIB {
                 assert_eq!(
                     attachments,
-                    &vec![provider_sha256(*seed, *size)],
+                    &vec![mock_telemessage::attachment::sha256_hex(*seed, *size)],
                     "{mailbox} {id}: the provider's very bytes, once"
                 );
             } else {
@@ -267,7 +256,7 @@ async fn a_memory_budget_smaller_than_one_build_still_delivers_every_file_one_it
             .map(|(n, (size, seed))| {
                 (
                     format!("<tight-{n}@whatsapp-archiver.invalid>"),
-                    vec![provider_sha256(*seed, *size)],
+                    vec![mock_telemessage::attachment::sha256_hex(*seed, *size)],
                 )
             })
             .collect();
@@ -342,11 +331,11 @@ async fn a_run_stopped_at_any_request_of_the_upload_flow_resumes_with_one_messag
     let expected: Vec<(String, Vec<String>)> = vec![
         (
             "<up-1@whatsapp-archiver.invalid>".into(),
-            vec![provider_sha256(41, one)],
+            vec![mock_telemessage::attachment::sha256_hex(41, one)],
         ),
         (
             "<up-2@whatsapp-archiver.invalid>".into(),
-            vec![provider_sha256(42, two)],
+            vec![mock_telemessage::attachment::sha256_hex(42, two)],
         ),
     ];
     let counting = CrashPoint::new(u64::MAX, false);
@@ -513,7 +502,7 @@ async fn an_owed_file_too_large_for_one_request_follows_by_upload_session_once()
     let second = connector(&fakes, &state).run(t(UNTIL), None).await.unwrap();
     assert!(second.complete, "{}", second.summary());
     assert_eq!(second.files_delivered_later, 2, "one follow-up per mailbox");
-    let sha = provider_sha256(61, 5 * MIB);
+    let sha = mock_telemessage::attachment::sha256_hex(61, 5 * MIB);
     for mailbox in [ALICE, BOB] {
         assert_eq!(
             live(&fakes, mailbox),

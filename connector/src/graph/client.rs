@@ -486,6 +486,20 @@ impl GraphClient {
         }
     }
 
+    /// Deletes a folder of the mailbox (Graph moves it, with what it holds, to Deleted
+    /// Items).
+    pub async fn delete_folder(&self, user_id: &str, folder_id: &str) -> Result<(), GraphError> {
+        let url = format!(
+            "{}/v1.0/users/{}/mailFolders/{}",
+            self.graph,
+            segment(user_id),
+            segment(folder_id)
+        );
+        self.send(user_id, |http, token| http.delete(&url).bearer_auth(token))
+            .await
+            .map(|_| ())
+    }
+
     /// Imports a finished message into a folder; answers Graph's message id.
     pub async fn import(
         &self,

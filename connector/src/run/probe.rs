@@ -41,17 +41,7 @@ impl Connector {
         let outcome = self.probe_in(&user.id, &folder, &tag, &mut lines).await;
         // The scratch folder goes whatever happened (Graph moves a deleted folder to
         // Deleted Items; a mailbox on hold keeps it, as it keeps any deleted item).
-        let url = format!(
-            "{}/v1.0/users/{}/mailFolders/{}",
-            self.config.graph_url,
-            crate::http::path_segment(&user.id),
-            crate::http::path_segment(&folder)
-        );
-        match self
-            .graph
-            .send(&user.id, |http, token| http.delete(&url).bearer_auth(token))
-            .await
-        {
+        match self.graph.delete_folder(&user.id, &folder).await {
             Ok(_) => lines.push(format!("probe: scratch folder \"{folder_name}\" removed")),
             Err(e) => lines.push(format!(
                 "probe: the scratch folder \"{folder_name}\" could not be removed ({e}); remove it by hand"

@@ -369,7 +369,7 @@ fn template(item: &serde_json::Value, limit: u64) -> Option<Vec<u8>> {
     let read = connector::provider::wire::read_item(item).ok()?;
     let file = || {
         let (seed, size) = attachment_of(item).unwrap_or_default();
-        file_bytes(seed, size)
+        mock_telemessage::attachment::bytes(seed, size)
     };
     let options = connector::email::Options::default();
     // Whole messages, as one import each (the raw client attaches nothing after).
@@ -378,16 +378,6 @@ fn template(item: &serde_json::Value, limit: u64) -> Option<Vec<u8>> {
         return None;
     };
     Some(without_message_id(&message.mime))
-}
-
-/// A file's bytes as the fake provider serves them.
-fn file_bytes(seed: u64, size: u64) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(size as usize);
-    let mut stream = mock_telemessage::attachment::ByteStream::new(seed, size);
-    while let Some(chunk) = stream.next_chunk() {
-        bytes.extend_from_slice(&chunk);
-    }
-    bytes
 }
 
 /// A message's header section and body without its `Message-ID` line.
@@ -454,7 +444,7 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part} in {text}");
         }
-        let bytes = file_bytes(11, 3000);
+        let bytes = mock_telemessage::attachment::bytes(11, 3000);
         assert_eq!(
             connector::digest::sha256_hex(&bytes),
             mock_telemessage::attachment::sha256_hex(11, 3000),
