@@ -118,7 +118,12 @@ fn a_finished_load_run_leaves_no_file_behind() {
         .env("TMPDIR", &tmp)
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&run.stderr);
+    // The table (stdout) says why a run failed; the progress lines (stderr) how far it got.
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert_eq!(run.status.code(), Some(0), "{said}");
     let left = entries(&tmp);
     assert!(left.is_empty(), "left behind: {left:?}\n{said}");
