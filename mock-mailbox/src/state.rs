@@ -195,14 +195,20 @@ impl Mailbox {
         Ok(folder)
     }
 
-    /// Stores a message that arrived as MIME.
+    /// Stores a message that arrived as MIME in folder number `folder`; `None`, nothing
+    /// stored, if that folder is gone. A request finds its folder before it reads its
+    /// body; another request may delete the folder meanwhile, and an import may not
+    /// land in a folder that no longer exists.
     pub fn import(
         &mut self,
         folder: u64,
         content: Arc<crate::store::Content>,
         is_draft: bool,
         now: DateTime<Utc>,
-    ) -> StoredMessage {
+    ) -> Option<StoredMessage> {
+        if !self.folders.iter().any(|f| f.serial == folder) {
+            return None;
+        }
         self.next += 1;
         let message = StoredMessage::new(
             self.owner.clone(),
@@ -213,7 +219,7 @@ impl Mailbox {
             now,
         );
         self.messages.insert(self.next, message.clone());
-        message
+        Some(message)
     }
 
     /// Deletes a folder for good (Shift+Delete, then Deleted Items emptied): its id is
@@ -1239,4 +1245,41 @@ pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, MimeError> {
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
     STANDARD.decode(&compact).map_err(|_| MimeError::Base64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_import_into_a_folder_deleted_meanwhile_stores_nothing() {
+        let mut mailbox = Mailbox::new(User {
+            id: "u1".into(),
+            user_principal_name: "alice@contoso.example".into(),
+            mail: None,
+            display_name: "Alice".into(),
+            mailbox_enabled: true,
+            litigation_hold: false,
+        });
+        let folder = mailbox.create_folder("WhatsApp Archiver").expect("created");
+        let store = crate::store::Store::new(&crate::store::Storage::Memory).expect("a store");
+        let content = store
+            .put(b"Message-ID: <m@x>\r\nFrom: a@b.c\r\n\r\nhi\r\n".to_vec())
+            .await
+            .expect("kept");
+        let now = DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z")
+            .expect("a time")
+            .to_utc();
+        // The request found the folder (its number), then another deleted it.
+        mailbox.delete_folder_for_good(&folder.id);
+        assert!(
+            mailbox
+                .import(folder.serial, content.clone(), false, now)
+                .is_none()
+        );
+        assert!(mailbox.messages.is_empty());
+        let inbox = mailbox.folder("inbox").expect("inbox").serial;
+        assert!(mailbox.import(inbox, content, false, now).is_some());
+        assert_eq!(mailbox.messages.len(), 1);
+    }
 }

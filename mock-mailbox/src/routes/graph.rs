@@ -591,7 +591,9 @@ pub async fn import_mime(
     let content = keep(&state, &body).await?;
     let (stored, upn) = {
         let mut mailbox = call.mailbox();
-        let stored = mailbox.import(folder, content, false, state.now());
+        let stored = mailbox
+            .import(folder, content, false, state.now())
+            .ok_or_else(GraphError::item_not_found)?;
         (stored, mailbox.user.user_principal_name.clone())
     };
     state.count_import();
@@ -640,7 +642,10 @@ async fn create_draft_in(
         .ok_or_else(GraphError::item_not_found)?
         .serial;
     let content = keep(&state, &body).await?;
-    let stored = call.mailbox().import(folder, content, true, state.now());
+    let stored = call
+        .mailbox()
+        .import(folder, content, true, state.now())
+        .ok_or_else(GraphError::item_not_found)?;
     Ok(created(message_entity(&root, &user, &stored, None)?))
 }
 
