@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
+use crate::conformance::UnderTest;
 use crate::generate::GeneratorParams;
 use crate::model::{MailboxProfile, Scenario};
 use crate::reconcile::Verdict;
@@ -23,12 +24,15 @@ use crate::runner::Outcome;
 const START: &str = "2026-11-22T00:00:00Z";
 
 /// The one command that replays a seed (under the profile it ran with).
-pub fn replay_command(seed: u64, profile: Option<&MailboxProfile>) -> String {
-    let under = match profile.map(|p| p.name) {
+pub fn replay_command(seed: u64, profile: Option<&MailboxProfile>, under: &UnderTest) -> String {
+    let profile = match profile.map(|p| p.name) {
         Some(mock_mailbox::profile::ProfileName::Graph) => " --profile graph",
         _ => "",
     };
-    format!("cargo run --release -p scenarios -- chaos --seeds 1 --from {seed}{under}")
+    format!(
+        "cargo run --release -p scenarios -- chaos --seeds 1 --from {seed}{profile}{}",
+        under.flags()
+    )
 }
 
 /// A seed's organisation, traffic, faults and crashes, written out.
@@ -358,13 +362,14 @@ pub struct SeedResult {
     pub saved: Option<PathBuf>,
 }
 
-async fn run_once(scenario: &Scenario, work: &Path) -> anyhow::Result<Outcome> {
+async fn run_once(scenario: &Scenario, work: &Path, under: &UnderTest) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(work)?;
     let replay = replay_command(
         scenario.seed.unwrap_or_default(),
         scenario.mailbox_profile.as_ref(),
+        under,
     );
-    let outcome = crate::runner::run(scenario, work, replay).await;
+    let outcome = crate::runner::run_judged(scenario, work, replay, under).await;
     let _ = std::fs::remove_dir_all(work);
     outcome
 }
@@ -384,6 +389,7 @@ pub async fn run_seed(
     seed: u64,
     check_determinism: bool,
     profile: Option<&MailboxProfile>,
+    under: &UnderTest,
 ) -> anyhow::Result<SeedResult> {
     let scenario = scenario_under(seed, profile)?;
     let started = Instant::now();
@@ -406,15 +412,15 @@ pub async fn run_seed(
         seconds: started.elapsed().as_secs_f64(),
         diverged: None,
         details: vec![format!("a connector run stopped with an error: {e:#}")],
-        replay: replay_command(seed, profile),
+        replay: replay_command(seed, profile, under),
         saved: None,
     };
-    let outcome = match run_once(&scenario, &work).await {
+    let outcome = match run_once(&scenario, &work, under).await {
         Ok(outcome) => outcome,
         Err(e) => return Ok(stopped(e)),
     };
     let diverged = if check_determinism {
-        match run_once(&scenario, &work.with_extension("again")).await {
+        match run_once(&scenario, &work.with_extension("again"), under).await {
             Ok(again) => Fingerprint::of(&outcome).first_difference(&Fingerprint::of(&again)),
             Err(e) => Some(format!("the second run stopped with an error: {e:#}")),
         }
@@ -460,7 +466,7 @@ pub async fn run_seed(
         seconds: started.elapsed().as_secs_f64(),
         diverged,
         details,
-        replay: replay_command(seed, profile),
+        replay: replay_command(seed, profile, under),
         saved: None,
     })
 }
@@ -469,9 +475,9 @@ pub async fn run_seed(
 pub const SHRINK_BUDGET: usize = 150;
 
 /// Whether a scenario fails: it runs and its reconciliation does not pass.
-pub async fn fails(scenario: &Scenario) -> bool {
+pub async fn fails(scenario: &Scenario, under: &UnderTest) -> bool {
     let work = crate::harness::temp_dir(&format!("shrink-{}", scenario.name));
-    match run_once(scenario, &work).await {
+    match run_once(scenario, &work, under).await {
         Ok(outcome) => outcome.report.verdict == Verdict::Fail,
         // A connector run that stops with an error fails too.
         Err(_) => true,
@@ -484,7 +490,7 @@ pub async fn fails(scenario: &Scenario) -> bool {
 /// fewer items make fewer requests), unreadable items, and runs other than the last,
 /// keeping each change only if the scenario still fails.
 /// At most `budget` runs. Answers the smallest failing scenario found and the runs used.
-pub async fn shrink(scenario: Scenario, budget: usize) -> (Scenario, usize) {
+pub async fn shrink(scenario: Scenario, budget: usize, under: &UnderTest) -> (Scenario, usize) {
     let mut best = scenario;
     let mut tries = 0usize;
     macro_rules! attempt {
@@ -494,7 +500,7 @@ pub async fn shrink(scenario: Scenario, budget: usize) -> (Scenario, usize) {
                 false
             } else {
                 tries += 1;
-                if fails(&candidate).await {
+                if fails(&candidate, under).await {
                     best = candidate;
                     true
                 } else {
@@ -574,7 +580,7 @@ pub async fn run(
     jobs: usize,
     check_determinism: bool,
     save: Option<&Path>,
-    profile: Option<MailboxProfile>,
+    (profile, under): (Option<MailboxProfile>, &UnderTest),
     mut progress: impl FnMut(&SeedResult),
 ) -> anyhow::Result<Vec<SeedResult>> {
     let jobs = jobs.max(1);
@@ -586,11 +592,11 @@ pub async fn run(
         while pending.len() < jobs && next < end {
             let seed = next;
             next += 1;
-            let profile = profile.clone();
+            let (profile, under) = (profile.clone(), under.clone());
             pending.spawn(async move {
                 (
                     seed,
-                    run_seed(seed, check_determinism, profile.as_ref()).await,
+                    run_seed(seed, check_determinism, profile.as_ref(), &under).await,
                 )
             });
         }
@@ -607,7 +613,7 @@ pub async fn run(
             let mut scenario = scenario_under(seed, profile.as_ref())?;
             if result.diverged.is_none() {
                 let before = scenario.source_items();
-                let (small, tries) = shrink(scenario, SHRINK_BUDGET).await;
+                let (small, tries) = shrink(scenario, SHRINK_BUDGET, under).await;
                 tracing::info!(seed, before, after = small.source_items(), tries, "shrunk");
                 scenario = small;
             }

@@ -10,6 +10,7 @@
 
 pub mod chaos;
 pub mod cli;
+pub mod conformance;
 pub mod generate;
 pub mod harness;
 pub mod hostile;

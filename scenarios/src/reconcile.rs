@@ -10,6 +10,7 @@ use mock_mailbox::state::Placed;
 use mock_mailbox::store::{Content, Opened};
 use serde::Serialize;
 
+use crate::conformance::Rules;
 use crate::model::Scenario;
 use crate::oracle::{Attachment, Expected, Fields, Outcome};
 
@@ -68,6 +69,13 @@ pub struct ScenarioReport {
     /// run that errored): then nothing was reconciled and the verdict is a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The rules the connector was judged by, when not ours (`--rules core`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Rules>,
+    /// Checks that could not be made, and why: a connector that writes no run report is
+    /// judged by the mailboxes alone; the core rules leave our wording unchecked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<String>,
 }
 
 impl ScenarioReport {
@@ -104,6 +112,8 @@ impl ScenarioReport {
             verdict: Verdict::Pass,
             replay,
             error: None,
+            rules: None,
+            not_checked: Vec::new(),
         }
     }
 
@@ -325,6 +335,52 @@ pub fn landed(
     Ok(Landed::new(items))
 }
 
+/// The item id (and revision) a Message-ID gives, read back as docs/email-format.md
+/// writes it: `<local@host>`, the local part the id itself, or `x-` and the id's bytes in
+/// hex, or `x-sha256-` and its digest; `+rev<n>` after it for a later content. The host
+/// is the connector's own. A Message-ID that reads as none of these is kept whole (and
+/// then matches no item).
+fn item_of_message_id(
+    message_id: &str,
+    long_ids: &BTreeMap<String, String>,
+) -> (String, Option<u32>) {
+    let whole = || (message_id.to_owned(), None);
+    let bare = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let Some((local, _host)) = bare.rsplit_once('@') else {
+        return whole();
+    };
+    let (local, revision) = match local.rsplit_once("+rev") {
+        Some((id, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (id, n.parse().ok())
+        }
+        _ => (local, None),
+    };
+    let id = if let Some(digest) = local.strip_prefix("x-sha256-") {
+        match long_ids.get(digest) {
+            Some(id) => id.clone(),
+            None => return whole(),
+        }
+    } else if let Some(hex) = local.strip_prefix("x-") {
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+            })
+            .collect();
+        match bytes.and_then(|b| String::from_utf8(b).ok()) {
+            Some(id) => id,
+            None => return whole(),
+        }
+    } else {
+        local.to_owned()
+    };
+    (id, revision)
+}
+
 /// The expected item a message carries: its `X-WhatsApp-Item-Id` (matched back to the
 /// whole id through its digest if cut), else its Message-ID; a later content of an id (a
 /// revision) is its own expected item.
@@ -341,8 +397,16 @@ fn item_id_of(
                 .unwrap_or_else(|| h.to_owned()),
             _ => h.to_owned(),
         })
-        .unwrap_or_else(|| content.internet_message_id().unwrap_or_default().to_owned());
-    let key = match header(&headers, "X-WhatsApp-Revision").and_then(|n| n.trim().parse().ok()) {
+        .map(|id| (id, None));
+    // A message without our header (another connector's) is known by its Message-ID.
+    let (id, revision) = match id {
+        Some(found) => found,
+        None => item_of_message_id(content.internet_message_id().unwrap_or_default(), long_ids),
+    };
+    let revision = header(&headers, "X-WhatsApp-Revision")
+        .and_then(|n| n.trim().parse().ok())
+        .or(revision);
+    let key = match revision {
         Some(n) => crate::oracle::revision_key(&id, n),
         None => id,
     };
@@ -445,11 +509,12 @@ fn check_copy(
     item_id: &str,
     copy: &Copy,
     opened: &Result<Opened, String>,
-    fields: &Fields,
-    attachment: &Attachment,
+    (fields, attachment): (&Fields, &Attachment),
     unverifiable_ok: bool,
+    rules: Rules,
     out: &mut ScenarioReport,
 ) {
+    let ours = rules == Rules::Ours;
     let (fields_out, content_out) = (&mut out.field_errors, &mut out.content_errors);
     let finding = |detail: String| Finding {
         item_id: item_id.to_owned(),
@@ -475,17 +540,18 @@ fn check_copy(
         .as_ref()
         .map(|f| f.address.to_lowercase())
         .unwrap_or_default();
-    if *sender != *fields.sender {
+    if !same_address(&sender, &fields.sender, rules) {
         field(format!(
             "sender is {sender}, the rules say {}",
             fields.sender
         ));
     }
     let recipients: Vec<String> = m.to.iter().map(|t| t.address.to_lowercase()).collect();
-    if !recipients
-        .iter()
-        .map(String::as_str)
-        .eq(fields.recipients.iter().map(|r| &**r))
+    if recipients.len() != fields.recipients.len()
+        || !recipients
+            .iter()
+            .zip(&fields.recipients)
+            .all(|(got, want)| same_address(got, want, rules))
     {
         field(format!(
             "To is [{}], the item's recipients are [{}]",
@@ -499,7 +565,7 @@ fn check_copy(
             m.date, fields.sent_at
         ));
     }
-    if fields.deleted_marker != m.subject.starts_with("DELETED") {
+    if ours && fields.deleted_marker != m.subject.starts_with("DELETED") {
         field(format!(
             "subject {:?}: the deletion marker must be there exactly for deleted messages",
             short(&m.subject)
@@ -535,6 +601,9 @@ fn check_copy(
                     content: &mut dyn FnMut(String)| {
         if !m.attachments.is_empty() {
             field(attached);
+        }
+        if !ours {
+            return;
         }
         if omission.is_none_or(|h| !h.contains(reason)) {
             field(no_header.into());
@@ -572,11 +641,11 @@ fn check_copy(
         Attachment::PresentOrOmittedToFit { size, sha256 } => {
             let noted = omission.is_some_and(|h| h.contains("attachment_omitted_to_fit"));
             if !carried(*size, sha256, &mut content) {
-                if !noted {
+                if ours && !noted {
                     field(format!(
                         "the {size}-byte attachment is neither carried nor noted as left out to fit"
                     ));
-                } else if !noted_in_body {
+                } else if ours && !noted_in_body {
                     content("the body does not say that the attachment was left out".into());
                 }
             }
@@ -590,7 +659,11 @@ fn check_copy(
         ),
         Attachment::None => {}
     }
-    if m.internet_message_id.as_deref() != Some(fields.message_id.as_str()) {
+    if !m
+        .internet_message_id
+        .as_deref()
+        .is_some_and(|got| same_message_id(got, &fields.message_id, rules))
+    {
         content(format!(
             "Message-ID is {:?}; the item id gives {} (the same in every mailbox and run)",
             m.internet_message_id.as_deref().map(short),
@@ -598,7 +671,14 @@ fn check_copy(
         ));
     }
     let in_reply_to: Vec<String> = fields.in_reply_to.iter().cloned().collect();
-    if m.in_reply_to != in_reply_to || m.references != fields.references {
+    let same_ids = |got: &[String], want: &[String]| {
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| same_message_id(g, w, rules))
+    };
+    if !same_ids(&m.in_reply_to, &in_reply_to) || !same_ids(&m.references, &fields.references) {
         content(format!(
             "In-Reply-To {:?} and References {:?}; the rules say {:?} and {:?}",
             m.in_reply_to, m.references, in_reply_to, fields.references
@@ -610,7 +690,7 @@ fn check_copy(
             break;
         }
     }
-    for (name, value) in &fields.headers {
+    for (name, value) in fields.headers.iter().filter(|_| ours) {
         match header(headers, name) {
             Some(v) if v == &**value => {}
             found => content(format!(
@@ -628,6 +708,31 @@ fn check_copy(
             head[pos]
         ));
     }
+}
+
+/// Whether an address in a copy is the one the rules give: the same address; under the
+/// core rules, for a participant with no email property (our `whatsapp.invalid`
+/// address), the same number before the `@` whatever the domain.
+fn same_address(got: &str, want: &str, rules: Rules) -> bool {
+    match want.strip_suffix("@whatsapp.invalid") {
+        Some(number) if rules == Rules::Core => got
+            .rsplit_once('@')
+            .is_some_and(|(local, _)| local.trim_start_matches('+') == number),
+        _ => got == want,
+    }
+}
+
+/// Whether a Message-ID is the one the item id gives: the same; under the core rules,
+/// the same local part (docs/email-format.md) whatever the host after the `@`.
+fn same_message_id(got: &str, want: &str, rules: Rules) -> bool {
+    let local = |id: &str| {
+        let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+        id.rsplit_once('@')
+            .map_or(id, |(local, _)| local)
+            .to_owned()
+    };
+    got.trim_matches(['<', '>']) == want.trim_matches(['<', '>'])
+        || (rules == Rules::Core && local(got) == local(want))
 }
 
 /// Reconciles one scenario.
@@ -667,6 +772,10 @@ pub struct Reconciliation<'a> {
     quarantine: Vec<Finding>,
     /// Held items (and items for a person) that wait only for mailboxes gone away.
     held_for_gone: usize,
+    /// Whether the connector wrote a run report for every run: else the checks that
+    /// need one are not made ([`Reconciliation::judged`]).
+    have_reports: bool,
+    rules: Rules,
     r: ScenarioReport,
 }
 
@@ -710,8 +819,22 @@ impl<'a> Reconciliation<'a> {
             notices: BTreeMap::new(),
             quarantine: Vec::new(),
             held_for_gone: 0,
+            have_reports: true,
+            rules: Rules::Ours,
             r,
         }
+    }
+
+    /// Judges a connector under `rules`; `have_reports` says whether it wrote a run
+    /// report for every run. Without them, skips, notices, the quarantine and the
+    /// accounting are not checked (and an item the rules let go as too large may be
+    /// absent unreported); the report says which checks were not made.
+    pub fn judged(mut self, rules: Rules, have_reports: bool) -> Self {
+        self.rules = rules;
+        self.have_reports = have_reports;
+        self.r.not_checked = crate::conformance::not_checked(rules, have_reports);
+        self.r.rules = (rules != Rules::Ours).then_some(rules);
+        self
     }
 
     /// Checks the items of one part: each item's copies, skips and notices, and its
@@ -728,8 +851,11 @@ impl<'a> Reconciliation<'a> {
             notices,
             quarantine,
             held_for_gone,
+            have_reports,
+            rules,
             r,
         } = self;
+        let (have_reports, rules) = (*have_reports, *rules);
         let (landed, reports): (&'a Landed, &'a [RunReport]) = (landed, reports);
         r.source_items += part.source_items;
         r.expected_deliveries += part.deliveries();
@@ -807,7 +933,7 @@ impl<'a> Reconciliation<'a> {
                             ),
                         ));
                     }
-                    if !reasons.contains(reason) {
+                    if have_reports && !reasons.contains(reason) {
                         r.wrongly_skipped.push(finding(
                             None,
                             format!(
@@ -819,7 +945,8 @@ impl<'a> Reconciliation<'a> {
                     continue;
                 }
                 Outcome::DeliverOrTooLarge { .. }
-                    if copies.is_empty() && reasons.contains("item_too_large") =>
+                    if copies.is_empty()
+                        && (!have_reports || reasons.contains("item_too_large")) =>
                 {
                     continue;
                 }
@@ -863,7 +990,8 @@ impl<'a> Reconciliation<'a> {
             // An item none of whose mailboxes was left to take it was never built.
             let never_built =
                 copies.is_empty() && !gone.is_empty() && mailboxes.iter().all(|m| gone.contains(m));
-            if !never_built
+            if have_reports
+                && !never_built
                 && ((matches!(attachment, Attachment::Omitted { .. })
                     && !reasons.contains("attachment_too_large"))
                     || (matches!(attachment, Attachment::Unreachable)
@@ -947,9 +1075,9 @@ impl<'a> Reconciliation<'a> {
                         item_id,
                         copy,
                         opened,
-                        fields,
-                        attachment,
+                        (fields, attachment),
                         part.downloads_may_fail,
+                        rules,
                         r,
                     );
                 }
@@ -982,6 +1110,9 @@ impl<'a> Reconciliation<'a> {
                     ));
                 }
             }
+        }
+        if !have_reports {
+            return;
         }
         for (id, want) in &part.notices {
             let got = noticed.get(id.as_str()).cloned().unwrap_or_default();

@@ -8,10 +8,11 @@ use anyhow::Context;
 
 use connector::{Connector, RunReport};
 
+use crate::conformance::{self, Ended, Handover, UnderTest};
 use crate::harness::{Crashes, Fakes, fixed_clock};
 use crate::model::{CrashBy, RunSpec, Scenario};
 use crate::oracle;
-use crate::reconcile::{self, Landed, ScenarioReport};
+use crate::reconcile::{self, Landed, Reconciliation, ScenarioReport};
 
 /// The connector's retry delays in scenarios (waits on `Retry-After` capped at the most).
 const RETRY_BASE: Duration = Duration::from_millis(1);
@@ -23,6 +24,7 @@ const COMMIT_EVERY: usize = 8;
 #[derive(Debug)]
 pub struct Outcome {
     pub report: ScenarioReport,
+    /// The connector's run reports (a program under test that writes none gives none).
     pub runs: Vec<RunReport>,
     pub landed: Landed,
     /// Seeded faults the two fakes injected: (provider, mailbox).
@@ -49,6 +51,18 @@ pub async fn run_with(
     run_through(scenario, work, replay, concurrency, |r| r).await
 }
 
+/// As [`run`], with the connector under test given: ours, or any program
+/// (`--connector-cmd`, judged under its rules).
+pub async fn run_judged(
+    scenario: &Scenario,
+    work: &Path,
+    replay: String,
+    under: &UnderTest,
+) -> anyhow::Result<Outcome> {
+    let concurrency = scenario.concurrency.unwrap_or(8);
+    run_inner(scenario, work, replay, concurrency, |r| r, under).await
+}
+
 /// As [`run_with`], with `wrap_mailbox` around the fake mailbox's router (inside the
 /// crash points): for tests that change what reaches the mailbox and check that the
 /// reconciliation sees it.
@@ -58,6 +72,25 @@ pub async fn run_through(
     replay: String,
     concurrency: usize,
     wrap_mailbox: impl FnOnce(axum::Router) -> axum::Router,
+) -> anyhow::Result<Outcome> {
+    run_inner(
+        scenario,
+        work,
+        replay,
+        concurrency,
+        wrap_mailbox,
+        &UnderTest::Ours,
+    )
+    .await
+}
+
+async fn run_inner(
+    scenario: &Scenario,
+    work: &Path,
+    replay: String,
+    concurrency: usize,
+    wrap_mailbox: impl FnOnce(axum::Router) -> axum::Router,
+    under: &UnderTest,
 ) -> anyhow::Result<Outcome> {
     let crashes = Crashes::new(&scenario.crashes);
     // Crash points count the mailbox's requests only: the connector lists and delivers at
@@ -73,6 +106,7 @@ pub async fn run_through(
     config.concurrency = concurrency;
     config.page_size = 500;
     let binary = match scenario.crash_by {
+        _ if matches!(under, UnderTest::Command { .. }) => None,
         CrashBy::Abort => None,
         CrashBy::Sigkill => {
             let bin = crate::harness::connector_binary(None)?;
@@ -85,19 +119,46 @@ pub async fn run_through(
         }
     };
     let mut runs = Vec::new();
+    // Whether every run of the connector under test wrote a report (ours always does).
+    let mut every_report = true;
+    let own_dir = work.join("connector");
+    std::fs::create_dir_all(&own_dir)?;
     for (n, spec) in scenario.runs.iter().enumerate() {
         // Both sides agree on the time: the provider lists what is visible by then.
         fakes.clock.set(spec.run_at());
-        loop {
-            let finished = match &binary {
-                None => in_process(scenario, &config, spec, &crashes).await?,
-                Some((bin, toml)) => {
+        for attempt in 0.. {
+            let finished = match (under, &binary) {
+                (UnderTest::Command { command, .. }, _) => {
+                    let handover = Handover::new(
+                        &fakes,
+                        scenario,
+                        spec,
+                        config.mapping_csv.clone(),
+                        &own_dir,
+                        work.join(format!("report-{n}.json")),
+                        (RETRY_MAX.as_millis() as u64, concurrency),
+                    );
+                    let log = work.join(format!("run-{n}-{attempt}.log"));
+                    match conformance::run_once(command, &handover, &log, &crashes).await? {
+                        Ended::Killed => None,
+                        Ended::Finished(report) => {
+                            every_report &= report.is_some();
+                            Some(report.map(|r| *r))
+                        }
+                    }
+                }
+                (UnderTest::Ours, None) => in_process(scenario, &config, spec, &crashes)
+                    .await?
+                    .map(Some),
+                (UnderTest::Ours, Some((bin, toml))) => {
                     let report = work.join(format!("report-{n}.json"));
-                    as_child(scenario, bin, toml, spec, &report, &crashes).await?
+                    as_child(scenario, bin, toml, spec, &report, &crashes)
+                        .await?
+                        .map(Some)
                 }
             };
             if let Some(report) = finished {
-                runs.push(report);
+                runs.extend(report);
                 break;
             }
         }
@@ -110,7 +171,11 @@ pub async fn run_through(
         .collect::<Vec<_>>();
     let expected = oracle::expected(scenario).with_gone(scenario, gone);
     let landed = reconcile::landed(scenario, &expected.long_ids, &fakes.mailbox)?;
-    let report = reconcile::reconcile(scenario, &expected, &landed, &runs, replay);
+    let mut reconciliation =
+        Reconciliation::new(scenario, expected.gone.clone(), &landed, &runs, replay)
+            .judged(under.rules(), every_report);
+    reconciliation.check_part(&expected);
+    let report = reconciliation.finish();
     Ok(Outcome {
         report,
         runs,

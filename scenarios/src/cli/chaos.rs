@@ -42,6 +42,8 @@ pub struct Args {
     /// (bodies up to 48 MiB).
     #[arg(long, value_enum)]
     pub profile: Option<super::serve::ProfileArg>,
+    #[command(flatten)]
+    pub connector: crate::conformance::ConnectorArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -55,7 +57,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_all,
         report,
         profile,
+        connector,
     } = args;
+    let under = connector.under_test();
     // Graph's rules only: a chaos seed is judged by what lands, not by how long it took.
     let profile = profile.map(|p| crate::model::MailboxProfile {
         latency: None,
@@ -78,7 +82,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_writable(&[&report])?;
     // Half the seeds with crash points run the connector binary: make sure it is
     // today's before the first seed's clock starts.
-    crate::harness::connector_binary(None)?;
+    if matches!(under, crate::conformance::UnderTest::Ours) {
+        crate::harness::connector_binary(None)?;
+    }
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     eprintln!(
         "chaos: seeds {from} to {}, {jobs} at a time{}",
@@ -97,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         jobs,
         check_determinism,
         (!no_save).then_some(save.as_path()),
-        profile,
+        (profile, &under),
         |r| {
             done += 1;
             eprintln!(

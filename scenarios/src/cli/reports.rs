@@ -21,13 +21,16 @@ pub struct Outputs {
     /// DIR/<scenario>/<mailbox>/.
     #[arg(long, value_name = "DIR")]
     pub keep_mail: Option<PathBuf>,
+    #[command(flatten)]
+    pub connector: crate::conformance::ConnectorArgs,
 }
 
 impl Outputs {
     /// Runs the files, prints the table and writes the reports: the exit status.
     pub async fn run(self, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         check_writable(&[&self.report, &self.html])?;
-        let reports = run_files(files, self.keep_mail.as_deref()).await?;
+        let under = self.connector.under_test();
+        let reports = run_files(files, self.keep_mail.as_deref(), &under).await?;
         finish(&reports, self.report.as_deref(), self.html.as_deref())
     }
 }
@@ -82,6 +85,9 @@ fn print_table(reports: &[ScenarioReport]) {
                 skips.join(", ")
             }
         );
+        for why in &r.not_checked {
+            println!("  {}: not checked: {why}", r.name);
+        }
         if !r.gone_mailboxes.is_empty() {
             println!(
                 "  {}: mailboxes gone mid-scenario (seeded): {}; {} delivery(ies) to them not made (S9)",
@@ -127,10 +133,15 @@ fn print_table(reports: &[ScenarioReport]) {
 async fn run_files(
     files: &[PathBuf],
     keep_mail: Option<&Path>,
+    under: &crate::conformance::UnderTest,
 ) -> anyhow::Result<Vec<ScenarioReport>> {
     let mut reports = Vec::new();
     for file in files {
-        let replay = format!("cargo run --release -p scenarios -- run {}", file.display());
+        let replay = format!(
+            "cargo run --release -p scenarios -- run {}{}",
+            file.display(),
+            under.flags()
+        );
         // A scenario that cannot be read or run is reported as failed and the others
         // still run: one error must not hide what the rest would find.
         let scenario = match Scenario::load(file) {
@@ -158,7 +169,7 @@ async fn run_files(
         );
         let work = crate::harness::temp_dir(&format!("scenario-{}", scenario.name));
         let started = std::time::Instant::now();
-        let outcome = crate::runner::run(&scenario, &work, replay.clone()).await;
+        let outcome = crate::runner::run_judged(&scenario, &work, replay.clone(), under).await;
         // The work directory holds the connector's state and staged data: removed
         // whether the run succeeded or not.
         let _ = std::fs::remove_dir_all(&work);
@@ -177,12 +188,22 @@ async fn run_files(
             eprintln!("  {n} messages kept under {}", dir.display());
         }
         let retries: u64 = outcome.runs.iter().map(|r| r.retries).sum();
-        eprintln!(
-            "  {} deliveries in {:.1}s ({} retries)",
-            outcome.runs.iter().map(|r| r.deliveries).sum::<u64>(),
-            started.elapsed().as_secs_f64(),
-            retries
-        );
+        if outcome.runs.len() < scenario.runs.len() {
+            // A connector under test that writes no report says nothing of its own.
+            eprintln!(
+                "  {} run(s) in {:.1}s, {} killed at a crash point; judged by the mailboxes",
+                scenario.runs.len(),
+                started.elapsed().as_secs_f64(),
+                outcome.crashes
+            );
+        } else {
+            eprintln!(
+                "  {} deliveries in {:.1}s ({} retries)",
+                outcome.runs.iter().map(|r| r.deliveries).sum::<u64>(),
+                started.elapsed().as_secs_f64(),
+                retries
+            );
+        }
         reports.push(outcome.report);
     }
     Ok(reports)

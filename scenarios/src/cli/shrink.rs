@@ -18,20 +18,28 @@ pub struct Args {
     /// At most this many runs of the scenario.
     #[arg(long, default_value_t = 300)]
     pub budget: usize,
+    #[command(flatten)]
+    pub connector: crate::conformance::ConnectorArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Args { file, out, budget } = args;
+    let Args {
+        file,
+        out,
+        budget,
+        connector,
+    } = args;
+    let under = connector.under_test();
     check_writable(&[&Some(out.clone())])?;
     let scenario = Scenario::load(&file)?;
-    if !crate::chaos::fails(&scenario).await {
+    if !crate::chaos::fails(&scenario, &under).await {
         anyhow::bail!(
             "{} does not fail: there is nothing to shrink",
             file.display()
         );
     }
     let (items, crashes) = (scenario.source_items(), scenario.crashes.len());
-    let (small, tries) = crate::chaos::shrink(scenario, budget).await;
+    let (small, tries) = crate::chaos::shrink(scenario, budget, &under).await;
     std::fs::write(&out, small.to_file_json())
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
