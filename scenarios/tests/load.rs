@@ -21,6 +21,7 @@ fn params(mix: Mix, retain: Retain) -> LoadParams {
         connector: ConnectorMode::InProcess,
         retain,
         connector_bin: None,
+        under: Default::default(),
         fakes: FakesMode::InProcess,
         fakes_program: None,
         concurrency: 4,
@@ -312,4 +313,46 @@ fn custom_limits_reach_the_fake_and_the_connector() {
     p.limits.concurrent_requests = 0;
     let e = p.check().unwrap_err().to_string();
     assert!(e.contains("must be at least 1"), "{e}");
+}
+
+/// A program under test that writes no run report (here our binary through the
+/// conformance kit's wrapper, its report removed) is judged by what landed: the
+/// accounting says it was not reported, deliveries are what the fake stored, and a
+/// clean day passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_under_test_without_a_report_is_judged_by_what_landed() {
+    let bin = scenarios::harness::connector_binary(None).unwrap();
+    let wrapper = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/ours.sh");
+    let mut p = params(Mix::Text, Retain::Full);
+    p.under = scenarios::conformance::UnderTest::Command {
+        command: format!(
+            "{} {}; status=$?; rm -f \"$CONNECTOR_REPORT\"; exit $status",
+            wrapper.display(),
+            bin.display()
+        ),
+        rules: scenarios::conformance::Rules::Ours,
+    };
+    let work = scenarios::harness::temp_dir("load-foreign");
+    let report = scenarios::load::run(&p, &work).await.unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+    assert_eq!(
+        report.verdict,
+        Verdict::Pass,
+        "{:#?}",
+        report.reconciliation
+    );
+    let a = &report.accounting;
+    assert!(!a.reported);
+    assert_eq!(
+        a.delivered, a.deliveries_planned as u64,
+        "what the fake stored"
+    );
+    assert_eq!(report.reconciliation.found, a.deliveries_planned);
+    let table = report.table();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("accounting   not reported")),
+        "{table}"
+    );
 }

@@ -80,12 +80,13 @@ def main():
             log(f"{message_id} to {upn}: {answer.status}, not there: sending again")
         return False
 
-    for item in provider.items(since, until):
+    def deliver_item(item):
+        """Delivers one item to each of its mailboxes: how many deliveries failed."""
         participants = [item["from"], *item["to"]]
         mailboxes = sorted({m for m in map(mailbox_of, participants) if m})
         if not mailboxes:
             log(f"{item['id']}: no participant has a mailbox (unmapped)")
-            continue
+            return 0
         attachment, fetched, note = common.the_attachment(item), None, None
         if attachment:
             # base64 makes a file a third larger, and its lines end in CRLF.
@@ -96,14 +97,19 @@ def main():
                 fetched = (provider.attachment(attachment["id"]), attachment)
         mime = common.build_message(item, HOST, fetched, note)
         message_id = common.message_id(item["id"], HOST)
-        for upn in mailboxes:
-            if not deliver(upn, mime, message_id):
-                failed += 1
+        return sum(not deliver(upn, mime, message_id) for upn in mailboxes)
+
+    for item in provider.items(since, until):
+        try:
+            failed += deliver_item(item)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # One item that cannot be read is no reason to stop reading the others.
+            name = item.get("id") if isinstance(item, dict) else repr(item)[:80]
+            log(f"{name}: unreadable ({e!r}), left for a person")
     if failed:
         log(f"{failed} deliveries failed: the window stays open for the next run")
         sys.exit(4)
     common.window_done(until)
-
 
 if __name__ == "__main__":
     main()

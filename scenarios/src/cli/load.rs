@@ -61,6 +61,8 @@ pub struct Args {
     /// The connector binary (default: the one beside this program, built if absent).
     #[arg(long, value_name = "PATH")]
     pub connector_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub connector_cmd: crate::conformance::ConnectorArgs,
     /// Requests in flight, for the connector and the raw client alike (the connector's
     /// own default).
     #[arg(long, default_value_t = connector::config::DEFAULT_CONCURRENCY)]
@@ -107,6 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         connector: args.connector,
         retain: args.retain,
         connector_bin: args.connector_bin,
+        under: args.connector_cmd.under_test(),
         fakes: args.fakes,
         fakes_program: None,
         concurrency: args.concurrency,

@@ -274,6 +274,7 @@ pub(crate) mod tests {
             connector: super::super::ConnectorMode::InProcess,
             retain: super::super::Retain::Auto,
             connector_bin: None,
+            under: Default::default(),
             fakes: crate::load::FakesMode::InProcess,
             fakes_program: None,
             concurrency: 4,

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::usage::{Bucket, Rusage, Sampler};
 use super::{ConnectorMode, LoadParams};
+use crate::conformance::{self, Ended, Handover, UnderTest};
 use crate::harness::{CLIENT_SECRET, Fakes, PROVIDER_PASSWORD};
 use crate::model::Scenario;
 
@@ -41,6 +42,9 @@ pub struct ImportFigures {
     /// The connector's state directory once the day is imported (its SQLite state and
     /// what is left staged): the disk the connector keeps between runs.
     pub state_bytes: u64,
+    /// Whether every run wrote a report (a program under test may not): without them
+    /// the figures above that come from reports are zero, `deliveries` excepted.
+    pub reported: bool,
     #[serde(skip)]
     pub reports: Vec<RunReport>,
 }
@@ -67,6 +71,7 @@ pub async fn run(
     let mapping = crate::harness::write_mapping(scenario, work)?;
     // The binary and its configuration file (the same for every run).
     let binary = match p.connector {
+        _ if matches!(p.under, UnderTest::Command { .. }) => None,
         ConnectorMode::Process => Some((
             crate::harness::connector_binary(p.connector_bin.as_deref())?,
             write_config(fakes, scenario, p, work, &state, mapping.as_deref())?,
@@ -75,10 +80,36 @@ pub async fn run(
     };
     let child = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let sampler = Sampler::start("import", mailbox.clone(), expected as u64, child.clone());
+    let foreign = matches!(p.under, UnderTest::Command { .. });
     let started = Instant::now();
+    let mut runs_without_report = 0;
     let mut reports = Vec::new();
+    let own_dir = work.join("connector");
+    std::fs::create_dir_all(&own_dir)?;
     for (n, spec) in scenario.runs.iter().enumerate() {
         let report = match &binary {
+            _ if let UnderTest::Command { command, .. } = &p.under => {
+                // Time passes for real in a load run: waits on Retry-After are not cut.
+                let handover = Handover::new(
+                    fakes,
+                    scenario,
+                    spec,
+                    mapping.clone(),
+                    &own_dir,
+                    work.join(format!("report-{n}.json")),
+                    (3_600_000, p.concurrency),
+                );
+                let log = work.join(format!("connector-{n}.log"));
+                let none = crate::harness::Crashes::default();
+                match conformance::run_once(command, &handover, &log, &none).await? {
+                    Ended::Finished(Some(report)) => *report,
+                    Ended::Finished(None) => {
+                        runs_without_report += 1;
+                        continue;
+                    }
+                    Ended::Killed => unreachable!("a load run has no crash points"),
+                }
+            }
             Some((bin, config)) => {
                 let out = work.join(format!("report-{n}.json"));
                 spawn(bin, config, spec.until, &out, work, &child).await?
@@ -102,9 +133,15 @@ pub async fn run(
         *skipped_by_reason.entry(s.reason.clone()).or_insert(0) += 1;
     }
     let sum = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum::<u64>();
-    let deliveries = sum(|r| r.deliveries);
+    // A program under test that writes no report is counted by what the fake mailbox
+    // stored (its counters were reset before this phase).
+    let deliveries = if runs_without_report > 0 {
+        mailbox.figures().await?.counters.imports
+    } else {
+        sum(|r| r.deliveries)
+    };
     Ok(ImportFigures {
-        runs: reports.len(),
+        runs: reports.len() + runs_without_report,
         wall_seconds: wall,
         items_fetched: sum(|r| r.items_fetched),
         deliveries,
@@ -121,7 +158,9 @@ pub async fn run(
             .collect(),
         // CPU from getrusage. Peak memory from the connector's own report: a child's
         // getrusage peak also counts the copy of this process it was forked from.
-        connector: binary.as_ref().map(|_| Rusage {
+        // A program under test that reports no peak has none here (0): a child's
+        // getrusage peak would count the copy of this process it was forked from.
+        connector: (binary.is_some() || foreign).then(|| Rusage {
             max_rss_bytes: reports
                 .iter()
                 .filter_map(|r| r.peak_rss_bytes)
@@ -130,7 +169,8 @@ pub async fn run(
             ..Rusage::children()
         }),
         buckets,
-        state_bytes: dir_bytes(&state),
+        state_bytes: dir_bytes(if foreign { &own_dir } else { &state }),
+        reported: runs_without_report == 0,
         reports,
     })
 }

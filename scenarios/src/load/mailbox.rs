@@ -52,6 +52,10 @@ pub struct Check {
     pub source_items: usize,
     pub deliveries: usize,
     pub runs: Vec<connector::report::RunReport>,
+    /// The rules the connector is judged by, and whether it wrote a report for every
+    /// run (see `Reconciliation::judged`).
+    pub rules: crate::conformance::Rules,
+    pub have_reports: bool,
 }
 
 /// The reconciliation's outcome.
@@ -211,7 +215,8 @@ pub fn reconcile_day(mailbox: &mock_mailbox::State, check: &Check) -> anyhow::Re
         &landed,
         &check.runs,
         "scenarios load (same parameters)".into(),
-    );
+    )
+    .judged(check.rules, check.have_reports);
     let mut again = super::day::DayStream::again_from(&check.params, &check.hashes)?;
     // The next part is drawn and worked out on another core while this one is checked
     // (smaller parts than the first draw's: up to three are held at a time).

@@ -212,6 +212,10 @@ pub struct LoadParams {
     pub retain: Retain,
     #[serde(skip)]
     pub connector_bin: Option<PathBuf>,
+    /// Another program in place of our connector (`--connector-cmd`), run once per
+    /// scheduled run with the conformance kit's handover (docs/conformance.md).
+    #[serde(skip)]
+    pub under: crate::conformance::UnderTest,
     pub fakes: FakesMode,
     /// The program to run as the fakes' children (`PROGRAM load-provider`, `PROGRAM
     /// load-mailbox`): by default this one, which must then be `scenarios`.
@@ -408,9 +412,10 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
 
     eprintln!(
         "load: phase 2, the import: the connector ({}) at concurrency {} (runner RSS {:.0} MB)",
-        match p.connector {
-            ConnectorMode::Process => "child process",
-            ConnectorMode::InProcess => "in this process",
+        match (&p.under, p.connector) {
+            (crate::conformance::UnderTest::Command { .. }, _) => "the program under test",
+            (_, ConnectorMode::Process) => "child process",
+            (_, ConnectorMode::InProcess) => "in this process",
         },
         p.concurrency,
         usage::rss_now_mb()
@@ -448,6 +453,8 @@ pub async fn run(p: &LoadParams, work: &std::path::Path) -> anyhow::Result<LoadR
             source_items: tally.source_items,
             deliveries: tally.deliveries,
             runs: imported.runs().to_vec(),
+            rules: p.under.rules(),
+            have_reports: imported.runs().len() == imported.runs,
         })
         .await?;
     let reconcile_peak = mailbox.finish().await?;
