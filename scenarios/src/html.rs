@@ -122,6 +122,12 @@ fn scenario(i: usize, r: &ScenarioReport) -> Markup {
             @if let Some(error) = &r.error {
                 p.fail { "The scenario could not be run to its end, so nothing was reconciled: " (error) }
             }
+            @if let Some(rules) = r.rules {
+                p { "Judged by the " code { (rules.name()) } " rules (docs/conformance.md)." }
+            }
+            @for why in &r.not_checked {
+                p.muted { "Not checked: " (why) }
+            }
             @if r.connector_failures > 0 {
                 p.fail { "The connector's last run left " (r.connector_failures) " deliveries failed, items held or items needing a person." }
             }
@@ -208,6 +214,23 @@ mod tests {
         assert!(
             page.contains(mock_common::page::CSS),
             "the shared look, inlined"
+        );
+        let mut foreign = report("foreign", Verdict::Pass);
+        foreign.rules = Some(crate::conformance::Rules::Core);
+        foreign.not_checked =
+            crate::conformance::not_checked(crate::conformance::Rules::Core, false);
+        let page = scenario_report(&[foreign]);
+        assert!(
+            page.contains("Judged by the <code>core</code> rules"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Not checked: skip reasons, notices"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Not checked: our wording (rules core)"),
+            "{page}"
         );
         let all_pass = scenario_report(&[report("calm", Verdict::Pass)]);
         assert!(all_pass.contains("PASS: every scenario reconciled"));
