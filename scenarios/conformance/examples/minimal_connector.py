@@ -5,8 +5,8 @@ naive_connector.py with its five mistakes mended, and nothing more.
   1. every distinct mailbox of the sender and the recipients gets the message;
   2. a mapping-file address counts only if it names a user with a mailbox; else the
      email property; else the participant has none (S9);
-  3. after any answer but 201 to an import, the mailbox is searched for the
-     Message-ID before the message is sent again (and after the last attempt);
+  3. the mailbox is searched for the Message-ID before a message is sent, and again
+     after any answer but 201 (a window taken twice, a lost answer: nothing twice);
   4. a file above the limit, or one whose message would be above it, is left out with a
      note in the body, and the rest of the item is imported (S11);
   5. an existing archive folder is found by name; the Inbox is never used.
@@ -73,6 +73,9 @@ def main():
         return answer.status == 200 and bool(answer.json().get("value"))
 
     def deliver(upn, mime, message_id):
+        # A window taken again (or a run after a lost state) must not import twice.
+        if landed(upn, message_id):
+            return True
         for _ in range(4):
             answer = graph.import_mime(upn, folder_of(upn), mime)
             if answer.status == 201 or landed(upn, message_id):
