@@ -23,6 +23,24 @@ struct File {
     schedule: ScheduleSection,
     #[serde(default)]
     pacing: PacingSection,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    metrics: MetricsSection,
+}
+
+/// How log lines are written (`--log-format` overrides it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LogSection {
+    format: crate::ops::LogFormat,
+}
+
+/// Where the last run's figures go, in the Prometheus text format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct MetricsSection {
+    textfile: Option<PathBuf>,
 }
 
 /// Pacing each mailbox to Graph's budgets (Exchange Online's defaults).
@@ -231,6 +249,8 @@ pub struct Config {
     pub settle_delay: chrono::TimeDelta,
     /// How far before its start each run lists again for late items (zero: not at all).
     pub look_back: chrono::TimeDelta,
+    /// Where the last run's figures are written (Prometheus text format), if anywhere.
+    pub metrics_textfile: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub daily_at: chrono::NaiveTime,
     /// Each mailbox paced to these budgets (`None`: not paced; a `429` is still obeyed).
@@ -417,6 +437,7 @@ impl Config {
             settle_delay: chrono::TimeDelta::minutes(i64::from(import.settle_delay_minutes)),
             look_back: chrono::TimeDelta::hours(i64::from(import.look_back_hours)),
             state_dir: resolve(&file.state_dir),
+            metrics_textfile: file.metrics.textfile.as_deref().map(resolve),
             daily_at,
             pacing: file.pacing.enabled.then(|| crate::graph::pace::Budget {
                 requests: file.pacing.requests_per_10_minutes.max(1),
@@ -426,6 +447,15 @@ impl Config {
             }),
         })
     }
+}
+
+/// The log format a configuration file names, read without its secrets, before the
+/// command itself reads the file (and reports what is wrong with it): `None` if the file
+/// cannot be read.
+pub fn log_format_of(path: &Path) -> Option<crate::ops::LogFormat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let file: File = toml::from_str(&text).ok()?;
+    Some(file.log.format)
 }
 
 /// The state directory a configuration file names, read without its secrets (for
@@ -485,6 +515,10 @@ const KEYS: &[&str] = &[
     "enabled",
     "requests_per_10_minutes",
     "upload_mib_per_5_minutes",
+    "log",
+    "format",
+    "metrics",
+    "textfile",
 ];
 
 /// A TOML error as file position, key and problem, never with the text of the line: the

@@ -15,6 +15,7 @@ pub mod http;
 pub mod lock;
 pub mod mapping;
 pub mod model;
+pub mod ops;
 pub mod phone;
 pub mod progress;
 pub mod provider;

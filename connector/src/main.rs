@@ -30,6 +30,30 @@ use connector::{Config, Connector, RunReport};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as text (coloured only at a terminal, never with NO_COLOR) or
+    /// as JSON lines (timestamp, level, target, message, fields, the run's run_id).
+    /// Default: the configuration's log.format, else text.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<connector::ops::LogFormat>,
+}
+
+impl Command {
+    /// The configuration file the command reads.
+    fn config(&self) -> &std::path::Path {
+        match self {
+            Command::Run { config, .. }
+            | Command::Check { config, .. }
+            | Command::Schedule { config, .. } => config,
+            Command::Held { action } => match action {
+                HeldAction::List { config }
+                | HeldAction::Retry { config, .. }
+                | HeldAction::GiveUp { config, .. } => config,
+            },
+            Command::State { action } => match action {
+                StateAction::SetAside { config } => config,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +224,29 @@ fn connector(config: &std::path::Path) -> Result<Connector, connector::Connector
     Connector::new(config, Arc::new(Utc::now))
 }
 
+/// A run inside a span carrying its `run_id`, so that every line it logs names it.
+async fn in_span<T>(started: DateTime<Utc>, run: impl std::future::Future<Output = T>) -> T {
+    use tracing::Instrument;
+    let run_id = connector::ops::run_id(started);
+    run.instrument(tracing::info_span!("run", run_id = %run_id))
+        .await
+}
+
+/// The run's figures for monitoring; a file that cannot be written is logged, never a
+/// reason to fail a run that imported.
+fn write_metrics(path: &std::path::Path, outcome: &Result<RunReport, connector::ConnectorError>) {
+    let ended = match outcome {
+        Ok(report) => connector::ops::Ended::Report(report),
+        Err(e) => connector::ops::Ended::Failed {
+            exit_status: e.exit_code(),
+            at: Utc::now(),
+        },
+    };
+    if let Err(e) = connector::ops::write_metrics(path, &ended) {
+        tracing::error!(path = %path.display(), "the metrics file cannot be written: {e}");
+    }
+}
+
 fn write_report(report: &RunReport, path: &std::path::Path) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(path, json + "\n")
@@ -342,8 +389,7 @@ fn held(action: HeldAction) -> Result<ExitCode, CliError> {
     }
 }
 
-async fn main_inner() -> Result<ExitCode, CliError> {
-    let cli = Cli::parse();
+async fn main_inner(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Run {
             config,
@@ -369,7 +415,12 @@ async fn main_inner() -> Result<ExitCode, CliError> {
                 });
             }
             let now = harness.harness_now.unwrap_or_else(Utc::now);
-            let outcome = connector.run(until.unwrap_or(now), since).await?;
+            let metrics = connector.config().metrics_textfile.clone();
+            let outcome = in_span(now, connector.run(until.unwrap_or(now), since)).await;
+            if let Some(path) = &metrics {
+                write_metrics(path, &outcome);
+            }
+            let outcome = outcome?;
             println!("{}", outcome.summary());
             if let Some(path) = report {
                 write_report(&outcome, &path)?;
@@ -424,10 +475,16 @@ async fn main_inner() -> Result<ExitCode, CliError> {
                     () = tokio::time::sleep((next - now).to_std().unwrap_or_default()) => {}
                     _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
                 }
-                let outcome = match connector(&config) {
-                    Ok(c) => c.run(Utc::now(), None).await,
-                    Err(e) => Err(e),
+                let (outcome, metrics) = match connector(&config) {
+                    Ok(c) => {
+                        let metrics = c.config().metrics_textfile.clone();
+                        (in_span(Utc::now(), c.run(Utc::now(), None)).await, metrics)
+                    }
+                    Err(e) => (Err(e), None),
                 };
+                if let Some(path) = &metrics {
+                    write_metrics(path, &outcome);
+                }
                 match outcome {
                     // Never beside another run: today's is skipped, and the next one
                     // starts where the last closed window ended, so nothing is lost.
@@ -530,13 +587,13 @@ fn main() -> ExitCode {
 }
 
 async fn run_cli() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    match main_inner().await {
+    let cli = Cli::parse();
+    let format = cli
+        .log_format
+        .or_else(|| connector::config::log_format_of(cli.command.config()))
+        .unwrap_or_default();
+    connector::ops::init_logs(format);
+    match main_inner(cli).await {
         Ok(code) => code,
         Err(CliError::Connector(e)) => {
             eprintln!("error: {e}");

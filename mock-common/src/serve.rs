@@ -13,14 +13,47 @@ use tokio::net::TcpListener;
 use crate::AdminToken;
 
 /// Logs go to stderr so that stdout carries only the `listening on` line. `RUST_LOG`
-/// picks the level (default `info`).
-pub fn init_logging() {
+/// picks the level (default `info`); `format` the form of each line.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(colour_on_stderr()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+/// The form of log lines: text for people, JSON lines for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?} is not a log format: text or json")),
+        }
+    }
+}
+
+/// Colour only for a person at a terminal: never in a file or a pipe, never with
+/// `NO_COLOR` set to anything (no-color.org).
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Reads the admin token from `file` if given, else from the environment variable `env`.

@@ -22,6 +22,10 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Log lines on stderr as text (coloured only on a terminal, never with NO_COLOR)
+    /// or as JSON lines (timestamp, level, target, message, fields).
+    #[arg(long, value_name = "text|json", default_value = "text")]
+    log_format: mock_common::serve::LogFormat,
     /// Directory file: tenants, applications, users (see docs/examples/mailbox-directory.json).
     #[arg(long)]
     directory: PathBuf,
@@ -115,8 +119,8 @@ enum Retain {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mock_common::serve::init_logging();
     let args = Args::parse();
+    mock_common::serve::init_logging(args.log_format);
     if args.retain == Retain::Summary && (args.store.is_some() || args.in_memory) {
         anyhow::bail!(
             "--retain summary keeps no message bytes, so --store and --in-memory do not apply: give one or the other"

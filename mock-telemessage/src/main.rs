@@ -18,6 +18,10 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Log lines on stderr as text (coloured only on a terminal, never with NO_COLOR)
+    /// or as JSON lines (timestamp, level, target, message, fields).
+    #[arg(long, value_name = "text|json", default_value = "text")]
+    log_format: mock_common::serve::LogFormat,
     /// Dataset file: accounts, employees, items, faults (see docs/examples/telemessage-dataset.json).
     #[arg(long)]
     dataset: PathBuf,
@@ -32,8 +36,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mock_common::serve::init_logging();
     let args = Args::parse();
+    mock_common::serve::init_logging(args.log_format);
     let admin = mock_common::serve::admin_token(
         args.admin_token_file.as_deref(),
         "MOCK_TELEMESSAGE_ADMIN_TOKEN",

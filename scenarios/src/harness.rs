@@ -310,6 +310,7 @@ impl Fakes {
             settle_delay: chrono::TimeDelta::minutes(15),
             look_back: chrono::TimeDelta::hours(24),
             state_dir: state_dir.to_path_buf(),
+            metrics_textfile: None,
             daily_at: chrono::NaiveTime::from_hms_opt(2, 0, 0).expect("a valid time"),
             // The fakes' clock stands still in scenarios: a 429 is answered by time
             // passing for them (below), which real-time pacing would only slow down.

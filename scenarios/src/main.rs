@@ -59,6 +59,7 @@ async fn run() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(mock_common::serve::colour_on_stderr())
         .init();
     match scenarios::cli::run(scenarios::cli::Cli::parse()).await {
         Ok(code) => code,

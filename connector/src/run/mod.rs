@@ -273,6 +273,11 @@ impl Connector {
         })
     }
 
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// How deliveries are grouped into transactions (tests commit rarely, so that a
     /// crash loses as much as it can).
     pub fn with_group_commit(mut self, group: crate::store::GroupCommit) -> Self {
