@@ -41,3 +41,39 @@ impl Write for LogCapture {
         Ok(())
     }
 }
+
+/// The log lines a fake's binary writes to a pipe in `format` (`text` or `json`): it is
+/// started with `args` and `--log-format`, its health check asked once, then it is
+/// stopped. For the tests that check what a log shipper gets from each fake.
+pub fn process_logs(binary: &str, args: &[&str], format: &str) -> String {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary)
+        .args(["--listen", "127.0.0.1:0", "--log-format", format])
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the fake starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("its stdout"))
+        .read_line(&mut line)
+        .expect("its listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .expect("a listening line")
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(addr).expect("it listens");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: fake\r\nConnection: close\r\n\r\n")
+        .expect("a request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    child.kill().expect("it stops");
+    let out = child.wait_with_output().expect("its output");
+    String::from_utf8(out.stderr).expect("UTF-8 logs")
+}
