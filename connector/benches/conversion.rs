@@ -13,6 +13,7 @@ fn t(s: &str) -> DateTime<Utc> {
 fn item(content: Content) -> Item {
     Item {
         revision: 1,
+        unmapped: Vec::new(),
         id: "wa-bench-1".into(),
         capture_mode: CaptureMode::CloudArchiver,
         archived_at: t("2026-11-22T09:00:03Z"),

@@ -104,6 +104,9 @@ struct MappingSection {
     csv: Option<PathBuf>,
     /// The country of national numbers in the mapping file (ISO 3166 code, `GB`).
     default_region: Option<String>,
+    /// A catch-all mailbox for items none of whose participants maps (not the product
+    /// description's default, which skips them as `unmapped`).
+    unmapped_mailbox: Option<String>,
 }
 
 impl Default for MappingSection {
@@ -112,6 +115,7 @@ impl Default for MappingSection {
             automatic: true,
             csv: None,
             default_region: None,
+            unmapped_mailbox: None,
         }
     }
 }
@@ -229,6 +233,9 @@ pub struct Config {
     pub login_url: String,
     pub automatic_mapping: bool,
     pub mapping_csv: Option<PathBuf>,
+    /// Where an item none of whose participants maps goes, instead of being skipped
+    /// (`mapping.unmapped_mailbox`; none by default).
+    pub unmapped_mailbox: Option<String>,
     /// The region national numbers of the mapping file are in.
     pub mapping_region: Option<phonenumber::country::Id>,
     pub folder: String,
@@ -422,6 +429,12 @@ impl Config {
             login_url: m.login_url.clone(),
             automatic_mapping: file.mapping.automatic,
             mapping_csv: file.mapping.csv.as_deref().map(resolve),
+            unmapped_mailbox: file
+                .mapping
+                .unmapped_mailbox
+                .as_deref()
+                .map(|m| m.trim().to_lowercase())
+                .filter(|m| !m.is_empty()),
             mapping_region,
             folder: import.folder.clone(),
             size_limit: import.size_limit_bytes,
@@ -497,6 +510,7 @@ const KEYS: &[&str] = &[
     "automatic",
     "csv",
     "default_region",
+    "unmapped_mailbox",
     "folder",
     "size_limit_bytes",
     "phone_address_domain",

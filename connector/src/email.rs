@@ -28,6 +28,10 @@ pub const MAX_NAME: usize = 128;
 pub const MAX_HEADER_VALUE: usize = 256;
 /// Most addresses written in `To`; every participant stays listed in the body.
 pub const MAX_RECIPIENTS: usize = 500;
+/// `X-WhatsApp-Unmapped` of an item delivered to the catch-all mailbox.
+pub const UNMAPPED: &str =
+    "no participant maps to a Microsoft 365 mailbox; delivered to the catch-all mailbox";
+
 /// The marker that says a value was cut.
 pub const CUT: &str = "…[cut]";
 
@@ -838,6 +842,12 @@ pub fn convert(
         );
     if let Some(name) = &item.conversation.name {
         builder = builder.header("X-WhatsApp-Conversation-Name", x(name));
+    }
+    if !item.unmapped.is_empty() {
+        builder = builder.header("X-WhatsApp-Unmapped", x(UNMAPPED));
+        for line in item.unmapped.iter().take(MAX_RECIPIENTS) {
+            builder = builder.header("X-WhatsApp-Unmapped-Participant", x(line));
+        }
     }
     if let Some(target) = item.content.target() {
         builder = builder.header("X-WhatsApp-Target-Id", x(target));

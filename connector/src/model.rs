@@ -19,6 +19,10 @@ pub struct Item {
     /// 1 for the first content the provider sent under this id; 2, 3, ... for content
     /// that differs from every earlier one (a revision, imported as its own message).
     pub revision: u32,
+    /// Set when no participant maps and the item goes to the catch-all mailbox
+    /// (`mapping.unmapped_mailbox`): what the rule found for each participant, one line
+    /// each, for the message's headers. Empty otherwise.
+    pub unmapped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

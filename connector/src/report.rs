@@ -37,11 +37,14 @@ pub enum SkipReason {
     RevisedItem,
     /// A notice: an item first found by the look-back, delivered.
     LateVisible,
+    /// A notice: no participant maps, and the item went to the catch-all mailbox
+    /// (`mapping.unmapped_mailbox`) instead of being skipped as `unmapped`.
+    UnmappedToCatchAll,
 }
 
 impl SkipReason {
     /// Every reason, in the order the report's readers know them.
-    pub const ALL: [SkipReason; 10] = [
+    pub const ALL: [SkipReason; 11] = [
         Self::Unmapped,
         Self::ItemTooLarge,
         Self::AttachmentTooLarge,
@@ -52,6 +55,7 @@ impl SkipReason {
         Self::GivenUp,
         Self::RevisedItem,
         Self::LateVisible,
+        Self::UnmappedToCatchAll,
     ];
 
     /// The wire code.
@@ -67,12 +71,16 @@ impl SkipReason {
             Self::GivenUp => "given_up",
             Self::RevisedItem => "revised_item",
             Self::LateVisible => "late_visible",
+            Self::UnmappedToCatchAll => "unmapped_to_catch_all",
         }
     }
 
     /// A notice about a delivered item rather than a skip.
     pub const fn is_notice(self) -> bool {
-        matches!(self, Self::RevisedItem | Self::LateVisible)
+        matches!(
+            self,
+            Self::RevisedItem | Self::LateVisible | Self::UnmappedToCatchAll
+        )
     }
 
     /// The item it is said of was imported nowhere (as against one delivered, whole or
@@ -498,7 +506,11 @@ mod tests {
         let notices: Vec<_> = SkipReason::ALL.iter().filter(|r| r.is_notice()).collect();
         assert_eq!(
             notices,
-            [&SkipReason::RevisedItem, &SkipReason::LateVisible]
+            [
+                &SkipReason::RevisedItem,
+                &SkipReason::LateVisible,
+                &SkipReason::UnmappedToCatchAll
+            ]
         );
     }
 }

@@ -86,6 +86,7 @@ prop_compose! {
         Item {
             id,
             revision: 1,
+            unmapped: Vec::new(),
             capture_mode: CaptureMode::CloudArchiver,
             archived_at: Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
             sent_at,

@@ -40,6 +40,9 @@ umask 077
     if [ -n "${CONNECTOR_MAPPING_REGION:-}" ]; then
         echo "default_region = $(q "$CONNECTOR_MAPPING_REGION")"
     fi
+    if [ -n "${CONNECTOR_UNMAPPED_MAILBOX:-}" ]; then
+        echo "unmapped_mailbox = $(q "$CONNECTOR_UNMAPPED_MAILBOX")"
+    fi
     echo
     echo "[import]"
     echo "size_limit_bytes = $CONNECTOR_SIZE_LIMIT_BYTES"

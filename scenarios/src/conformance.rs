@@ -120,6 +120,10 @@ pub struct Handover {
     /// The region of national numbers in the mapping file (ISO 3166 code).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping_region: Option<String>,
+    /// The catch-all mailbox for items no participant maps, when the scenario uses that
+    /// option (beyond the product description: skip them otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmapped_mailbox: Option<String>,
     /// The start of the window when the operator named one; else the connector goes on
     /// from where its last run ended (its own state under `work_dir`), a first run
     /// taking the day before `until`.
@@ -180,6 +184,7 @@ impl Handover {
             automatic_mapping: scenario.automatic_mapping,
             mapping_file,
             mapping_region: scenario.mapping_default_region.clone(),
+            unmapped_mailbox: scenario.unmapped_mailbox.clone(),
             since: spec.since.map(time),
             until: time(spec.until),
             now: time(spec.run_at()),
@@ -341,6 +346,7 @@ mod tests {
             automatic_mapping: true,
             mapping_file: None,
             mapping_region: Some("GB".into()),
+            unmapped_mailbox: None,
             since: None,
             until: "2026-11-23T00:00:00Z".into(),
             now: "2026-11-23T00:30:00Z".into(),

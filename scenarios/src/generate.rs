@@ -561,6 +561,7 @@ impl Traffic {
             mapping_csv: Some(mapping_csv),
             mapping_default_region: Some(FILE_REGION.into()),
             automatic_mapping: true,
+            unmapped_mailbox: None,
             size_limit: 10 * 1024 * 1024,
             connector_defaults: false,
             items: Vec::new(),

@@ -295,6 +295,7 @@ impl Fakes {
             login_url: self.mailbox_url.clone(),
             automatic_mapping: true,
             mapping_csv,
+            unmapped_mailbox: None,
             mapping_region: None,
             folder: "WhatsApp Archiver".into(),
             size_limit: connector::size::DEFAULT_LIMIT,
@@ -332,6 +333,7 @@ impl Fakes {
             (config.folder, config.size_limit) = connector::config::import_defaults();
         }
         config.automatic_mapping = scenario.automatic_mapping;
+        config.unmapped_mailbox = scenario.unmapped_mailbox.clone();
         config.mapping_region = match &scenario.mapping_default_region {
             Some(code) => Some(code.parse().map_err(|_| {
                 anyhow::anyhow!("mapping_default_region {code:?} is not an ISO 3166 code")
@@ -693,6 +695,9 @@ pub fn connector_toml(config: &Config, region: Option<&str>) -> String {
     }
     if let Some(region) = region {
         mapping.push_str(&format!("default_region = {}\n", s(region)));
+    }
+    if let Some(catch_all) = &config.unmapped_mailbox {
+        mapping.push_str(&format!("unmapped_mailbox = {}\n", s(catch_all)));
     }
     format!(
         "state_dir = {state}\n\n\

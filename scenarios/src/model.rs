@@ -83,6 +83,10 @@ pub struct Scenario {
     pub mapping_default_region: Option<String>,
     #[serde(default = "yes")]
     pub automatic_mapping: bool,
+    /// The connector's `mapping.unmapped_mailbox`: the catch-all for items no
+    /// participant maps (an option beyond the product description; none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmapped_mailbox: Option<String>,
     #[serde(default = "default_limit")]
     pub size_limit: u64,
     /// Run the connector with its own default archive folder and size limit (what a

@@ -590,6 +590,13 @@ pub fn expected(s: &Scenario) -> Expected {
         let email = p["user_email"].as_str().map(|e| e.trim().to_lowercase())?;
         (s.automatic_mapping && valid.contains(&email)).then_some(email)
     };
+    // The catch-all mailbox for items no participant maps (an option beyond the
+    // product description), if it names a valid user; else those items are skipped.
+    let catch_all = s
+        .unmapped_mailbox
+        .as_deref()
+        .map(|m| m.trim().to_lowercase())
+        .filter(|m| valid.contains(m));
     let mut out = Expected {
         source_items: s.source_items(),
         long_ids: long_ids(s),
@@ -727,13 +734,28 @@ pub fn expected(s: &Scenario) -> Expected {
         let participants: Vec<&Value> = std::iter::once(&item["from"])
             .chain(item["to"].as_array().into_iter().flatten())
             .collect();
-        let mailboxes: Mailboxes = participants.iter().filter_map(|p| mailbox_of(p)).collect();
+        let mut mailboxes: Mailboxes = participants.iter().filter_map(|p| mailbox_of(p)).collect();
+        // No participant maps: the catch-all mailbox takes it, if it is a valid user.
+        let to_catch_all = mailboxes.is_empty()
+            && match &catch_all {
+                Some(address) => {
+                    mailboxes = std::iter::once(address.clone()).collect();
+                    true
+                }
+                None => false,
+            };
         if mailboxes.is_empty() {
             out.items.insert(
                 revision_key(&id, revision),
                 Outcome::Skip { reason: "unmapped" },
             );
             continue;
+        }
+        if to_catch_all {
+            out.notices
+                .entry(provider_id.clone())
+                .or_default()
+                .insert("unmapped_to_catch_all");
         }
         let kind = item["type"].as_str().unwrap_or_default();
         let text_of = |v: &Value| -> Vec<String> {
@@ -820,6 +842,12 @@ pub fn expected(s: &Scenario) -> Expected {
         }
         if let Some(v) = call_header(item, kind) {
             headers.push(("X-WhatsApp-Call", Arc::from(v)));
+        }
+        if to_catch_all {
+            headers.push((
+                "X-WhatsApp-Unmapped",
+                shared("no participant maps to a Microsoft 365 mailbox; delivered to the catch-all mailbox"),
+            ));
         }
         let fields = Fields {
             sender: shared(&header_address(&item["from"])),

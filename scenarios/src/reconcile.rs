@@ -485,7 +485,7 @@ fn check_follow_ups(
 }
 
 /// Report reasons that describe a delivered item rather than a skip.
-const NOTICES: [&str; 2] = ["revised_item", "late_visible"];
+const NOTICES: [&str; 3] = ["revised_item", "late_visible", "unmapped_to_catch_all"];
 
 /// The rule behind a skip reason, for people reading a failure.
 fn rule_of(reason: &str) -> &'static str {

@@ -179,6 +179,7 @@ fn build(people: &[(Known, Known)], automatic: bool, plans: &[ItemPlan]) -> Scen
         mapping_csv: Some(csv),
         mapping_default_region: None,
         automatic_mapping: automatic,
+        unmapped_mailbox: None,
         size_limit: LIMIT,
         connector_defaults: false,
         items,

@@ -104,6 +104,8 @@ replays! {
     rule_shared_attachment_revised => "rule-shared-attachment-revised",
     rule_size_boundaries => "rule-size-boundaries",
     rule_token_revoked_twice => "rule-token-revoked-twice",
+    rule_unmapped_catch_all => "rule-unmapped-catch-all",
+    rule_unmapped_catch_all_not_a_user => "rule-unmapped-catch-all-not-a-user",
 }
 
 /// A scenario that cannot be run is reported as failed, with why, and the scenarios

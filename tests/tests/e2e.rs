@@ -601,6 +601,36 @@ async fn check_says_where_each_employee_goes_and_imports_nothing() {
         text.contains("+12124325249 Bob Baker -> bob.baker@contoso.example"),
         "{text}"
     );
+    assert!(
+        text.contains(
+            "catch-all mailbox: none (items no participant maps are skipped as unmapped)"
+        ),
+        "{text}"
+    );
+    // A catch-all that is a user, and one that is not: check says which.
+    for (address, said) in [
+        (
+            "alice.archer@contoso.example",
+            "takes items no participant maps",
+        ),
+        (
+            "nobody@contoso.example",
+            "is NOT a Microsoft 365 user with a mailbox",
+        ),
+    ] {
+        let mut config = fakes.config(&state, Some(examples().join("mapping.csv")));
+        config.unmapped_mailbox = Some(address.into());
+        let text = Connector::new(config, fixed_clock(t(NOW)))
+            .unwrap()
+            .check()
+            .await
+            .unwrap()
+            .join("\n");
+        assert!(
+            text.contains(&format!("catch-all mailbox: {address}")) && text.contains(said),
+            "{text}"
+        );
+    }
     assert!(fakes.contents().is_empty());
     std::fs::remove_dir_all(&state).unwrap();
 }

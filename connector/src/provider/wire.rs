@@ -426,6 +426,7 @@ fn into_model(item: Item) -> Result<model::Item, String> {
     };
     Ok(model::Item {
         revision: 1,
+        unmapped: Vec::new(),
         id: item.id,
         capture_mode: match item.capture_mode {
             CaptureMode::PhoneArchiver => model::CaptureMode::PhoneArchiver,

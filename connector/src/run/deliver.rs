@@ -38,6 +38,44 @@ impl Connector {
         Ok(target)
     }
 
+    /// What the mapping rule found for each participant of an item none of whose
+    /// participants maps: one line each, for the catch-all mailbox's copy.
+    pub(super) fn unmapped_lines(&self, item: &crate::model::Item) -> Vec<String> {
+        item.participants()
+            .map(|p| {
+                let tried = mapping::candidates(
+                    Some(&p.phone),
+                    p.user_email.as_deref(),
+                    self.mapping.as_ref(),
+                    self.config.automatic_mapping,
+                );
+                let found = if tried.is_empty() {
+                    if self.config.automatic_mapping {
+                        "no mapping-file entry and no email property".to_owned()
+                    } else {
+                        "no mapping-file entry (automatic mapping is off)".to_owned()
+                    }
+                } else {
+                    tried
+                        .iter()
+                        .map(|(from_csv, address)| {
+                            format!(
+                                "{} {address} is not a Microsoft 365 user with a mailbox",
+                                if *from_csv {
+                                    "mapping file"
+                                } else {
+                                    "email property"
+                                }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                format!("{}: {found}", p.phone)
+            })
+            .collect()
+    }
+
     /// Whether an address is a valid Microsoft 365 user with a mailbox; asked of Graph
     /// once per run, even when several items ask at the same time.
     pub(super) async fn target(&self, address: &str) -> Result<Option<Target>, GraphError> {

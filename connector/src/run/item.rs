@@ -258,15 +258,53 @@ impl Connector {
                 }
             }
         }
+        // No participant maps: the catch-all mailbox, if there is one and it can
+        // receive, takes the item, with what the rule found for each participant.
+        let catch_all = match (targets.is_empty(), &self.config.unmapped_mailbox) {
+            (true, Some(address)) => match self.target(address).await {
+                Ok(found) => found.map(|t| (address.clone(), t)),
+                Err(e) => {
+                    result.failures.push(Failure {
+                        item_id: item.id.clone(),
+                        mailbox: Some(address.clone()),
+                        error: format!("the catch-all mailbox {address}: {e}"),
+                    });
+                    result.account.planned = 1;
+                    result.account.failed = 1;
+                    return Ok(Planned::Settled(staged, result));
+                }
+            },
+            _ => None,
+        };
+        if let Some((address, target)) = catch_all {
+            item.unmapped = self.unmapped_lines(&item);
+            self.skip(
+                window,
+                &mut result,
+                &item.id,
+                SkipReason::UnmappedToCatchAll,
+                format!(
+                    "no participant maps to a Microsoft 365 user ({}); delivered to {address}",
+                    item.unmapped.join(" | ")
+                ),
+            )?;
+            targets.insert(target.user.id.to_ascii_lowercase(), target);
+        }
         if targets.is_empty() {
             let who: Vec<String> = item.participants().map(|p| p.phone.clone()).collect();
+            let catch_all = match &self.config.unmapped_mailbox {
+                Some(address) => format!(
+                    "; the catch-all mailbox {address} is not a Microsoft 365 user with a mailbox"
+                ),
+                None => String::new(),
+            };
             self.skip(
                 window,
                 &mut result,
                 &item.id,
                 SkipReason::Unmapped,
                 format!(
-                    "no participant maps to a Microsoft 365 user: {}",
+                    "no participant maps to a Microsoft 365 user: {}{catch_all}",
                     who.join(", ")
                 ),
             )?;

@@ -497,6 +497,21 @@ impl Connector {
                 "off"
             }
         ));
+        match &self.config.unmapped_mailbox {
+            None => lines.push(
+                "catch-all mailbox: none (items no participant maps are skipped as unmapped)"
+                    .into(),
+            ),
+            Some(address) => match self.target(address).await? {
+                Some(t) => lines.push(format!(
+                    "catch-all mailbox: {address} (user {}) takes items no participant maps",
+                    t.user.id
+                )),
+                None => lines.push(format!(
+                    "catch-all mailbox: {address} is NOT a Microsoft 365 user with a mailbox: items no participant maps will be skipped as unmapped until it is"
+                )),
+            },
+        }
         let users = self.provider.users().await?;
         let mut unmapped = 0;
         for user in users {
