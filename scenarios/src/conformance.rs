@@ -272,26 +272,27 @@ pub async fn run_once(
         () = crashes.crashed() => {
             let group = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-            child.wait().await?;
+            let waited = child.wait().await;
             crashes.release();
-            Ended::Killed
+            waited.map(|_| Ended::Killed).map_err(anyhow::Error::from)
         }
-        status = child.wait() => {
-            let status = status?;
-            if !(status.success() || status.code() == Some(4)) {
+        status = child.wait() => match status {
+            Err(e) => Err(e.into()),
+            Ok(status) if !(status.success() || status.code() == Some(4)) => {
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                anyhow::bail!(
+                Err(anyhow::anyhow!(
                     "the connector under test (`{command}`) exited with {status}; the last lines of its output ({}):\n{}",
                     log.display(),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
+                ))
             }
-            Ended::Finished(read_report(&handover.report)?.map(Box::new))
+            Ok(_) => read_report(&handover.report).map(|r| Ended::Finished(r.map(Box::new))),
         }
     };
+    // The file with the secrets goes however the run ended.
     let _ = std::fs::remove_file(&context);
-    Ok(ended)
+    ended
 }
 
 /// The run report a program under test wrote, if it wrote one; one that is not in our

@@ -155,3 +155,28 @@ async fn our_binary_through_the_contract_passes_killed_from_outside() {
         planted.report
     );
 }
+
+#[tokio::test]
+async fn a_program_that_fails_is_named_with_its_output_and_leaves_no_secret_behind() {
+    let work = scenarios::harness::temp_dir("conformance-fails");
+    // It shows the handover file's mode, then fails.
+    let under = UnderTest::Command {
+        command: r#"stat -c 'mode %a' "$CONNECTOR_CONTEXT_FILE"; exit 7"#.into(),
+        rules: Rules::Core,
+    };
+    let error = scenarios::runner::run_judged(&planted(), &work, String::new(), &under)
+        .await
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert!(text.contains("exited with exit status: 7"), "{text}");
+    assert!(text.contains("mode 600"), "the owner's only: {text}");
+    assert!(
+        !work.join("connector.handover.json").exists(),
+        "the file with the secrets is gone"
+    );
+    assert!(
+        !text.contains(scenarios::harness::PROVIDER_PASSWORD),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+}
