@@ -42,10 +42,29 @@ impl Write for LogCapture {
     }
 }
 
+/// Checks what a fake's binary (started with `args`) writes to a pipe: text lines with
+/// no escape codes, and with `--log-format json` JSON objects with a timestamp and a
+/// level, one per line. For the tests that check what a log shipper gets from each fake.
+pub fn check_log_forms(binary: &str, args: &[&str]) {
+    let text = process_logs(binary, args, "text");
+    assert!(text.contains(" INFO "), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in a pipe: {text:?}");
+    let json = process_logs(binary, args, "json");
+    assert!(!json.is_empty());
+    for line in json.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+    }
+}
+
 /// The log lines a fake's binary writes to a pipe in `format` (`text` or `json`): it is
 /// started with `args` and `--log-format`, its health check asked once, then it is
-/// stopped. For the tests that check what a log shipper gets from each fake.
-pub fn process_logs(binary: &str, args: &[&str], format: &str) -> String {
+/// stopped.
+fn process_logs(binary: &str, args: &[&str], format: &str) -> String {
     use std::io::{BufRead, BufReader, Read};
     use std::process::{Command, Stdio};
     let mut child = Command::new(binary)

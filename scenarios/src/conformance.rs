@@ -278,15 +278,11 @@ pub async fn run_once(
         }
         status = child.wait() => match status {
             Err(e) => Err(e.into()),
-            Ok(status) if !(status.success() || status.code() == Some(4)) => {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                Err(anyhow::anyhow!(
-                    "the connector under test (`{command}`) exited with {status}; the last lines of its output ({}):\n{}",
-                    log.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                ))
-            }
+            Ok(status) if !crate::harness::run_finished(status) => Err(anyhow::anyhow!(
+                "the connector under test (`{command}`) exited with {status}; the last lines of its output ({}):\n{}",
+                log.display(),
+                crate::harness::log_tail(log)
+            )),
             Ok(_) => read_report(&handover.report).map(|r| Ended::Finished(r.map(Box::new))),
         }
     };

@@ -739,6 +739,21 @@ pub fn connector_toml(config: &Config, region: Option<&str>) -> String {
     )
 }
 
+/// Whether a connector run ended with a report to read: 0 (complete) or 4 (finished
+/// with deliveries failed or items held).
+pub fn run_finished(status: std::process::ExitStatus) -> bool {
+    status.success() || status.code() == Some(4)
+}
+
+/// The last 20 lines of a run's log (nothing if it cannot be read), for the error that
+/// says why the run failed.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut tail: Vec<&str> = text.lines().rev().take(20).collect();
+    tail.reverse();
+    tail.join("\n")
+}
+
 /// Writes the scenario's mapping file (if it has one) into `work`; answers its path.
 pub fn write_mapping(scenario: &crate::Scenario, work: &Path) -> anyhow::Result<Option<PathBuf>> {
     match &scenario.mapping_csv {

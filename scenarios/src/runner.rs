@@ -276,13 +276,11 @@ async fn as_child(
         }
         status = child.wait() => {
             let status = status?;
-            // 0: complete; 4: deliveries failed or items held (still a report).
-            if !(status.success() || status.code() == Some(4)) {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if !crate::harness::run_finished(status) {
                 anyhow::bail!(
                     "the connector exited with {status}; its log ({}):\n{}",
                     log.display(),
-                    text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                    crate::harness::log_tail(&log)
                 );
             }
             let text = std::fs::read_to_string(report)

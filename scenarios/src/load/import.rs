@@ -261,15 +261,11 @@ async fn spawn(
     let status = child.wait().await;
     pid.store(0, std::sync::atomic::Ordering::Relaxed);
     let status = status.with_context(|| format!("waiting for {}", bin.display()))?;
-    // 0: complete; 4: the run ended with deliveries failed or held (still a report).
-    if !(status.success() || status.code() == Some(4)) {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+    if !crate::harness::run_finished(status) {
         anyhow::bail!(
             "the connector exited with {status}; the end of its log ({}):\n{}",
             log_path.display(),
-            tail.join("\n")
+            crate::harness::log_tail(&log_path)
         );
     }
     let text = std::fs::read_to_string(report)
